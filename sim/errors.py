@@ -1,0 +1,134 @@
+"""Every domain error perpsim raises, in one place.
+
+Each dialect (api/binance_coinm, later others) maps these classes to its own error codes in a
+single table, so the engine never knows about wire formats. Messages are written for a user:
+they name the thing that was wrong and why.
+"""
+
+from __future__ import annotations
+
+
+class PerpsimError(Exception):
+    """Base of every domain error; ``code`` is a stable machine-readable name."""
+
+    code = "perpsim_error"
+
+
+class InvalidInput(PerpsimError, ValueError):
+    """A value of the wrong type, not finite, not positive, or otherwise unusable."""
+
+    code = "invalid_input"
+
+
+class InvalidQuantity(InvalidInput):
+    """A quantity that is zero, negative, fractional where whole, off the lot, or too large."""
+
+    code = "invalid_quantity"
+
+
+class InvalidPrice(InvalidInput):
+    """A price that is zero, negative, not finite, or outside the allowed range."""
+
+    code = "invalid_price"
+
+
+class OffTick(InvalidPrice):
+    """A price that is not a multiple of the instrument's tick size."""
+
+    code = "off_tick"
+
+
+class UnknownSymbol(InvalidInput):
+    """A symbol the profile does not list."""
+
+    code = "unknown_symbol"
+
+
+class LeverageTooHigh(InvalidInput):
+    """Leverage above the cap of the bracket the position falls in (or below 1)."""
+
+    code = "leverage_too_high"
+
+
+class ProfileError(PerpsimError):
+    """A malformed or inconsistent exchange profile file."""
+
+    code = "profile_error"
+
+
+class ScenarioError(PerpsimError):
+    """A malformed scenario file or generator spec."""
+
+    code = "scenario_error"
+
+
+class LedgerError(PerpsimError):
+    """A posting that would break the ledger (unknown account, negative amount, ...)."""
+
+    code = "ledger_error"
+
+
+class InsufficientFunds(PerpsimError):
+    """Not enough available balance or margin for the request."""
+
+    code = "insufficient_funds"
+
+
+class UnknownAccount(PerpsimError):
+    """An account id or API key that does not exist."""
+
+    code = "unknown_account"
+
+
+class OrderRejected(PerpsimError):
+    """An order the venue refuses for a trading rule (the subclasses say which)."""
+
+    code = "order_rejected"
+
+
+class ReduceOnlyRejected(OrderRejected):
+    """A reduce-only order that would open or increase a position."""
+
+    code = "reduce_only_rejected"
+
+
+class PostOnlyWouldTake(OrderRejected):
+    """A post-only (GTX) order that would execute immediately as taker."""
+
+    code = "post_only_would_take"
+
+
+class FillOrKillUnfilled(OrderRejected):
+    """A fill-or-kill order the book cannot fill completely at its limit."""
+
+    code = "fok_unfilled"
+
+
+class DuplicateClientOrderId(OrderRejected):
+    """A client order id already used by an open order of the same account."""
+
+    code = "duplicate_client_order_id"
+
+
+class OrderNotFound(PerpsimError):
+    """An order id or client order id the account does not have."""
+
+    code = "order_not_found"
+
+
+class MarginModeAlreadySet(PerpsimError):
+    """Switching to the margin mode the symbol already uses (Binance -4046)."""
+
+    code = "margin_mode_already_set"
+
+
+class MarginModeChangeRejected(PerpsimError):
+    """Margin mode cannot change while a position or open orders exist on the symbol."""
+
+    code = "margin_mode_change_rejected"
+
+
+class InvalidState(PerpsimError):
+    """A call that is not valid in the engine's current state (e.g. prices on a data scenario)."""
+
+    code = "invalid_state"

@@ -1,0 +1,1 @@
+"""The hedging client: a plain ccxt client that never imports ``sim``."""
