@@ -8,13 +8,24 @@ See docs/mechanics.md of the shared spec for the meaning of each number.
 
 from __future__ import annotations
 
+import difflib
 import json
+import typing
 from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from fixtures import PROFILES_DIR
 from sim.errors import ProfileError, UnknownSymbol
@@ -22,10 +33,27 @@ from sim.money import RoundingRule
 
 HOUR_MS = 3_600_000
 
+Loc = tuple[str | int, ...]
+
+
+class _At(ValueError):
+    """A validator's complaint about one field below the model being validated.
+
+    Pydantic reports a model validator's error at the model itself; carrying the sub-path lets
+    load_profile name the exact field (``instruments[0].brackets[3].cum_coin``).
+    """
+
+    def __init__(self, path: Loc | str, problem: str) -> None:
+        super().__init__(problem)
+        self.path: Loc = (path,) if isinstance(path, str) else path
+        self.problem = problem
+
 
 class _Frozen(BaseModel):
-    """Immutable, strict about unknown fields, Decimals parsed from strings."""
+    """Immutable, strict about unknown fields, Decimals parsed from strings (finite only)."""
 
+    # Integers and booleans are StrictInt/StrictBool field by field: lax mode would read "20"
+    # as 20 and "yes" as True, hiding a typo. Decimals stay lax so "0.0002" parses.
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -33,7 +61,7 @@ class Bracket(_Frozen):
     """One maintenance-margin bracket: applies while the position value in coin is in
     [floor_coin, cap_coin)."""
 
-    bracket: int = Field(ge=1)
+    bracket: StrictInt = Field(ge=1)
     floor_coin: Decimal = Field(ge=0)
     cap_coin: Decimal | None = Field(default=None, gt=0, description="None: no upper bound")
     max_leverage: Decimal = Field(ge=1)
@@ -44,10 +72,10 @@ class Bracket(_Frozen):
 class SyntheticBook(_Frozen):
     """Synthetic liquidity quoted around the scenario's perp price, so market orders slip."""
 
-    half_spread_ticks: int = Field(ge=1)
-    levels: int = Field(ge=1, le=1000)
-    level_step_ticks: int = Field(ge=1)
-    contracts_per_level: int = Field(ge=1)
+    half_spread_ticks: StrictInt = Field(ge=1)
+    levels: StrictInt = Field(ge=1, le=1000)
+    level_step_ticks: StrictInt = Field(ge=1)
+    contracts_per_level: StrictInt = Field(ge=1)
 
 
 class Instrument(_Frozen):
@@ -59,15 +87,15 @@ class Instrument(_Frozen):
     quote_asset: str
     margin_asset: str
     contract_type: Literal["PERPETUAL", "CURRENT_QUARTER", "NEXT_QUARTER"]
-    delivery_date_ms: int | None = Field(default=None, gt=0)
+    delivery_date_ms: StrictInt | None = Field(default=None, gt=0)
     contract_size_usd: Decimal = Field(gt=0)
     tick_size: Decimal = Field(gt=0)
-    lot_size: int = Field(ge=1, description="contracts step")
-    min_qty: int = Field(ge=1)
-    max_qty: int = Field(ge=1, description="limit order maximum, contracts")
-    market_max_qty: int = Field(ge=1, description="market order maximum, contracts")
-    price_precision: int = Field(ge=0, le=12)
-    quantity_precision: int = Field(ge=0, le=12)
+    lot_size: StrictInt = Field(ge=1, description="contracts step")
+    min_qty: StrictInt = Field(ge=1)
+    max_qty: StrictInt = Field(ge=1, description="limit order maximum, contracts")
+    market_max_qty: StrictInt = Field(ge=1, description="market order maximum, contracts")
+    price_precision: StrictInt = Field(ge=0, le=12)
+    quantity_precision: StrictInt = Field(ge=0, le=12)
     funding_cap: Decimal = Field(gt=0, lt=1, description="funding rate is clamped to ±cap")
     impact_margin_usd: Decimal = Field(
         gt=0, description="impact notional = this × the first bracket's max leverage"
@@ -88,45 +116,84 @@ class Instrument(_Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> Instrument:
         if self.contract_type == "PERPETUAL" and self.delivery_date_ms is not None:
-            raise ValueError("a PERPETUAL has no delivery_date_ms")
+            raise _At(
+                "delivery_date_ms",
+                "a PERPETUAL has no delivery date: remove delivery_date_ms or set it to null",
+            )
         if self.contract_type != "PERPETUAL" and self.delivery_date_ms is None:
-            raise ValueError(f"a {self.contract_type} contract needs delivery_date_ms")
+            raise _At("delivery_date_ms", f"a {self.contract_type} contract needs a delivery date")
         if not self.min_qty <= self.max_qty:
-            raise ValueError("min_qty must not exceed max_qty")
-        if self.min_qty % self.lot_size or self.max_qty % self.lot_size:
-            raise ValueError("min_qty and max_qty must be multiples of lot_size")
+            raise _At("min_qty", f"min_qty {self.min_qty} exceeds max_qty {self.max_qty}")
+        if not self.min_qty <= self.market_max_qty:
+            raise _At(
+                "market_max_qty",
+                f"market_max_qty {self.market_max_qty} is below min_qty {self.min_qty}",
+            )
+        for name in ("min_qty", "max_qty", "market_max_qty"):
+            if getattr(self, name) % self.lot_size:
+                raise _At(name, f"{name} must be a multiple of lot_size {self.lot_size}")
+        # A tick finer than the published price precision could not be quoted on the wire.
+        if self.tick_size != self.tick_size.quantize(Decimal(1).scaleb(-self.price_precision)):
+            raise _At(
+                "tick_size",
+                f"tick_size {self.tick_size} needs more than price_precision "
+                f"{self.price_precision} decimals",
+            )
         _check_brackets(self.brackets)
         return self
 
 
 def _check_brackets(brackets: tuple[Bracket, ...]) -> None:
-    """Sorted, contiguous, starting at 0, MMR rising, leverage falling, MM below IM."""
-    if brackets[0].floor_coin != 0:
-        raise ValueError("brackets: the first floor_coin must be 0")
-    for i, b in enumerate(brackets):
-        if b.bracket != i + 1:
-            raise ValueError(f"brackets: entry {i} must be numbered {i + 1}, got {b.bracket}")
-        if b.mmr >= 1 / b.max_leverage:
-            raise ValueError(
-                f"brackets[{i}]: mmr {b.mmr} must be below the initial margin rate "
-                f"1/{b.max_leverage}"
+    """Sorted, starting at 0, contiguous, numbered 1.., MMR rising, leverage falling, MM < IM."""
+    # Order matters: an unsorted table would otherwise be reported as a gap or a misnumbering.
+    for i in range(1, len(brackets)):
+        if not brackets[i].floor_coin > brackets[i - 1].floor_coin:
+            raise _At(
+                ("brackets", i, "floor_coin"),
+                f"brackets are not sorted by floor_coin: {brackets[i].floor_coin} follows "
+                f"{brackets[i - 1].floor_coin} (list them from the smallest floor up)",
             )
+    if brackets[0].floor_coin != 0:
+        raise _At(("brackets", 0, "floor_coin"), "the first bracket must start at floor_coin 0")
+    for i, b in enumerate(brackets):
         last = i == len(brackets) - 1
         if last and b.cap_coin is not None:
-            raise ValueError("brackets: the last bracket must have no cap_coin (unbounded)")
+            raise _At(
+                ("brackets", i, "cap_coin"),
+                "the last bracket must have no cap_coin (null: unbounded)",
+            )
         if not last:
-            nxt = brackets[i + 1]
-            if b.cap_coin is None or b.cap_coin != nxt.floor_coin:
-                raise ValueError(
-                    f"brackets[{i}]: cap_coin {b.cap_coin} must equal the next floor_coin "
-                    f"{nxt.floor_coin} (brackets sorted and contiguous)"
+            nxt = brackets[i + 1].floor_coin
+            if b.cap_coin is None:
+                raise _At(
+                    ("brackets", i, "cap_coin"),
+                    f"only the last bracket may be unbounded; expected cap_coin {nxt}",
                 )
-            if not b.floor_coin < nxt.floor_coin:
-                raise ValueError(f"brackets are not sorted by floor_coin at entry {i + 1}")
-            if not nxt.mmr > b.mmr:
-                raise ValueError(f"brackets[{i + 1}]: mmr must rise from bracket to bracket")
-            if not nxt.max_leverage <= b.max_leverage:
-                raise ValueError(f"brackets[{i + 1}]: max_leverage must not rise")
+            if b.cap_coin != nxt:
+                what = "leaves a gap before" if b.cap_coin < nxt else "overlaps"
+                raise _At(
+                    ("brackets", i, "cap_coin"),
+                    f"cap_coin {b.cap_coin} {what} the next bracket's floor_coin {nxt} "
+                    f"(brackets must be contiguous: cap_coin = next floor_coin)",
+                )
+        if b.bracket != i + 1:
+            raise _At(("brackets", i, "bracket"), f"must be numbered {i + 1}, got {b.bracket}")
+        if b.mmr >= 1 / b.max_leverage:
+            raise _At(
+                ("brackets", i, "mmr"),
+                f"mmr {b.mmr} must be below the initial margin rate 1/{b.max_leverage}",
+            )
+        if i and not b.mmr > brackets[i - 1].mmr:
+            raise _At(
+                ("brackets", i, "mmr"),
+                f"mmr {b.mmr} must rise above the previous bracket's {brackets[i - 1].mmr}",
+            )
+        if i and not b.max_leverage <= brackets[i - 1].max_leverage:
+            raise _At(
+                ("brackets", i, "max_leverage"),
+                f"max_leverage {b.max_leverage} must not rise above the previous bracket's "
+                f"{brackets[i - 1].max_leverage}",
+            )
 
 
 class Fees(_Frozen):
@@ -142,22 +209,24 @@ class Fees(_Frozen):
     @model_validator(mode="after")
     def _rebate_bound(self) -> Fees:
         if self.maker_rate < -self.max_maker_rebate:
-            raise ValueError(
+            raise _At(
+                "maker_rate",
                 f"maker_rate {self.maker_rate} is a rebate larger than max_maker_rebate "
-                f"{self.max_maker_rebate}"
+                f"{self.max_maker_rebate}",
             )
         if self.maker_rate + self.taker_rate < 0:
-            raise ValueError("maker_rate + taker_rate must not be negative")
+            # The venue would pay a trader who trades with themselves.
+            raise _At("maker_rate", "maker_rate + taker_rate must not be negative")
         return self
 
 
 class Funding(_Frozen):
     """Funding schedule and the rate template F = P̄ + clamp(I − P̄, ±clamp), capped."""
 
-    times_utc_hours: tuple[int, ...] = Field(min_length=1)
+    times_utc_hours: tuple[StrictInt, ...] = Field(min_length=1)
     interest_rate: Decimal = Field(ge=-1, le=1, description="I per interval")
     clamp: Decimal = Field(ge=0, lt=1)
-    premium_sample_interval_ms: int = Field(gt=0)
+    premium_sample_interval_ms: StrictInt = Field(gt=0)
     averaging: Literal["weighted", "plain"]
     settles: Literal["window_just_ended", "previous_window"]
 
@@ -170,14 +239,29 @@ class Funding(_Frozen):
     def _evenly_spaced(self) -> Funding:
         hours = self.times_utc_hours
         if list(hours) != sorted(set(hours)) or any(not 0 <= h < 24 for h in hours):
-            raise ValueError("times_utc_hours must be distinct hours 0..23 in increasing order")
+            raise _At(
+                "times_utc_hours",
+                f"{list(hours)} must be distinct hours 0..23 in increasing order",
+            )
+        # next_funding_time_ms assumes one fixed interval, so the schedule must be periodic.
         if 24 % len(hours):
-            raise ValueError("times_utc_hours must split the day evenly")
+            raise _At(
+                "times_utc_hours",
+                f"{len(hours)} funding times cannot split the day into equal intervals",
+            )
         step = 24 // len(hours)
         if any(h - hours[0] != i * step for i, h in enumerate(hours)):
-            raise ValueError(f"times_utc_hours must be evenly spaced every {step} h")
+            raise _At(
+                "times_utc_hours",
+                f"{list(hours)} are unevenly spaced; {len(hours)} funding times must be "
+                f"{step} h apart",
+            )
         if self.interval_ms % self.premium_sample_interval_ms:
-            raise ValueError("premium_sample_interval_ms must divide the funding interval")
+            raise _At(
+                "premium_sample_interval_ms",
+                f"{self.premium_sample_interval_ms} ms does not divide the funding interval "
+                f"{self.interval_ms} ms",
+            )
         return self
 
     def next_funding_time_ms(self, now_ms: int) -> int:
@@ -191,17 +275,17 @@ class Mark(_Frozen):
     """How the mark price is made (mechanics §3)."""
 
     method: Literal["median3", "fair_price"]
-    basis_samples: int = Field(ge=1, description="moving average length of (mid − index)")
-    basis_sample_interval_ms: int = Field(gt=0)
+    basis_samples: StrictInt = Field(ge=1, description="moving average length of (mid − index)")
+    basis_sample_interval_ms: StrictInt = Field(gt=0)
 
 
 class Liquidation(_Frozen):
     """Liquidation style, rounding, partial step-down, ADL ranking, margin-call threshold."""
 
     style: Literal["mm_at_liquidation_price", "mm_at_entry"]
-    include_exit_fee_in_mm: bool
-    include_funding_in_mm: bool
-    partial: bool = Field(description="step down to a lower bracket before a full takeover")
+    include_exit_fee_in_mm: StrictBool
+    include_funding_in_mm: StrictBool
+    partial: StrictBool = Field(description="step down to a lower bracket before a full takeover")
     bankruptcy_price_rounding: Literal["none", "tick_conservative"]
     liquidation_price_rounding: Literal["none", "tick_conservative"]
     adl_ranking: Literal["profit_times_leverage", "bitmex"]
@@ -213,7 +297,7 @@ class Rounding(_Frozen):
 
     coin_step: Decimal = Field(gt=0)
     coin_rule: RoundingRule
-    contract_value_floor: bool = Field(
+    contract_value_floor: StrictBool = Field(
         description="BitMEX: floor each contract's coin value to coin_step before × quantity"
     )
 
@@ -237,24 +321,33 @@ class Profile(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Profile:
-        symbols = [i.symbol for i in self.instruments]
-        if len(set(symbols)) != len(symbols):
-            raise ValueError("instruments: symbols must be unique")
-        for inst in self.instruments:
+        seen: set[str] = set()
+        for n, inst in enumerate(self.instruments):
+            if inst.symbol in seen:
+                raise _At(("instruments", n, "symbol"), f"duplicate symbol {inst.symbol!r}")
+            seen.add(inst.symbol)
+        for coin, balance in self.insurance_fund_start.items():
+            if balance < 0:
+                raise _At(("insurance_fund_start", coin), f"balance {balance} is negative")
+        for n, inst in enumerate(self.instruments):
             if inst.margin_asset not in self.insurance_fund_start:
-                raise ValueError(
-                    f"insurance_fund_start has no balance for {inst.margin_asset} "
-                    f"(margin asset of {inst.symbol})"
+                raise _At(
+                    "insurance_fund_start",
+                    f"no balance for {inst.margin_asset} (margin asset of {inst.symbol})",
                 )
             for i, b in enumerate(inst.brackets):
                 expected = _expected_cum(self.bracket_cum, inst.brackets, i)
                 if b.cum_coin != expected:
-                    raise ValueError(
-                        f"{inst.symbol} brackets[{i}]: cum_coin {b.cum_coin} is inconsistent; "
-                        f"bracket_cum '{self.bracket_cum}' gives {expected}"
+                    rule = (
+                        "floor_coin × (mmr − previous mmr) + previous cum_coin"
+                        if self.bracket_cum == "deduction"
+                        else "0 for every bracket"
                     )
-        if any(v < 0 for v in self.insurance_fund_start.values()):
-            raise ValueError("insurance_fund_start balances must not be negative")
+                    raise _At(
+                        ("instruments", n, "brackets", i, "cum_coin"),
+                        f"cum_coin {b.cum_coin} is inconsistent: bracket_cum "
+                        f"{self.bracket_cum!r} ({rule}) gives {expected}",
+                    )
         return self
 
     def instrument(self, symbol: object) -> Instrument:
@@ -272,6 +365,7 @@ class Profile(_Frozen):
 
 
 def _expected_cum(rule: str, brackets: tuple[Bracket, ...], i: int) -> Decimal:
+    """The maintenance amount bracket ``i`` must carry under ``rule`` (mechanics §2)."""
     if rule == "none" or i == 0:
         return Decimal(0)
     prev = brackets[i - 1]
@@ -292,26 +386,143 @@ def load_profile(name_or_path: str | Path) -> Profile:
     Raises ProfileError with one message naming the file, the field and the problem.
     """
     path = Path(name_or_path)
-    if path.suffix != ".json":
+    if path.suffix != ".json" and not path.is_file():
         path = PROFILE_DIR / f"{name_or_path}.json"
         if not path.is_file():
             known = ", ".join(bundled_profiles())
             raise ProfileError(f"unknown profile {str(name_or_path)!r}; bundled: {known}")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ProfileError(f"{path}: no such profile file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{path}: cannot read: {exc}") from None
+    try:
+        # Decimal for JSON fractions keeps 0.1 exact; NaN/Infinity tokens and duplicate keys are
+        # refused here because json would otherwise accept them silently.
+        raw = json.loads(
+            text,
+            parse_float=Decimal,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_unique_keys,
+        )
     except json.JSONDecodeError as exc:
-        raise ProfileError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        raise ProfileError(
+            f"{path}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except _JSONProblem as exc:
+        raise ProfileError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
-        raise ProfileError(f"{path}: a profile must be a JSON object")
+        raise ProfileError(
+            f"{path}: a profile must be a JSON object {{...}}, got a JSON {_json_kind(raw)}"
+        )
     try:
         return Profile.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        problem = first["msg"].removeprefix("Value error, ")
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise ProfileError(f"{path}: field {where}: {problem}{more}") from None
+        raise ProfileError(f"{path}: {_describe(first, raw)}{more}") from None
+
+
+class _JSONProblem(ValueError):
+    """A JSON construct the profile format refuses (NaN, Infinity, duplicate keys)."""
+
+
+def _refuse_constant(token: str) -> Any:
+    raise _JSONProblem(
+        f"{token} is not a number a profile accepts (write finite decimals as strings, "
+        f'e.g. "0.0002")'
+    )
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _JSONProblem(f"duplicate key {key!r} in one object")
+        out[key] = value
+    return out
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def _describe(error: ErrorDetails, raw: dict[str, Any]) -> str:
+    """One pydantic error as 'field PATH (SYMBOL): problem' for a user editing the file."""
+    loc: Loc = tuple(error["loc"])
+    problem = error["msg"]
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, _At):
+        loc, problem = loc + cause.path, cause.problem
+    kind = error["type"]
+    if kind == "missing":
+        problem = "required field is missing"
+    elif kind == "extra_forbidden":
+        problem = "unknown field (not part of the profile format)"
+        allowed = _allowed_fields(loc[:-1])
+        guess = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        if guess:
+            problem += f"; did you mean {guess[0]!r}?"
+        elif allowed:
+            problem += f"; allowed here: {', '.join(allowed)}"
+    elif kind in ("decimal_type", "decimal_parsing"):
+        problem = (
+            f'must be a decimal number written as a string (e.g. "0.0002"), got {error["input"]!r}'
+        )
+    elif kind != "value_error" and not isinstance(error["input"], dict | list):
+        problem = f"{problem.replace('Input should be', 'must be', 1)}, got {error['input']!r}"
+    where = _format_loc(loc) or "(top level)"
+    symbol = _symbol_at(loc, raw)
+    return f"field {where}{f' ({symbol})' if symbol else ''}: {problem}"
+
+
+def _format_loc(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+    return out
+
+
+def _symbol_at(loc: Loc, raw: dict[str, Any]) -> str | None:
+    """The symbol of the instrument an error is in, so the user finds the right block."""
+    if len(loc) >= 2 and loc[0] == "instruments" and isinstance(loc[1], int):
+        instruments = raw.get("instruments")
+        if isinstance(instruments, list) and loc[1] < len(instruments):
+            entry = instruments[loc[1]]
+            if isinstance(entry, dict) and isinstance(entry.get("symbol"), str):
+                return entry["symbol"]
+    return None
+
+
+def _allowed_fields(loc: Loc) -> list[str]:
+    """Field names of the model found at ``loc`` (for 'did you mean' on an unknown field)."""
+    model = _model_in(Profile)
+    for part in loc:
+        if model is None:
+            return []
+        if isinstance(part, str):
+            field = model.model_fields.get(part)
+            if field is None:
+                return []
+            model = _model_in(field.annotation)
+    return list(model.model_fields) if model is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model inside an annotation: X, tuple[X, ...], dict[str, X] or X | None give X."""
+    while not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        args = [a for a in args if a is not type(None)]
+        if not args:
+            return None
+        annotation = args[-1]
+    return annotation

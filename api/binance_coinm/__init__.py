@@ -1,0 +1,1 @@
+"""The Binance COIN-M (``/dapi``) wire dialect: serialisers, routers and streams."""

@@ -1,0 +1,361 @@
+"""The engine facade: one venue (profile), one market path (scenario), its accounts and clock.
+
+What happens where:
+* orders and fills — ``sim/trading.py``; funding — ``sim/funding.py``;
+* **liquidation — ``sim/liquidation.py``** (the waterfall); risk numbers — ``sim/risk.py``;
+* the event-skipping search for the next interesting instant — ``sim/watch.py``.
+
+Same-instant order is pinned in ``on_instant``: prices → triggers → funding → liquidation,
+whichever simpy process reaches the instant first; every stage is idempotent, so a second
+process arriving at the same instant changes nothing.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+import simpy
+
+from sim import funding, liquidation, trading, watch
+from sim.accounts import MARGIN_MODES, Account, MarginMode, Position
+from sim.algo import AlgoOrder
+from sim.book import OrderBook
+from sim.clock import SimClock
+from sim.errors import (
+    InvalidInput,
+    InvalidState,
+    MarginModeAlreadySet,
+    MarginModeChangeRejected,
+    UnknownAccount,
+)
+from sim.journal import Event, Journal
+from sim.ledger import (
+    Ledger,
+    external_account,
+    insurance_account,
+    isolated_account,
+    wallet_account,
+)
+from sim.margin import check_leverage
+from sim.market import MarketPricer, PriceTape
+from sim.money import positive_price, positive_quantity
+from sim.orders import Order
+from sim.profile import Instrument, Profile
+from sim.scenario import Scenario
+
+
+@dataclass(slots=True)
+class Trade:
+    """A public trade print (users' fills, including liquidation-engine fills)."""
+
+    trade_id: int
+    symbol: str
+    price_usd: Decimal
+    qty_contracts: int
+    buyer_is_maker: bool
+    time_ms: int
+
+
+@dataclass(slots=True)
+class SymbolState:
+    """Per-symbol market state that is not a pure function of the tape."""
+
+    last_trade_price: Decimal | None = None
+    last_trade_ms: int = -1
+    last_funding_rate: Decimal = Decimal(0)
+    next_funding_rate: Decimal | None = None  # venues that pay the previous window's rate
+    last_funding_ms: int | None = None
+    funding_history: list[tuple[int, Decimal]] = field(default_factory=list)
+    trades: list[Trade] = field(default_factory=list)
+
+
+_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+class Exchange:
+    """A simulated inverse-perpetual venue, deterministic for a (profile, scenario, seed)."""
+
+    def __init__(self, profile: Profile, scenario: Scenario, *, seed: int = 0,
+                 start_ms: int | None = None) -> None:
+        self.profile = profile
+        self.scenario = scenario
+        self.seed = seed
+        self.clock = SimClock(scenario.start_ms if start_ms is None else start_ms)
+        self.ledger = Ledger.from_profile(profile)
+        self.journal = Journal()
+        self._rng = random.Random(seed)
+        self.accounts: dict[str, Account] = {}
+        self._by_api_key: dict[str, str] = {}
+        self.orders: dict[int, Order] = {}
+        self.algo_orders: dict[int, AlgoOrder] = {}
+        self._ids = {"order": 0, "trade": 0, "account": 0, "seq": 0}
+        self.tapes = _tapes(scenario, self.clock.now_ms)
+        self.instruments = {i.symbol: i for i in profile.instruments}
+        self.pricers: dict[str, MarketPricer] = {}
+        self.books: dict[str, OrderBook] = {}
+        self.states: dict[str, SymbolState] = {}
+        for inst in profile.instruments:
+            self.states[inst.symbol] = SymbolState()
+            self.books[inst.symbol] = OrderBook(inst)
+            tape = self.tapes.get(inst.pair)
+            if tape is not None:
+                self.pricers[inst.symbol] = MarketPricer(profile, inst, tape)
+        self._book_rows: dict[str, tuple[int, int]] = {}
+        self.watcher = watch.Watcher(self)
+        for coin, amount in sorted(profile.insurance_fund_start.items()):
+            if amount > 0:
+                self.ledger.post(external_account(coin), insurance_account(coin), coin, amount,
+                                 "insurance_fund_start", "profile", self.now_ms)
+        self.journal.append(self.now_ms, "exchange.reset", profile=profile.name,
+                            scenario=scenario.name, seed=seed, start_ms=self.now_ms)
+        funding.start(self)
+        self.watcher.start()
+
+    # ---- time --------------------------------------------------------------------------------
+    @property
+    def now_ms(self) -> int:
+        """Current simulated time (epoch ms)."""
+        return self.clock.now_ms
+
+    @property
+    def env(self) -> simpy.Environment:
+        """The simpy environment that owns time."""
+        return self.clock.env
+
+    def advance(self, ms: object) -> list[Event]:
+        """Run forward ``ms`` milliseconds; the journal events this produced."""
+        if isinstance(ms, bool) or not isinstance(ms, int):
+            raise InvalidInput(f"advance needs an integer number of milliseconds, got {ms!r}")
+        return self.advance_until(self.now_ms + ms)
+
+    def advance_until(self, t_ms: object) -> list[Event]:
+        """Run forward to ``t_ms`` (everything due at or before it happens)."""
+        self.clock.check_target(t_ms)
+        assert isinstance(t_ms, int)
+        first = len(self.journal)
+        self.watcher.target_ms = t_ms
+        self.watcher.replan()
+        self.clock.advance_until(t_ms)
+        return list(self.journal.since(first))
+
+    def on_instant(self, t_ms: int) -> None:
+        """Everything due at this instant, in the pinned order (see module docstring)."""
+        for symbol in self.pricers:
+            self.refresh_book(symbol)
+        trading.run_triggers(self)
+        funding.settle_due(self, t_ms)
+        liquidation.check_all(self)
+
+    def next_id(self, kind: str) -> int:
+        """Next id of a kind (orders, trades, accounts, arrival sequence): deterministic."""
+        self._ids[kind] += 1
+        return self._ids[kind]
+
+    # ---- market data -------------------------------------------------------------------------
+    def instrument(self, symbol: object) -> Instrument:
+        """The instrument, or UnknownSymbol."""
+        return self.profile.instrument(symbol)
+
+    def pricer(self, symbol: object) -> MarketPricer:
+        """The symbol's pricer; InvalidState if the scenario has no prices for its pair."""
+        inst = self.instrument(symbol)
+        pricer = self.pricers.get(inst.symbol)
+        if pricer is None:
+            pairs = ", ".join(sorted(self.tapes)) or "none"
+            raise InvalidState(
+                f"{inst.symbol} does not trade in scenario {self.scenario.name!r}: it has no "
+                f"prices for {inst.pair} (it has: {pairs})"
+            )
+        return pricer
+
+    def refresh_book(self, symbol: str) -> OrderBook:
+        """The symbol's book with its synthetic liquidity centred on the tape's price now."""
+        pricer = self.pricer(symbol)
+        book = self.books[symbol]
+        row = (pricer.tape.row_at(self.now_ms), pricer.tape.version)
+        if self._book_rows.get(symbol) != row or book.reference_price is None:
+            book.set_reference_price(pricer.reference_at(self.now_ms))
+            self._book_rows[symbol] = row
+        return book
+
+    def index_price(self, symbol: str) -> Decimal:
+        """Index (spot reference) price now."""
+        return self.pricer(symbol).tape.index_at(self.now_ms)
+
+    def last_price(self, symbol: str) -> Decimal:
+        """Last trade: a user's fill since the tape's current row began, else the tape's price."""
+        pricer = self.pricer(symbol)
+        state = self.states[symbol]
+        if state.last_trade_price is not None and state.last_trade_ms >= pricer.tape.row_start_ms(
+            self.now_ms
+        ):
+            return state.last_trade_price
+        return pricer.reference_at(self.now_ms)
+
+    def mark_funding_rate(self, symbol: str) -> Decimal:
+        """The funding rate the mark's P1 / fair-price term uses now."""
+        state = self.states[symbol]
+        if state.next_funding_rate is not None:
+            return state.next_funding_rate
+        return state.last_funding_rate
+
+    def mark_price(self, symbol: str) -> Decimal:
+        """Mark price now, by the profile's method (exact)."""
+        return self.pricer(symbol).mark_at(
+            self.now_ms, self.mark_funding_rate(symbol), self.last_price(symbol)
+        )
+
+    def predicted_funding_rate(self, symbol: str) -> Decimal:
+        """The rate the next funding time will settle, as far as known now."""
+        return funding.predicted_rate(self, symbol)
+
+    def next_funding_time_ms(self, symbol: str) -> int | None:
+        """Next funding time of a perpetual (None for delivery contracts)."""
+        if not self.instrument(symbol).is_perpetual:
+            return None
+        return self.profile.funding.next_funding_time_ms(self.now_ms)
+
+    def set_prices(self, symbol: object, index: object, perp: object | None = None) -> list[Event]:
+        """Manual scenarios: move a pair's prices now and run what that triggers."""
+        inst = self.instrument(symbol)
+        index_usd = positive_price(index, "index")
+        perp_usd = index_usd if perp is None else positive_price(perp, "perp")
+        tape = self.pricer(inst.symbol).tape
+        if not tape.manual:
+            raise InvalidState(
+                f"scenario {self.scenario.name!r} drives the prices; reset with scenario "
+                "'manual' to set them by hand"
+            )
+        first = len(self.journal)
+        tape.set(self.now_ms, index_usd, perp_usd)
+        self.journal.append(self.now_ms, "prices.set", symbol=inst.symbol, pair=inst.pair,
+                            index=index_usd, perp=perp_usd)
+        self.on_instant(self.now_ms)
+        self.watcher.replan()
+        return list(self.journal.since(first))
+
+    # ---- accounts ----------------------------------------------------------------------------
+    def create_account(self, balances: dict[str, object] | None = None, *, label: str = "",
+                       api_key: str | None = None, api_secret: str | None = None) -> Account:
+        """Open an account funded with ``balances`` (coin → amount); credentials seeded."""
+        if balances is not None and not isinstance(balances, dict):
+            raise InvalidInput(f"balances must be an object of coin → amount, got {balances!r}")
+        amounts: dict[str, Decimal] = {}
+        for coin, amount in (balances or {}).items():
+            if coin not in self.ledger.coins:
+                raise InvalidInput(f"unknown coin {coin!r}; this venue settles in "
+                                   f"{', '.join(sorted(self.ledger.coins))}")
+            value = positive_quantity(amount, f"balance of {coin}")
+            if self.ledger.quantize(value, "down") != value:
+                raise InvalidInput(f"balance of {coin} {value} is finer than the coin step "
+                                   f"{self.profile.rounding.coin_step}")
+            amounts[coin] = value
+        for what, text in (("api_key", api_key), ("api_secret", api_secret), ("label", label)):
+            if text is not None and (not isinstance(text, str) or len(text) > 128):
+                raise InvalidInput(f"{what} must be a string of at most 128 characters")
+        key = api_key or self._token(64)
+        if key in self._by_api_key:
+            raise InvalidInput("that api_key is already in use")
+        account = Account(
+            account_id=str(self.next_id("account")), api_key=key,
+            api_secret=api_secret or self._token(64), label=label or "", created_ms=self.now_ms,
+        )
+        self.accounts[account.account_id] = account
+        self._by_api_key[key] = account.account_id
+        self.journal.append(self.now_ms, "account.created", account_id=account.account_id,
+                            label=account.label)
+        for coin, value in amounts.items():
+            self.deposit(account.account_id, coin, value)
+        return account
+
+    def _token(self, n: int) -> str:
+        return "".join(self._rng.choice(_TOKEN_CHARS) for _ in range(n))
+
+    def account(self, account_id: object) -> Account:
+        """The account, or UnknownAccount."""
+        account = self.accounts.get(account_id) if isinstance(account_id, str) else None
+        if account is None:
+            raise UnknownAccount(f"no account {account_id!r}")
+        return account
+
+    def account_by_api_key(self, api_key: str) -> Account | None:
+        """The account holding ``api_key`` (None if none)."""
+        account_id = self._by_api_key.get(api_key)
+        return None if account_id is None else self.accounts[account_id]
+
+    def deposit(self, account_id: str, coin: str, amount: Decimal) -> None:
+        """Credit coin from outside into the account's wallet."""
+        self.ledger.deposit(account_id, coin, amount, f"deposit:{account_id}", self.now_ms)
+        self.journal.append(self.now_ms, "balance.deposit", account_id=account_id, coin=coin,
+                            amount=amount)
+        self.watcher.replan()
+
+    def wallet_balance(self, account_id: str, coin: str) -> Decimal:
+        """The account's wallet (cross) balance in ``coin``."""
+        return self.ledger.balance(wallet_account(account_id, coin))
+
+    def isolated_wallet(self, account_id: str, symbol: str) -> Decimal:
+        """The isolated margin held for the account's position on ``symbol``."""
+        return self.ledger.balance(isolated_account(account_id, symbol))
+
+    # ---- per-symbol settings -------------------------------------------------------------------
+    def position(self, account_id: str, symbol: object) -> Position:
+        """The account's position record on ``symbol`` (flat if never traded)."""
+        inst = self.instrument(symbol)
+        return self.account(account_id).position(inst.symbol, inst.margin_asset)
+
+    def set_leverage(self, account_id: str, symbol: object, leverage: object) -> Position:
+        """Set leverage (an integer ≥ 1) within the cap of the position's bracket."""
+        pos = self.position(account_id, symbol)
+        if isinstance(leverage, bool) or not isinstance(leverage, int | str | Decimal):
+            raise InvalidInput(f"leverage must be a whole number, got {leverage!r}")
+        lev = positive_quantity(leverage, "leverage")
+        if lev != lev.to_integral_value():
+            raise InvalidInput(f"leverage must be a whole number, got {leverage!r}")
+        inst = self.instrument(pos.symbol)
+        value = trading.position_value_coin(self, pos) if pos.is_open else Decimal(0)
+        check_leverage(inst.brackets, value, lev)
+        pos.leverage = int(lev)
+        self.journal.append(self.now_ms, "leverage.changed", account_id=account_id,
+                            symbol=pos.symbol, leverage=pos.leverage)
+        self.watcher.replan()
+        return pos
+
+    def set_margin_mode(self, account_id: str, symbol: object, mode: object) -> Position:
+        """Switch cross ↔ isolated: only with no position and no open orders on the symbol."""
+        pos = self.position(account_id, symbol)
+        if mode not in MARGIN_MODES:
+            raise InvalidInput(
+                f"margin mode must be one of {', '.join(MARGIN_MODES)}, got {mode!r}")
+        new_mode: MarginMode = "cross" if mode == "cross" else "isolated"
+        if pos.margin_mode == new_mode:
+            raise MarginModeAlreadySet(f"{pos.symbol} is already in {new_mode} margin mode")
+        if pos.is_open or self.books[pos.symbol].open_orders(account_id):
+            raise MarginModeChangeRejected(
+                f"cannot change the margin mode of {pos.symbol} while a position or open orders "
+                "exist on it"
+            )
+        pos.margin_mode = new_mode
+        self.journal.append(self.now_ms, "margin_mode.changed", account_id=account_id,
+                            symbol=pos.symbol, margin_mode=new_mode)
+        return pos
+
+    def adjust_isolated_margin(self, account_id: str, symbol: object, amount: object,
+                               *, add: bool) -> Decimal:
+        """Move coin between the wallet and an isolated position's margin; the new margin."""
+        return trading.adjust_isolated_margin(self, account_id, symbol, amount, add=add)
+
+
+def _tapes(scenario: Scenario, now_ms: int) -> dict[str, PriceTape]:
+    tapes: dict[str, PriceTape] = {}
+    for pair, path in scenario.paths.items():
+        manual = scenario.mode == "manual"
+        times = np.asarray(path.times_ms)
+        if manual:
+            times = np.minimum(times, now_ms)
+        tapes[pair] = PriceTape(pair, times, np.asarray(path.index), np.asarray(path.perp),
+                                manual=manual)
+    return tapes

@@ -1,0 +1,142 @@
+"""Funding: the schedule (a simpy process), the rate that settles, and settlement via the ledger.
+
+At each of the profile's funding times every open position on a perpetual pays or receives
+N / mark · F (F > 0: longs pay shorts). Which rate settles:
+* data mode — the scenario's recorded rate at that time, if it has one;
+* ``window_just_ended`` (Binance, Bybit) — the premium average of the window ending now;
+* ``previous_window`` (BitMEX, OKX) — the rate computed at the previous funding time.
+A position opened after a funding time does not pay it: only positions open at the instant do.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sim.funding_math import funding_payment_coin
+from sim.ledger import isolated_account, market_account, wallet_account
+from sim.money import quantize
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    import simpy
+
+    from sim.exchange import Exchange
+
+
+def start(ex: Exchange) -> None:
+    """Start the funding schedule on the exchange's clock (if it lists perpetuals)."""
+    if any(i.is_perpetual and i.symbol in ex.pricers for i in ex.profile.instruments):
+        ex.clock.process(_schedule(ex))
+
+
+def _schedule(ex: Exchange) -> Generator[simpy.Event, Any, None]:
+    while True:
+        t = ex.profile.funding.next_funding_time_ms(ex.now_ms)
+        yield ex.clock.timeout_until(t)
+        ex.on_instant(t)
+
+
+def is_funding_time(ex: Exchange, t_ms: int) -> bool:
+    """True if ``t_ms`` is one of the profile's funding times."""
+    return ex.profile.funding.next_funding_time_ms(t_ms - 1) == t_ms
+
+
+def settle_due(ex: Exchange, t_ms: int) -> None:
+    """Settle every perpetual's funding at ``t_ms`` if it is a funding time (once only)."""
+    if not is_funding_time(ex, t_ms):
+        return
+    settled = False
+    for symbol, inst in ex.instruments.items():
+        state = ex.states[symbol]
+        if not inst.is_perpetual or symbol not in ex.pricers or state.last_funding_ms == t_ms:
+            continue
+        settle(ex, symbol, t_ms)
+        settled = True
+    if settled:
+        ex.watcher.replan()
+
+
+def settlement_rate(ex: Exchange, symbol: str, t_ms: int) -> tuple[Decimal, str]:
+    """The rate that settles at funding time ``t_ms`` and where it came from."""
+    recorded = _recorded_rate(ex, symbol, t_ms)
+    if recorded is not None:
+        return recorded, "scenario"
+    interval = ex.profile.funding.interval_ms
+    pricer = ex.pricers[symbol]
+    if ex.profile.funding.settles == "window_just_ended":
+        return pricer.window_rate(t_ms - interval, t_ms), "premium_window_just_ended"
+    known = ex.states[symbol].next_funding_rate
+    if known is not None:
+        return known, "premium_previous_window"
+    return pricer.window_rate(t_ms - 2 * interval, t_ms - interval), "premium_previous_window"
+
+
+def _recorded_rate(ex: Exchange, symbol: str, t_ms: int) -> Decimal | None:
+    path = ex.scenario.paths.get(ex.instruments[symbol].pair)
+    if path is None or not len(path.funding_times_ms):
+        return None
+    i = int(np.searchsorted(path.funding_times_ms, t_ms))
+    if i < len(path.funding_times_ms) and int(path.funding_times_ms[i]) == t_ms:
+        return Decimal(repr(float(path.funding_rates[i])))
+    return None
+
+
+def settle(ex: Exchange, symbol: str, t_ms: int) -> None:
+    """Pay funding on ``symbol`` at ``t_ms`` to and from every open position."""
+    from sim.trading import debit_from
+
+    inst = ex.instruments[symbol]
+    state = ex.states[symbol]
+    rate, source = settlement_rate(ex, symbol, t_ms)
+    mark = ex.mark_price(symbol)
+    coin = inst.margin_asset
+    step, rule = ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule
+    paid = received = Decimal(0)
+    count = 0
+    for account in ex.accounts.values():
+        pos = account.positions.get(symbol)
+        if pos is None or not pos.is_open:
+            continue
+        amount = quantize(funding_payment_coin(pos.qty_contracts, mark, inst.contract_size_usd,
+                                               rate), step, rule)
+        holder = (isolated_account(account.account_id, symbol) if pos.margin_mode == "isolated"
+                  else wallet_account(account.account_id, coin))
+        ref = f"funding:{symbol}:{t_ms}"
+        if amount > 0:
+            ex.ledger.post(market_account(coin), holder, coin, amount, "funding_fee", ref, t_ms)
+            received += amount
+        elif amount < 0:
+            debit_from(ex, coin, -amount, [holder], market_account(coin), "funding_fee", ref)
+            paid -= amount
+        count += 1
+        account.update_ms = t_ms
+        ex.journal.append(t_ms, "funding.payment", account_id=account.account_id, symbol=symbol,
+                          rate=rate, mark=mark, position_qty=pos.qty_contracts, amount=amount,
+                          coin=coin, margin_mode=pos.margin_mode,
+                          wallet=ex.ledger.balance(wallet_account(account.account_id, coin)),
+                          isolated_wallet=ex.isolated_wallet(account.account_id, symbol))
+    state.last_funding_rate = rate
+    state.last_funding_ms = t_ms
+    state.funding_history.append((t_ms, rate))
+    if ex.profile.funding.settles == "previous_window":
+        interval = ex.profile.funding.interval_ms
+        state.next_funding_rate = ex.pricers[symbol].window_rate(t_ms - interval, t_ms)
+    ex.journal.append(t_ms, "funding.settled", symbol=symbol, rate=rate, source=source,
+                      mark=mark, positions=count, paid=paid, received=received, coin=coin)
+
+
+def predicted_rate(ex: Exchange, symbol: str) -> Decimal:
+    """The premium model's rate for the next funding time, as far as the window has run."""
+    inst = ex.instrument(symbol)
+    if not inst.is_perpetual:
+        return Decimal(0)
+    state = ex.states[inst.symbol]
+    if ex.profile.funding.settles == "previous_window" and state.next_funding_rate is not None:
+        return state.next_funding_rate
+    interval = ex.profile.funding.interval_ms
+    start = ex.profile.funding.next_funding_time_ms(ex.now_ms) - interval
+    return ex.pricer(inst.symbol).window_rate(start, ex.now_ms)

@@ -1,0 +1,218 @@
+"""Pure inverse-contract arithmetic: coin value, PnL, harmonic entry, fills, fees (mechanics §0).
+
+An inverse contract is quoted in USD but margined and settled in coin: N = |Q|·CS USD is worth
+N/P coin at price P. Every function here is pure (no state, no I/O, no clock) and exact: the
+arithmetic runs on ``fractions.Fraction`` built exactly from the Decimal inputs and is rounded
+once, to ``PRECISION`` significant digits, when the result is turned back into a Decimal. So the
+answer never depends on the caller's decimal context, and identities such as "open and close at
+the same price realise exactly zero" hold exactly. Quantisation to the coin step is *not* done
+here (except the BitMEX per-contract floor, which is part of the value itself): the ledger
+quantises at each posting with the profile's rule.
+
+Quantities measuring a position or a trade must be non-zero whole contracts; only
+``apply_fill``'s current position may be flat (0, with entry ``None``).
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+from collections.abc import Iterable
+from decimal import Decimal
+from fractions import Fraction
+from typing import NamedTuple
+
+from sim.errors import InvalidInput, InvalidQuantity
+from sim.money import check_tick, positive_price, positive_quantity, to_decimal
+from sim.profile import Rounding
+
+# 28 significant digits, the default of Python's decimal context: ample (a 1e6-coin amount still
+# resolves 1e-22), and a result then passes unchanged through a caller's default-context
+# arithmetic such as unary minus. Fixed here so the caller's context can never change a result.
+PRECISION = 28
+_CTX = decimal.Context(prec=PRECISION, rounding=decimal.ROUND_HALF_EVEN)
+
+
+def exact(value: Decimal | int | Fraction) -> Fraction:
+    """The exact rational value of a finite Decimal, int or Fraction (no rounding)."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int | Fraction):
+        raise InvalidInput(f"value must be a Decimal, int or Fraction, got {value!r}")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise InvalidInput(f"value must be finite, got {value!r}")
+    return Fraction(value)
+
+
+def to_dec(value: Fraction | int) -> Decimal:
+    """Round an exact rational to a Decimal of ``PRECISION`` digits, half-even, once."""
+    if isinstance(value, bool) or not isinstance(value, Fraction | int):
+        raise InvalidInput(f"value must be a Fraction or int, got {value!r}")
+    value = Fraction(value)
+    # Decimal division is computed exactly and rounded once, so this is correctly rounded;
+    # an exactly representable value (5625, 0.05) comes back with no trailing digits.
+    return _CTX.divide(Decimal(value.numerator), Decimal(value.denominator))
+
+
+def signed_contracts(
+    value: object, what: str = "qty_contracts", *, allow_zero: bool = False
+) -> int:
+    """A signed whole number of contracts (+ long, − short), or InvalidQuantity naming it."""
+    try:
+        qty = to_decimal(value, what)
+    except InvalidInput as exc:
+        raise InvalidQuantity(str(exc)) from None
+    if qty != qty.to_integral_value():
+        raise InvalidQuantity(f"{what} must be a whole number of contracts, got {value!r}")
+    if qty == 0 and not allow_zero:
+        raise InvalidQuantity(f"{what} must be non-zero (+ long, − short), got {value!r}")
+    return int(qty)
+
+
+def side_of(qty_contracts: object) -> int:
+    """+1 for a long (qty > 0), −1 for a short (qty < 0); zero is an error."""
+    return 1 if signed_contracts(qty_contracts) > 0 else -1
+
+
+def contract_size(value: object) -> Decimal:
+    """A validated contract size in USD (strictly positive), or InvalidQuantity."""
+    return positive_quantity(value, "contract_size_usd")
+
+
+def rate_value(value: object, what: str = "rate") -> Decimal:
+    """A fee or funding rate: finite and strictly between −1 and 1, or InvalidInput naming it."""
+    rate = to_decimal(value, what)
+    if not -1 < rate < 1:
+        raise InvalidInput(f"{what} must lie strictly between -1 and 1, got {value!r}")
+    return rate
+
+
+def face_value_usd(qty_contracts: object, contract_size_usd: object) -> Decimal:
+    """N = |Q|·CS, the position's face value in USD (constant while held)."""
+    qty = signed_contracts(qty_contracts)
+    return abs(qty) * contract_size(contract_size_usd)
+
+
+def coin_value(
+    qty_contracts: object,
+    price_usd: object,
+    contract_size_usd: object,
+    rounding: Rounding | None = None,
+) -> Decimal:
+    """Unsigned coin value N/P of |Q| contracts at ``price_usd`` (BitMEX floor if configured)."""
+    qty = signed_contracts(qty_contracts)
+    price = positive_price(price_usd, "price_usd")
+    cs = contract_size(contract_size_usd)
+    if rounding is not None and not isinstance(rounding, Rounding):
+        raise InvalidInput(f"rounding must be a Rounding or None, got {type(rounding).__name__}")
+    if rounding is not None and rounding.contract_value_floor:
+        # BitMEX values one contract in whole satoshis (floored), then multiplies: 2,000 at
+        # 1,160.72 is 2,000 × 86,153 sat = 172,306,000 sat, not round(2,000/1,160.72 BTC).
+        step = exact(rounding.coin_step)
+        steps_per_contract = math.floor(exact(cs) / exact(price) / step)
+        return to_dec(steps_per_contract * step * abs(qty))
+    return to_dec(abs(qty) * exact(cs) / exact(price))
+
+
+def pnl_coin(
+    qty_contracts: object,
+    entry_price_usd: object,
+    exit_price_usd: object,
+    contract_size_usd: object,
+) -> Decimal:
+    """Signed PnL in coin, side·N·(1/EP − 1/XP); use the mark as exit for unrealised PnL."""
+    qty = signed_contracts(qty_contracts)
+    entry = positive_price(entry_price_usd, "entry_price_usd")
+    exit_ = positive_price(exit_price_usd, "exit_price_usd")
+    cs = contract_size(contract_size_usd)
+    return to_dec(_pnl(qty, exact(entry), exact(exit_), exact(cs)))
+
+
+def _pnl(qty: int, entry: Fraction, exit_: Fraction, cs: Fraction) -> Fraction:
+    # Q·CS·(1/EP − 1/XP): the sign of Q is the side, so no separate side factor is needed.
+    return qty * cs * (1 / entry - 1 / exit_)
+
+
+def average_entry(fills: Iterable[tuple[object, object]]) -> Decimal:
+    """Harmonic average entry Σ|Q_i| / Σ(|Q_i|/P_i) of (qty_contracts, price_usd) fills."""
+    total_qty = 0
+    total_coin = Fraction(0)
+    for i, fill in enumerate(_iterable(fills, "fills")):
+        if not isinstance(fill, tuple) or len(fill) != 2:
+            raise InvalidInput(
+                f"fills[{i}] must be a (qty_contracts, price_usd) pair, got {fill!r}"
+            )
+        qty = abs(signed_contracts(fill[0], f"fills[{i}] qty_contracts"))
+        price = positive_price(fill[1], f"fills[{i}] price_usd")
+        total_qty += qty
+        total_coin += qty / exact(price)
+    if total_qty == 0:
+        raise InvalidInput("fills must not be empty")
+    # CS cancels out of the harmonic mean, so it is not a parameter.
+    return to_dec(total_qty / total_coin)
+
+
+def _iterable(value: object, what: str) -> Iterable[object]:
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise InvalidInput(f"{what} must be a sequence, got {type(value).__name__}")
+    return value
+
+
+class Fill(NamedTuple):
+    """A position after a fill: signed contracts, entry (None when flat), PnL realised by it."""
+
+    qty_contracts: int
+    entry_price_usd: Decimal | None
+    realised_pnl_coin: Decimal
+
+
+def apply_fill(
+    qty_contracts: object,
+    entry_price_usd: object,
+    fill_qty_contracts: object,
+    fill_price_usd: object,
+    contract_size_usd: object,
+    *,
+    tick_size: object = None,
+) -> Fill:
+    """Apply a signed fill to a position: add (harmonic entry), reduce, close, or flip."""
+    qty = signed_contracts(qty_contracts, "qty_contracts", allow_zero=True)
+    fill_qty = signed_contracts(fill_qty_contracts, "fill_qty_contracts")
+    price = positive_price(fill_price_usd, "fill_price_usd")
+    cs = contract_size(contract_size_usd)
+    if tick_size is not None:
+        check_tick(price, positive_price(tick_size, "tick_size"), "fill_price_usd")
+    if qty == 0:
+        if entry_price_usd is not None:
+            raise InvalidInput(
+                f"entry_price_usd must be None for a flat position, got {entry_price_usd!r}"
+            )
+        return Fill(fill_qty, price, Decimal(0))
+    entry = positive_price(entry_price_usd, "entry_price_usd")
+    ep, fp = exact(entry), exact(price)
+    if (qty > 0) == (fill_qty > 0):
+        # Adding: harmonic mean of the old entry and the fill, one rounding.
+        new_entry = (abs(qty) + abs(fill_qty)) / (abs(qty) / ep + abs(fill_qty) / fp)
+        return Fill(qty + fill_qty, to_dec(new_entry), Decimal(0))
+    closed = min(abs(qty), abs(fill_qty))
+    sign = 1 if qty > 0 else -1
+    realised = to_dec(_pnl(sign * closed, ep, fp, exact(cs)))
+    new_qty = qty + fill_qty
+    if new_qty == 0:
+        return Fill(0, None, realised)
+    if (new_qty > 0) == (qty > 0):
+        # A partial close realises PnL on the closed part; the rest keeps its entry.
+        return Fill(new_qty, entry, realised)
+    # A flip through zero: the excess opens a new position at the fill price.
+    return Fill(new_qty, price, realised)
+
+
+def fee_coin(
+    qty_contracts: object,
+    contract_size_usd: object,
+    price_usd: object,
+    rate: object,
+    rounding: Rounding | None = None,
+) -> Decimal:
+    """Trading fee in coin, N/trade price·rate (negative rate: a rebate, returned negative)."""
+    fee_rate = rate_value(rate, "rate")
+    value = coin_value(qty_contracts, price_usd, contract_size_usd, rounding)
+    return to_dec(exact(value) * exact(fee_rate))

@@ -1,0 +1,180 @@
+"""The event journal: every state change of the venue, in order, with sim time and a payload.
+
+Events are numbered from 1 without gaps and their times never go backwards. Payloads are made
+JSON-able and read-only when appended (Decimal → its exact ``str``, tuples → lists on output,
+mappings → read-only mappings with string keys); floats are refused because money never travels
+as a float here. The canonical JSON line of an event has sorted keys and no spaces and is pure
+ASCII, so the same run gives the same bytes and the same ``digest()``.
+
+Subscribers are called synchronously, in subscription order, right after an event is stored.
+A subscriber that raises is unsubscribed and its error kept in ``subscriber_errors``; the
+event stays appended, the other subscribers still receive it, and ``append`` returns normally:
+a broken WebSocket pump must never interrupt (and so corrupt) the engine mid-change.
+Subscribers must not append to the journal themselves (that would deliver events out of order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, cast
+
+from sim.errors import InvalidInput, InvalidState
+
+_TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
+
+Subscriber = Callable[["Event"], object]
+
+
+def _freeze(value: object, where: str) -> object:
+    """A read-only, JSON-able copy of ``value``; InvalidInput naming the offending path."""
+    if value is None or isinstance(value, str | bool | int):
+        # bool is an int subclass; numpy integers are not ints, so they are refused below.
+        return value
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise InvalidInput(f"{where} must be finite, got {value!r}")
+        return str(value)  # str of a Decimal round-trips exactly
+    if isinstance(value, Mapping):
+        out: dict[str, object] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInput(f"{where} has a non-string key {key!r}")
+            out[key] = _freeze(item, f"{where}.{key}")
+        return MappingProxyType(out)
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(item, f"{where}[{i}]") for i, item in enumerate(value))
+    raise InvalidInput(
+        f"{where} has type {type(value).__name__} ({value!r}); use str, int, bool, None, "
+        "Decimal, or lists and mappings of them"
+    )
+
+
+def _plain(value: object) -> object:
+    # json cannot serialise the read-only mappings _freeze makes; everything else it can.
+    if isinstance(value, MappingProxyType):
+        return dict(value)
+    raise TypeError(f"not JSON-able: {value!r}")  # unreachable for frozen payloads
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """One journal entry: ``seq`` from 1, sim ``time_ms``, dotted ``type``, read-only payload."""
+
+    seq: int
+    time_ms: int
+    type: str
+    payload: Mapping[str, Any]
+
+    def to_json(self) -> str:
+        """The canonical JSON line (sorted keys, no spaces, ASCII, no trailing newline)."""
+        record = {
+            "payload": self.payload,
+            "seq": self.seq,
+            "time_ms": self.time_ms,
+            "type": self.type,
+        }
+        return json.dumps(record, sort_keys=True, separators=(",", ":"), default=_plain)
+
+
+class Journal:
+    """The append-only, ordered list of events of one engine run."""
+
+    def __init__(self) -> None:
+        """An empty journal; the first event gets seq 1."""
+        self._events: list[Event] = []
+        self._subscribers: list[Subscriber] = []
+        self._delivering = False
+        self.subscriber_errors: list[tuple[int, Subscriber, Exception]] = []
+
+    def append(self, time_ms: int, event_type: str, /, **payload: object) -> Event:
+        """Store an event at ``time_ms`` (not before the last one) and tell the subscribers."""
+        if self._delivering:
+            raise InvalidState("a journal subscriber must not append events")
+        if type(time_ms) is not int or time_ms < 0:
+            raise InvalidInput(f"time_ms must be a non-negative int, got {time_ms!r}")
+        if not isinstance(event_type, str) or not _TYPE.fullmatch(event_type):
+            raise InvalidInput(
+                f"event type must be dotted lowercase words like 'order.new', got {event_type!r}"
+            )
+        if self._events and time_ms < self._events[-1].time_ms:
+            raise InvalidState(
+                f"event {event_type!r} at time_ms {time_ms} is earlier than the last event "
+                f"(seq {self._events[-1].seq} at {self._events[-1].time_ms}); events must be "
+                "appended in time order"
+            )
+        frozen = cast(Mapping[str, Any], _freeze(payload, "payload"))
+        event = Event(len(self._events) + 1, time_ms, event_type, frozen)
+        self._events.append(event)
+        if self._subscribers:
+            self._deliver(event)
+        return event
+
+    def _deliver(self, event: Event) -> None:
+        self._delivering = True
+        try:
+            for callback in tuple(self._subscribers):  # a callback may unsubscribe itself
+                try:
+                    callback(event)
+                except Exception as exc:
+                    self.unsubscribe(callback)
+                    self.subscriber_errors.append((event.seq, callback, exc))
+        finally:
+            self._delivering = False
+
+    def subscribe(self, callback: Subscriber) -> Subscriber:
+        """Call ``callback(event)`` for every event appended from now on; returns ``callback``."""
+        if not callable(callback):
+            raise InvalidInput(f"a subscriber must be callable, got {callback!r}")
+        self._subscribers.append(callback)
+        return callback
+
+    def unsubscribe(self, callback: Subscriber) -> bool:
+        """Stop calling ``callback``; False if it was not subscribed."""
+        try:
+            self._subscribers.remove(callback)
+        except ValueError:
+            return False
+        return True
+
+    def __len__(self) -> int:
+        """Number of events (also the seq of the last one)."""
+        return len(self._events)
+
+    def __iter__(self) -> Iterator[Event]:
+        """Events in order, oldest first."""
+        return iter(self._events)
+
+    def __getitem__(self, seq: int) -> Event:
+        """The event numbered ``seq`` (from 1)."""
+        if type(seq) is not int or not 1 <= seq <= len(self._events):
+            raise InvalidInput(f"no event with seq {seq!r}; there are {len(self._events)}")
+        return self._events[seq - 1]
+
+    @property
+    def last_time_ms(self) -> int | None:
+        """Time of the last event, or None while the journal is empty."""
+        return self._events[-1].time_ms if self._events else None
+
+    def since(self, seq: int) -> tuple[Event, ...]:
+        """The events numbered after ``seq`` (``since(0)`` is every event)."""
+        if type(seq) is not int or seq < 0:
+            raise InvalidInput(f"since() needs a non-negative int seq, got {seq!r}")
+        return tuple(self._events[seq:])
+
+    def to_jsonl(self, since: int = 0) -> str:
+        """The events after ``since`` as canonical JSON lines, each ending in a newline."""
+        return "".join(event.to_json() + "\n" for event in self.since(since))
+
+    def digest(self) -> str:
+        """SHA-256 hex of ``to_jsonl()``: equal for byte-identical journals."""
+        sha = hashlib.sha256()
+        for event in self._events:
+            sha.update(event.to_json().encode("ascii"))
+            sha.update(b"\n")
+        return sha.hexdigest()

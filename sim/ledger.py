@@ -1,0 +1,378 @@
+"""The double-entry ledger: named accounts, postings of positive amounts, conservation.
+
+Every coin movement is one posting ``source → destination`` of a positive amount that is already
+a multiple of the ledger's coin step: the ledger never rounds, so callers quantise with the
+profile's rule (``Ledger.quantize``) where the rounding happens and can be read. Account names
+follow the table in docs/design.md and are built only by the helpers below.
+
+The ledger is reached only by the engine, which validates user input with ``sim.money`` first, so
+everything wrong that arrives here (bad amount, unknown coin, malformed name, a balance that
+would go negative) raises ``LedgerError`` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
+from typing import TYPE_CHECKING
+
+from sim.errors import LedgerError
+from sim.money import MAX_ABS_AMOUNT, SATOSHI, RoundingRule, quantize
+
+if TYPE_CHECKING:
+    from sim.profile import Profile
+
+_COIN = re.compile(r"[A-Z][A-Z0-9]{1,11}")
+_ID = re.compile(r"[^\s:]+")
+_SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+# Kinds whose balance is real money someone holds; market and external are counterparties.
+_PROTECTED = frozenset({"wallet", "isolated", "insurance", "fees"})
+_COIN_NAMED = frozenset({"external", "insurance", "fees", "market"})
+# Balances only ever add multiples of the step; a wide context that traps Inexact turns the
+# impossible case of a balance outgrowing precision into an error instead of silent rounding.
+_EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, Overflow])
+
+
+def _part(value: object, pattern: re.Pattern[str], what: str) -> str:
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise LedgerError(f"{what} {value!r} is malformed (expected {pattern.pattern})")
+    return value
+
+
+def external_account(coin: str) -> str:
+    """Name of the outside world's account for ``coin`` (minus the net deposits)."""
+    return f"external:{_part(coin, _COIN, 'coin')}"
+
+
+def wallet_account(account_id: str, coin: str) -> str:
+    """Name of a user's wallet in ``coin`` (cross margin lives here)."""
+    return f"wallet:{_part(account_id, _ID, 'account id')}:{_part(coin, _COIN, 'coin')}"
+
+
+def isolated_account(account_id: str, symbol: str) -> str:
+    """Name of a user's isolated margin on ``symbol`` (open it with Ledger.open_isolated)."""
+    return f"isolated:{_part(account_id, _ID, 'account id')}:{_part(symbol, _SYMBOL, 'symbol')}"
+
+
+def insurance_account(coin: str) -> str:
+    """Name of the insurance fund in ``coin``."""
+    return f"insurance:{_part(coin, _COIN, 'coin')}"
+
+
+def fees_account(coin: str) -> str:
+    """Name of the venue's fee income in ``coin``."""
+    return f"fees:{_part(coin, _COIN, 'coin')}"
+
+
+def market_account(coin: str) -> str:
+    """Name of the market counterparty in ``coin`` (synthetic liquidity, liquidations, funding)."""
+    return f"market:{_part(coin, _COIN, 'coin')}"
+
+
+@dataclass(slots=True, frozen=True)
+class Posting:
+    """One immutable movement of ``amount`` of ``coin`` from ``source`` to ``destination``."""
+
+    seq: int
+    time_ms: int
+    source: str
+    destination: str
+    coin: str
+    amount: Decimal
+    reason: str
+    ref: str
+
+
+class _Account:
+    """Mutable state of one ledger account (internal; postings are the public record)."""
+
+    __slots__ = ("balance", "coin", "history", "name", "owner", "protected")
+
+    def __init__(self, name: str, coin: str, owner: str | None, protected: bool, zero: Decimal):
+        self.name = name
+        self.coin = coin
+        self.owner = owner
+        self.protected = protected
+        self.balance = zero
+        self.history: list[Posting] = []
+
+
+class Ledger:
+    """Balances of named accounts in a fixed set of coins, changed only by postings."""
+
+    def __init__(self, coins: Iterable[str], step: Decimal = SATOSHI):
+        """A ledger for ``coins`` whose amounts are multiples of ``step`` (e.g. 1e-8)."""
+        self.coins = frozenset(_part(c, _COIN, "coin") for c in coins)
+        if not self.coins:
+            raise LedgerError("a ledger needs at least one coin")
+        if not isinstance(step, Decimal) or not step.is_finite() or step <= 0:
+            raise LedgerError(f"coin step must be a positive Decimal, got {step!r}")
+        self.step = step
+        self._zero = Decimal(0).quantize(step)
+        self._accounts: dict[str, _Account] = {}
+        self._owned: dict[str, list[str]] = {}
+        self._postings: list[Posting] = []
+        self._created: list[str] = []  # creation order, so a rollback can forget new accounts
+
+    @classmethod
+    def from_profile(cls, profile: Profile) -> Ledger:
+        """A ledger for the profile's margin coins with its ``rounding.coin_step``."""
+        coins = {i.margin_asset for i in profile.instruments} | set(profile.insurance_fund_start)
+        return cls(sorted(coins), profile.rounding.coin_step)
+
+    def quantize(self, amount: Decimal, rule: RoundingRule) -> Decimal:
+        """``amount`` rounded to the ledger's step with ``rule`` (the caller picks the rule)."""
+        return quantize(amount, self.step, rule)
+
+    # -- accounts --------------------------------------------------------------------------
+
+    def _parse(self, name: object) -> _Account | None:
+        """A new, unstored account for ``name``; None for a well-formed isolated name not yet
+        opened (its coin is unknown); LedgerError for anything malformed."""
+        if not isinstance(name, str):
+            raise LedgerError(f"a ledger account name must be a string, got {name!r}")
+        parts = name.split(":")
+        kind = parts[0]
+        if kind == "isolated" and len(parts) == 3:
+            isolated_account(parts[1], parts[2])  # checks both parts
+            return None
+        owner: str | None
+        if kind in _COIN_NAMED and len(parts) == 2:
+            coin, owner = parts[1], None
+        elif kind == "wallet" and len(parts) == 3:
+            coin, owner = parts[2], _part(parts[1], _ID, "account id")
+        else:
+            raise LedgerError(f"malformed ledger account name {name!r} (see docs/design.md)")
+        return _Account(name, self._check_coin(coin), owner, kind in _PROTECTED, self._zero)
+
+    def _resolve(self, name: object) -> _Account:
+        """The account called ``name``, stored or new (unstored), or LedgerError."""
+        acc = self._accounts.get(name) if isinstance(name, str) else None
+        acc = acc or self._parse(name)
+        if acc is None:
+            raise LedgerError(
+                f"isolated account {name!r} is not open; call open_isolated(account_id, symbol, "
+                "coin) first so the ledger knows its coin"
+            )
+        return acc
+
+    def _known(self, name: str) -> _Account | None:
+        """The stored account ``name``; None if well-formed but never used (LedgerError if not)."""
+        acc = self._accounts.get(name)
+        if acc is None:
+            self._parse(name)
+        return acc
+
+    def _check_coin(self, coin: object) -> str:
+        if not isinstance(coin, str) or coin not in self.coins:
+            known = ", ".join(sorted(self.coins))
+            raise LedgerError(f"unknown coin {coin!r}; this ledger holds {known}")
+        return coin
+
+    def _store(self, acc: _Account) -> None:
+        self._accounts[acc.name] = acc
+        self._created.append(acc.name)
+        if acc.owner is not None:
+            self._owned.setdefault(acc.owner, []).append(acc.name)
+
+    def open_isolated(self, account_id: str, symbol: str, coin: str) -> str:
+        """Open (idempotently) the isolated margin account of ``symbol`` in ``coin``; its name."""
+        name = isolated_account(account_id, symbol)
+        self._check_coin(coin)
+        acc = self._accounts.get(name)
+        if acc is None:
+            self._store(_Account(name, coin, account_id, True, self._zero))
+        elif acc.coin != coin:
+            raise LedgerError(f"{name} is already open in {acc.coin}; it cannot hold {coin}")
+        return name
+
+    # -- postings --------------------------------------------------------------------------
+
+    def post(
+        self,
+        source: str,
+        destination: str,
+        coin: str,
+        amount: Decimal,
+        reason: str,
+        ref: str,
+        time_ms: int,
+    ) -> Posting:
+        """Move ``amount`` of ``coin`` from ``source`` to ``destination``, all or nothing."""
+        # The dict lookup is the hot path (millions of calls); parsing happens once per name.
+        src = self._accounts.get(source) or self._resolve(source)
+        dst = self._accounts.get(destination) or self._resolve(destination)
+        if src.name == dst.name:
+            raise LedgerError(f"a posting needs two different accounts, got {source!r} twice")
+        if src.coin != coin or dst.coin != coin:
+            wrong = src if src.coin != coin else dst
+            raise LedgerError(f"{wrong.name} holds {wrong.coin}; it cannot take a {coin!r} posting")
+        if type(amount) is not Decimal:
+            raise LedgerError(f"amount must be a Decimal, got {type(amount).__name__} {amount!r}")
+        if not amount.is_finite() or amount <= 0 or amount > MAX_ABS_AMOUNT:
+            raise LedgerError(f"amount must be positive and finite, got {amount!r}")
+        if _EXACT.remainder(amount, self.step):
+            raise LedgerError(
+                f"amount {amount} is not a multiple of the coin step {self.step}; quantise it "
+                "with the profile's rule first (Ledger.quantize)"
+            )
+        if not isinstance(reason, str) or not reason:
+            raise LedgerError(f"a posting needs a non-empty reason, got {reason!r}")
+        if not isinstance(ref, str):
+            raise LedgerError(f"ref must be a string, got {ref!r}")
+        if type(time_ms) is not int or time_ms < 0:
+            raise LedgerError(f"time_ms must be a non-negative int, got {time_ms!r}")
+        new_src = _EXACT.subtract(src.balance, amount)
+        if src.protected and new_src < 0:
+            raise LedgerError(
+                f"{src.name} would go negative: balance {src.balance}, posting {amount} {coin} "
+                f"({reason})"
+            )
+        new_dst = _EXACT.add(dst.balance, amount)
+        if src.name not in self._accounts:
+            self._store(src)
+        if dst.name not in self._accounts:
+            self._store(dst)
+        posting = Posting(
+            len(self._postings) + 1,
+            time_ms,
+            src.name,
+            dst.name,
+            src.coin,
+            amount.quantize(self.step, context=_EXACT),
+            reason,
+            ref,
+        )
+        src.balance = new_src
+        dst.balance = new_dst
+        self._postings.append(posting)
+        src.history.append(posting)
+        dst.history.append(posting)
+        return posting
+
+    def deposit(
+        self, account_id: str, coin: str, amount: Decimal, ref: str, time_ms: int
+    ) -> Posting:
+        """Credit a user's wallet from the outside world."""
+        wallet = wallet_account(account_id, coin)
+        return self.post(external_account(coin), wallet, coin, amount, "deposit", ref, time_ms)
+
+    def withdraw(
+        self, account_id: str, coin: str, amount: Decimal, ref: str, time_ms: int
+    ) -> Posting:
+        """Pay a user's wallet out to the outside world (never below zero)."""
+        wallet = wallet_account(account_id, coin)
+        return self.post(wallet, external_account(coin), coin, amount, "withdrawal", ref, time_ms)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Ledger]:
+        """Group postings: if the block raises, every posting made inside it is undone.
+
+        Transactions nest; an inner failure that the outer block catches undoes only the inner
+        postings. Undoing replays the postings backwards, so it costs only what was posted.
+        """
+        mark_postings, mark_created = len(self._postings), len(self._created)
+        try:
+            yield self
+        except BaseException:
+            self._rollback(mark_postings, mark_created)
+            raise
+
+    def post_many(
+        self, items: Iterable[tuple[str, str, str, Decimal, str]], ref: str, time_ms: int
+    ) -> list[Posting]:
+        """Apply ``(source, destination, coin, amount, reason)`` postings, all or none."""
+        with self.transaction():
+            return [self.post(s, d, c, a, r, ref, time_ms) for s, d, c, a, r in items]
+
+    def _rollback(self, mark_postings: int, mark_created: int) -> None:
+        while len(self._postings) > mark_postings:
+            p = self._postings.pop()
+            src, dst = self._accounts[p.source], self._accounts[p.destination]
+            src.balance = _EXACT.add(src.balance, p.amount)
+            dst.balance = _EXACT.subtract(dst.balance, p.amount)
+            src.history.pop()
+            dst.history.pop()
+        while len(self._created) > mark_created:
+            acc = self._accounts.pop(self._created.pop())
+            if acc.owner is not None:
+                owned = self._owned[acc.owner]
+                owned.pop()  # created last, so listed last
+                if not owned:
+                    del self._owned[acc.owner]
+
+    # -- queries ---------------------------------------------------------------------------
+
+    @property
+    def postings(self) -> Sequence[Posting]:
+        """Every posting, oldest first (``seq`` n at index n − 1); a live view, do not mutate."""
+        return self._postings
+
+    def history(self, name: str) -> tuple[Posting, ...]:
+        """The postings touching ledger account ``name``, oldest first."""
+        acc = self._known(name)
+        return tuple(acc.history) if acc else ()
+
+    def history_of(self, account_id: str) -> tuple[Posting, ...]:
+        """The postings touching any ledger account of user ``account_id``, oldest first."""
+        seen = {p.seq: p for name in self._owned.get(account_id, ()) for p in self.history(name)}
+        return tuple(seen[s] for s in sorted(seen))
+
+    def coin_of(self, name: str) -> str:
+        """The coin ledger account ``name`` holds (LedgerError for an unopened isolated one)."""
+        return self._resolve(name).coin
+
+    def balance(self, name: str) -> Decimal:
+        """Balance of ledger account ``name`` (zero if nothing was ever posted to it)."""
+        acc = self._known(name)
+        return acc.balance if acc else self._zero
+
+    def balances(self, prefix: str = "") -> dict[str, Decimal]:
+        """Balances of every account whose name starts with ``prefix``, sorted by name."""
+        return {
+            n: self._accounts[n].balance for n in sorted(self._accounts) if n.startswith(prefix)
+        }
+
+    def balances_of(self, account_id: str) -> dict[str, Decimal]:
+        """Balances of user ``account_id``'s wallets and isolated margins, sorted by name."""
+        return {n: self._accounts[n].balance for n in sorted(self._owned.get(account_id, ()))}
+
+    def total(self, coin: str) -> Decimal:
+        """Sum of ``coin`` over every non-external account (recomputed, not cached)."""
+        self._check_coin(coin)
+        ext = external_account(coin)
+        total = self._zero
+        for acc in self._accounts.values():
+            if acc.coin == coin and acc.name != ext:
+                total = _EXACT.add(total, acc.balance)
+        return total
+
+    def deposits(self, coin: str) -> Decimal:
+        """Net deposits of ``coin``: minus the external account's balance."""
+        return _EXACT.subtract(self._zero, self.balance(external_account(coin)))
+
+    def check_conserved(self, replay: bool = False) -> None:
+        """Raise LedgerError unless total == deposits for every coin (and, with ``replay``,
+        unless replaying every posting from zero reproduces every balance)."""
+        for coin in sorted(self.coins):
+            total, deposits = self.total(coin), self.deposits(coin)
+            if total != deposits:
+                raise LedgerError(
+                    f"{coin} not conserved: accounts hold {total}, deposits {deposits}"
+                )
+        if replay:
+            rebuilt: dict[str, Decimal] = {}
+            for p in self._postings:
+                rebuilt[p.source] = _EXACT.subtract(rebuilt.get(p.source, self._zero), p.amount)
+                rebuilt[p.destination] = _EXACT.add(
+                    rebuilt.get(p.destination, self._zero), p.amount
+                )
+            for name, acc in self._accounts.items():
+                if rebuilt.get(name, self._zero) != acc.balance:
+                    raise LedgerError(
+                        f"{name} holds {acc.balance} but its postings sum to "
+                        f"{rebuilt.get(name, self._zero)}"
+                    )

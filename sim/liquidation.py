@@ -1,0 +1,353 @@
+"""THE LIQUIDATION WATERFALL (mechanics §5). Read top to bottom: ``check_all`` → ``liquidate``.
+
+Trigger, on the **mark** price: the mark reaches the position's liquidation price (for
+Binance-style profiles that is exactly "margin balance ≤ maintenance margin"; for BitMEX/Bybit
+it is how they define it). Isolated positions are judged alone; cross positions together per
+settlement coin (each one's liquidation price holds the others at their marks).
+
+Then, each step a journal event with its reason and numbers:
+1. ``margin.call`` — a warning once the margin ratio passes the profile's threshold;
+2. ``liquidation.triggered``;
+3. cancel the account's open orders on the symbol (cross: in the coin) — stop if that cures it;
+4. partial step-down (profiles with ``partial``): close just enough in the book to fall into the
+   next lower bracket — stop if cured;
+5. takeover: the position closes at its **bankruptcy price** (the user's margin is gone, any
+   rounding remainder goes to the insurance fund), and the liquidation engine works it into
+   the book. A fill better than bankruptcy pays the surplus into the **insurance fund**; a
+   worse one is paid by the fund;
+6. if the fund cannot pay, **auto-deleveraging**: profitable opposite positions, ranked by profit
+   × effective leverage, are closed at the bankruptcy price instead.
+Whatever no one can pay is socialised to the market counterparty, so no balance goes negative
+and no coin is created or lost.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sim import risk, trading
+from sim.inverse import coin_value, fee_coin, pnl_coin
+from sim.ledger import (
+    insurance_account,
+    isolated_account,
+    market_account,
+    wallet_account,
+)
+from sim.margin import bracket_for
+from sim.money import quantize
+from sim.orders import Order, Side, opposite
+
+if TYPE_CHECKING:
+    from sim.accounts import Account, Position
+    from sim.exchange import Exchange
+    from sim.profile import Instrument
+
+ZERO = Decimal(0)
+LIQUIDATION_ENGINE = "liquidation-engine"
+_MAX_BOOK_ROUNDS = 1000  # synthetic depth replenishes; this bounds a runaway loop
+
+
+def check_all(ex: Exchange) -> None:
+    """Liquidate every position whose mark reached its liquidation price (margin calls too)."""
+    for account in list(ex.accounts.values()):
+        if not any(p.is_open for p in account.positions.values()):
+            continue
+        for pos in list(account.positions.values()):
+            if pos.is_open and pos.margin_mode == "isolated":
+                _margin_call(ex, account, pos)
+                if _reached(ex, account, pos):
+                    liquidate(ex, account, [pos])
+        for coin in dict.fromkeys(p.coin for p in account.open_positions()
+                                  if p.margin_mode == "cross"):
+            positions = risk.cross_positions(ex, account.account_id, coin)
+            for pos in positions:
+                _margin_call(ex, account, pos)
+            if any(_reached(ex, account, p) for p in positions):
+                liquidate(ex, account, positions)
+
+
+def _reached(ex: Exchange, account: Account, pos: Position) -> bool:
+    liq, _ = risk.liquidation_prices(ex, account.account_id, pos)
+    if liq is None or not pos.is_open:
+        return False
+    mark = ex.mark_price(pos.symbol)
+    return mark <= liq if pos.side > 0 else mark >= liq
+
+
+def _margin_call(ex: Exchange, account: Account, pos: Position) -> None:
+    view = risk.position_risk(ex, account.account_id, pos.symbol)
+    threshold = ex.profile.liquidation.margin_call_ratio
+    if view.margin_ratio < threshold:
+        pos.margin_call_sent = False
+        return
+    if pos.margin_call_sent:
+        return
+    pos.margin_call_sent = True
+    ex.journal.append(ex.now_ms, "margin.call", account_id=account.account_id,
+                      symbol=pos.symbol, margin_mode=pos.margin_mode, qty=pos.qty_contracts,
+                      mark=view.mark_price_usd, margin_ratio=round(view.margin_ratio, 6),
+                      margin_balance=view.margin_balance_coin,
+                      maint_margin=view.maint_margin_coin,
+                      liquidation_price=view.liquidation_price_usd)
+    ex.watcher.replan()
+
+
+def liquidate(ex: Exchange, account: Account, positions: list[Position]) -> None:
+    """Run the waterfall for an isolated position ([pos]) or an account's cross positions."""
+    aid = account.account_id
+    ex.journal.append(ex.now_ms, "liquidation.triggered", account_id=aid,
+                      margin_mode=positions[0].margin_mode, coin=positions[0].coin,
+                      positions=[_snapshot(ex, aid, p) for p in positions])
+    # 1. Cancel the account's open orders on these symbols (cross: all in the coin).
+    symbols = ([positions[0].symbol] if positions[0].margin_mode == "isolated" else
+               [s for s, i in ex.instruments.items() if i.margin_asset == positions[0].coin])
+    canceled = [o for s in symbols for o in trading.cancel_all(ex, aid, s)]
+    if canceled:
+        ex.journal.append(ex.now_ms, "liquidation.orders_canceled", account_id=aid,
+                          order_ids=[o.order_id for o in canceled])
+        if not any(_reached(ex, account, p) for p in positions):
+            ex.journal.append(ex.now_ms, "liquidation.cured", account_id=aid,
+                              step="orders_canceled")
+            return
+    # 2. Partial step-down to a lower bracket, where the venue does it.
+    if ex.profile.liquidation.partial:
+        while True:
+            live = [p for p in positions if p.is_open]
+            pos = max(live, key=lambda p: risk.mark_value_coin(ex, p), default=None)
+            if pos is None or not _step_down(ex, account, pos):
+                break
+            if not any(_reached(ex, account, p) for p in positions if p.is_open):
+                ex.journal.append(ex.now_ms, "liquidation.cured", account_id=aid,
+                                  step="partial")
+                return
+    # 3. Takeover at the bankruptcy price, then the book, the insurance fund or ADL.
+    for pos in [p for p in positions if p.is_open]:
+        _take_over(ex, account, pos)
+    ex.journal.append(ex.now_ms, "liquidation.completed", account_id=aid,
+                      insurance_fund=ex.ledger.balance(insurance_account(positions[0].coin)))
+    ex.watcher.replan()
+
+
+def _snapshot(ex: Exchange, account_id: str, pos: Position) -> dict[str, object]:
+    view = risk.position_risk(ex, account_id, pos.symbol)
+    return {"symbol": pos.symbol, "qty": pos.qty_contracts, "entry": pos.entry_price_usd,
+            "mark": view.mark_price_usd, "margin_balance": view.margin_balance_coin,
+            "maint_margin": view.maint_margin_coin,
+            "liquidation_price": _finite(view.liquidation_price_usd),
+            "bankruptcy_price": _finite(view.bankruptcy_price_usd)}
+
+
+def _finite(price: Decimal | None) -> Decimal | None:
+    return price if price is not None and price.is_finite() else None
+
+
+def _step_down(ex: Exchange, account: Account, pos: Position) -> bool:
+    """Close part of ``pos`` in the book so its value falls below its bracket's floor."""
+    inst = ex.instruments[pos.symbol]
+    mark = ex.mark_price(pos.symbol)
+    bracket = bracket_for(inst.brackets, risk.mark_value_coin(ex, pos))
+    if bracket.bracket == 1:
+        return False
+    lot = inst.lot_size
+    keep = int(bracket.floor_coin * mark / inst.contract_size_usd) // lot * lot
+    while keep > 0 and coin_value(keep, mark, inst.contract_size_usd) >= bracket.floor_coin:
+        keep -= lot
+    close = abs(pos.qty_contracts) - keep
+    if close <= 0:
+        return False
+    fills = _work_into_book(ex, inst, opposite(_side(pos)), close)
+    fee_rate = ex.profile.fees.liquidation_clearance_rate
+    for price, qty in fills:
+        trading.apply_position_fill(ex, account.account_id, inst, -pos.side * qty, price,
+                                    ZERO, f"liquidation:{pos.symbol}")
+        fee = quantize(fee_coin(qty, inst.contract_size_usd, price, fee_rate),
+                       ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule)
+        if fee > 0:
+            trading.debit_from(ex, pos.coin, fee, _holders(account.account_id, pos),
+                               insurance_account(pos.coin), "liquidation_clearance_fee",
+                               f"liquidation:{pos.symbol}")
+    ex.journal.append(ex.now_ms, "liquidation.order", account_id=account.account_id,
+                      symbol=pos.symbol, kind="partial", side=opposite(_side(pos)), qty=close,
+                      avg_price=_avg(inst, fills), from_bracket=bracket.bracket,
+                      position_qty=pos.qty_contracts)
+    return True
+
+
+def _side(pos: Position) -> Side:
+    return "BUY" if pos.side > 0 else "SELL"
+
+
+def _holders(account_id: str, pos: Position) -> list[str]:
+    wallet = wallet_account(account_id, pos.coin)
+    if pos.margin_mode == "isolated":
+        return [isolated_account(account_id, pos.symbol), wallet]
+    return [wallet]
+
+
+def _take_over(ex: Exchange, account: Account, pos: Position) -> None:
+    """Close the user's position at bankruptcy; the engine works it off (book / fund / ADL)."""
+    inst = ex.instruments[pos.symbol]
+    aid, coin, cs = account.account_id, pos.coin, inst.contract_size_usd
+    mark = ex.mark_price(pos.symbol)
+    _, bankrupt = risk.liquidation_prices(ex, aid, pos)
+    bp = bankrupt if bankrupt is not None and bankrupt.is_finite() else mark
+    qty, entry = pos.qty_contracts, pos.entry_price_usd
+    assert entry is not None
+    step, rule = ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule
+    ref = f"liquidation:{pos.symbol}:{aid}"
+    # The user's side: the position closes at BP; its margin pays the loss.
+    loss = -quantize(pnl_coin(qty, entry, bp, cs), step, rule)
+    holder = _holders(aid, pos)[0]
+    if loss > 0:
+        trading.debit_from(ex, coin, loss, [holder], market_account(coin), "liquidation_loss",
+                           ref)
+    elif loss < 0:
+        ex.ledger.post(market_account(coin), holder, coin, -loss, "liquidation_pnl", ref,
+                       ex.now_ms)
+    if pos.margin_mode == "isolated":
+        remainder = ex.ledger.balance(holder)
+        if remainder > 0:  # what bankruptcy-price rounding left: the clearance to the fund
+            ex.ledger.post(holder, insurance_account(coin), coin, remainder,
+                           "liquidation_clearance", ref, ex.now_ms)
+    pos.qty_contracts, pos.entry_price_usd, pos.updated_ms = 0, None, ex.now_ms
+    pos.margin_call_sent = False
+    ex.journal.append(ex.now_ms, "liquidation.takeover", account_id=aid, symbol=pos.symbol,
+                      qty=qty, entry=entry, mark=mark, bankruptcy_price=bp, loss=loss,
+                      wallet=ex.ledger.balance(wallet_account(aid, coin)))
+    # The engine now holds ``qty`` at BP and must close it: ADL first if the fund can't pay.
+    engine_side = opposite("BUY" if qty > 0 else "SELL")
+    remaining = abs(qty)
+    planned = _plan_book(ex, inst, engine_side, remaining)
+    deficit = max(ZERO, -_engine_pnl(qty, bp, planned, cs))
+    if deficit > ex.ledger.balance(insurance_account(coin)):
+        remaining -= _auto_deleverage(ex, inst, aid, qty, bp, remaining)
+    if remaining:
+        fills = _work_into_book(ex, inst, engine_side, remaining)
+        sign = 1 if qty > 0 else -1
+        engine_pnl = quantize(_engine_pnl(sign * remaining, bp, fills, cs), step, rule)
+        if engine_pnl > 0:
+            ex.ledger.post(market_account(coin), insurance_account(coin), coin, engine_pnl,
+                           "liquidation_surplus", ref, ex.now_ms)
+        elif engine_pnl < 0:
+            trading.debit_from(ex, coin, -engine_pnl, [insurance_account(coin)],
+                               market_account(coin), "liquidation_deficit", ref)
+        ex.journal.append(ex.now_ms, "liquidation.order", account_id=aid, symbol=pos.symbol,
+                          kind="takeover", side=engine_side, qty=remaining,
+                          avg_price=_avg(inst, fills), bankruptcy_price=bp,
+                          insurance_delta=engine_pnl,
+                          insurance_fund=ex.ledger.balance(insurance_account(coin)))
+
+
+def _engine_pnl(qty: int, bp: Decimal, fills: list[tuple[Decimal, int]], cs: Decimal) -> Decimal:
+    """PnL of holding ``qty`` (the user's side) from BP and closing it at the fills."""
+    sign = 1 if qty > 0 else -1
+    return sum((pnl_coin(sign * q, bp, p, cs) for p, q in fills), ZERO)
+
+
+def _plan_book(ex: Exchange, inst: Instrument, side: str, qty: int) -> list[tuple[Decimal, int]]:
+    """Fills a market order of the engine would get now, without applying them."""
+    book = ex.refresh_book(inst.symbol)
+    fills: list[tuple[Decimal, int]] = []
+    left = qty
+    order = _engine_order(ex, inst, side, qty)
+    plan = book.plan_match(order)
+    for f in plan.fills:
+        fills.append((f.price_usd, f.qty_contracts))
+        left -= f.qty_contracts
+    if left and fills:  # synthetic depth replenishes: the rest goes at the worst level seen
+        fills.append((fills[-1][0], left))
+    return fills
+
+
+def _engine_order(ex: Exchange, inst: Instrument, side: str, qty: int) -> Order:
+    return Order(order_id=0, client_order_id="liquidation", account_id=LIQUIDATION_ENGINE,
+                 symbol=inst.symbol, side=side, type="MARKET",  # type: ignore[arg-type]
+                 qty_contracts=min(qty, inst.market_max_qty), price_usd=None,
+                 time_in_force="IOC", reduce_only=False, created_ms=ex.now_ms,
+                 updated_ms=ex.now_ms, seq=0)
+
+
+def _work_into_book(ex: Exchange, inst: Instrument, side: str,
+                    qty: int) -> list[tuple[Decimal, int]]:
+    """Execute market orders of the engine until ``qty`` is done; users' makers get fills."""
+    book = ex.refresh_book(inst.symbol)
+    fills: list[tuple[Decimal, int]] = []
+    left = qty
+    for _ in range(_MAX_BOOK_ROUNDS):
+        if not left:
+            break
+        plan = book.plan_match(_engine_order(ex, inst, side, left))
+        if not plan.fills:
+            break
+        book.apply_match(plan, ex.now_ms)
+        for f in plan.fills:
+            fills.append((f.price_usd, f.qty_contracts))
+            left -= f.qty_contracts
+            trading.record_trade(ex, inst, f.price_usd, f.qty_contracts, side)
+            if f.maker_order_id is not None:
+                trading.execute_maker(ex, inst, f.maker_order_id, f.qty_contracts, f.price_usd)
+    if left:
+        raise RuntimeError(f"the {inst.symbol} book could not absorb a liquidation of {qty}")
+    return fills
+
+
+def _avg(inst: Instrument, fills: list[tuple[Decimal, int]]) -> Decimal | None:
+    qty = sum(q for _, q in fills)
+    if not qty:
+        return None
+    coin = sum((coin_value(q, p, inst.contract_size_usd) for p, q in fills), ZERO)
+    return (qty * inst.contract_size_usd / coin).quantize(inst.tick_size)
+
+
+def _auto_deleverage(ex: Exchange, inst: Instrument, bankrupt_account: str, qty: int,
+                     bp: Decimal, wanted: int) -> int:
+    """Close ranked profitable opposite positions at BP; the contracts so absorbed."""
+    ranking = adl_ranking(ex, inst.symbol, opposite_of=qty)
+    ex.journal.append(ex.now_ms, "adl.ranking", symbol=inst.symbol, bankruptcy_price=bp,
+                      ranking=[{"account_id": a, "qty": p.qty_contracts, "score": round(s, 8)}
+                               for a, p, s in ranking])
+    done = 0
+    for account_id, pos, score in ranking:
+        if done == wanted:
+            break
+        take = min(abs(pos.qty_contracts), wanted - done)
+        realised, _ = trading.apply_position_fill(ex, account_id, inst, -pos.side * take, bp,
+                                                  ZERO, f"adl:{inst.symbol}:{bankrupt_account}")
+        done += take
+        ex.journal.append(ex.now_ms, "adl.fill", account_id=account_id, symbol=inst.symbol,
+                          qty=take, price=bp, realized_pnl=realised, score=round(score, 8),
+                          position_qty=pos.qty_contracts,
+                          counterparty_of=bankrupt_account)
+    return done
+
+
+def adl_ranking(ex: Exchange, symbol: str, opposite_of: int) -> list[tuple[str, Position, Decimal]]:
+    """Profitable positions opposite to ``opposite_of``'s side, best ADL candidates first.
+
+    Score = PnL% × effective leverage (mechanics §5). PnL% is unrealised PnL over the position's
+    cost in coin; effective leverage is value at mark over margin balance ("profit_times_
+    leverage"), or BitMEX's |mark value| / (mark value − bankrupt value).
+    """
+    inst = ex.instruments[symbol]
+    cs = inst.contract_size_usd
+    ranked: list[tuple[str, Position, Decimal]] = []
+    for account in ex.accounts.values():
+        pos = account.positions.get(symbol)
+        if pos is None or not pos.is_open or (pos.qty_contracts > 0) == (opposite_of > 0):
+            continue
+        view = risk.position_risk(ex, account.account_id, symbol)
+        if view.unrealised_pnl_coin <= 0 or pos.entry_price_usd is None:
+            continue
+        pnl_pct = view.unrealised_pnl_coin / coin_value(pos.qty_contracts, pos.entry_price_usd, cs)
+        if ex.profile.liquidation.adl_ranking == "bitmex" and view.bankruptcy_price_usd and \
+                view.bankruptcy_price_usd.is_finite():
+            bankrupt_value = coin_value(pos.qty_contracts, view.bankruptcy_price_usd, cs)
+            gap = abs(view.value_coin - bankrupt_value)
+            leverage = view.value_coin / gap if gap else Decimal(10**6)
+        else:
+            balance = view.margin_balance_coin
+            leverage = view.value_coin / balance if balance > 0 else Decimal(10**6)
+        ranked.append((account.account_id, pos, pnl_pct * leverage))
+    ranked.sort(key=lambda r: -r[2])  # stable: ties keep account creation order
+    return ranked

@@ -1,0 +1,310 @@
+"""Liquidation and bankruptcy prices, isolated and cross, both venue styles (mechanics §5).
+
+Notation: N = |Q|·CS USD, s = side, EP entry, W the margin backing the position (isolated: the
+isolated margin; cross: wallet + other positions' unrealised PnL − their MM, Binance's general
+formula without hedge-mode terms). Margin balance at price P is W + s·N·(1/EP − 1/P).
+
+* ``mm_at_liquidation_price`` (Binance, OKX): MM = N/LP·MMR − cum, valued at the price itself.
+  With v = N/LP the equation W + s·N/EP − s·v = v·MMR − cum is linear in v:
+  v = (W + cum + s·N/EP) / (MMR + s), i.e. LP = N·(MMR + s) / (W + cum + s·N/EP).
+  The bracket depends on v, so brackets are scanned from the first one the price reaches (long:
+  ascending value; short: descending) and the first bracket whose own solution lies in its range
+  wins: the same fixed point as "re-solve with the bracket at the solved price", reached in at
+  most len(brackets) steps, so it always terminates.
+* ``mm_at_entry`` (BitMEX, classic Bybit): MM = N/EP·MMR − cum, a fixed coin amount, so
+  s·N·(1/EP − 1/LP) = −(W − MM) gives 1/LP = 1/EP + s·(W − MM)/N.
+* bankruptcy price: where the margin balance is zero, 1/BP = 1/EP + s·W/N (both styles).
+
+Optional extra MM (profile flags include_exit_fee_in_mm / include_funding_in_mm): the taker fee
+of closing at the bankruptcy price, N/BP·taker, and the funding the position would pay,
+N/BP·max(0, s·F) (a receipt is not counted on). Both are fixed coin amounts added to MM.
+
+Return values: ``None`` means the position cannot be liquidated (bankrupted) at any positive
+price, e.g. a 1x short whose collateral is N/EP in the MM-at-LP style: its equity N/P always
+exceeds N/P·MMR. ``INFINITE_PRICE`` (long only) means it is already liquidatable at every price
+(cross, when other positions' losses exceed the wallet). So "long: liquidate when mark ≤ LP;
+short: when mark ≥ LP" works with every value. In the MM-at-entry style the MM does not shrink
+with the price, so a 1x short there does have a (very high) LP: EP/MMR with cum 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Literal
+
+from sim.errors import InvalidInput, InvalidPrice
+from sim.inverse import contract_size, exact, rate_value, signed_contracts, to_dec
+from sim.margin import brackets_value
+from sim.money import positive_price, to_decimal
+from sim.profile import Bracket, Instrument, Profile
+
+INFINITE_PRICE = Decimal("Infinity")
+PriceRounding = Literal["none", "tick_conservative"]
+
+
+@dataclass(frozen=True)
+class LiquidationSolution:
+    """An exact liquidation price (None: never; INFINITE_PRICE: always) and the bracket used."""
+
+    price_usd: Decimal | None
+    bracket: Bracket | None
+
+
+@dataclass(frozen=True)
+class PositionPrices:
+    """Liquidation and bankruptcy prices rounded per profile, the exact ones, and the bracket."""
+
+    liquidation_price_usd: Decimal | None
+    bankruptcy_price_usd: Decimal | None
+    bracket: Bracket | None
+    liquidation_exact_usd: Decimal | None
+    bankruptcy_exact_usd: Decimal | None
+
+
+def _position(
+    qty_contracts: object, entry_price_usd: object, contract_size_usd: object, margin_coin: object
+) -> tuple[int, Fraction, Fraction, Fraction]:
+    """Validate the common arguments; return side, N, 1/EP and W as exact rationals."""
+    qty = signed_contracts(qty_contracts)
+    entry = positive_price(entry_price_usd, "entry_price_usd")
+    cs = contract_size(contract_size_usd)
+    margin = to_decimal(margin_coin, "margin_coin")
+    side = 1 if qty > 0 else -1
+    return side, abs(qty) * exact(cs), 1 / exact(entry), exact(margin)
+
+
+def _price_from_inverse(side: int, inverse_price: Fraction) -> Decimal | None:
+    """1/P → P, with the sentinels for "no positive price" (long: always; short: never)."""
+    if inverse_price <= 0:
+        return INFINITE_PRICE if side > 0 else None
+    return to_dec(1 / inverse_price)
+
+
+def bankruptcy_price(
+    qty_contracts: object, entry_price_usd: object, contract_size_usd: object, margin_coin: object
+) -> Decimal | None:
+    """Exact price where margin balance W + s·N·(1/EP − 1/BP) is zero (None: never)."""
+    side, n, inv_ep, w = _position(qty_contracts, entry_price_usd, contract_size_usd, margin_coin)
+    return _price_from_inverse(side, inv_ep + side * w / n)
+
+
+def _solved_price(value: object, what: str) -> Decimal:
+    """A price from a solver: a finite positive Decimal (no size limit: LPs can be huge)."""
+    if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
+        raise InvalidPrice(f"{what} must be a finite positive Decimal, got {value!r}")
+    return value
+
+
+def _extra(value: object, what: str) -> Fraction:
+    amount = to_decimal(value, what)
+    if amount < 0:
+        raise InvalidInput(f"{what} must not be negative, got {value!r}")
+    return exact(amount)
+
+
+def liquidation_price_mm_at_lp(
+    qty_contracts: object,
+    entry_price_usd: object,
+    contract_size_usd: object,
+    margin_coin: object,
+    brackets: Sequence[Bracket],
+    *,
+    extra_mm_coin: object = 0,
+) -> LiquidationSolution:
+    """Binance-style exact LP solving W + s·N·(1/EP − 1/LP) = N/LP·MMR − cum, bracket re-solved."""
+    side, n, inv_ep, w = _position(qty_contracts, entry_price_usd, contract_size_usd, margin_coin)
+    table = brackets_value(brackets)
+    extra = _extra(extra_mm_coin, "extra_mm_coin")
+    # Work in v = N/P, the value the bracket is chosen by; v rises as a long's price falls.
+    order = table if side > 0 else tuple(reversed(table))
+    for b in order:
+        mmr, cum = exact(b.mmr), exact(b.cum_coin) - extra
+        lo = exact(b.floor_coin)
+        # The last bracket extends upwards without bound, as in bracket_for.
+        hi = None if b.cap_coin is None or b is table[-1] else exact(b.cap_coin)
+        if side > 0:
+            # Liquidated when W + N/EP − v ≤ v·MMR − cum, i.e. v ≥ root.
+            root = (w + n * inv_ep + cum) / (1 + mmr)
+            v = max(lo, root)
+            if hi is None or v < hi:
+                if v <= 0:
+                    return LiquidationSolution(INFINITE_PRICE, b)
+                return LiquidationSolution(to_dec(n / v), b)
+        else:
+            # Liquidated when W − N/EP + v ≤ v·MMR − cum, i.e. v ≤ root.
+            root = (n * inv_ep - w - cum) / (1 - mmr)
+            if hi is not None and root >= hi:
+                # Defensive: needs MM to fall at a bracket edge, which rising MMR with either
+                # cum rule rules out. The whole bracket is liquidatable, the one above is not.
+                return LiquidationSolution(to_dec(n / hi), b)
+            if root >= lo and root > 0:
+                return LiquidationSolution(to_dec(n / root), b)
+    # A short whose margin beats MM at every value: it cannot be liquidated.
+    return LiquidationSolution(None, None)
+
+
+def liquidation_price_mm_at_entry(
+    qty_contracts: object,
+    entry_price_usd: object,
+    contract_size_usd: object,
+    margin_coin: object,
+    brackets: Sequence[Bracket],
+    *,
+    extra_mm_coin: object = 0,
+) -> LiquidationSolution:
+    """BitMEX/Bybit-style exact LP with MM valued at entry: 1/LP = 1/EP + s·(W − MM)/N."""
+    side, n, inv_ep, w = _position(qty_contracts, entry_price_usd, contract_size_usd, margin_coin)
+    extra = _extra(extra_mm_coin, "extra_mm_coin")
+    table = brackets_value(brackets)
+    # The bracket at the entry value, compared exactly (no rounding at a bracket edge).
+    b = [x for x in table if exact(x.floor_coin) <= n * inv_ep][-1]
+    mm = n * inv_ep * exact(b.mmr) - exact(b.cum_coin) + extra
+    return LiquidationSolution(_price_from_inverse(side, inv_ep + side * (w - mm) / n), b)
+
+
+def exit_costs_coin(
+    qty_contracts: object,
+    contract_size_usd: object,
+    bankruptcy_price_usd: Decimal | None,
+    *,
+    exit_fee_rate: object = 0,
+    funding_rate: object = 0,
+) -> Decimal:
+    """Extra MM: taker fee of closing at BP plus funding the position would pay, at BP value."""
+    qty = signed_contracts(qty_contracts)
+    cs = contract_size(contract_size_usd)
+    fee = rate_value(exit_fee_rate, "exit_fee_rate")
+    funding = rate_value(funding_rate, "funding_rate")
+    if fee < 0:
+        raise InvalidInput(f"exit_fee_rate must not be negative, got {exit_fee_rate!r}")
+    if bankruptcy_price_usd is None or bankruptcy_price_usd == INFINITE_PRICE:
+        # Never bankrupt (value → 0) or bankrupt already: nothing meaningful to value.
+        return Decimal(0)
+    bp = _solved_price(bankruptcy_price_usd, "bankruptcy_price_usd")
+    side = 1 if qty > 0 else -1
+    value = abs(qty) * exact(cs) / exact(bp)
+    paid_funding = max(Fraction(0), side * exact(funding))
+    return to_dec(value * (exact(fee) + paid_funding))
+
+
+def round_price(
+    price_usd: Decimal | None, qty_contracts: object, tick_size: object, rounding: PriceRounding
+) -> Decimal | None:
+    """Round a liquidation/bankruptcy price per profile: tick_conservative = long up, short down."""
+    side = 1 if signed_contracts(qty_contracts) > 0 else -1
+    tick = positive_price(tick_size, "tick_size")
+    if rounding not in ("none", "tick_conservative"):
+        raise InvalidInput(f"rounding must be 'none' or 'tick_conservative', got {rounding!r}")
+    if price_usd is None or price_usd == INFINITE_PRICE:
+        return price_usd
+    price = _solved_price(price_usd, "price_usd")
+    if rounding == "none":
+        return price
+    # Conservative = reached earlier: a long's price rounded up, a short's down.
+    # Exact rational rounding: money.round_to_tick divides in the caller's decimal context,
+    # which could round a 34-digit price onto the tick before the ceiling/floor is taken.
+    steps = exact(price) / exact(tick)
+    units = math.ceil(steps) if side > 0 else math.floor(steps)
+    return (units * tick).quantize(tick)
+
+
+def _prices(
+    profile: object,
+    instrument: object,
+    qty_contracts: object,
+    entry_price_usd: object,
+    liquidation_margin: Decimal,
+    bankruptcy_margin: Decimal,
+    funding_rate: object,
+) -> PositionPrices:
+    if not isinstance(profile, Profile):
+        raise InvalidInput(f"profile must be a Profile, got {type(profile).__name__}")
+    if not isinstance(instrument, Instrument):
+        raise InvalidInput(f"instrument must be an Instrument, got {type(instrument).__name__}")
+    liq = profile.liquidation
+    cs = instrument.contract_size_usd
+    bp_exact = bankruptcy_price(qty_contracts, entry_price_usd, cs, bankruptcy_margin)
+    rate = rate_value(funding_rate, "funding_rate")
+    extra = exit_costs_coin(
+        qty_contracts,
+        cs,
+        bp_exact,
+        exit_fee_rate=profile.fees.taker_rate if liq.include_exit_fee_in_mm else 0,
+        funding_rate=rate if liq.include_funding_in_mm else 0,
+    )
+    solve = (
+        liquidation_price_mm_at_lp
+        if liq.style == "mm_at_liquidation_price"
+        else liquidation_price_mm_at_entry
+    )
+    sol = solve(
+        qty_contracts,
+        entry_price_usd,
+        cs,
+        liquidation_margin,
+        instrument.brackets,
+        extra_mm_coin=extra,
+    )
+    tick = instrument.tick_size
+    return PositionPrices(
+        liquidation_price_usd=round_price(
+            sol.price_usd, qty_contracts, tick, liq.liquidation_price_rounding
+        ),
+        bankruptcy_price_usd=round_price(
+            bp_exact, qty_contracts, tick, liq.bankruptcy_price_rounding
+        ),
+        bracket=sol.bracket,
+        liquidation_exact_usd=sol.price_usd,
+        bankruptcy_exact_usd=bp_exact,
+    )
+
+
+def isolated_prices(
+    profile: Profile,
+    instrument: Instrument,
+    qty_contracts: object,
+    entry_price_usd: object,
+    isolated_margin_coin: object,
+    *,
+    funding_rate: object = 0,
+) -> PositionPrices:
+    """Liquidation and bankruptcy prices of an isolated position, per the profile's style."""
+    margin = to_decimal(isolated_margin_coin, "isolated_margin_coin")
+    if margin < 0:
+        raise InvalidInput(
+            f"isolated_margin_coin must not be negative, got {isolated_margin_coin!r}"
+        )
+    return _prices(
+        profile, instrument, qty_contracts, entry_price_usd, margin, margin, funding_rate
+    )
+
+
+def cross_prices(
+    profile: Profile,
+    instrument: Instrument,
+    qty_contracts: object,
+    entry_price_usd: object,
+    wallet_balance_coin: object,
+    *,
+    other_unrealised_pnl_coin: object = 0,
+    other_maint_margin_coin: object = 0,
+    funding_rate: object = 0,
+) -> PositionPrices:
+    """Prices of a cross position: W = wallet + others' unrealised PnL − others' MM (Binance)."""
+    wallet = exact(to_decimal(wallet_balance_coin, "wallet_balance_coin"))
+    other_upnl = exact(to_decimal(other_unrealised_pnl_coin, "other_unrealised_pnl_coin"))
+    other_mm = _extra(other_maint_margin_coin, "other_maint_margin_coin")
+    # Bankruptcy is where the whole cross balance is gone, so others' MM is not held back there.
+    return _prices(
+        profile,
+        instrument,
+        qty_contracts,
+        entry_price_usd,
+        to_dec(wallet + other_upnl - other_mm),
+        to_dec(wallet + other_upnl),
+        funding_rate,
+    )

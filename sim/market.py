@@ -1,0 +1,232 @@
+"""Market data of one instrument: its price tape, the mark price, premium samples, funding rates.
+
+Two ways to get each number, kept consistent by tests:
+* exact (Decimal) at one instant — what the engine applies and shows;
+* vectorised (float64 numpy) over a time grid — what the event-skipping search scans to find the
+  next instant where something *might* happen; every candidate is then re-checked exactly.
+
+The synthetic book is centred on the tape's perp price rounded to the tick (the "reference"), so
+the book mid, the impact prices and the premium are functions of the tape alone. Users' resting
+orders are not part of impact prices: they are small next to the 25,000 USD impact notional
+and leaving them out keeps funding a pure function of the scenario (documented in docs/design.md).
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import numpy as np
+
+from sim.errors import InvalidState
+from sim.money import round_to_tick
+from sim.profile import Instrument, Profile
+
+RATE_STEP = Decimal("0.00000001")  # funding rates are published with 8 decimals
+MARK_STEP = Decimal("0.00000001")
+
+
+def decimal_price(x: float) -> Decimal:
+    """A tape float as the Decimal it was written as (shortest repr: 16782.1 stays 16782.1)."""
+    return Decimal(repr(float(x)))
+
+
+class PriceTape:
+    """Index and perp prices of one pair over time; each row holds until the next.
+
+    A scenario path is read-only; a manual tape grows by ``set`` (control-plane price moves).
+    """
+
+    def __init__(self, pair: str, times_ms: np.ndarray, index: np.ndarray, perp: np.ndarray,
+                 *, manual: bool = False) -> None:
+        self.pair = pair
+        self.manual = manual
+        self.version = 0  # bumped by every manual change, so caches keyed on rows notice
+        self._times = [int(t) for t in times_ms] if manual else None
+        self._index = [float(x) for x in index] if manual else None
+        self._perp = [float(x) for x in perp] if manual else None
+        self.times_ms = np.asarray(times_ms, dtype=np.int64)
+        self.index = np.asarray(index, dtype=np.float64)
+        self.perp = np.asarray(perp, dtype=np.float64)
+
+    def row_at(self, t_ms: int) -> int:
+        """Row in force at ``t_ms`` (the first row before the tape starts)."""
+        return max(0, int(np.searchsorted(self.times_ms, t_ms, side="right")) - 1)
+
+    def rows_at(self, grid_ms: np.ndarray) -> np.ndarray:
+        """Vectorised ``row_at``."""
+        return np.maximum(np.searchsorted(self.times_ms, grid_ms, side="right") - 1, 0)
+
+    def index_at(self, t_ms: int) -> Decimal:
+        """Index price at ``t_ms``."""
+        return decimal_price(self.index[self.row_at(t_ms)])
+
+    def perp_at(self, t_ms: int) -> Decimal:
+        """Scenario perp (traded) price at ``t_ms``."""
+        return decimal_price(self.perp[self.row_at(t_ms)])
+
+    def row_start_ms(self, t_ms: int) -> int:
+        """When the row in force at ``t_ms`` began."""
+        return int(self.times_ms[self.row_at(t_ms)])
+
+    def set(self, t_ms: int, index: Decimal, perp: Decimal) -> None:
+        """Manual tapes only: from ``t_ms`` on, the prices are these."""
+        if not self.manual or self._times is None or self._index is None or self._perp is None:
+            raise InvalidState(
+                "prices move only by the scenario here; reset with scenario 'manual'")
+        if self._times and self._times[-1] == t_ms:
+            self._index[-1], self._perp[-1] = float(index), float(perp)
+        else:
+            self._times.append(t_ms)
+            self._index.append(float(index))
+            self._perp.append(float(perp))
+        self.times_ms = np.asarray(self._times, dtype=np.int64)
+        self.index = np.asarray(self._index, dtype=np.float64)
+        self.perp = np.asarray(self._perp, dtype=np.float64)
+        self.version += 1
+
+
+class MarketPricer:
+    """Mark price and premium of one instrument over a tape, exact and vectorised."""
+
+    def __init__(self, profile: Profile, instrument: Instrument, tape: PriceTape) -> None:
+        self.profile = profile
+        self.inst = instrument
+        self.tape = tape
+        self.tick = instrument.tick_size
+        self._tick_f = float(instrument.tick_size)
+        self._interval_ms = profile.funding.interval_ms
+        self._weights_usd, self._offsets_usd = _impact_walk(instrument)
+
+    # ---- exact, at one instant -------------------------------------------------------------
+    def reference_at(self, t_ms: int) -> Decimal:
+        """Centre of the synthetic book: the tape's perp price rounded to the tick."""
+        return round_to_tick(self.tape.perp_at(t_ms), self.tick)
+
+    def mark_at(self, t_ms: int, funding_rate: Decimal, last: Decimal | None = None) -> Decimal:
+        """The exact mark price at ``t_ms`` by the profile's method (mechanics §3).
+
+        ``funding_rate`` is the rate the P1 / fair-price term uses (the last settled rate, or for
+        a venue that settles the previous window, the rate that will be paid next); ``last`` is
+        the last trade price (default: the book reference).
+        """
+        index = self.tape.index_at(t_ms)
+        p1 = index * (1 + funding_rate * self._time_to_funding_ms(t_ms) / self._interval_ms)
+        if self.profile.mark.method == "fair_price":
+            return p1.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
+        last = self.reference_at(t_ms) if last is None else last
+        p2 = index + self._basis_average(t_ms)
+        mark = sorted((p1, p2, last))[1]
+        return mark.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
+
+    def _time_to_funding_ms(self, t_ms: int) -> int:
+        if not self.inst.is_perpetual:
+            return 0
+        return self.profile.funding.next_funding_time_ms(t_ms) - t_ms
+
+    def _basis_average(self, t_ms: int) -> Decimal:
+        """Moving average of (book mid − index) over the profile's last N basis samples."""
+        step = self.profile.mark.basis_sample_interval_ms
+        n = self.profile.mark.basis_samples
+        last_sample = t_ms // step * step
+        total = Decimal(0)
+        for j in range(n):
+            s = last_sample - j * step
+            total += self.reference_at(s) - self.tape.index_at(s)
+        return total / n
+
+    # ---- vectorised, over a grid --------------------------------------------------------------
+    def references(self, grid_ms: np.ndarray) -> np.ndarray:
+        """Vectorised reference (book centre) at each grid time."""
+        perp = self.tape.perp[self.tape.rows_at(grid_ms)]
+        return np.round(perp / self._tick_f) * self._tick_f
+
+    def marks(self, grid_ms: np.ndarray, funding_rate: float) -> np.ndarray:
+        """Vectorised mark at each grid time (float64; candidates only, re-checked exactly)."""
+        index = self.tape.index[self.tape.rows_at(grid_ms)]
+        if self.inst.is_perpetual:
+            ttf = self._next_funding_vec(grid_ms) - grid_ms
+            p1 = index * (1.0 + funding_rate * ttf / self._interval_ms)
+        else:
+            p1 = index
+        if self.profile.mark.method == "fair_price":
+            return p1
+        p2 = index + self._basis_averages(grid_ms)
+        last = self.references(grid_ms)
+        return np.median(np.stack((p1, p2, last)), axis=0)
+
+    def _next_funding_vec(self, grid_ms: np.ndarray) -> np.ndarray:
+        offset = self.profile.funding.times_utc_hours[0] * 3_600_000
+        return offset + ((grid_ms - offset) // self._interval_ms + 1) * self._interval_ms
+
+    def _basis_averages(self, grid_ms: np.ndarray) -> np.ndarray:
+        step = self.profile.mark.basis_sample_interval_ms
+        n = self.profile.mark.basis_samples
+        first = int(grid_ms[0]) // step * step - (n - 1) * step
+        last = int(grid_ms[-1]) // step * step
+        samples = np.arange(first, last + step, step, dtype=np.int64)
+        basis = self.references(samples) - self.tape.index[self.tape.rows_at(samples)]
+        csum = np.concatenate(([0.0], np.cumsum(basis)))
+        k = (grid_ms // step * step - first) // step  # position of each grid time's last sample
+        return (csum[k + 1] - csum[k + 1 - n]) / n
+
+    # ---- premium and funding -------------------------------------------------------------------
+    def premiums(self, sample_ms: np.ndarray) -> np.ndarray:
+        """Premium index samples (mechanics §4) at the given times, from the synthetic book."""
+        ref = self.references(sample_ms)[:, None]
+        index = self.tape.index[self.tape.rows_at(sample_ms)]
+        coin_ask = (self._weights_usd / (ref + self._offsets_usd)).sum(axis=1)
+        coin_bid = (self._weights_usd / (ref - self._offsets_usd)).sum(axis=1)
+        notional = self._weights_usd.sum()
+        impact_ask = notional / coin_ask
+        impact_bid = notional / coin_bid
+        return (np.maximum(0.0, impact_bid - index) - np.maximum(0.0, index - impact_ask)) / index
+
+    def window_rate(self, window_start_ms: int, until_ms: int) -> Decimal:
+        """Funding rate from the premium samples taken in (window_start, until] (§4 template).
+
+        With ``until`` at the window's end this is the rate of that window; earlier, it is the
+        "predicted" rate so far. Computed in float64 and rounded to 8 decimals, as published.
+        """
+        funding = self.profile.funding
+        step = funding.premium_sample_interval_ms
+        first = window_start_ms + step
+        if until_ms < first:
+            return _template(0.0, funding.interest_rate, funding.clamp, self.inst.funding_cap)
+        samples = np.arange(first, until_ms // step * step + 1, step, dtype=np.int64)
+        premium = self.premiums(samples)
+        if funding.averaging == "weighted":
+            weights = np.arange(1, len(premium) + 1, dtype=np.float64)
+            average = float((premium * weights).sum() / weights.sum())
+        else:
+            average = float(premium.mean())
+        return _template(average, funding.interest_rate, funding.clamp, self.inst.funding_cap)
+
+
+def _template(average: float, interest: Decimal, clamp: Decimal, cap: Decimal) -> Decimal:
+    """F = P̄ + clamp(I − P̄, ±clamp), then capped at ±cap, rounded to 8 decimals."""
+    p_bar = Decimal(repr(average)).quantize(Decimal("1e-12"), rounding=ROUND_HALF_EVEN)
+    rate = p_bar + min(max(interest - p_bar, -clamp), clamp)
+    rate = min(max(rate, -cap), cap)
+    return rate.quantize(RATE_STEP, rounding=ROUND_HALF_EVEN)
+
+
+def _impact_walk(inst: Instrument) -> tuple[np.ndarray, np.ndarray]:
+    """USD taken from each synthetic level to fill the impact notional, and each level's offset.
+
+    Synthetic levels hold a fixed number of contracts, so the USD taken per level does not depend
+    on where the book is centred: the walk is computed once. If the synthetic depth is thinner
+    than the impact notional, the impact price is the average over the whole depth.
+    """
+    book = inst.book
+    level_usd = float(book.contracts_per_level * inst.contract_size_usd)
+    remaining = float(inst.impact_notional_usd)
+    weights: list[float] = []
+    offsets: list[float] = []
+    for k in range(book.levels):
+        if remaining <= 0:
+            break
+        take = min(level_usd, remaining)
+        weights.append(take)
+        offsets.append(float((book.half_spread_ticks + k * book.level_step_ticks) * inst.tick_size))
+        remaining -= take
+    return np.asarray(weights)[None, :], np.asarray(offsets)[None, :]

@@ -1,0 +1,252 @@
+"""Risk numbers of positions and accounts at the current mark: the one place they are computed.
+
+Unrealised PnL, margin, maintenance and the liquidation test all use the **mark** price, never
+the last trade (mechanics §3). Isolated positions are judged alone against their isolated
+margin; cross positions together, per settlement coin, against the wallet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sim import liquidation_price as lp
+from sim.inverse import coin_value, pnl_coin
+from sim.margin import bracket_for, initial_margin_coin
+
+if TYPE_CHECKING:
+    from sim.accounts import Position
+    from sim.exchange import Exchange
+    from sim.profile import Instrument
+
+ZERO = Decimal(0)
+
+
+def mark_value_coin(ex: Exchange, pos: Position) -> Decimal:
+    """|Q|·CS / mark: the position's value in coin now."""
+    inst = ex.instruments[pos.symbol]
+    return coin_value(pos.qty_contracts, ex.mark_price(pos.symbol), inst.contract_size_usd)
+
+
+def unrealised_pnl(ex: Exchange, pos: Position, mark: Decimal | None = None) -> Decimal:
+    """Unrealised PnL in coin at the mark (or at ``mark``)."""
+    if not pos.is_open or pos.entry_price_usd is None:
+        return ZERO
+    inst = ex.instruments[pos.symbol]
+    mark = ex.mark_price(pos.symbol) if mark is None else mark
+    return pnl_coin(pos.qty_contracts, pos.entry_price_usd, mark, inst.contract_size_usd)
+
+
+def maint_margin(ex: Exchange, pos: Position, mark: Decimal | None = None) -> Decimal:
+    """Maintenance margin by the profile's style (MM at mark with cum, or at entry + extras)."""
+    if not pos.is_open or pos.entry_price_usd is None:
+        return ZERO
+    inst = ex.instruments[pos.symbol]
+    mark = ex.mark_price(pos.symbol) if mark is None else mark
+    liq = ex.profile.liquidation
+    cs = inst.contract_size_usd
+    if liq.style == "mm_at_liquidation_price":
+        value = coin_value(pos.qty_contracts, mark, cs)
+        b = bracket_for(inst.brackets, value)
+        return max(ZERO, value * b.mmr - b.cum_coin)
+    value_at_entry = coin_value(pos.qty_contracts, pos.entry_price_usd, cs)
+    b = bracket_for(inst.brackets, value_at_entry)
+    mm = value_at_entry * b.mmr - b.cum_coin
+    if liq.include_exit_fee_in_mm:
+        mm += coin_value(pos.qty_contracts, mark, cs) * ex.profile.fees.taker_rate
+    if liq.include_funding_in_mm and inst.is_perpetual:
+        owed = -coin_value(pos.qty_contracts, mark, cs) * ex.mark_funding_rate(pos.symbol) * (
+            pos.side)
+        mm += max(ZERO, -owed) if pos.side > 0 else max(ZERO, owed)
+    return max(ZERO, mm)
+
+
+def position_im(ex: Exchange, pos: Position) -> Decimal:
+    """Initial margin of the position at the mark and its leverage."""
+    if not pos.is_open:
+        return ZERO
+    inst = ex.instruments[pos.symbol]
+    return initial_margin_coin(pos.qty_contracts, ex.mark_price(pos.symbol),
+                               inst.contract_size_usd, pos.leverage)
+
+
+def order_im(ex: Exchange, account_id: str, coin: str) -> Decimal:
+    """Initial margin reserved by the account's open orders that would grow positions."""
+    from sim.trading import opening_contracts
+
+    total = ZERO
+    account = ex.accounts[account_id]
+    for symbol, book in ex.books.items():
+        inst = ex.instruments[symbol]
+        if inst.margin_asset != coin:
+            continue
+        pos = account.position(symbol, coin)
+        for order in book.open_orders(account_id):
+            opening = opening_contracts(pos, order.sign, order.remaining_contracts)
+            if opening and order.price_usd is not None:
+                total += initial_margin_coin(opening, order.price_usd, inst.contract_size_usd,
+                                             pos.leverage)
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class CrossState:
+    """One account's cross-margin numbers in one coin."""
+
+    wallet_coin: Decimal
+    unrealised_coin: Decimal
+    position_im_coin: Decimal
+    order_im_coin: Decimal
+    maint_coin: Decimal
+
+    @property
+    def margin_balance_coin(self) -> Decimal:
+        """Wallet plus unrealised PnL of cross positions."""
+        return self.wallet_coin + self.unrealised_coin
+
+    @property
+    def available_coin(self) -> Decimal:
+        """Margin balance less position and order initial margin, floored at zero."""
+        return max(ZERO, self.margin_balance_coin - self.position_im_coin - self.order_im_coin)
+
+    @property
+    def liquidatable(self) -> bool:
+        """Cross trigger: margin balance ≤ maintenance margin (with some MM required)."""
+        return self.maint_coin > 0 and self.margin_balance_coin <= self.maint_coin
+
+
+def cross_positions(ex: Exchange, account_id: str, coin: str) -> list[Position]:
+    """The account's open cross positions settled in ``coin``."""
+    return [p for p in ex.accounts[account_id].open_positions()
+            if p.coin == coin and p.margin_mode == "cross"]
+
+
+def cross_state(ex: Exchange, account_id: str, coin: str) -> CrossState:
+    """Cross numbers of an account in a coin, at the marks now."""
+    positions = cross_positions(ex, account_id, coin)
+    return CrossState(
+        wallet_coin=ex.wallet_balance(account_id, coin),
+        unrealised_coin=sum((unrealised_pnl(ex, p) for p in positions), ZERO),
+        position_im_coin=sum((position_im(ex, p) for p in positions), ZERO),
+        order_im_coin=order_im(ex, account_id, coin),
+        maint_coin=sum((maint_margin(ex, p) for p in positions), ZERO),
+    )
+
+
+def cross_available(ex: Exchange, account_id: str, coin: str) -> Decimal:
+    """What the account can still commit in ``coin`` (new orders, isolated top-ups)."""
+    return cross_state(ex, account_id, coin).available_coin
+
+
+def isolated_margin_balance(ex: Exchange, account_id: str, pos: Position) -> Decimal:
+    """Isolated margin plus unrealised PnL."""
+    return ex.isolated_wallet(account_id, pos.symbol) + unrealised_pnl(ex, pos)
+
+
+def isolated_liquidatable(ex: Exchange, account_id: str, pos: Position) -> bool:
+    """Isolated trigger: margin balance ≤ maintenance margin."""
+    mm = maint_margin(ex, pos)
+    return pos.is_open and mm > 0 and isolated_margin_balance(ex, account_id, pos) <= mm
+
+
+def removable_isolated_margin(ex: Exchange, account_id: str, pos: Position) -> Decimal:
+    """How much isolated margin can leave while the rest still covers the initial margin."""
+    balance = isolated_margin_balance(ex, account_id, pos)
+    wallet = ex.isolated_wallet(account_id, pos.symbol)
+    return max(ZERO, min(wallet, balance - position_im(ex, pos)))
+
+
+def margin_ratio(mm: Decimal, balance: Decimal) -> Decimal:
+    """MM / margin balance (≥ 1: liquidation); 0 with no MM, large when nothing is left."""
+    if mm <= 0:
+        return ZERO
+    if balance <= 0:
+        return Decimal(999)
+    return mm / balance
+
+
+@dataclass(frozen=True, slots=True)
+class PositionRisk:
+    """Everything a user sees about one position (control plane, positionRisk, lessons)."""
+
+    symbol: str
+    qty_contracts: int
+    entry_price_usd: Decimal | None
+    mark_price_usd: Decimal
+    unrealised_pnl_coin: Decimal
+    value_coin: Decimal
+    margin_mode: str
+    leverage: int
+    isolated_margin_coin: Decimal
+    initial_margin_coin: Decimal
+    maint_margin_coin: Decimal
+    margin_balance_coin: Decimal
+    margin_ratio: Decimal
+    liquidation_price_usd: Decimal | None
+    bankruptcy_price_usd: Decimal | None
+
+
+def position_risk(ex: Exchange, account_id: str, symbol: str) -> PositionRisk:
+    """The risk view of one position now."""
+    pos = ex.position(account_id, symbol)
+    mark = ex.mark_price(pos.symbol)
+    if pos.margin_mode == "isolated":
+        balance = isolated_margin_balance(ex, account_id, pos)
+        mm = maint_margin(ex, pos, mark)
+    else:
+        state = cross_state(ex, account_id, pos.coin)
+        balance, mm = state.margin_balance_coin, state.maint_coin
+    liq, bankrupt = liquidation_prices(ex, account_id, pos)
+    return PositionRisk(
+        symbol=pos.symbol, qty_contracts=pos.qty_contracts, entry_price_usd=pos.entry_price_usd,
+        mark_price_usd=mark, unrealised_pnl_coin=unrealised_pnl(ex, pos, mark),
+        value_coin=mark_value_coin(ex, pos) if pos.is_open else ZERO,
+        margin_mode=pos.margin_mode, leverage=pos.leverage,
+        isolated_margin_coin=ex.isolated_wallet(account_id, pos.symbol),
+        initial_margin_coin=position_im(ex, pos), maint_margin_coin=mm,
+        margin_balance_coin=balance, margin_ratio=margin_ratio(mm, balance),
+        liquidation_price_usd=liq, bankruptcy_price_usd=bankrupt,
+    )
+
+
+def liquidation_prices(ex: Exchange, account_id: str, pos: Position,
+                       mmr_scale: Decimal = Decimal(1)) -> tuple[Decimal | None, Decimal | None]:
+    """(liquidation, bankruptcy) price of a position, everything else held at today's marks.
+
+    None where the position can never reach it (a 1x short with full coin collateral);
+    Infinity (longs) where it already has. ``mmr_scale`` > 1 gives the margin-call price: the
+    mark where MM / margin balance reaches 1 / mmr_scale.
+    """
+    if not pos.is_open or pos.entry_price_usd is None:
+        return None, None
+    inst = _scaled(ex, pos.symbol, mmr_scale)
+    rate = ex.mark_funding_rate(pos.symbol) if inst.is_perpetual else ZERO
+    if pos.margin_mode == "isolated":
+        prices = lp.isolated_prices(ex.profile, inst, pos.qty_contracts, pos.entry_price_usd,
+                                    ex.isolated_wallet(account_id, pos.symbol), funding_rate=rate)
+    else:
+        others = [p for p in cross_positions(ex, account_id, pos.coin) if p.symbol != pos.symbol]
+        prices = lp.cross_prices(
+            ex.profile, inst, pos.qty_contracts, pos.entry_price_usd,
+            ex.wallet_balance(account_id, pos.coin),
+            other_unrealised_pnl_coin=sum((unrealised_pnl(ex, p) for p in others), ZERO),
+            other_maint_margin_coin=sum((maint_margin(ex, p) for p in others), ZERO),
+            funding_rate=rate)
+    return prices.liquidation_price_usd, prices.bankruptcy_price_usd
+
+
+_SCALED: dict[tuple[int, str, Decimal], Instrument] = {}
+
+
+def _scaled(ex: Exchange, symbol: str, scale: Decimal) -> Instrument:
+    """The instrument with MMR and cum scaled (margin-call levels); cached per profile."""
+    inst = ex.instruments[symbol]
+    if scale == 1:
+        return inst
+    key = (id(ex.profile), symbol, scale)
+    if key not in _SCALED:
+        brackets = tuple(b.model_copy(update={"mmr": b.mmr * scale, "cum_coin": b.cum_coin * scale})
+                         for b in inst.brackets)
+        _SCALED[key] = inst.model_copy(update={"brackets": brackets})
+    return _SCALED[key]

@@ -1,0 +1,429 @@
+"""Orders and fills: validation, margin checks, matching through the book, applying fills.
+
+The book *decides* fills (``plan_match``); this module checks the account can afford them, then
+*applies* them through inverse accounting and the ledger. A rejected order changes nothing:
+every check runs before the first mutation.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from sim import algo
+from sim.errors import (
+    InsufficientFunds,
+    InvalidInput,
+    OrderNotFound,
+    ReduceOnlyRejected,
+)
+from sim.inverse import apply_fill as inverse_fill
+from sim.inverse import coin_value, fee_coin
+from sim.ledger import (
+    fees_account,
+    insurance_account,
+    market_account,
+    wallet_account,
+)
+from sim.margin import check_leverage, initial_margin_coin
+from sim.money import positive_price, positive_quantity, quantize
+from sim.orders import (
+    ORDER_TYPES,
+    SIDES,
+    TIMES_IN_FORCE,
+    Order,
+    TimeInForce,
+    check_client_order_id,
+    check_order,
+)
+from sim.risk import cross_available, mark_value_coin
+
+if TYPE_CHECKING:
+    from sim.accounts import Account, Position
+    from sim.exchange import Exchange
+    from sim.profile import Instrument
+
+# Binance's rule for newClientOrderId.
+_CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
+
+
+def position_value_coin(ex: Exchange, pos: Position) -> Decimal:
+    """Value of the position in coin at the mark now."""
+    return mark_value_coin(ex, pos)
+
+
+def place_order(ex: Exchange, account_id: str, symbol: object, side: object, order_type: object,
+                quantity: object, price: object = None, *, time_in_force: object = None,
+                reduce_only: object = False, client_order_id: object = None) -> Order:
+    """Validate, margin-check, match and apply an order; returns its record."""
+    account = ex.account(account_id)
+    inst = ex.instrument(symbol)
+    book = ex.refresh_book(inst.symbol)
+    order = _build_order(ex, account, inst, side, order_type, quantity, price, time_in_force,
+                         reduce_only, client_order_id)
+    plan = book.plan_match(order)
+    plan.raise_if_rejected()
+    pos = account.position(inst.symbol, inst.margin_asset)
+    _check_reduce_only(order, pos)
+    _check_margin(ex, account, inst, pos, order, plan.fills)
+    # -- every check passed: from here on, apply ---------------------------------------------
+    order.order_id = ex.next_id("order")
+    order.seq = ex.next_id("seq")
+    ex.orders[order.order_id] = order
+    _journal_order(ex, order, "NEW")
+    book.apply_match(plan, ex.now_ms)
+    for fill in plan.fills:
+        trade_id = record_trade(ex, inst, fill.price_usd, fill.qty_contracts, order.side)
+        _execute(ex, inst, order, fill.qty_contracts, fill.price_usd, trade_id, taker=True)
+        if fill.maker_order_id is not None:
+            execute_maker(ex, inst, fill.maker_order_id, fill.qty_contracts, fill.price_usd,
+                          trade_id)
+    if plan.action == "REST":
+        book.add(order)
+    elif plan.action == "EXPIRE" and order.remaining_contracts:
+        order.status = "EXPIRED"
+        order.updated_ms = ex.now_ms
+        _journal_order(ex, order, "EXPIRED")
+    ex.watcher.replan()
+    return order
+
+
+def _build_order(ex: Exchange, account: Account, inst: Instrument, side: object,
+                 order_type: object, quantity: object, price: object, time_in_force: object,
+                 reduce_only: object, client_order_id: object) -> Order:
+    if side not in SIDES:
+        raise InvalidInput(f"side must be BUY or SELL, got {side!r}")
+    if order_type not in ORDER_TYPES:
+        raise InvalidInput(f"order type must be one of {', '.join(ORDER_TYPES)}, got "
+                           f"{order_type!r}")
+    tif: TimeInForce = "IOC"
+    if order_type == "MARKET":
+        if price is not None:
+            raise InvalidInput("a MARKET order takes no price")
+    else:
+        tif = "GTC" if time_in_force is None else time_in_force  # type: ignore[assignment]
+        if tif not in TIMES_IN_FORCE:
+            raise InvalidInput(f"timeInForce must be one of {', '.join(TIMES_IN_FORCE)}, got "
+                               f"{time_in_force!r}")
+        if price is None:
+            raise InvalidInput("a LIMIT order needs a price")
+    if not isinstance(reduce_only, bool):
+        raise InvalidInput(f"reduceOnly must be true or false, got {reduce_only!r}")
+    if client_order_id is None:
+        client_order_id = f"perpsim-{ex.next_id('seq')}"
+    elif not isinstance(client_order_id, str) or not _CLIENT_ID.fullmatch(client_order_id):
+        raise InvalidInput(f"client order id must match {_CLIENT_ID.pattern}, got "
+                           f"{client_order_id!r}")
+    qty = positive_quantity(quantity, "quantity")
+    if qty != qty.to_integral_value():
+        raise InvalidInput(f"quantity must be a whole number of contracts, got {quantity!r}")
+    order = Order(
+        order_id=0, client_order_id=client_order_id, account_id=account.account_id,
+        symbol=inst.symbol, side=side, type=order_type, qty_contracts=int(qty),
+        price_usd=None if price is None else _price(price), time_in_force=tif,
+        reduce_only=reduce_only, created_ms=ex.now_ms, updated_ms=ex.now_ms, seq=0,
+    )
+    check_order(order, inst)
+    check_client_order_id(order, ex.books[inst.symbol].find_client_order(
+        account.account_id, client_order_id))
+    return order
+
+
+def _price(price: object) -> Decimal:
+    return positive_price(price, "price")
+
+
+def _check_reduce_only(order: Order, pos: Position) -> None:
+    if not order.reduce_only:
+        return
+    if pos.qty_contracts == 0 or order.sign == pos.side:
+        raise ReduceOnlyRejected(
+            f"reduce-only {order.side} would open or increase the {order.symbol} position "
+            f"({pos.qty_contracts} contracts)"
+        )
+    if order.qty_contracts > abs(pos.qty_contracts):
+        raise ReduceOnlyRejected(
+            f"reduce-only {order.side} of {order.qty_contracts} contracts exceeds the position "
+            f"of {abs(pos.qty_contracts)}"
+        )
+
+
+def opening_contracts(pos: Position, sign: int, qty: int) -> int:
+    """How many of ``qty`` contracts on side ``sign`` would open or grow the position."""
+    if pos.qty_contracts == 0 or sign == pos.side:
+        return qty
+    return max(0, qty - abs(pos.qty_contracts))
+
+
+def _check_margin(ex: Exchange, account: Account, inst: Instrument, pos: Position,
+                  order: Order, fills: tuple) -> None:
+    opening = opening_contracts(pos, order.sign, order.qty_contracts)
+    if opening == 0:
+        return
+    if order.price_usd is not None:
+        est_price = order.price_usd
+    elif fills:
+        est_price = max((f.price_usd for f in fills), key=lambda p: p * order.sign)
+    else:
+        est_price = ex.mark_price(inst.symbol)
+    new_qty = pos.qty_contracts + order.sign * order.qty_contracts
+    check_leverage(inst.brackets, coin_value(new_qty, est_price, inst.contract_size_usd),
+                   pos.leverage)
+    need = initial_margin_coin(opening, est_price, inst.contract_size_usd, pos.leverage)
+    need += max(Decimal(0), fee_coin(order.qty_contracts, inst.contract_size_usd, est_price,
+                                     ex.profile.fees.taker_rate))
+    available = cross_available(ex, account.account_id, inst.margin_asset)
+    if need > available:
+        raise InsufficientFunds(
+            f"margin is insufficient: the order needs {need:.8f} {inst.margin_asset} "
+            f"(initial margin at {pos.leverage}x plus fee), available {available:.8f}"
+        )
+
+
+def record_trade(ex: Exchange, inst: Instrument, price: Decimal, qty: int,
+                 taker_side: str) -> int:
+    """Print a public trade (one per match) and make it the last price; its trade id."""
+    from sim.exchange import Trade
+
+    trade_id = ex.next_id("trade")
+    state = ex.states[inst.symbol]
+    state.last_trade_price, state.last_trade_ms = price, ex.now_ms
+    state.trades.append(Trade(trade_id, inst.symbol, price, qty, taker_side == "SELL",
+                              ex.now_ms))
+    return trade_id
+
+
+def execute_maker(ex: Exchange, inst: Instrument, order_id: int, qty: int, price: Decimal,
+                  trade_id: int | None = None) -> None:
+    """Apply a fill to a resting user order the book already filled (it was the maker)."""
+    if trade_id is None:
+        trade_id = ex.states[inst.symbol].trades[-1].trade_id
+    _execute(ex, inst, ex.orders[order_id], qty, price, trade_id, taker=False,
+             order_already_filled=True)
+
+
+def _execute(ex: Exchange, inst: Instrument, order: Order, qty: int, price: Decimal,
+             trade_id: int, *, taker: bool, order_already_filled: bool = False) -> None:
+    """Apply one fill of ``order``: its record, the position, PnL, fee, margin, journal."""
+    if not order_already_filled:
+        order.apply_fill(qty, price, inst.contract_size_usd, ex.now_ms)
+    rate = ex.profile.fees.taker_rate if taker else ex.profile.fees.maker_rate
+    realised, fee = apply_position_fill(ex, order.account_id, inst, order.sign * qty, price,
+                                        rate, f"order:{order.order_id}")
+    _journal_order(ex, order, "TRADE", trade_id=trade_id, last_qty=qty, last_price=price,
+                   realized_pnl=realised, commission=fee, maker=not taker)
+
+
+def apply_position_fill(ex: Exchange, account_id: str, inst: Instrument, signed_qty: int,
+                        price: Decimal, fee_rate: Decimal, ref: str) -> tuple[Decimal, Decimal]:
+    """Move a position by ``signed_qty`` at ``price``; post PnL, fee and margin. (PnL, fee)."""
+    account = ex.account(account_id)
+    pos = account.position(inst.symbol, inst.margin_asset)
+    coin = inst.margin_asset
+    rule = ex.profile.rounding.coin_rule
+    step = ex.profile.rounding.coin_step
+    old_qty = pos.qty_contracts
+    result = inverse_fill(old_qty, pos.entry_price_usd, signed_qty, price, inst.contract_size_usd)
+    realised = quantize(result.realised_pnl_coin, step, rule)
+    fee = quantize(fee_coin(abs(signed_qty), inst.contract_size_usd, price, fee_rate,
+                            ex.profile.rounding), step, rule)
+    wallet = wallet_account(account_id, coin)
+    closed = 0 if old_qty == 0 or (old_qty > 0) == (signed_qty > 0) else min(
+        abs(old_qty), abs(signed_qty))
+    opened = abs(signed_qty) - closed
+    with ex.ledger.transaction():
+        if pos.margin_mode == "isolated":
+            iso = ex.ledger.open_isolated(account_id, inst.symbol, coin)
+            _settle(ex, coin, realised, iso, "realized_pnl", ref)
+            if closed:
+                balance = ex.ledger.balance(iso)
+                release = balance if result.qty_contracts == 0 or opened else quantize(
+                    balance * closed / abs(old_qty), step, "down")
+                if release > 0:
+                    ex.ledger.post(iso, wallet, coin, release, "isolated_margin_release", ref,
+                                   ex.now_ms)
+            if opened:
+                im = quantize(initial_margin_coin(opened, price, inst.contract_size_usd,
+                                                  pos.leverage), step, "up")
+                im = min(im, ex.ledger.balance(wallet))
+                if im > 0:
+                    ex.ledger.post(wallet, iso, coin, im, "isolated_margin", ref, ex.now_ms)
+            _settle(ex, coin, -fee, wallet, "commission", ref, fees=True, fallback=iso)
+        else:
+            _settle(ex, coin, realised, wallet, "realized_pnl", ref)
+            _settle(ex, coin, -fee, wallet, "commission", ref, fees=True)
+    pos.qty_contracts = result.qty_contracts
+    pos.entry_price_usd = result.entry_price_usd
+    pos.updated_ms = ex.now_ms
+    account.update_ms = ex.now_ms
+    if pos.qty_contracts == 0:
+        pos.margin_call_sent = False
+    return realised, fee
+
+
+def _settle(ex: Exchange, coin: str, amount: Decimal, account_name: str, reason: str, ref: str,
+            *, fees: bool = False, fallback: str | None = None) -> None:
+    """Credit (amount > 0) or debit (< 0) a user ledger account against the venue.
+
+    Debits come from the account, then ``fallback``; whatever a bankrupt user cannot pay is
+    covered by the insurance fund and, past it, by the market counterparty, so no protected
+    balance ever goes negative and nothing is created or lost.
+    """
+    if amount == 0:
+        return
+    venue = fees_account(coin) if fees and amount < 0 else market_account(coin)
+    if amount > 0:
+        ex.ledger.post(market_account(coin), account_name, coin, amount, reason, ref, ex.now_ms)
+        return
+    debit_from(ex, coin, -amount, [account_name, *([fallback] if fallback else [])], venue,
+               reason, ref)
+
+
+def debit_from(ex: Exchange, coin: str, amount: Decimal, sources: list[str], destination: str,
+               reason: str, ref: str) -> Decimal:
+    """Take ``amount`` from ``sources`` in order, the insurance fund, then the market; returns
+    what the insurance fund and market had to cover."""
+    left = amount
+    for name in sources:
+        take = min(left, ex.ledger.balance(name))
+        if take > 0:
+            ex.ledger.post(name, destination, coin, take, reason, ref, ex.now_ms)
+            left -= take
+    if left <= 0:
+        return Decimal(0)
+    covered = left
+    fund = insurance_account(coin)
+    take = min(left, ex.ledger.balance(fund))
+    if take > 0:
+        ex.ledger.post(fund, destination, coin, take, f"{reason}_covered", ref, ex.now_ms)
+        left -= take
+    if left > 0 and destination != market_account(coin):
+        ex.ledger.post(market_account(coin), destination, coin, left, f"{reason}_socialised",
+                       ref, ex.now_ms)
+    ex.journal.append(ex.now_ms, "insurance.cover", coin=coin, amount=covered, reason=reason,
+                      ref=ref, fund_paid=take, socialised=covered - take)
+    return covered
+
+
+def cancel_order(ex: Exchange, account_id: str, symbol: object, order_id: object = None,
+                 client_order_id: object = None) -> Order:
+    """Cancel one open order of the account by id or client id."""
+    inst = ex.instrument(symbol)
+    order = find_order(ex, account_id, inst.symbol, order_id, client_order_id)
+    if not order.is_open:
+        raise OrderNotFound(f"order {order.order_id} is {order.status}; only open orders cancel")
+    _cancel(ex, order, "CANCELED")
+    ex.watcher.replan()
+    return order
+
+
+def cancel_all(ex: Exchange, account_id: str, symbol: object) -> list[Order]:
+    """Cancel every open order of the account on ``symbol``; the cancelled orders."""
+    inst = ex.instrument(symbol)
+    ex.account(account_id)
+    orders = ex.books[inst.symbol].open_orders(account_id)
+    for order in orders:
+        _cancel(ex, order, "CANCELED")
+    if orders:
+        ex.watcher.replan()
+    return orders
+
+
+def _cancel(ex: Exchange, order: Order, status: str) -> None:
+    ex.books[order.symbol].remove(order.order_id)
+    order.status = "CANCELED" if status == "CANCELED" else "EXPIRED"
+    order.updated_ms = ex.now_ms
+    _journal_order(ex, order, order.status)
+
+
+def find_order(ex: Exchange, account_id: str, symbol: str, order_id: object,
+               client_order_id: object) -> Order:
+    """An order of this account on this symbol, by id or client id (OrderNotFound if not)."""
+    ex.account(account_id)
+    if order_id is None and client_order_id is None:
+        raise InvalidInput("either orderId or origClientOrderId must be sent")
+    if order_id is not None:
+        if isinstance(order_id, bool) or not isinstance(order_id, int | str):
+            raise InvalidInput(f"orderId must be an integer, got {order_id!r}")
+        try:
+            oid = int(order_id)
+        except ValueError:
+            raise InvalidInput(f"orderId must be an integer, got {order_id!r}") from None
+        order = ex.orders.get(oid)
+    else:
+        order = next((o for o in reversed(ex.orders.values())
+                      if o.account_id == account_id and o.client_order_id == client_order_id),
+                     None)
+    # Another account's order is reported exactly like a missing one: no information leaks.
+    if order is None or order.account_id != account_id or order.symbol != symbol:
+        raise OrderNotFound("Order does not exist.")
+    return order
+
+
+def adjust_isolated_margin(ex: Exchange, account_id: str, symbol: object, amount: object,
+                           *, add: bool) -> Decimal:
+    """Add wallet coin to, or remove it from, an isolated position's margin."""
+    pos = ex.position(account_id, symbol)
+    if pos.margin_mode != "isolated" or not pos.is_open:
+        raise InvalidInput(f"{pos.symbol} has no open isolated position to adjust margin on")
+    value = positive_quantity(amount, "amount")
+    step = ex.profile.rounding.coin_step
+    if quantize(value, step, "down") != value:
+        raise InvalidInput(f"amount {value} has more decimals than the coin step {step}")
+    coin = pos.coin
+    iso = ex.ledger.open_isolated(account_id, pos.symbol, coin)
+    wallet = wallet_account(account_id, coin)
+    if add:
+        available = cross_available(ex, account_id, coin)
+        if value > available:
+            raise InsufficientFunds(f"cannot add {value} {coin}: available balance is "
+                                    f"{available}")
+        ex.ledger.post(wallet, iso, coin, value, "isolated_margin_add", "transfer", ex.now_ms)
+    else:
+        from sim.risk import removable_isolated_margin
+
+        removable = removable_isolated_margin(ex, account_id, pos)
+        if value > removable:
+            raise InsufficientFunds(f"cannot remove {value} {coin}: at most {removable} can "
+                                    "leave the position without breaking its initial margin")
+        ex.ledger.post(iso, wallet, coin, value, "isolated_margin_remove", "transfer", ex.now_ms)
+    ex.journal.append(ex.now_ms, "margin.transfer", account_id=account_id, symbol=pos.symbol,
+                      coin=coin, amount=value if add else -value,
+                      isolated_margin=ex.ledger.balance(iso))
+    ex.watcher.replan()
+    return ex.ledger.balance(iso)
+
+
+def run_triggers(ex: Exchange) -> None:
+    """Resting orders the moved market reached fill (as maker); due algo orders fire."""
+    for symbol, book in ex.books.items():
+        if symbol not in ex.pricers:
+            continue
+        plan = book.plan_sweep()
+        if not plan.fills:
+            continue
+        inst = ex.instruments[symbol]
+        book.apply_match(plan, ex.now_ms)
+        for fill in plan.fills:
+            assert fill.maker_order_id is not None
+            trade_id = record_trade(ex, inst, fill.price_usd, fill.qty_contracts,
+                                    fill.taker_side)
+            execute_maker(ex, inst, fill.maker_order_id, fill.qty_contracts, fill.price_usd,
+                          trade_id)
+    algo.fire_due(ex)
+
+
+def _journal_order(ex: Exchange, order: Order, execution: str, **fill: object) -> None:
+    inst = ex.instruments[order.symbol]
+    pos = ex.accounts[order.account_id].position(order.symbol, inst.margin_asset)
+    ex.journal.append(
+        ex.now_ms, "order.update", account_id=order.account_id, symbol=order.symbol,
+        execution=execution, order_id=order.order_id, client_order_id=order.client_order_id,
+        side=order.side, order_type=order.type, time_in_force=order.time_in_force,
+        reduce_only=order.reduce_only, price=order.price_usd, qty=order.qty_contracts,
+        filled=order.filled_contracts, avg_price=order.avg_price_usd(inst.contract_size_usd),
+        status=order.status, position_qty=pos.qty_contracts, position_entry=pos.entry_price_usd,
+        **fill,
+    )
+

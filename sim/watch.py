@@ -1,0 +1,205 @@
+"""Event skipping: find the next instant where something can happen, jump straight to it.
+
+Instead of visiting every price row, a simpy process collects the levels that matter now —
+liquidation and margin-call prices (on the mark), stop / take-profit triggers (mark or last),
+resting limit orders (reached when the synthetic quotes cross them) — and scans the price
+arrays (numpy, vectorised) up to the next scheduled event for the first row that reaches any of
+them. Then it sleeps until that instant and hands it to ``Exchange.on_instant``, which does the
+exact (Decimal) work. Cost grows with the number of events, not the number of rows.
+
+Float scanning is only a filter: a candidate within a relative 1e-9 of a level is enough to
+visit the instant; the exact check there decides. Cross accounts with positions in several
+symbols are watched per symbol with the others held at today's marks (re-planned at every
+event), which is exact for the common one-position case.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import simpy
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from sim.exchange import Exchange
+
+_EPS = 1e-9
+_CHUNK_ROWS = 250_000  # grid points per vectorised step: bounded memory on long horizons
+
+
+class Levels:
+    """Trigger levels of one symbol: fire when mark/last ≤ a ``lo`` or ≥ a ``hi`` level."""
+
+    __slots__ = ("last_hi", "last_lo", "mark_hi", "mark_lo")
+
+    def __init__(self) -> None:
+        self.mark_lo = -np.inf
+        self.mark_hi = np.inf
+        self.last_lo = -np.inf
+        self.last_hi = np.inf
+
+    def add_mark(self, level: Decimal, fires_below: bool) -> None:
+        """Watch the mark crossing ``level`` downwards (or upwards)."""
+        if fires_below:
+            self.mark_lo = max(self.mark_lo, float(level))
+        else:
+            self.mark_hi = min(self.mark_hi, float(level))
+
+    def add_last(self, level: Decimal, fires_below: bool) -> None:
+        """Watch the last/reference price crossing ``level`` downwards (or upwards)."""
+        if fires_below:
+            self.last_lo = max(self.last_lo, float(level))
+        else:
+            self.last_hi = min(self.last_hi, float(level))
+
+    @property
+    def watches_mark(self) -> bool:
+        """True if any mark level is set."""
+        return self.mark_lo > -np.inf or self.mark_hi < np.inf
+
+    @property
+    def empty(self) -> bool:
+        """True if nothing is watched."""
+        return not self.watches_mark and self.last_lo == -np.inf and self.last_hi == np.inf
+
+
+class Watcher:
+    """The simpy process that sleeps until the next instant where a level is reached."""
+
+    def __init__(self, ex: Exchange) -> None:
+        self.ex = ex
+        self.proc: simpy.Process | None = None
+        self.target_ms = ex.now_ms  # how far the current advance goes
+        self._waiting = False
+        self._interrupted = False
+        self.hits = 0  # instants visited because a level was reached (for benchmarks)
+
+    def start(self) -> None:
+        """Start the process on the exchange's clock."""
+        self.proc = self.ex.clock.process(self._run())
+
+    def replan(self) -> None:
+        """State changed: recompute levels (interrupts the sleeping process)."""
+        if self.proc is None or not self._waiting or self._interrupted:
+            return
+        if self.ex.env.active_process is self.proc:
+            return  # the process itself re-plans when its step finishes
+        self._interrupted = True
+        self.proc.interrupt("replan")
+
+    def _run(self) -> Generator[simpy.Event, Any, None]:
+        ex = self.ex
+        while True:
+            now = ex.now_ms
+            horizon = min(self.target_ms, _next_scheduled(ex, now))
+            hit = self.next_hit(now, horizon) if horizon > now else None
+            self._waiting = True
+            try:
+                if horizon <= now:
+                    yield ex.env.event()  # nothing to do until the next advance re-plans
+                else:
+                    yield ex.clock.timeout_until(horizon if hit is None else hit)
+            except simpy.Interrupt:
+                continue
+            finally:
+                self._waiting = False
+                self._interrupted = False
+            if hit is not None:
+                self.hits += 1
+                ex.on_instant(ex.now_ms)
+
+    def next_hit(self, now_ms: int, horizon_ms: int) -> int | None:
+        """First time in (now, horizon] where a watched level may be reached, or None."""
+        best: int | None = None
+        for symbol in self.ex.pricers:
+            levels = collect_levels(self.ex, symbol)
+            if levels.empty:
+                continue
+            end = horizon_ms if best is None else best
+            t = _scan(self.ex, symbol, levels, now_ms, end)
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
+
+
+def _next_scheduled(ex: Exchange, now_ms: int) -> int:
+    """Next funding time (a scheduled event that changes balances and rates)."""
+    return ex.profile.funding.next_funding_time_ms(now_ms)
+
+
+def collect_levels(ex: Exchange, symbol: str) -> Levels:
+    """Every level that could trigger something on ``symbol`` now."""
+    from sim import algo
+    from sim.risk import liquidation_prices
+
+    levels = Levels()
+    call_scale = 1 / ex.profile.liquidation.margin_call_ratio
+    for account in ex.accounts.values():
+        pos = account.positions.get(symbol)
+        if pos is None or not pos.is_open:
+            continue
+        liq, _ = liquidation_prices(ex, account.account_id, pos)
+        if liq is not None:
+            levels.add_mark(liq, fires_below=pos.side > 0)
+        if not pos.margin_call_sent:
+            call, _ = liquidation_prices(ex, account.account_id, pos, call_scale)
+            if call is not None:
+                levels.add_mark(call, fires_below=pos.side > 0)
+    book = ex.books[symbol]
+    max_buy, min_sell = book.crossing_levels()
+    offset = book.synthetic_offset_usd()
+    if max_buy is not None:  # the synthetic ask (reference + offset) comes down to it
+        levels.add_last(max_buy - offset, fires_below=True)
+    if min_sell is not None:
+        levels.add_last(min_sell + offset, fires_below=False)
+    algo.add_levels(ex, symbol, levels)
+    return levels
+
+
+def _scan(ex: Exchange, symbol: str, levels: Levels, now_ms: int, end_ms: int) -> int | None:
+    """Vectorised search of one symbol's tape for the first grid time reaching a level."""
+    pricer = ex.pricers[symbol]
+    tape = pricer.tape
+    rate = float(ex.mark_funding_rate(symbol))
+    sample_ms = ex.profile.mark.basis_sample_interval_ms
+    start = now_ms
+    while start < end_ms:
+        # Rows of the tape in (start, end], bounded per chunk.
+        lo_row = int(np.searchsorted(tape.times_ms, start, side="right"))
+        hi_row = int(np.searchsorted(tape.times_ms, end_ms, side="right"))
+        rows = tape.times_ms[lo_row:min(hi_row, lo_row + _CHUNK_ROWS)]
+        chunk_end = int(rows[-1]) if len(rows) == lo_row + _CHUNK_ROWS - lo_row and \
+            hi_row - lo_row > _CHUNK_ROWS else end_ms
+        grid = rows
+        if levels.watches_mark:
+            first = (start // sample_ms + 1) * sample_ms
+            n = max(0, (chunk_end - first) // sample_ms + 1)
+            if n > _CHUNK_ROWS:
+                n = _CHUNK_ROWS
+                chunk_end = first + (n - 1) * sample_ms
+                grid = grid[grid <= chunk_end]
+            samples = first + sample_ms * np.arange(n, dtype=np.int64)
+            grid = np.union1d(grid, samples)
+        if len(grid):
+            hit = _first_hit(pricer, levels, grid, rate)
+            if hit is not None:
+                return hit
+        start = chunk_end
+    return None
+
+
+def _first_hit(pricer: Any, levels: Levels, grid: np.ndarray, rate: float) -> int | None:
+    reached = np.zeros(len(grid), dtype=bool)
+    if levels.watches_mark:
+        mark = pricer.marks(grid, rate)
+        reached |= mark <= levels.mark_lo * (1 + _EPS)
+        reached |= mark >= levels.mark_hi * (1 - _EPS)
+    if levels.last_lo > -np.inf or levels.last_hi < np.inf:
+        ref = pricer.references(grid)
+        reached |= ref <= levels.last_lo * (1 + _EPS)
+        reached |= ref >= levels.last_hi * (1 - _EPS)
+    idx = int(np.argmax(reached))
+    return int(grid[idx]) if reached[idx] else None
