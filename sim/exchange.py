@@ -104,6 +104,8 @@ class Exchange:
             if tape is not None:
                 self.pricers[inst.symbol] = MarketPricer(profile, inst, tape)
         self._book_rows: dict[str, tuple[int, int]] = {}
+        self._marks: dict[str, tuple[tuple[object, ...], Decimal]] = {}
+        self.lp_cache: dict[tuple[object, ...], tuple[Decimal | None, Decimal | None]] = {}
         self.watcher = watch.Watcher(self)
         for coin, amount in sorted(profile.insurance_fund_start.items()):
             if amount > 0:
@@ -203,10 +205,16 @@ class Exchange:
         return state.last_funding_rate
 
     def mark_price(self, symbol: str) -> Decimal:
-        """Mark price now, by the profile's method (exact)."""
-        return self.pricer(symbol).mark_at(
-            self.now_ms, self.mark_funding_rate(symbol), self.last_price(symbol)
-        )
+        """Mark price now, by the profile's method (exact; memoised on all its inputs)."""
+        pricer = self.pricer(symbol)
+        rate, last = self.mark_funding_rate(symbol), self.last_price(symbol)
+        key = (symbol, self.now_ms, pricer.tape.version, rate, last)
+        cached = self._marks.get(symbol)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        mark = pricer.mark_at(self.now_ms, rate, last)
+        self._marks[symbol] = (key, mark)
+        return mark
 
     def predicted_funding_rate(self, symbol: str) -> Decimal:
         """The rate the next funding time will settle, as far as known now."""

@@ -92,6 +92,11 @@ def bankruptcy_price(
     return _price_from_inverse(side, inv_ep + side * w / n)
 
 
+def _is_infinite(value: object) -> bool:
+    # is_infinite() rather than == INFINITE_PRICE: comparing a signalling NaN would raise.
+    return isinstance(value, Decimal) and value.is_infinite() and not value.is_signed()
+
+
 def _solved_price(value: object, what: str) -> Decimal:
     """A price from a solver: a finite positive Decimal (no size limit: LPs can be huge)."""
     if not isinstance(value, Decimal) or not value.is_finite() or value <= 0:
@@ -181,7 +186,7 @@ def exit_costs_coin(
     funding = rate_value(funding_rate, "funding_rate")
     if fee < 0:
         raise InvalidInput(f"exit_fee_rate must not be negative, got {exit_fee_rate!r}")
-    if bankruptcy_price_usd is None or bankruptcy_price_usd == INFINITE_PRICE:
+    if bankruptcy_price_usd is None or _is_infinite(bankruptcy_price_usd):
         # Never bankrupt (value → 0) or bankrupt already: nothing meaningful to value.
         return Decimal(0)
     bp = _solved_price(bankruptcy_price_usd, "bankruptcy_price_usd")
@@ -199,14 +204,14 @@ def round_price(
     tick = positive_price(tick_size, "tick_size")
     if rounding not in ("none", "tick_conservative"):
         raise InvalidInput(f"rounding must be 'none' or 'tick_conservative', got {rounding!r}")
-    if price_usd is None or price_usd == INFINITE_PRICE:
+    if price_usd is None or _is_infinite(price_usd):
         return price_usd
     price = _solved_price(price_usd, "price_usd")
     if rounding == "none":
         return price
     # Conservative = reached earlier: a long's price rounded up, a short's down.
     # Exact rational rounding: money.round_to_tick divides in the caller's decimal context,
-    # which could round a 34-digit price onto the tick before the ceiling/floor is taken.
+    # which could round a 28-digit price onto the tick before the ceiling/floor is taken.
     steps = exact(price) / exact(tick)
     units = math.ceil(steps) if side > 0 else math.floor(steps)
     return (units * tick).quantize(tick)

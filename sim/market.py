@@ -142,7 +142,21 @@ class MarketPricer:
 
     def marks(self, grid_ms: np.ndarray, funding_rate: float) -> np.ndarray:
         """Vectorised mark at each grid time (float64; candidates only, re-checked exactly)."""
-        index = self.tape.index[self.tape.rows_at(grid_ms)]
+        rows = self.tape.rows_at(grid_ms)
+        return self._marks(grid_ms, self.tape.index[rows], self.tape.perp[rows], funding_rate)
+
+    def marks_of_rows(self, lo: int, hi: int, funding_rate: float) -> np.ndarray:
+        """Vectorised mark at the start of tape rows lo..hi−1 (no search: rows are a slice)."""
+        tape = self.tape
+        return self._marks(tape.times_ms[lo:hi], tape.index[lo:hi], tape.perp[lo:hi],
+                           funding_rate)
+
+    def references_of_rows(self, lo: int, hi: int) -> np.ndarray:
+        """Vectorised reference (book centre) of tape rows lo..hi−1."""
+        return np.round(self.tape.perp[lo:hi] / self._tick_f) * self._tick_f
+
+    def _marks(self, grid_ms: np.ndarray, index: np.ndarray, perp: np.ndarray,
+               funding_rate: float) -> np.ndarray:
         if self.inst.is_perpetual:
             ttf = self._next_funding_vec(grid_ms) - grid_ms
             p1 = index * (1.0 + funding_rate * ttf / self._interval_ms)
@@ -151,8 +165,9 @@ class MarketPricer:
         if self.profile.mark.method == "fair_price":
             return p1
         p2 = index + self._basis_averages(grid_ms)
-        last = self.references(grid_ms)
-        return np.median(np.stack((p1, p2, last)), axis=0)
+        last = np.round(perp / self._tick_f) * self._tick_f
+        # median of three without sorting: max(min(a, b), min(max(a, b), c))
+        return np.maximum(np.minimum(p1, p2), np.minimum(np.maximum(p1, p2), last))
 
     def _next_funding_vec(self, grid_ms: np.ndarray) -> np.ndarray:
         offset = self.profile.funding.times_utc_hours[0] * 3_600_000

@@ -223,17 +223,30 @@ def liquidation_prices(ex: Exchange, account_id: str, pos: Position,
     inst = _scaled(ex, pos.symbol, mmr_scale)
     rate = ex.mark_funding_rate(pos.symbol) if inst.is_perpetual else ZERO
     if pos.margin_mode == "isolated":
-        prices = lp.isolated_prices(ex.profile, inst, pos.qty_contracts, pos.entry_price_usd,
-                                    ex.isolated_wallet(account_id, pos.symbol), funding_rate=rate)
+        margin: tuple[Decimal, ...] = (ex.isolated_wallet(account_id, pos.symbol),)
     else:
         others = [p for p in cross_positions(ex, account_id, pos.coin) if p.symbol != pos.symbol]
-        prices = lp.cross_prices(
-            ex.profile, inst, pos.qty_contracts, pos.entry_price_usd,
-            ex.wallet_balance(account_id, pos.coin),
-            other_unrealised_pnl_coin=sum((unrealised_pnl(ex, p) for p in others), ZERO),
-            other_maint_margin_coin=sum((maint_margin(ex, p) for p in others), ZERO),
-            funding_rate=rate)
-    return prices.liquidation_price_usd, prices.bankruptcy_price_usd
+        margin = (ex.wallet_balance(account_id, pos.coin),
+                  sum((unrealised_pnl(ex, p) for p in others), ZERO),
+                  sum((maint_margin(ex, p) for p in others), ZERO))
+    # The solver is pure: memoise it on every input, so a cached answer is never stale.
+    key = (pos.symbol, pos.qty_contracts, pos.entry_price_usd, pos.margin_mode, margin, rate,
+           mmr_scale)
+    cached = ex.lp_cache.get(key)
+    if cached is not None:
+        return cached
+    if pos.margin_mode == "isolated":
+        prices = lp.isolated_prices(ex.profile, inst, pos.qty_contracts, pos.entry_price_usd,
+                                    margin[0], funding_rate=rate)
+    else:
+        prices = lp.cross_prices(ex.profile, inst, pos.qty_contracts, pos.entry_price_usd,
+                                 margin[0], other_unrealised_pnl_coin=margin[1],
+                                 other_maint_margin_coin=margin[2], funding_rate=rate)
+    if len(ex.lp_cache) > 500_000:  # bounded memory on huge runs
+        ex.lp_cache.clear()
+    result = (prices.liquidation_price_usd, prices.bankruptcy_price_usd)
+    ex.lp_cache[key] = result
+    return result
 
 
 _SCALED: dict[tuple[int, str, Decimal], Instrument] = {}

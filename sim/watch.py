@@ -160,46 +160,57 @@ def collect_levels(ex: Exchange, symbol: str) -> Levels:
 
 
 def _scan(ex: Exchange, symbol: str, levels: Levels, now_ms: int, end_ms: int) -> int | None:
-    """Vectorised search of one symbol's tape for the first grid time reaching a level."""
+    """Vectorised search of one symbol's tape for the first instant reaching a level.
+
+    Instants examined: the start of every tape row in (now, end] (prices change there) and,
+    when the mark is watched, every basis-sample instant (the mark's moving average moves
+    there); each set is scanned on its own and the earlier hit wins.
+    """
     pricer = ex.pricers[symbol]
-    tape = pricer.tape
+    times = pricer.tape.times_ms
     rate = float(ex.mark_funding_rate(symbol))
     sample_ms = ex.profile.mark.basis_sample_interval_ms
+    last_row = int(np.searchsorted(times, end_ms, side="right"))
     start = now_ms
     while start < end_ms:
-        # Rows of the tape in (start, end], bounded per chunk.
-        lo_row = int(np.searchsorted(tape.times_ms, start, side="right"))
-        hi_row = int(np.searchsorted(tape.times_ms, end_ms, side="right"))
-        rows = tape.times_ms[lo_row:min(hi_row, lo_row + _CHUNK_ROWS)]
-        chunk_end = int(rows[-1]) if len(rows) == lo_row + _CHUNK_ROWS - lo_row and \
-            hi_row - lo_row > _CHUNK_ROWS else end_ms
-        grid = rows
+        lo = int(np.searchsorted(times, start, side="right"))
+        hi = min(last_row, lo + _CHUNK_ROWS)
+        chunk_end = end_ms if hi == last_row else int(times[hi - 1])
+        samples = np.empty(0, dtype=np.int64)
         if levels.watches_mark:
             first = (start // sample_ms + 1) * sample_ms
             n = max(0, (chunk_end - first) // sample_ms + 1)
             if n > _CHUNK_ROWS:
                 n = _CHUNK_ROWS
                 chunk_end = first + (n - 1) * sample_ms
-                grid = grid[grid <= chunk_end]
+                hi = int(np.searchsorted(times, chunk_end, side="right"))
             samples = first + sample_ms * np.arange(n, dtype=np.int64)
-            grid = np.union1d(grid, samples)
-        if len(grid):
-            hit = _first_hit(pricer, levels, grid, rate)
-            if hit is not None:
-                return hit
+        hits = []
+        if hi > lo:
+            mark = pricer.marks_of_rows(lo, hi, rate) if levels.watches_mark else None
+            i = _first_reached(levels, mark, pricer.references_of_rows(lo, hi))
+            if i is not None:
+                hits.append(int(times[lo + i]))
+        if len(samples):
+            i = _first_reached(levels, pricer.marks(samples, rate), None)
+            if i is not None:
+                hits.append(int(samples[i]))
+        if hits:
+            return min(hits)
         start = chunk_end
     return None
 
 
-def _first_hit(pricer: Any, levels: Levels, grid: np.ndarray, rate: float) -> int | None:
-    reached = np.zeros(len(grid), dtype=bool)
-    if levels.watches_mark:
-        mark = pricer.marks(grid, rate)
-        reached |= mark <= levels.mark_lo * (1 + _EPS)
-        reached |= mark >= levels.mark_hi * (1 - _EPS)
-    if levels.last_lo > -np.inf or levels.last_hi < np.inf:
-        ref = pricer.references(grid)
-        reached |= ref <= levels.last_lo * (1 + _EPS)
-        reached |= ref >= levels.last_hi * (1 - _EPS)
-    idx = int(np.argmax(reached))
-    return int(grid[idx]) if reached[idx] else None
+def _first_reached(levels: Levels, mark: np.ndarray | None,
+                   ref: np.ndarray | None) -> int | None:
+    """Index of the first element where the mark or the reference reaches a level."""
+    reached: np.ndarray | None = None
+    if mark is not None:
+        reached = (mark <= levels.mark_lo * (1 + _EPS)) | (mark >= levels.mark_hi * (1 - _EPS))
+    if ref is not None and (levels.last_lo > -np.inf or levels.last_hi < np.inf):
+        by_last = (ref <= levels.last_lo * (1 + _EPS)) | (ref >= levels.last_hi * (1 - _EPS))
+        reached = by_last if reached is None else reached | by_last
+    if reached is None or not len(reached):
+        return None
+    i = int(np.argmax(reached))
+    return i if reached[i] else None
