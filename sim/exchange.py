@@ -13,6 +13,7 @@ process arriving at the same instant changes nothing.
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -246,10 +247,10 @@ class Exchange:
         return list(self.journal.since(first))
 
     # ---- accounts ----------------------------------------------------------------------------
-    def create_account(self, balances: dict[str, object] | None = None, *, label: str = "",
+    def create_account(self, balances: Mapping[str, object] | None = None, *, label: str = "",
                        api_key: str | None = None, api_secret: str | None = None) -> Account:
         """Open an account funded with ``balances`` (coin → amount); credentials seeded."""
-        if balances is not None and not isinstance(balances, dict):
+        if balances is not None and not isinstance(balances, Mapping):
             raise InvalidInput(f"balances must be an object of coin → amount, got {balances!r}")
         amounts: dict[str, Decimal] = {}
         for coin, amount in (balances or {}).items():

@@ -424,6 +424,8 @@ def _journal_order(ex: Exchange, order: Order, execution: str, **fill: object) -
         reduce_only=order.reduce_only, price=order.price_usd, qty=order.qty_contracts,
         filled=order.filled_contracts, avg_price=order.avg_price_usd(inst.contract_size_usd),
         status=order.status, position_qty=pos.qty_contracts, position_entry=pos.entry_price_usd,
-        **fill,
+        margin_mode=pos.margin_mode, coin=inst.margin_asset,
+        wallet=ex.wallet_balance(order.account_id, inst.margin_asset),
+        isolated_wallet=ex.isolated_wallet(order.account_id, order.symbol), **fill,
     )
 

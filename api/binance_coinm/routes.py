@@ -1,0 +1,5 @@
+"""Every router of the Binance COIN-M dialect, in the order the app mounts them."""
+
+from api.binance_coinm import account_routes, market_routes, streams
+
+ROUTERS = (market_routes.router, account_routes.router, streams.router)

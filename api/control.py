@@ -1,0 +1,203 @@
+"""The control plane (docs/contract.md): reset, accounts, prices, advance, state, journal.
+
+Dull on purpose: parse with pydantic, call the engine, serialise. Errors are
+``{"error": code, "message": text}`` with a 4xx status (api/binance_errors.py), and a rejected
+call changes nothing because the engine checks everything before it mutates.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+
+from api.deps import State
+from api.state import ServerState
+from sim import risk
+from sim.errors import InvalidInput
+from sim.journal import Event
+from sim.ledger import insurance_account
+
+router = APIRouter(prefix="/control", tags=["control"])
+
+Amount = str | int | float  # Decimal amounts travel as strings; numbers are accepted too
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScenarioPath(_Body):
+    """A scenario given by file path."""
+
+    path: str = Field(min_length=1)
+
+
+class ResetBody(_Body):
+    """POST /control/reset: every field optional; omitted ones keep the server's start options."""
+
+    profile: str | None = None
+    scenario: str | ScenarioPath | None = None
+    seed: StrictInt | None = Field(default=None, ge=0, le=2**63 - 1)
+    start: str | StrictInt | None = None
+    clock: Literal["stepped", "realtime"] | None = None
+    speed: float | None = Field(default=None, gt=0, le=1_000_000)
+
+
+class AccountBody(_Body):
+    """POST /control/accounts."""
+
+    balances: dict[str, Amount] = Field(default_factory=dict)
+    api_key: str | None = Field(default=None, min_length=8, max_length=128)
+    api_secret: str | None = Field(default=None, min_length=8, max_length=128)
+    label: str | None = Field(default=None, max_length=128)
+
+
+class PricesBody(_Body):
+    """POST /control/prices (manual scenario only)."""
+
+    symbol: str
+    index: Amount
+    perp: Amount | None = None
+
+
+class AdvanceBody(_Body):
+    """POST /control/advance: exactly one of ``ms`` or ``until``."""
+
+    ms: StrictInt | None = Field(default=None, ge=0)
+    until: StrictInt | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one(self) -> AdvanceBody:
+        if (self.ms is None) == (self.until is None):
+            raise ValueError("send exactly one of 'ms' or 'until'")
+        return self
+
+
+def _str(value: Decimal | None) -> str | None:
+    if value is None or not value.is_finite():
+        return None
+    return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """An event as the control plane shows it: type, time, seq, then its payload."""
+    return {"type": event.type, "time": event.time_ms, "seq": event.seq, **_plain(event.payload)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict) or hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@router.post("/reset")
+async def reset(body: ResetBody, state: State) -> dict[str, Any]:
+    """Discard everything and rebuild the market from scratch."""
+    changes = body.model_dump(exclude_none=True)
+    if isinstance(body.scenario, ScenarioPath):
+        changes["scenario"] = {"path": body.scenario.path}
+    state.reset(**changes)
+    return market_state(state)
+
+
+@router.post("/accounts", status_code=201)
+async def create_account(body: AccountBody, state: State) -> dict[str, str]:
+    """Open a funded account; returns its id and API credentials."""
+    account = state.exchange.create_account(body.balances, label=body.label or "",
+                                            api_key=body.api_key, api_secret=body.api_secret)
+    return {"account_id": account.account_id, "api_key": account.api_key,
+            "api_secret": account.api_secret}
+
+
+@router.get("/accounts/{account_id}")
+async def get_account(account_id: str, state: State) -> dict[str, Any]:
+    """Balances and positions of an account, with every risk number."""
+    ex = state.exchange
+    account = ex.account(account_id)
+    coins = sorted(ex.ledger.coins)
+    positions = []
+    for symbol, pos in account.positions.items():
+        if not pos.is_open:
+            continue
+        view = risk.position_risk(ex, account_id, symbol)
+        positions.append({
+            "symbol": symbol, "contracts": view.qty_contracts,
+            "entry_price": _str(view.entry_price_usd), "mark_price": _str(view.mark_price_usd),
+            "unrealized_pnl": _str(view.unrealised_pnl_coin), "margin_mode": view.margin_mode,
+            "leverage": view.leverage, "isolated_margin": _str(view.isolated_margin_coin),
+            "maint_margin": _str(view.maint_margin_coin),
+            "margin_ratio": _str(view.margin_ratio),
+            "liquidation_price": _str(view.liquidation_price_usd),
+            "bankruptcy_price": _str(view.bankruptcy_price_usd),
+        })
+    cross = {c: risk.cross_state(ex, account_id, c) for c in coins}
+    return {
+        "account_id": account_id, "label": account.label,
+        "balances": {c: _str(ex.wallet_balance(account_id, c)) for c in coins},
+        "available": {c: _str(cross[c].available_coin) for c in coins},
+        "margin_balance": {c: _str(cross[c].margin_balance_coin) for c in coins},
+        "positions": positions,
+        "open_orders": sum(len(b.open_orders(account_id)) for b in ex.books.values()),
+        "open_conditional_orders": sum(1 for o in ex.algo_orders.values()
+                                       if o.is_open and o.account_id == account_id),
+    }
+
+
+@router.post("/prices")
+async def set_prices(body: PricesBody, state: State) -> dict[str, Any]:
+    """Move a pair's prices now (manual scenario; 409 otherwise) and run what that triggers."""
+    events = state.exchange.set_prices(body.symbol, body.index, body.perp)
+    return {"now": state.exchange.now_ms, "events": [event_json(e) for e in events]}
+
+
+@router.post("/advance")
+async def advance(body: AdvanceBody, state: State) -> dict[str, Any]:
+    """Run the simulation forward; the events it produced, in order."""
+    ex = state.exchange
+    if state.config.clock == "realtime":
+        raise InvalidInput("the clock is realtime: time follows the wall clock; reset with "
+                           "clock 'stepped' to advance by hand")
+    events = ex.advance(body.ms) if body.ms is not None else ex.advance_until(body.until)
+    return {"now": ex.now_ms, "events": [event_json(e) for e in events]}
+
+
+@router.get("/state")
+async def get_market_state(state: State) -> dict[str, Any]:
+    """Time, prices, funding, insurance fund and the ledger's conservation check."""
+    return market_state(state)
+
+
+def market_state(state: ServerState) -> dict[str, Any]:
+    """The body of GET /control/state."""
+    ex = state.exchange
+    coins = sorted(ex.ledger.coins)
+    symbols = {}
+    for symbol in ex.pricers:
+        symbols[symbol] = {
+            "index": _str(ex.index_price(symbol)), "mark": _str(ex.mark_price(symbol)),
+            "last": _str(ex.last_price(symbol)),
+            "funding_rate": _str(ex.predicted_funding_rate(symbol)),
+            "last_funding_rate": _str(ex.states[symbol].last_funding_rate),
+            "next_funding_time": ex.next_funding_time_ms(symbol),
+        }
+    return {
+        "now": ex.now_ms, "clock": state.config.clock, "speed": state.config.speed,
+        "profile": ex.profile.name, "scenario": ex.scenario.name, "seed": ex.seed,
+        "scenario_end": ex.scenario.end_ms, "symbols": symbols,
+        "insurance_fund": {c: _str(ex.ledger.balance(insurance_account(c))) for c in coins},
+        "ledger": {"total": {c: _str(ex.ledger.total(c)) for c in coins},
+                   "deposits": {c: _str(ex.ledger.deposits(c)) for c in coins}},
+    }
+
+
+@router.get("/journal", response_class=PlainTextResponse)
+async def journal(state: State, since: Annotated[int, Query(ge=0)] = 0) -> PlainTextResponse:
+    """The event journal after ``since``, as JSON lines."""
+    return PlainTextResponse(state.exchange.journal.to_jsonl(since=since),
+                             media_type="application/x-ndjson")

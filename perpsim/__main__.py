@@ -1,0 +1,5 @@
+import sys
+
+from perpsim.cli import main
+
+sys.exit(main())
