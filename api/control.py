@@ -12,7 +12,15 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from api.deps import State
 from api.state import ServerState
@@ -23,7 +31,8 @@ from sim.ledger import insurance_account
 
 router = APIRouter(prefix="/control", tags=["control"])
 
-Amount = str | int | float  # Decimal amounts travel as strings; numbers are accepted too
+# Decimal amounts travel as strings; plain numbers are accepted too, booleans are not.
+Amount = StrictStr | StrictInt | StrictFloat
 
 
 class _Body(BaseModel):

@@ -49,7 +49,10 @@ def build_exchange(config: ServerConfig) -> Exchange:
         raise InvalidInput(f"clock must be 'stepped' or 'realtime', got {config.clock!r}")
     if not 0 < config.speed <= 1_000_000:
         raise InvalidInput(f"speed must be a positive number up to 1e6, got {config.speed!r}")
-    start_ms = None if config.start is None else parse_time_ms(config.start, "start")
+    try:
+        start_ms = None if config.start is None else parse_time_ms(config.start, "start")
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
     profile = load_profile(config.profile)
     scenario = load_scenario(config.scenario_ref(), seed=config.seed, start_ms=start_ms)
     return Exchange(profile, scenario, seed=config.seed)

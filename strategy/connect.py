@@ -113,7 +113,7 @@ def connect(
     # (binance.is_spot_url) and would then resolve COIN-M stream symbols as spot markets.
     if "/stream" in ws_base or "demo-stream" in ws_base:
         raise ValueError(f"ws_base_url must not contain '/stream' (ccxt reads it as spot): "
-                         f"{ws_base_url!r}")
+                         f"{ws_base!r}")
     classes = {
         "sync": ccxt.binancecoinm,
         "async": ccxt.async_support.binancecoinm,

@@ -1,0 +1,299 @@
+"""THE table from perpsim's errors to Binance COIN-M error responses, and the FastAPI hooks.
+
+Every domain error (sim/errors.py) and every authentication error (api/signing.py) becomes
+``(HTTP status, {"code": <negative int>, "msg": <text>})`` here and nowhere else. Codes and
+messages are Binance's own, chosen so that ccxt 4.5.90, with the COIN-M table restored
+(strategy/connect.py), raises the class a Binance user would see (docs/dialect-notes.md §2):
+
+=====================  =======  ======================================  =====================
+perpsim error          code     Binance message                         ccxt raises
+=====================  =======  ======================================  =====================
+InsufficientFunds      −2019    Margin is insufficient.                 InsufficientFunds
+OrderNotFound          −2013    Order does not exist.                   OrderNotFound
+  (when cancelling)    −2011    Unknown order sent.                     OrderNotFound
+ReduceOnlyRejected     −2022    ReduceOnly Order is rejected.           InvalidOrder
+PostOnlyWouldTake      −5022    Due to the order could not be ...       ExchangeError (*)
+FillOrKillUnfilled     −5021    Due to the order could not be ...       ExchangeError (*)
+DuplicateClientOrderId −4116    ClientOrderId is duplicated.            ExchangeError (*)
+MarginModeAlreadySet   −4046    No need to change margin type.          MarginModeAlreadySet
+UnknownSymbol          −1121    Invalid symbol.                         BadSymbol
+wrong secret           −1022    Signature for this request is not ...   AuthenticationError
+unknown API key        −2015    Invalid API-key, IP, or permissions...  AuthenticationError
+stale timestamp        −1021    Timestamp for this request is outs...   InvalidNonce
+=====================  =======  ======================================  =====================
+
+(*) ccxt has no COIN-M mapping for these codes, so real Binance gives the same ExchangeError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api import signing
+from sim import errors as domain
+
+# Paths that speak the Binance dialect (connect() maps every ccxt base URL onto one of these);
+# anything else (the /control plane) keeps its own error shape.
+BINANCE_PREFIXES = ("/dapi/", "/fapi/", "/sapi/", "/api/", "/eapi/", "/papi/", "/futures/")
+
+UNKNOWN_ERROR_MSG = "An unknown error occured while processing the request."  # sic, Binance
+
+
+@dataclass(frozen=True, slots=True)
+class WireError:
+    """One row of the table: HTTP status, Binance code, and message (None: the error's own)."""
+
+    status: int
+    code: int
+    msg: str | None
+
+
+def _missing(name: str) -> str:
+    return f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+
+
+def _illegal(name: str) -> str:
+    return f"Illegal characters found in parameter '{name}'."
+
+
+# Most specific class first does not matter: lookup walks the exception's MRO.
+ERROR_TABLE: dict[type[BaseException], WireError] = {
+    # authentication (api/signing.py)
+    signing.MissingApiKey: WireError(401, -2014, "API-key format invalid."),
+    signing.MalformedApiKey: WireError(401, -2014, "API-key format invalid."),
+    signing.UnknownApiKey: WireError(
+        401, -2015, "Invalid API-key, IP, or permissions for action."
+    ),
+    signing.BadSignature: WireError(400, -1022, "Signature for this request is not valid."),
+    signing.TimestampAhead: WireError(
+        400, -1021, "Timestamp for this request was 1000ms ahead of the server's time."
+    ),
+    signing.TimestampExpired: WireError(
+        400, -1021, "Timestamp for this request is outside of the recvWindow."
+    ),
+    signing.RecvWindowTooLarge: WireError(400, -1131, "recvWindow must be less than 60000"),
+    signing.DuplicateParameter: WireError(400, -1101, "Duplicate values for a parameter detected."),
+    signing.MissingParameter: WireError(400, -1102, None),  # message names the parameter
+    signing.MalformedParameter: WireError(400, -1100, None),
+    # domain (sim/errors.py)
+    domain.UnknownSymbol: WireError(400, -1121, "Invalid symbol."),
+    domain.LeverageTooHigh: WireError(400, -4028, "Leverage is not valid."),
+    domain.OffTick: WireError(400, -4014, "Price not increased by tick size."),
+    domain.InvalidPrice: WireError(400, -1130, "Data sent for parameter 'price' is not valid."),
+    domain.InvalidQuantity: WireError(400, -1013, "Invalid quantity."),
+    domain.InvalidInput: WireError(400, -1130, None),
+    domain.InsufficientFunds: WireError(400, -2019, "Margin is insufficient."),
+    domain.ReduceOnlyRejected: WireError(400, -2022, "ReduceOnly Order is rejected."),
+    domain.PostOnlyWouldTake: WireError(
+        400, -5022, "Due to the order could not be executed as maker, the Post Only order will "
+        "be rejected. The order will not be recorded in the order history",
+    ),
+    domain.FillOrKillUnfilled: WireError(
+        400, -5021, "Due to the order could not be filled immediately, the FOK order has been "
+        "rejected. The order will not be recorded in the order history",
+    ),
+    domain.DuplicateClientOrderId: WireError(400, -4116, "ClientOrderId is duplicated."),
+    domain.OrderRejected: WireError(400, -2010, None),
+    domain.OrderNotFound: WireError(400, -2013, "Order does not exist."),
+    domain.MarginModeAlreadySet: WireError(400, -4046, "No need to change margin type."),
+    domain.MarginModeChangeRejected: WireError(
+        400, -4048, "Margin type cannot be changed if there exists position."
+    ),
+    domain.UnknownAccount: WireError(401, -2015, "Invalid API-key, IP, or permissions for action."),
+    domain.InvalidState: WireError(400, -1020, None),
+    # the server's own faults, never the request's
+    domain.LedgerError: WireError(500, -1000, UNKNOWN_ERROR_MSG),
+    domain.ProfileError: WireError(500, -1000, UNKNOWN_ERROR_MSG),
+    domain.ScenarioError: WireError(500, -1000, UNKNOWN_ERROR_MSG),
+    domain.PerpsimError: WireError(500, -1000, UNKNOWN_ERROR_MSG),
+}
+
+INTERNAL = WireError(500, -1000, UNKNOWN_ERROR_MSG)
+
+# Binance has several codes where perpsim has one class; the engine's message says which.
+# Keyed by words of the sim's messages (tests pin them against sim/money.py and sim/orders.py).
+_QUANTITY_REFINEMENTS: tuple[tuple[tuple[str, ...], WireError], ...] = (
+    (("whole number", "fractional"), WireError(
+        400, -1111, "Precision is over the maximum defined for this asset.")),
+    (("must be positive", "non-zero", "zero"), WireError(
+        400, -4003, "Quantity less than or equal to zero.")),
+    (("below the minimum",), WireError(400, -4004, "Quantity less than min quantity.")),
+    (("above the",), WireError(400, -4005, "Quantity greater than max quantity.")),
+    (("multiple of the lot",), WireError(400, -4023, "Qty not increased by step size.")),
+)
+_PRICE_REFINEMENTS: tuple[tuple[tuple[str, ...], WireError], ...] = (
+    (("needs a price",), WireError(400, -1102, _missing("price"))),
+    (("takes no price",), WireError(400, -1106, "Parameter 'price' sent when not required.")),
+    (("must be positive",), WireError(400, -4001, "Price less than 0.")),
+)
+_MARGIN_MODE_OPEN_ORDERS = WireError(
+    400, -4047, "Margin type cannot be changed if there exists open orders."
+)
+_CANCEL_UNKNOWN_ORDER = WireError(400, -2011, "Unknown order sent.")
+
+
+def _refine(message: str, rules: tuple[tuple[tuple[str, ...], WireError], ...]) -> WireError | None:
+    lowered = message.lower()
+    for words, wire in rules:
+        if any(word in lowered for word in words):
+            return wire
+    return None
+
+
+def wire_error(exc: BaseException, *, operation: str | None = None) -> WireError:
+    """The table row for ``exc`` (by class, then refined by message/operation)."""
+    message = str(exc)
+    if isinstance(exc, domain.OrderNotFound) and operation == "cancel":
+        return _CANCEL_UNKNOWN_ORDER
+    if isinstance(exc, domain.InvalidQuantity):
+        refined = _refine(message, _QUANTITY_REFINEMENTS)
+        if refined is not None:
+            return refined
+    if isinstance(exc, domain.InvalidPrice) and not isinstance(exc, domain.OffTick):
+        refined = _refine(message, _PRICE_REFINEMENTS)
+        if refined is not None:
+            return refined
+    if isinstance(exc, domain.MarginModeChangeRejected) and "order" in message.lower():
+        return _MARGIN_MODE_OPEN_ORDERS
+    for cls in type(exc).__mro__:
+        row = ERROR_TABLE.get(cls)
+        if row is not None:
+            return row
+    return INTERNAL
+
+
+def _own_message(exc: BaseException) -> str:
+    if isinstance(exc, signing.MissingParameter):
+        return _missing(exc.name)
+    if isinstance(exc, signing.MalformedParameter):
+        return _illegal(exc.name)
+    return str(exc) or type(exc).__name__
+
+
+def to_binance_error(
+    exc: BaseException, *, operation: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """``(HTTP status, {"code", "msg"})`` for any exception; ``operation="cancel"`` → −2011."""
+    row = wire_error(exc, operation=operation)
+    msg = row.msg if row.msg is not None else _own_message(exc)
+    return row.status, {"code": row.code, "msg": msg}
+
+
+def validation_error_body(exc: RequestValidationError) -> dict[str, Any]:
+    """−1102 for a missing parameter, −1100 for an unparsable one (FastAPI's 422 never leaks)."""
+    problems = list(exc.errors())
+    for problem in problems:
+        if problem.get("type") == "missing":
+            return {"code": -1102, "msg": _missing(_param_name(problem))}
+    name = _param_name(problems[0]) if problems else "?"
+    return {"code": -1100, "msg": _illegal(name)}
+
+
+def control_validation_body(exc: RequestValidationError) -> dict[str, Any]:
+    """The control plane's shape for a body or query that does not parse."""
+    problems = list(exc.errors())
+    if not problems:
+        return {"error": "invalid_request", "message": "the request could not be parsed"}
+    first = problems[0]
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
+    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    if first.get("type") == "json_invalid":
+        return {"error": "invalid_json", "message": f"the body is not valid JSON: {message}"}
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return {"error": "invalid_request",
+            "message": f"{where or 'body'}: {message}{more}"}
+
+
+def _param_name(problem: Any) -> str:
+    location = [str(part) for part in problem.get("loc", ()) if part not in ("query", "body")]
+    return location[-1] if location else "?"
+
+
+def unknown_path_body(method: str, path: str) -> dict[str, Any]:
+    """What Binance's futures gateway sends, with HTTP 404, for a path/method it lacks."""
+    return {"code": -5000, "msg": f"Path {path}, Method {method} is invalid"}
+
+
+def is_binance_path(path: str) -> bool:
+    """True for the dialect's paths (errors in Binance JSON), False for the control plane."""
+    return path.startswith(BINANCE_PREFIXES)
+
+
+_CONTROL_STATUS: dict[type[BaseException], int] = {
+    domain.ProfileError: 400,  # a bad profile or scenario named in a reset is the caller's
+    domain.ScenarioError: 400,
+    domain.UnknownAccount: 404,
+    domain.OrderNotFound: 404,
+    domain.InvalidState: 409,
+    domain.InvalidInput: 400,
+    domain.InsufficientFunds: 400,
+    domain.OrderRejected: 400,
+    domain.MarginModeAlreadySet: 400,
+    domain.MarginModeChangeRejected: 400,
+    domain.PerpsimError: 500,
+}
+
+
+def to_control_error(exc: domain.PerpsimError) -> tuple[int, dict[str, Any]]:
+    """The control plane's ``{"error": code, "message": text}`` shape (docs/contract.md)."""
+    status = next(
+        (_CONTROL_STATUS[cls] for cls in type(exc).__mro__ if cls in _CONTROL_STATUS), 500
+    )
+    return status, {"error": exc.code, "message": str(exc)}
+
+
+def install_error_handlers(
+    app: FastAPI, *, binance_path: Callable[[str], bool] = is_binance_path
+) -> None:
+    """Register handlers so no dialect request ever answers with FastAPI's own JSON or a 500 page.
+
+    On Binance paths: domain and signing errors → the table; malformed parameters → −1102 /
+    −1100; unknown path or method → 404 −5000; anything unexpected → 500 −1000. Elsewhere
+    FastAPI's defaults stay, except domain errors, which get the control-plane shape.
+    """
+
+    async def on_domain(request: Request, exc: Exception) -> Response:
+        if binance_path(request.url.path) or not isinstance(exc, domain.PerpsimError):
+            status, body = to_binance_error(exc)
+        else:
+            status, body = to_control_error(exc)
+        return JSONResponse(body, status_code=status)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, RequestValidationError):  # registered for this class only
+            raise exc
+        if not binance_path(request.url.path):
+            return JSONResponse(control_validation_body(exc), status_code=400)
+        return JSONResponse(validation_error_body(exc), status_code=400)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        if not isinstance(exc, StarletteHTTPException):  # registered for this class only
+            raise exc
+        if not binance_path(request.url.path):
+            code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+            return JSONResponse({"error": code, "message": f"{request.method} "
+                                 f"{request.url.path}: {exc.detail}"},
+                                status_code=exc.status_code, headers=exc.headers)
+        if exc.status_code in (404, 405):
+            body = unknown_path_body(request.method, request.url.path)
+            return JSONResponse(body, status_code=404)
+        body = {"code": -1000, "msg": str(exc.detail) or UNKNOWN_ERROR_MSG}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette still re-raises after this handler, so the error reaches logs and tests.
+        status, body = to_binance_error(exc)
+        return JSONResponse(body, status_code=status)
+
+    app.add_exception_handler(domain.PerpsimError, on_domain)
+    app.add_exception_handler(signing.SigningError, on_domain)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_unexpected)
