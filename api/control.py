@@ -26,8 +26,10 @@ from api.deps import State
 from api.state import ServerState
 from sim import risk
 from sim.errors import InvalidInput
+from sim.exchange import Wake
 from sim.journal import Event
 from sim.ledger import insurance_account
+from sim.money import positive_price
 
 router = APIRouter(prefix="/control", tags=["control"])
 
@@ -60,6 +62,7 @@ class AccountBody(_Body):
     """POST /control/accounts."""
 
     balances: dict[str, Amount] = Field(default_factory=dict)
+    spot_balances: dict[str, Amount] = Field(default_factory=dict)
     api_key: str | None = Field(default=None, min_length=8, max_length=128)
     api_secret: str | None = Field(default=None, min_length=8, max_length=128)
     label: str | None = Field(default=None, max_length=128)
@@ -73,11 +76,23 @@ class PricesBody(_Body):
     perp: Amount | None = None
 
 
+class WakeBody(_Body):
+    """Stop the advance when the symbol's mark reaches a level (a client wake-up)."""
+
+    symbol: str
+    mark_above: Amount | None = None
+    mark_below: Amount | None = None
+
+
 class AdvanceBody(_Body):
-    """POST /control/advance: exactly one of ``ms`` or ``until``."""
+    """POST /control/advance: exactly one of ``ms`` or ``until``; optionally stop earlier."""
 
     ms: StrictInt | None = Field(default=None, ge=0)
     until: StrictInt | None = Field(default=None, ge=0)
+    wake: list[WakeBody] = Field(default_factory=list, max_length=100)
+    stop_on: list[str] = Field(default_factory=list, max_length=100,
+                               description="event types that end the advance, e.g. margin.call")
+    account_id: str | None = Field(default=None, description="stop_on only for this account")
 
     @model_validator(mode="after")
     def _one(self) -> AdvanceBody:
@@ -119,7 +134,8 @@ async def reset(body: ResetBody, state: State) -> dict[str, Any]:
 async def create_account(body: AccountBody, state: State) -> dict[str, str]:
     """Open a funded account; returns its id and API credentials."""
     account = state.exchange.create_account(body.balances, label=body.label or "",
-                                            api_key=body.api_key, api_secret=body.api_secret)
+                                            api_key=body.api_key, api_secret=body.api_secret,
+                                            spot_balances=body.spot_balances)
     return {"account_id": account.account_id, "api_key": account.api_key,
             "api_secret": account.api_secret}
 
@@ -149,6 +165,7 @@ async def get_account(account_id: str, state: State) -> dict[str, Any]:
     return {
         "account_id": account_id, "label": account.label,
         "balances": {c: _str(ex.wallet_balance(account_id, c)) for c in coins},
+        "spot_balances": {c: _str(ex.spot_balance(account_id, c)) for c in coins},
         "available": {c: _str(cross[c].available_coin) for c in coins},
         "margin_balance": {c: _str(cross[c].margin_balance_coin) for c in coins},
         "positions": positions,
@@ -172,8 +189,21 @@ async def advance(body: AdvanceBody, state: State) -> dict[str, Any]:
     if state.config.clock == "realtime":
         raise InvalidInput("the clock is realtime: time follows the wall clock; reset with "
                            "clock 'stepped' to advance by hand")
-    events = ex.advance(body.ms) if body.ms is not None else ex.advance_until(body.until)
-    return {"now": ex.now_ms, "events": [event_json(e) for e in events]}
+    target = ex.now_ms + body.ms if body.ms is not None else body.until
+    wakes = [Wake(w.symbol, None if w.mark_above is None else positive_price(w.mark_above),
+                  None if w.mark_below is None else positive_price(w.mark_below))
+             for w in body.wake]
+    if body.account_id is not None:
+        ex.account(body.account_id)
+    types, owner = frozenset(body.stop_on), body.account_id
+
+    def stop_on(event: Event) -> bool:
+        return event.type in types and owner in (None, event.payload.get("account_id"))
+
+    events = ex.advance_until(target, wakes=wakes, stop_on=stop_on if types else None)
+    stopped = next((e.type for e in reversed(events)
+                    if e.type == "wake" or (types and stop_on(e))), None)
+    return {"now": ex.now_ms, "events": [event_json(e) for e in events], "stopped": stopped}
 
 
 @router.get("/state")

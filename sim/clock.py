@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 import simpy
-from simpy.events import NORMAL, EventPriority
+from simpy.core import StopSimulation
+from simpy.events import NORMAL, URGENT, EventPriority
 
 from sim.errors import InvalidInput
 
@@ -30,6 +31,7 @@ class SimClock:
             raise InvalidInput(
                 f"start time must be a non-negative integer epoch ms, got {start_ms!r}")
         self.env = simpy.Environment(initial_time=start_ms)
+        self._running_stop: simpy.Event | None = None
 
     @property
     def now_ms(self) -> int:
@@ -62,8 +64,24 @@ class SimClock:
         stop._ok = True
         stop._value = None
         self.env.schedule(stop, _AFTER_EVERYTHING, t_ms - self.now_ms)
-        self.env.run(until=stop)
+        self._running_stop = stop
+        try:
+            self.env.run(until=stop)
+        finally:
+            self._running_stop = None
+            if stop.callbacks:  # stopped early: the planned stop must not end a later run
+                stop.callbacks.clear()
         return self.now_ms
+
+    def stop_now(self) -> None:
+        """End the running advance once the current step is done (a client wake-up)."""
+        if self._running_stop is None:
+            return
+        early = simpy.Event(self.env)
+        early._ok = True
+        early._value = None
+        early.callbacks.append(StopSimulation.callback)
+        self.env.schedule(early, URGENT, 0)
 
     def check_target(self, t_ms: object) -> None:
         """Raise InvalidInput unless ``t_ms`` is an integer time from now to a century ahead."""

@@ -13,7 +13,7 @@ process arriving at the same instant changes nothing.
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -26,6 +26,7 @@ from sim.algo import AlgoOrder
 from sim.book import OrderBook
 from sim.clock import SimClock
 from sim.errors import (
+    InsufficientFunds,
     InvalidInput,
     InvalidState,
     MarginModeAlreadySet,
@@ -38,6 +39,7 @@ from sim.ledger import (
     external_account,
     insurance_account,
     isolated_account,
+    spot_account,
     wallet_account,
 )
 from sim.margin import check_leverage
@@ -46,6 +48,23 @@ from sim.money import positive_price, positive_quantity
 from sim.orders import Order
 from sim.profile import Instrument, Profile
 from sim.scenario import Scenario
+
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """A client's request to stop an advance when the mark crosses a level."""
+
+    symbol: str
+    mark_above: Decimal | None = None
+    mark_below: Decimal | None = None
+
+    def reached(self, mark: Decimal) -> Decimal | None:
+        """The level ``mark`` has reached, if any."""
+        if self.mark_above is not None and mark >= self.mark_above:
+            return self.mark_above
+        if self.mark_below is not None and mark <= self.mark_below:
+            return self.mark_below
+        return None
 
 
 @dataclass(slots=True)
@@ -108,6 +127,7 @@ class Exchange:
         self._marks: dict[str, tuple[tuple[object, ...], Decimal]] = {}
         self.lp_cache: dict[tuple[object, ...], tuple[Decimal | None, Decimal | None]] = {}
         self.watcher = watch.Watcher(self)
+        self.wakes: list[Wake] = []
         for coin, amount in sorted(profile.insurance_fund_start.items()):
             if amount > 0:
                 self.ledger.post(external_account(coin), insurance_account(coin), coin, amount,
@@ -134,15 +154,45 @@ class Exchange:
             raise InvalidInput(f"advance needs an integer number of milliseconds, got {ms!r}")
         return self.advance_until(self.now_ms + ms)
 
-    def advance_until(self, t_ms: object) -> list[Event]:
-        """Run forward to ``t_ms`` (everything due at or before it happens)."""
+    def advance_until(self, t_ms: object, *, wakes: Sequence[Wake] = (),
+                      stop_on: Callable[[Event], bool] | None = None) -> list[Event]:
+        """Run forward to ``t_ms`` (everything due at or before it happens).
+
+        A client can ask to be woken earlier: when the mark crosses one of ``wakes`` (journal
+        event ``wake``) or when an event matching ``stop_on`` is appended, the advance ends at
+        that instant, after everything due there has run; ``now`` tells where it stopped.
+        """
         self.clock.check_target(t_ms)
         assert isinstance(t_ms, int)
+        for wake in wakes:
+            self.instrument(wake.symbol)
         first = len(self.journal)
+
+        def stop_if(event: Event) -> None:
+            if event.type == "wake" or (stop_on is not None and stop_on(event)):
+                self.clock.stop_now()
+
+        self.wakes = list(wakes)
+        self.journal.subscribe(stop_if)
         self.watcher.target_ms = t_ms
         self.watcher.replan()
-        self.clock.advance_until(t_ms)
+        try:
+            self.clock.advance_until(t_ms)
+        finally:
+            self.journal.unsubscribe(stop_if)
+            self.wakes = []
+            self.watcher.target_ms = self.now_ms
         return list(self.journal.since(first))
+
+    def _check_wakes(self) -> None:
+        for wake in self.wakes:
+            mark = self.mark_price(wake.symbol)
+            level = wake.reached(mark)
+            if level is not None:
+                self.wakes = []
+                self.journal.append(self.now_ms, "wake", symbol=wake.symbol, mark=mark,
+                                    level=level)
+                return
 
     def on_instant(self, t_ms: int) -> None:
         """Everything due at this instant, in the pinned order (see module docstring)."""
@@ -151,6 +201,7 @@ class Exchange:
         trading.run_triggers(self)
         funding.settle_due(self, t_ms)
         liquidation.check_all(self)
+        self._check_wakes()
 
     def next_id(self, kind: str) -> int:
         """Next id of a kind (orders, trades, accounts, arrival sequence): deterministic."""
@@ -248,20 +299,11 @@ class Exchange:
 
     # ---- accounts ----------------------------------------------------------------------------
     def create_account(self, balances: Mapping[str, object] | None = None, *, label: str = "",
-                       api_key: str | None = None, api_secret: str | None = None) -> Account:
-        """Open an account funded with ``balances`` (coin → amount); credentials seeded."""
-        if balances is not None and not isinstance(balances, Mapping):
-            raise InvalidInput(f"balances must be an object of coin → amount, got {balances!r}")
-        amounts: dict[str, Decimal] = {}
-        for coin, amount in (balances or {}).items():
-            if coin not in self.ledger.coins:
-                raise InvalidInput(f"unknown coin {coin!r}; this venue settles in "
-                                   f"{', '.join(sorted(self.ledger.coins))}")
-            value = positive_quantity(amount, f"balance of {coin}")
-            if self.ledger.quantize(value, "down") != value:
-                raise InvalidInput(f"balance of {coin} {value} is finer than the coin step "
-                                   f"{self.profile.rounding.coin_step}")
-            amounts[coin] = value
+                       api_key: str | None = None, api_secret: str | None = None,
+                       spot_balances: Mapping[str, object] | None = None) -> Account:
+        """Open an account with futures ``balances`` and ``spot_balances`` (coin → amount)."""
+        amounts = self._amounts(balances, "balances")
+        spot_amounts = self._amounts(spot_balances, "spot_balances")
         for what, text in (("api_key", api_key), ("api_secret", api_secret), ("label", label)):
             if text is not None and (not isinstance(text, str) or len(text) > 128):
                 raise InvalidInput(f"{what} must be a string of at most 128 characters")
@@ -278,7 +320,66 @@ class Exchange:
                             label=account.label)
         for coin, value in amounts.items():
             self.deposit(account.account_id, coin, value)
+        for coin, value in spot_amounts.items():
+            self.ledger.post(external_account(coin), spot_account(account.account_id, coin),
+                             coin, value, "deposit", f"deposit:{account.account_id}",
+                             self.now_ms)
+            self.journal.append(self.now_ms, "balance.deposit", account_id=account.account_id,
+                                coin=coin, amount=value, wallet="spot")
         return account
+
+    def _amounts(self, balances: Mapping[str, object] | None, what: str) -> dict[str, Decimal]:
+        if balances is not None and not isinstance(balances, Mapping):
+            raise InvalidInput(f"{what} must be an object of coin → amount, got {balances!r}")
+        amounts: dict[str, Decimal] = {}
+        for coin, amount in (balances or {}).items():
+            amounts[coin] = self._coin_amount(coin, amount, f"{what} of {coin}")
+        return amounts
+
+    def _coin_amount(self, coin: object, amount: object, what: str) -> Decimal:
+        """A positive amount of a known coin on the coin step, or InvalidInput."""
+        if coin not in self.ledger.coins:
+            raise InvalidInput(f"unknown coin {coin!r}; this venue settles in "
+                               f"{', '.join(sorted(self.ledger.coins))}")
+        value = positive_quantity(amount, what)
+        if self.ledger.quantize(value, "down") != value:
+            raise InvalidInput(f"{what} {value} is finer than the coin step "
+                               f"{self.profile.rounding.coin_step}")
+        return value
+
+    def spot_balance(self, account_id: str, coin: str) -> Decimal:
+        """The account's spot wallet in ``coin``."""
+        return self.ledger.balance(spot_account(account_id, coin))
+
+    def transfer(self, account_id: str, coin: object, amount: object, *,
+                 to_futures: bool) -> None:
+        """Move coin between the spot wallet and the futures wallet (Binance's universal
+        transfer MAIN ↔ CMFUTURE); futures → spot only up to the available balance."""
+        self.account(account_id)
+        value = self._coin_amount(coin, amount, "amount")
+        assert isinstance(coin, str)
+        spot, futures = spot_account(account_id, coin), wallet_account(account_id, coin)
+        if to_futures:
+            if value > self.ledger.balance(spot):
+                raise InsufficientFunds(f"spot wallet holds {self.ledger.balance(spot)} "
+                                        f"{coin}, cannot transfer {value}")
+            self.ledger.post(spot, futures, coin, value, "transfer", "spot_to_futures",
+                             self.now_ms)
+        else:
+            from sim.risk import cross_available
+
+            available = min(cross_available(self, account_id, coin),
+                            self.ledger.balance(futures))
+            if value > available:
+                raise InsufficientFunds(f"futures available balance is {available} {coin}, "
+                                        f"cannot transfer {value}")
+            self.ledger.post(futures, spot, coin, value, "transfer", "futures_to_spot",
+                             self.now_ms)
+        self.journal.append(self.now_ms, "balance.transfer", account_id=account_id, coin=coin,
+                            amount=value, to="futures" if to_futures else "spot",
+                            wallet=self.wallet_balance(account_id, coin),
+                            spot=self.spot_balance(account_id, coin))
+        self.watcher.replan()
 
     def _token(self, n: int) -> str:
         return "".join(self._rng.choice(_TOKEN_CHARS) for _ in range(n))

@@ -29,7 +29,7 @@ _COIN = re.compile(r"[A-Z][A-Z0-9]{1,11}")
 _ID = re.compile(r"[^\s:]+")
 _SYMBOL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 # Kinds whose balance is real money someone holds; market and external are counterparties.
-_PROTECTED = frozenset({"wallet", "isolated", "insurance", "fees"})
+_PROTECTED = frozenset({"wallet", "spot", "isolated", "insurance", "fees"})
 _COIN_NAMED = frozenset({"external", "insurance", "fees", "market"})
 # Balances only ever add multiples of the step; a wide context that traps Inexact turns the
 # impossible case of a balance outgrowing precision into an error instead of silent rounding.
@@ -50,6 +50,11 @@ def external_account(coin: str) -> str:
 def wallet_account(account_id: str, coin: str) -> str:
     """Name of a user's wallet in ``coin`` (cross margin lives here)."""
     return f"wallet:{_part(account_id, _ID, 'account id')}:{_part(coin, _COIN, 'coin')}"
+
+
+def spot_account(account_id: str, coin: str) -> str:
+    """Name of a user's spot wallet in ``coin`` (held coin, not margin)."""
+    return f"spot:{_part(account_id, _ID, 'account id')}:{_part(coin, _COIN, 'coin')}"
 
 
 def isolated_account(account_id: str, symbol: str) -> str:
@@ -142,7 +147,7 @@ class Ledger:
         owner: str | None
         if kind in _COIN_NAMED and len(parts) == 2:
             coin, owner = parts[1], None
-        elif kind == "wallet" and len(parts) == 3:
+        elif kind in ("wallet", "spot") and len(parts) == 3:
             coin, owner = parts[2], _part(parts[1], _ID, "account id")
         else:
             raise LedgerError(f"malformed ledger account name {name!r} (see docs/design.md)")

@@ -156,6 +156,11 @@ def collect_levels(ex: Exchange, symbol: str) -> Levels:
     if min_sell is not None:
         levels.add_last(min_sell + offset, fires_below=False)
     algo.add_levels(ex, symbol, levels)
+    for wake in ex.wakes:
+        if wake.symbol == symbol and wake.mark_above is not None:
+            levels.add_mark(wake.mark_above, fires_below=False)
+        if wake.symbol == symbol and wake.mark_below is not None:
+            levels.add_mark(wake.mark_below, fires_below=True)
     return levels
 
 

@@ -154,3 +154,43 @@ def test_openapi_docs_are_served(market: Market) -> None:
     assert market.control.get("/docs").status_code == 200
     paths = market.control.get("/openapi.json").json()["paths"]
     assert {"/control/reset", "/control/accounts", "/control/advance"} <= set(paths)
+
+
+def test_spot_balances_are_separate_from_margin(market: Market) -> None:
+    created = market.account({"BTC": "0.5"}, spot_balances={"BTC": "1.5"})
+    view = market.control.get(f"/control/accounts/{created['account_id']}").json()
+    assert Decimal(view["balances"]["BTC"]) == Decimal("0.5")
+    assert Decimal(view["spot_balances"]["BTC"]) == Decimal("1.5")
+    assert Decimal(view["available"]["BTC"]) == Decimal("0.5")  # spot coin is not margin
+
+
+def test_advance_stops_at_a_wake_level(market: Market) -> None:
+    market.post("reset", {"scenario": "squeeze"})
+    result = market.post("advance", {"ms": 48 * HOUR_MS,
+                                     "wake": [{"symbol": "BTCUSD_PERP", "mark_above": "66000"}]})
+    assert result["stopped"] == "wake"
+    assert result["now"] < START_MS + 48 * HOUR_MS
+    wake = result["events"][-1]
+    assert wake["type"] == "wake"
+    assert Decimal(wake["mark"]) >= Decimal("66000")
+    # The instant before the wake the mark was still below the level: it stopped at the first.
+    assert result["now"] == wake["time"]
+
+
+def test_advance_stops_on_an_account_event(market: Market) -> None:
+    market.post("reset", {"scenario": "squeeze"})
+    other = market.account({"BTC": "1"})
+    mine = market.account({"BTC": "1"})
+    state = market.state.exchange
+    from sim import trading
+
+    for who in (other, mine):
+        state.set_margin_mode(who["account_id"], "BTCUSD_PERP", "isolated")
+        trading.place_order(state, who["account_id"], "BTCUSD_PERP", "SELL", "MARKET", 1000)
+    result = market.post("advance", {"ms": 48 * HOUR_MS, "stop_on": ["margin.call"],
+                                     "account_id": mine["account_id"]})
+    assert result["stopped"] == "margin.call"
+    last = result["events"][-1]
+    assert (last["type"], last["account_id"]) == ("margin.call", mine["account_id"])
+    bad = market.control.post("/control/advance", json={"ms": 1, "account_id": "nobody"})
+    assert bad.status_code == 404
