@@ -128,10 +128,11 @@ class MarketPricer:
         step = self.profile.mark.basis_sample_interval_ms
         n = self.profile.mark.basis_samples
         last_sample = t_ms // step * step
+        rows = self.tape.rows_at(last_sample - step * np.arange(n, dtype=np.int64))
         total = Decimal(0)
-        for j in range(n):
-            s = last_sample - j * step
-            total += self.reference_at(s) - self.tape.index_at(s)
+        for row in rows.tolist():  # exact: each sample converted and rounded in Decimal
+            total += round_to_tick(decimal_price(self.tape.perp[row]), self.tick) - decimal_price(
+                self.tape.index[row])
         return total / n
 
     # ---- vectorised, over a grid --------------------------------------------------------------

@@ -1,0 +1,168 @@
+"""Signed-request authentication and strict parameter parsing for the private COIN-M endpoints.
+
+Every private route depends on :data:`Signed` and nothing else, so the Binance HMAC check
+(api/signing.py) runs before any parameter is looked at. The parameters are then read from the
+exact signed query string (GET/DELETE) or form body (POST/PUT) through :class:`Params`, whose
+getters check types the way Binance does: a malformed number is −1100, a missing mandatory
+parameter −1102, an unknown symbol −1121, an unusable value −1130 (api/binance_errors.py).
+The API-key-only endpoints (listenKey) use :data:`KeyOnly`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.signing import MalformedParameter, MissingParameter, api_key_only, verify_request
+from api.state import ServerState
+from sim.errors import InvalidInput
+from sim.exchange import Exchange
+from sim.profile import Instrument
+
+# Binance's own patterns for numeric parameters (quoted in its −1100 messages).
+_DECIMAL_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?$")
+_INT_RE = re.compile(r"^[0-9]{1,20}$")
+MAX_MS = 2**63 - 1
+
+
+def _secret_for(ex: Exchange) -> Callable[[str], str | None]:
+    def lookup(api_key: str) -> str | None:
+        account = ex.account_by_api_key(api_key)
+        return None if account is None else account.api_secret
+
+    return lookup
+
+
+class Params:
+    """The signed parameters of one request, with Binance-strict typed getters."""
+
+    def __init__(self, raw: Mapping[str, str], ex: Exchange) -> None:
+        self.raw = dict(raw)
+        self.ex = ex
+
+    def get(self, name: str) -> str | None:
+        """The raw text of ``name``; an empty value counts as absent."""
+        value = self.raw.get(name)
+        return None if value is None or value == "" else value
+
+    def required(self, name: str) -> str:
+        """The raw text of a mandatory parameter (−1102 when absent or empty)."""
+        value = self.get(name)
+        if value is None:
+            raise MissingParameter(name)
+        return value
+
+    def instrument(self, name: str = "symbol") -> Instrument:
+        """The mandatory symbol's instrument (−1102 missing, −1121 unknown)."""
+        return self.ex.instrument(self.required(name))
+
+    def optional_instrument(self, name: str = "symbol") -> Instrument | None:
+        """The symbol's instrument if one was sent."""
+        value = self.get(name)
+        return None if value is None else self.ex.instrument(value)
+
+    def integer(self, name: str, *, required: bool = False, minimum: int = 0,
+                maximum: int = MAX_MS) -> int | None:
+        """A whole number in [minimum, maximum] (−1100 if not digits, −1130 out of range)."""
+        value = self.required(name) if required else self.get(name)
+        if value is None:
+            return None
+        if not _INT_RE.match(value):
+            raise MalformedParameter(name)
+        number = int(value)
+        if not minimum <= number <= maximum:
+            raise InvalidInput(f"Data sent for parameter '{name}' is not valid: {value} is "
+                               f"outside [{minimum}, {maximum}].")
+        return number
+
+    def decimal(self, name: str, *, required: bool = False) -> Decimal | None:
+        """A non-negative decimal in Binance's plain notation (−1100 otherwise)."""
+        value = self.required(name) if required else self.get(name)
+        if value is None:
+            return None
+        if not _DECIMAL_RE.match(value):
+            raise MalformedParameter(name)
+        return Decimal(value)
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        """``true`` / ``false`` (any case); anything else is −1130."""
+        value = self.get(name)
+        if value is None:
+            return default
+        lowered = value.lower()
+        if lowered not in ("true", "false"):
+            raise InvalidInput(f"Data sent for parameter '{name}' is not valid.")
+        return lowered == "true"
+
+    def choice(self, name: str, options: Sequence[str], *, default: str | None = None,
+               required: bool = False, message: str | None = None) -> str | None:
+        """One of ``options`` exactly (−1130 with ``message`` otherwise)."""
+        value = self.required(name) if required else self.get(name)
+        if value is None:
+            return default
+        if value not in options:
+            raise InvalidInput(message or f"Data sent for parameter '{name}' is not valid.")
+        return value
+
+    def limit(self, default: int, maximum: int) -> int:
+        """The ``limit`` parameter: 1..maximum, ``default`` when absent."""
+        value = self.integer("limit", minimum=1, maximum=maximum)
+        return default if value is None else value
+
+    def time_range(self) -> tuple[int | None, int | None]:
+        """``startTime`` and ``endTime`` (epoch ms), checked to be in order."""
+        start, end = self.integer("startTime"), self.integer("endTime")
+        if start is not None and end is not None and start > end:
+            raise InvalidInput("Start time is greater than end time.")
+        return start, end
+
+    def position_side(self) -> None:
+        """Only one-way mode exists: ``positionSide`` may be absent or BOTH."""
+        self.choice("positionSide", ("BOTH",), message="Order's position side does not match "
+                    "user's setting.")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """An authenticated private request: the server, the caller's account, its parameters."""
+
+    state: ServerState
+    account_id: str
+    params: Params
+
+    @property
+    def ex(self) -> Exchange:
+        """The live exchange."""
+        return self.state.exchange
+
+
+async def signed_call(request: Request) -> Call:
+    """Authenticate a SIGNED request (freshness against the wall clock) before anything else."""
+    state: ServerState = request.app.state.perpsim
+    ex = state.exchange
+    signed = verify_request(query=request.url.query, body=await request.body(),
+                            headers=request.headers, secret_for=_secret_for(ex),
+                            now_ms=state.wall_ms())
+    state.follow_wall_clock()
+    account = ex.account_by_api_key(signed.api_key)
+    assert account is not None  # verify_request found its secret
+    return Call(state, account.account_id, Params(signed.params, state.exchange))
+
+
+async def key_only_call(request: Request) -> Call:
+    """Authenticate an API-key-only (USER_STREAM) request such as listenKey."""
+    state: ServerState = request.app.state.perpsim
+    ex = state.exchange
+    api_key = api_key_only(request.headers, _secret_for(ex))
+    account = ex.account_by_api_key(api_key)
+    assert account is not None
+    return Call(state, account.account_id, Params({}, ex))
+
+
+Signed = Annotated[Call, Depends(signed_call)]
+KeyOnly = Annotated[Call, Depends(key_only_call)]
