@@ -84,6 +84,8 @@ ERROR_TABLE: dict[type[BaseException], WireError] = {
     signing.MalformedParameter: WireError(400, -1100, None),
     # domain (sim/errors.py)
     domain.UnknownSymbol: WireError(400, -1121, "Invalid symbol."),
+    domain.InvalidInterval: WireError(400, -1120, "Invalid interval."),
+    domain.BadParameterCombination: WireError(400, -1128, None),
     domain.LeverageTooHigh: WireError(400, -4028, "Leverage is not valid."),
     domain.OffTick: WireError(400, -4014, "Price not increased by tick size."),
     domain.InvalidPrice: WireError(400, -1130, "Data sent for parameter 'price' is not valid."),

@@ -44,6 +44,18 @@ class UnknownSymbol(InvalidInput):
     code = "unknown_symbol"
 
 
+class InvalidInterval(InvalidInput):
+    """A candle interval the venue does not offer."""
+
+    code = "invalid_interval"
+
+
+class BadParameterCombination(InvalidInput):
+    """Optional parameters that exclude each other (e.g. symbol and pair together)."""
+
+    code = "bad_parameter_combination"
+
+
 class LeverageTooHigh(InvalidInput):
     """Leverage above the cap of the bracket the position falls in (or below 1)."""
 

@@ -104,6 +104,7 @@ class Exchange:
         self.scenario = scenario
         self.seed = seed
         self.clock = SimClock(scenario.start_ms if start_ms is None else start_ms)
+        self.start_ms = self.clock.now_ms
         self.ledger = Ledger.from_profile(profile)
         self.journal = Journal()
         self._rng = random.Random(seed)

@@ -47,7 +47,9 @@ def is_funding_time(ex: Exchange, t_ms: int) -> bool:
 
 def settle_due(ex: Exchange, t_ms: int) -> None:
     """Settle every perpetual's funding at ``t_ms`` if it is a funding time (once only)."""
-    if not is_funding_time(ex, t_ms):
+    # The start instant is not a funding time of this market: nothing was held before it, and
+    # the schedule (``_schedule``) first fires strictly after the start.
+    if t_ms <= ex.start_ms or not is_funding_time(ex, t_ms):
         return
     settled = False
     for symbol, inst in ex.instruments.items():

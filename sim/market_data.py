@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from sim.errors import InvalidInput
+from sim.errors import InvalidInput, InvalidInterval
 from sim.market import decimal_price
 
 if TYPE_CHECKING:
@@ -50,7 +50,8 @@ def candles(ex: Exchange, symbol: str, interval: object, kind: PriceKind = "last
             limit: int = 500) -> list[Candle]:
     """Bars of ``interval`` covering [start, end] (default: the latest ``limit`` up to now)."""
     if interval not in INTERVALS_MS:
-        raise InvalidInput(f"interval must be one of {', '.join(INTERVALS_MS)}, got {interval!r}")
+        raise InvalidInterval(
+            f"interval must be one of {', '.join(INTERVALS_MS)}, got {interval!r}")
     if not 1 <= limit <= MAX_CANDLES:
         raise InvalidInput(f"limit must be between 1 and {MAX_CANDLES}, got {limit}")
     step = INTERVALS_MS[str(interval)]
