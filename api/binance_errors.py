@@ -102,6 +102,7 @@ ERROR_TABLE: dict[type[BaseException], WireError] = {
         "rejected. The order will not be recorded in the order history",
     ),
     domain.DuplicateClientOrderId: WireError(400, -4116, "ClientOrderId is duplicated."),
+    domain.WouldTriggerImmediately: WireError(400, -2021, "Order would immediately trigger."),
     domain.OrderRejected: WireError(400, -2010, None),
     domain.OrderNotFound: WireError(400, -2013, "Order does not exist."),
     domain.MarginModeAlreadySet: WireError(400, -4046, "No need to change margin type."),

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
-from sim.errors import InvalidInput, OrderNotFound, OrderRejected, PerpsimError
+from sim.errors import (
+    DuplicateClientOrderId,
+    InvalidInput,
+    InvalidQuantity,
+    OrderNotFound,
+    OrderRejected,
+    PerpsimError,
+    WouldTriggerImmediately,
+)
 from sim.money import check_tick, positive_price, positive_quantity
 from sim.orders import SIDES
 
@@ -25,12 +33,6 @@ AlgoType = Literal["STOP_MARKET", "STOP", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"]
 ALGO_TYPES: tuple[AlgoType, ...] = ("STOP_MARKET", "STOP", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
 WORKING_TYPES = ("MARK_PRICE", "CONTRACT_PRICE")
 _CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
-
-
-class WouldTriggerImmediately(OrderRejected):
-    """A conditional order whose trigger is already reached (Binance −2021)."""
-
-    code = "would_trigger_immediately"
 
 
 @dataclass(slots=True)
@@ -107,11 +109,14 @@ def place_algo(ex: Exchange, account_id: str, symbol: object, side: object, algo
         qty = 0
     else:
         value = positive_quantity(quantity, "quantity")
-        if value != value.to_integral_value() or int(value) % inst.lot_size:
-            raise InvalidInput(f"quantity must be a whole multiple of {inst.lot_size} contracts")
+        if value != value.to_integral_value():
+            raise InvalidQuantity(f"quantity must be a whole number of contracts, got {value}")
         qty = int(value)
+        if qty % inst.lot_size:
+            raise InvalidQuantity(f"quantity {qty} is not a multiple of the lot size "
+                                  f"{inst.lot_size}")
         if qty > inst.max_qty:
-            raise InvalidInput(f"quantity {qty} is above the maximum {inst.max_qty}")
+            raise InvalidQuantity(f"quantity {qty} is above the maximum {inst.max_qty}")
     if client_algo_id is None:
         client_algo_id = f"perpsim-algo-{ex.next_id('seq')}"
     elif not isinstance(client_algo_id, str) or not _CLIENT_ID.fullmatch(client_algo_id):
@@ -128,7 +133,8 @@ def place_algo(ex: Exchange, account_id: str, symbol: object, side: object, algo
         raise WouldTriggerImmediately("Order would immediately trigger.")
     if any(o.is_open and o.account_id == account_id and o.client_algo_id == client_algo_id
            for o in ex.algo_orders.values()):
-        raise InvalidInput(f"clientAlgoId {client_algo_id!r} is already used by an open order")
+        raise DuplicateClientOrderId(
+            f"clientAlgoId {client_algo_id!r} is already used by an open order")
     order.algo_id = ex.next_id("order")
     ex.algo_orders[order.algo_id] = order
     _journal(ex, order)

@@ -116,6 +116,12 @@ class FillOrKillUnfilled(OrderRejected):
     code = "fok_unfilled"
 
 
+class WouldTriggerImmediately(OrderRejected):
+    """A conditional order whose trigger price is already reached."""
+
+    code = "would_trigger_immediately"
+
+
 class DuplicateClientOrderId(OrderRejected):
     """A client order id already used by an open order of the same account."""
 

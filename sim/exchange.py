@@ -85,6 +85,7 @@ class SymbolState:
 
     last_trade_price: Decimal | None = None
     last_trade_ms: int = -1
+    last_trade_tape: tuple[int, int] = (-1, -1)  # (tape row, tape version) when it printed
     last_funding_rate: Decimal = Decimal(0)
     next_funding_rate: Decimal | None = None  # venues that pay the previous window's rate
     last_funding_ms: int | None = None
@@ -244,11 +245,15 @@ class Exchange:
         """Last trade: a user's fill since the tape's current row began, else the tape's price."""
         pricer = self.pricer(symbol)
         state = self.states[symbol]
-        if state.last_trade_price is not None and state.last_trade_ms >= pricer.tape.row_start_ms(
-            self.now_ms
-        ):
+        if state.last_trade_price is not None and state.last_trade_tape == self.tape_position(
+                symbol):
             return state.last_trade_price
         return pricer.reference_at(self.now_ms)
+
+    def tape_position(self, symbol: str) -> tuple[int, int]:
+        """(row, version) of the symbol's tape now: changes whenever the scenario price does."""
+        tape = self.pricer(symbol).tape
+        return tape.row_at(self.now_ms), tape.version
 
     def mark_funding_rate(self, symbol: str) -> Decimal:
         """The funding rate the mark's P1 / fair-price term uses now."""

@@ -156,17 +156,21 @@ def _step_down(ex: Exchange, account: Account, pos: Position) -> bool:
     close = abs(pos.qty_contracts) - keep
     if close <= 0:
         return False
-    fills = _work_into_book(ex, inst, opposite(_side(pos)), close)
+    side = opposite(_side(pos))
+    fills = _work_into_book(ex, inst, side, close)
     fee_rate = ex.profile.fees.liquidation_clearance_rate
     for price, qty in fills:
-        trading.apply_position_fill(ex, account.account_id, inst, -pos.side * qty, price,
-                                    ZERO, f"liquidation:{pos.symbol}")
+        realised, _ = trading.apply_position_fill(ex, account.account_id, inst,
+                                                  -pos.side * qty, price, ZERO,
+                                                  f"liquidation:{pos.symbol}")
         fee = quantize(fee_coin(qty, inst.contract_size_usd, price, fee_rate),
                        ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule)
         if fee > 0:
             trading.debit_from(ex, pos.coin, fee, _holders(account.account_id, pos),
                                insurance_account(pos.coin), "liquidation_clearance_fee",
                                f"liquidation:{pos.symbol}")
+        trading.record_forced_fill(ex, account.account_id, inst, side, qty, price, realised,
+                                   max(fee, ZERO), "LIQUIDATION")
     ex.journal.append(ex.now_ms, "liquidation.order", account_id=account.account_id,
                       symbol=pos.symbol, kind="partial", side=opposite(_side(pos)), qty=close,
                       avg_price=_avg(inst, fills), from_bracket=bracket.bracket,
@@ -175,7 +179,11 @@ def _step_down(ex: Exchange, account: Account, pos: Position) -> bool:
 
 
 def _side(pos: Position) -> Side:
-    return "BUY" if pos.side > 0 else "SELL"
+    return _side_of(pos.qty_contracts)
+
+
+def _side_of(qty: int) -> Side:
+    return "BUY" if qty > 0 else "SELL"
 
 
 def _holders(account_id: str, pos: Position) -> list[str]:
@@ -212,6 +220,8 @@ def _take_over(ex: Exchange, account: Account, pos: Position) -> None:
                            "liquidation_clearance", ref, ex.now_ms)
     pos.qty_contracts, pos.entry_price_usd, pos.updated_ms = 0, None, ex.now_ms
     pos.margin_call_sent = False
+    trading.record_forced_fill(ex, aid, inst, opposite(_side_of(qty)), abs(qty), bp, -loss, ZERO,
+                               "LIQUIDATION")
     ex.journal.append(ex.now_ms, "liquidation.takeover", account_id=aid, symbol=pos.symbol,
                       qty=qty, entry=entry, mark=mark, bankruptcy_price=bp, loss=loss,
                       wallet=ex.ledger.balance(wallet_account(aid, coin)))
@@ -312,8 +322,10 @@ def _auto_deleverage(ex: Exchange, inst: Instrument, bankrupt_account: str, qty:
         if done == wanted:
             break
         take = min(abs(pos.qty_contracts), wanted - done)
+        side = opposite(_side(pos))
         realised, _ = trading.apply_position_fill(ex, account_id, inst, -pos.side * take, bp,
                                                   ZERO, f"adl:{inst.symbol}:{bankrupt_account}")
+        trading.record_forced_fill(ex, account_id, inst, side, take, bp, realised, ZERO, "ADL")
         done += take
         ex.journal.append(ex.now_ms, "adl.fill", account_id=account_id, symbol=inst.symbol,
                           qty=take, price=bp, realized_pnl=realised, score=round(score, 8),

@@ -33,6 +33,7 @@ from sim.orders import (
     SIDES,
     TIMES_IN_FORCE,
     Order,
+    Side,
     TimeInForce,
     check_client_order_id,
     check_order,
@@ -189,6 +190,7 @@ def record_trade(ex: Exchange, inst: Instrument, price: Decimal, qty: int,
     trade_id = ex.next_id("trade")
     state = ex.states[inst.symbol]
     state.last_trade_price, state.last_trade_ms = price, ex.now_ms
+    state.last_trade_tape = ex.tape_position(inst.symbol)
     state.trades.append(Trade(trade_id, inst.symbol, price, qty, taker_side == "SELL",
                               ex.now_ms))
     return trade_id
@@ -414,13 +416,32 @@ def run_triggers(ex: Exchange) -> None:
     algo.fire_due(ex)
 
 
-def _journal_order(ex: Exchange, order: Order, execution: str, **fill: object) -> None:
+def record_forced_fill(ex: Exchange, account_id: str, inst: Instrument, side: Side, qty: int,
+                       price: Decimal, realised: Decimal, fee: Decimal, kind: str) -> None:
+    """Record a fill the venue forced on an account (kind LIQUIDATION or ADL) as a filled
+    order of its own, as Binance does (client ids ``autoclose-…`` / ``adl_autoclose-…``), so
+    it shows in the account's orders, trades and user stream. Its money is already posted."""
+    order_id = ex.next_id("order")
+    prefix = "autoclose" if kind == "LIQUIDATION" else "adl_autoclose"
+    order = Order(order_id=order_id, client_order_id=f"{prefix}-{order_id}",
+                  account_id=account_id, symbol=inst.symbol, side=side, type="MARKET",
+                  qty_contracts=qty, price_usd=None, time_in_force="IOC", reduce_only=True,
+                  created_ms=ex.now_ms, updated_ms=ex.now_ms, seq=ex.next_id("seq"))
+    order.apply_fill(qty, price, inst.contract_size_usd, ex.now_ms)
+    ex.orders[order_id] = order
+    _journal_order(ex, order, "TRADE", order_type=kind, trade_id=ex.next_id("trade"),
+                   last_qty=qty, last_price=price, realized_pnl=realised, commission=fee,
+                   maker=False)
+
+
+def _journal_order(ex: Exchange, order: Order, execution: str, *, order_type: str | None = None,
+                   **fill: object) -> None:
     inst = ex.instruments[order.symbol]
     pos = ex.accounts[order.account_id].position(order.symbol, inst.margin_asset)
     ex.journal.append(
         ex.now_ms, "order.update", account_id=order.account_id, symbol=order.symbol,
         execution=execution, order_id=order.order_id, client_order_id=order.client_order_id,
-        side=order.side, order_type=order.type, time_in_force=order.time_in_force,
+        side=order.side, order_type=order_type or order.type, time_in_force=order.time_in_force,
         reduce_only=order.reduce_only, price=order.price_usd, qty=order.qty_contracts,
         filled=order.filled_contracts, avg_price=order.avg_price_usd(inst.contract_size_usd),
         status=order.status, position_qty=pos.qty_contracts, position_entry=pos.entry_price_usd,

@@ -4,54 +4,16 @@ reset to a fresh manual market before each test that asks for it (pytest-httpser
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
 import httpx
 import pytest
+from live_market import START, START_MS, Market
+
+__all__ = ["START", "START_MS", "Market"]  # tests also import these from conftest
 
 from api.app import create_app
 from api.server import serve_in_thread
 from api.state import ServerConfig, ServerState
-
-START = "2024-01-01T00:00:00Z"
-START_MS = 1_704_067_200_000
-
-
-@dataclass
-class Market:
-    """A handle on the live server: its URLs, its state and a control-plane client."""
-
-    base_url: str
-    state: ServerState
-    control: httpx.Client
-
-    @property
-    def ws_url(self) -> str:
-        """WebSocket base (``ws://host:port/ws``), as ccxt's urls['api']['ws'] wants it."""
-        return self.base_url.replace("http://", "ws://") + "/ws"
-
-    def post(self, path: str, body: dict[str, Any]) -> Any:
-        """POST to the control plane; assert success; the JSON answer."""
-        response = self.control.post(f"/control/{path}", json=body)
-        assert response.status_code < 300, response.text
-        return response.json()
-
-    def account(self, balances: dict[str, str] | None = None, **extra: Any) -> dict[str, str]:
-        """Create a funded account (1 BTC by default): {account_id, api_key, api_secret}."""
-        result: dict[str, str] = self.post("accounts", {"balances": balances or {"BTC": "1"},
-                                                         **extra})
-        return result
-
-    def advance(self, ms: int) -> list[dict[str, Any]]:
-        """Advance simulated time; the events."""
-        events: list[dict[str, Any]] = self.post("advance", {"ms": ms})["events"]
-        return events
-
-    def prices(self, index: str, perp: str | None = None, symbol: str = "BTCUSD_PERP") -> Any:
-        """Move the manual market's prices."""
-        return self.post("prices", {"symbol": symbol, "index": index,
-                                    **({"perp": perp} if perp else {})})
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,9 @@ from decimal import Decimal
 
 import ccxt
 import pytest
+from live_market import Market
 
 from strategy.connect import connect
-from tests.conftest import Market
 
 
 def _client(market: Market, spot: str = "2", futures: str = "0.5") -> tuple[ccxt.Exchange, str]:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
-from tests.conftest import START_MS, Market
+from live_market import START_MS, Market
 
 HOUR_MS = 3_600_000
 
