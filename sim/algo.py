@@ -118,7 +118,7 @@ def place_algo(ex: Exchange, account_id: str, symbol: object, side: object, algo
         if qty > inst.max_qty:
             raise InvalidQuantity(f"quantity {qty} is above the maximum {inst.max_qty}")
     if client_algo_id is None:
-        client_algo_id = f"perpsim-algo-{ex.next_id('seq')}"
+        client_algo_id = ""  # named after the algo id once every check has passed
     elif not isinstance(client_algo_id, str) or not _CLIENT_ID.fullmatch(client_algo_id):
         raise InvalidInput(f"clientAlgoId must match {_CLIENT_ID.pattern}")
     order = AlgoOrder(
@@ -131,11 +131,13 @@ def place_algo(ex: Exchange, account_id: str, symbol: object, side: object, algo
     )
     if order.reached(_price(ex, order)):
         raise WouldTriggerImmediately("Order would immediately trigger.")
-    if any(o.is_open and o.account_id == account_id and o.client_algo_id == client_algo_id
-           for o in ex.algo_orders.values()):
+    if client_algo_id and any(o.is_open and o.account_id == account_id
+                              and o.client_algo_id == client_algo_id
+                              for o in ex.algo_orders.values()):
         raise DuplicateClientOrderId(
             f"clientAlgoId {client_algo_id!r} is already used by an open order")
     order.algo_id = ex.next_id("order")
+    order.client_algo_id = order.client_algo_id or f"perpsim-algo-{order.algo_id}"
     ex.algo_orders[order.algo_id] = order
     _journal(ex, order)
     ex.watcher.replan()

@@ -128,6 +128,7 @@ class Exchange:
         self._book_rows: dict[str, tuple[int, int]] = {}
         self._marks: dict[str, tuple[tuple[object, ...], Decimal]] = {}
         self.lp_cache: dict[tuple[object, ...], tuple[Decimal | None, Decimal | None]] = {}
+        self.scaled_instruments: dict[tuple[str, Decimal], Instrument] = {}
         self.watcher = watch.Watcher(self)
         self.wakes: list[Wake] = []
         for coin, amount in sorted(profile.insurance_fund_start.items()):
@@ -256,11 +257,12 @@ class Exchange:
         return tape.row_at(self.now_ms), tape.version
 
     def mark_funding_rate(self, symbol: str) -> Decimal:
-        """The funding rate the mark's P1 / fair-price term uses now."""
-        state = self.states[symbol]
-        if state.next_funding_rate is not None:
-            return state.next_funding_rate
-        return state.last_funding_rate
+        """The funding rate the mark's P1 / fair-price term uses now: the rate that will be
+        paid next where it is already known (previous-window venues), else the last paid."""
+        if self.profile.funding.settles == "previous_window" and self.instrument(
+                symbol).is_perpetual:
+            return funding.upcoming_rate(self, symbol)
+        return self.states[symbol].last_funding_rate
 
     def mark_price(self, symbol: str) -> Decimal:
         """Mark price now, by the profile's method (exact; memoised on all its inputs)."""

@@ -71,10 +71,18 @@ def settlement_rate(ex: Exchange, symbol: str, t_ms: int) -> tuple[Decimal, str]
     pricer = ex.pricers[symbol]
     if ex.profile.funding.settles == "window_just_ended":
         return pricer.window_rate(t_ms - interval, t_ms), "premium_window_just_ended"
+    return upcoming_rate(ex, symbol, t_ms), "premium_previous_window"
+
+
+def upcoming_rate(ex: Exchange, symbol: str, t_ms: int | None = None) -> Decimal:
+    """Previous-window venues: the rate the funding time ``t_ms`` (default: the next one) pays,
+    computed over the window that ended one interval before it — known a whole interval ahead."""
     known = ex.states[symbol].next_funding_rate
     if known is not None:
-        return known, "premium_previous_window"
-    return pricer.window_rate(t_ms - 2 * interval, t_ms - interval), "premium_previous_window"
+        return known
+    interval = ex.profile.funding.interval_ms
+    t = ex.profile.funding.next_funding_time_ms(ex.now_ms) if t_ms is None else t_ms
+    return ex.pricers[symbol].window_rate(t - 2 * interval, t - interval)
 
 
 def _recorded_rate(ex: Exchange, symbol: str, t_ms: int) -> Decimal | None:
@@ -136,9 +144,8 @@ def predicted_rate(ex: Exchange, symbol: str) -> Decimal:
     inst = ex.instrument(symbol)
     if not inst.is_perpetual:
         return Decimal(0)
-    state = ex.states[inst.symbol]
-    if ex.profile.funding.settles == "previous_window" and state.next_funding_rate is not None:
-        return state.next_funding_rate
+    if ex.profile.funding.settles == "previous_window":
+        return upcoming_rate(ex, inst.symbol)
     interval = ex.profile.funding.interval_ms
     start = ex.profile.funding.next_funding_time_ms(ex.now_ms) - interval
     return ex.pricer(inst.symbol).window_rate(start, ex.now_ms)

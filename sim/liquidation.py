@@ -89,7 +89,7 @@ def _margin_call(ex: Exchange, account: Account, pos: Position) -> None:
                       mark=view.mark_price_usd, margin_ratio=round(view.margin_ratio, 6),
                       margin_balance=view.margin_balance_coin,
                       maint_margin=view.maint_margin_coin,
-                      liquidation_price=view.liquidation_price_usd)
+                      liquidation_price=_finite(view.liquidation_price_usd))
     ex.watcher.replan()
 
 
@@ -162,13 +162,14 @@ def _step_down(ex: Exchange, account: Account, pos: Position) -> bool:
     for price, qty in fills:
         realised, _ = trading.apply_position_fill(ex, account.account_id, inst,
                                                   -pos.side * qty, price, ZERO,
-                                                  f"liquidation:{pos.symbol}")
+                                                  f"liquidation:{pos.symbol}",
+                                                  release_margin=False)
         fee = quantize(fee_coin(qty, inst.contract_size_usd, price, fee_rate),
                        ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule)
-        if fee > 0:
-            trading.debit_from(ex, pos.coin, fee, _holders(account.account_id, pos),
-                               insurance_account(pos.coin), "liquidation_clearance_fee",
-                               f"liquidation:{pos.symbol}")
+        if fee > 0:  # what the account cannot pay of the clearance fee is waived
+            fee -= trading.uncollected(ex, pos.coin, fee, _holders(account.account_id, pos),
+                                       insurance_account(pos.coin),
+                                       "liquidation_clearance_fee", f"liquidation:{pos.symbol}")
         trading.record_forced_fill(ex, account.account_id, inst, side, qty, price, realised,
                                    max(fee, ZERO), "LIQUIDATION")
     ex.journal.append(ex.now_ms, "liquidation.order", account_id=account.account_id,

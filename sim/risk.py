@@ -249,17 +249,14 @@ def liquidation_prices(ex: Exchange, account_id: str, pos: Position,
     return result
 
 
-_SCALED: dict[tuple[int, str, Decimal], Instrument] = {}
-
-
 def _scaled(ex: Exchange, symbol: str, scale: Decimal) -> Instrument:
-    """The instrument with MMR and cum scaled (margin-call levels); cached per profile."""
+    """The instrument with MMR and cum scaled (margin-call levels), cached on the exchange."""
     inst = ex.instruments[symbol]
     if scale == 1:
         return inst
-    key = (id(ex.profile), symbol, scale)
-    if key not in _SCALED:
+    key = (symbol, scale)
+    if key not in ex.scaled_instruments:
         brackets = tuple(b.model_copy(update={"mmr": b.mmr * scale, "cum_coin": b.cum_coin * scale})
                          for b in inst.brackets)
-        _SCALED[key] = inst.model_copy(update={"brackets": brackets})
-    return _SCALED[key]
+        ex.scaled_instruments[key] = inst.model_copy(update={"brackets": brackets})
+    return ex.scaled_instruments[key]

@@ -71,6 +71,7 @@ def place_order(ex: Exchange, account_id: str, symbol: object, side: object, ord
     # -- every check passed: from here on, apply ---------------------------------------------
     order.order_id = ex.next_id("order")
     order.seq = ex.next_id("seq")
+    order.client_order_id = order.client_order_id or f"perpsim-{order.order_id}"
     ex.orders[order.order_id] = order
     _journal_order(ex, order, "NEW")
     book.apply_match(plan, ex.now_ms)
@@ -112,7 +113,7 @@ def _build_order(ex: Exchange, account: Account, inst: Instrument, side: object,
     if not isinstance(reduce_only, bool):
         raise InvalidInput(f"reduceOnly must be true or false, got {reduce_only!r}")
     if client_order_id is None:
-        client_order_id = f"perpsim-{ex.next_id('seq')}"
+        client_order_id = ""  # named after the order id once every check has passed
     elif not isinstance(client_order_id, str) or not _CLIENT_ID.fullmatch(client_order_id):
         raise InvalidInput(f"client order id must match {_CLIENT_ID.pattern}, got "
                            f"{client_order_id!r}")
@@ -218,8 +219,13 @@ def _execute(ex: Exchange, inst: Instrument, order: Order, qty: int, price: Deci
 
 
 def apply_position_fill(ex: Exchange, account_id: str, inst: Instrument, signed_qty: int,
-                        price: Decimal, fee_rate: Decimal, ref: str) -> tuple[Decimal, Decimal]:
-    """Move a position by ``signed_qty`` at ``price``; post PnL, fee and margin. (PnL, fee)."""
+                        price: Decimal, fee_rate: Decimal, ref: str, *,
+                        release_margin: bool = True) -> tuple[Decimal, Decimal]:
+    """Move a position by ``signed_qty`` at ``price``; post PnL, fee and margin. (PnL, fee).
+
+    ``release_margin=False`` (a partial liquidation) keeps a reduced isolated position's margin
+    with the position instead of returning the closed part's share to the wallet.
+    """
     account = ex.account(account_id)
     pos = account.position(inst.symbol, inst.margin_asset)
     coin = inst.margin_asset
@@ -238,7 +244,7 @@ def apply_position_fill(ex: Exchange, account_id: str, inst: Instrument, signed_
         if pos.margin_mode == "isolated":
             iso = ex.ledger.open_isolated(account_id, inst.symbol, coin)
             _settle(ex, coin, realised, iso, "realized_pnl", ref)
-            if closed:
+            if closed and (release_margin or result.qty_contracts == 0):
                 balance = ex.ledger.balance(iso)
                 release = balance if result.qty_contracts == 0 or opened else quantize(
                     balance * closed / abs(old_qty), step, "down")
@@ -283,16 +289,17 @@ def _settle(ex: Exchange, coin: str, amount: Decimal, account_name: str, reason:
 
 
 def debit_from(ex: Exchange, coin: str, amount: Decimal, sources: list[str], destination: str,
-               reason: str, ref: str) -> Decimal:
-    """Take ``amount`` from ``sources`` in order, the insurance fund, then the market; returns
-    what the insurance fund and market had to cover."""
+               reason: str, ref: str, *, cover: bool = True) -> Decimal:
+    """Take ``amount`` from ``sources`` in order, then (``cover``) the insurance fund, then the
+    market; returns what the fund and the market had to cover. Without ``cover`` — or when
+    the fund itself is being paid — what the sources cannot pay is simply not collected."""
     left = amount
     for name in sources:
         take = min(left, ex.ledger.balance(name))
         if take > 0:
             ex.ledger.post(name, destination, coin, take, reason, ref, ex.now_ms)
             left -= take
-    if left <= 0:
+    if left <= 0 or not cover or destination == insurance_account(coin):
         return Decimal(0)
     covered = left
     fund = insurance_account(coin)
@@ -306,6 +313,18 @@ def debit_from(ex: Exchange, coin: str, amount: Decimal, sources: list[str], des
     ex.journal.append(ex.now_ms, "insurance.cover", coin=coin, amount=covered, reason=reason,
                       ref=ref, fund_paid=take, socialised=covered - take)
     return covered
+
+
+def uncollected(ex: Exchange, coin: str, amount: Decimal, sources: list[str], destination: str,
+                reason: str, ref: str) -> Decimal:
+    """Collect what ``sources`` can pay of ``amount`` (nothing covered); what was not paid."""
+    paid = Decimal(0)
+    for name in sources:
+        take = min(amount - paid, ex.ledger.balance(name))
+        if take > 0:
+            ex.ledger.post(name, destination, coin, take, reason, ref, ex.now_ms)
+            paid += take
+    return amount - paid
 
 
 def cancel_order(ex: Exchange, account_id: str, symbol: object, order_id: object = None,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
+
 from live_market import START_MS, Market
 
 HOUR_MS = 3_600_000
@@ -193,3 +195,14 @@ def test_advance_stops_on_an_account_event(market: Market) -> None:
     assert (last["type"], last["account_id"]) == ("margin.call", mine["account_id"])
     bad = market.control.post("/control/advance", json={"ms": 1, "account_id": "nobody"})
     assert bad.status_code == 404
+
+
+def test_realtime_clock_follows_the_wall_clock_times_speed(market: Market) -> None:
+    market.post("reset", {"clock": "realtime", "speed": 3600.0})  # one hour per second
+    first = market.control.get("/control/state").json()["now"]
+    time.sleep(0.5)
+    second = market.control.get("/control/state").json()["now"]
+    assert 0.3 * HOUR_MS <= second - first <= 3 * HOUR_MS
+    refused = market.control.post("/control/advance", json={"ms": 1000})
+    assert refused.status_code == 400
+    assert "realtime" in refused.json()["message"]
