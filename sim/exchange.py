@@ -408,7 +408,7 @@ class Exchange:
         """Credit coin from outside into the account's wallet."""
         self.ledger.deposit(account_id, coin, amount, f"deposit:{account_id}", self.now_ms)
         self.journal.append(self.now_ms, "balance.deposit", account_id=account_id, coin=coin,
-                            amount=amount)
+                            amount=amount, wallet=self.wallet_balance(account_id, coin))
         self.watcher.replan()
 
     def wallet_balance(self, account_id: str, coin: str) -> Decimal:

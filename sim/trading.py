@@ -411,7 +411,7 @@ def adjust_isolated_margin(ex: Exchange, account_id: str, symbol: object, amount
         ex.ledger.post(iso, wallet, coin, value, "isolated_margin_remove", "transfer", ex.now_ms)
     ex.journal.append(ex.now_ms, "margin.transfer", account_id=account_id, symbol=pos.symbol,
                       coin=coin, amount=value if add else -value,
-                      isolated_margin=ex.ledger.balance(iso))
+                      isolated_margin=ex.ledger.balance(iso), wallet=ex.ledger.balance(wallet))
     ex.watcher.replan()
     return ex.ledger.balance(iso)
 

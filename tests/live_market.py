@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from api.binance_coinm.stream_hub import existing_hub
 from api.state import ServerState
 
 START = "2024-01-01T00:00:00Z"
@@ -23,7 +26,8 @@ class Market:
 
     @property
     def ws_url(self) -> str:
-        """WebSocket base (``ws://host:port/ws``), as ccxt's urls['api']['ws'] wants it."""
+        """The raw stream base ``ws://host:port/ws`` (append a stream name or listen key);
+        strategy.connect() derives its own from the REST base and appends ``/ws`` itself."""
         return self.base_url.replace("http://", "ws://") + "/ws"
 
     def post(self, path: str, body: dict[str, Any]) -> Any:
@@ -47,3 +51,22 @@ class Market:
         """Move the manual market's prices."""
         return self.post("prices", {"symbol": symbol, "index": index,
                                     **({"perp": perp} if perp else {})})
+
+    def user_stream_open(self, account_id: str) -> bool:
+        """True once the server delivers ``account_id``'s user stream on an open socket."""
+        hub = existing_hub(self.state)
+        return hub is not None and bool(hub.users.get(account_id))
+
+    def subscribed(self, stream: str) -> bool:
+        """True once some open connection is subscribed to ``stream``."""
+        hub = existing_hub(self.state)
+        return hub is not None and any(stream in c.subs for c in list(hub.connections))
+
+
+async def until(check: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    """Poll ``check`` until true, failing (never hanging) after ``timeout_s`` naming ``what``."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,208 @@
+"""The user data stream's view of each account, kept from the journal alone.
+
+Binance's ACCOUNT_UPDATE carries the wallet and the position *as they stand after* the change.
+Most engine events state them in their payload (``order.update`` — including the fills the
+venue forces on an account in a liquidation or ADL —, ``funding.payment``,
+``balance.transfer``); a few say only what moved (``balance.deposit``: the amount;
+``margin.transfer``: the amount and the new isolated margin; ``margin_mode.changed``: the new
+mode). :class:`AccountViews` remembers the last stated values so that those frames are
+complete too: every change of a futures wallet is journalled with either its new balance or its
+exact amount, so the views stay exact.
+
+Everything here runs inside the journal listener: plain bookkeeping and frame building, no
+engine reads, no awaits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from api.binance_coinm import stream_frames as fr
+from sim.inverse import pnl_coin
+from sim.profile import Instrument
+
+ZERO = Decimal(0)
+
+
+@dataclass(slots=True)
+class PositionView:
+    """Last stated position: contracts, entry, margin mode, isolated wallet."""
+
+    qty: int = 0
+    entry: Decimal | None = None
+    margin_mode: str = "cross"
+    isolated_wallet: Decimal = ZERO
+
+
+@dataclass(slots=True)
+class AccountView:
+    """Last stated cross wallet per coin and position per symbol."""
+
+    wallets: dict[str, Decimal] = field(default_factory=dict)
+    positions: dict[str, PositionView] = field(default_factory=dict)
+
+
+def _dec(value: object) -> Decimal:
+    return Decimal(str(value))
+
+
+def _opt_dec(value: object) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+class AccountViews:
+    """Every account's last stated wallets and positions; turns events into user frames."""
+
+    def __init__(self, instruments: Mapping[str, Instrument]) -> None:
+        self.instruments = dict(instruments)
+        self.accounts: dict[str, AccountView] = {}
+
+    # ---- state -------------------------------------------------------------------------------
+    def seed(self, account_id: str, wallets: Mapping[str, Decimal],
+             positions: Mapping[str, PositionView]) -> None:
+        """Start an account from values read off the engine at a quiescent instant."""
+        self.accounts[account_id] = AccountView(dict(wallets), dict(positions))
+
+    def account(self, account_id: str) -> AccountView:
+        """The account's view (a new account starts with empty wallets, all flat)."""
+        view = self.accounts.get(account_id)
+        if view is None:
+            view = self.accounts[account_id] = AccountView()
+        return view
+
+    def position(self, account_id: str, symbol: str) -> PositionView:
+        """The account's view of one position."""
+        positions = self.account(account_id).positions
+        pos = positions.get(symbol)
+        if pos is None:
+            pos = positions[symbol] = PositionView()
+        return pos
+
+    def _coin(self, symbol: str) -> str:
+        return self.instruments[symbol].margin_asset
+
+    def balance_row(self, account_id: str, coin: str, change: Decimal = ZERO) -> fr.BalanceRow:
+        """a.B for ``coin``: wallet = cross + isolated wallets (as walletBalance on REST)."""
+        view = self.account(account_id)
+        cross = view.wallets.get(coin, ZERO)
+        isolated = sum((p.isolated_wallet for s, p in view.positions.items()
+                        if self._coin(s) == coin and p.margin_mode == "isolated"), ZERO)
+        return fr.BalanceRow(coin, cross + isolated, cross, change)
+
+    def position_row(self, account_id: str, symbol: str,
+                     mark: Decimal | None = None) -> fr.PositionRow:
+        """a.P for one symbol (``up`` only when the event gives the mark it was taken at)."""
+        pos = self.position(account_id, symbol)
+        inst = self.instruments[symbol]
+        unrealized = None
+        if mark is not None and pos.qty and pos.entry is not None:
+            unrealized = pnl_coin(pos.qty, pos.entry, mark, inst.contract_size_usd)
+        iso = pos.isolated_wallet if pos.margin_mode == "isolated" else ZERO
+        return fr.PositionRow(inst, pos.qty, pos.entry, pos.margin_mode, iso, unrealized)
+
+    # ---- events ------------------------------------------------------------------------------
+    def apply(self, time_ms: int, kind: str, p: Mapping[str, Any],
+              want_frames: bool) -> list[fr.Frame]:
+        """Update the views from one event; its frames for the account's user stream."""
+        handler = _HANDLERS.get(kind)
+        if handler is None or "account_id" not in p:
+            return []
+        frames = handler(self, time_ms, p)
+        return frames if want_frames else []
+
+    def _update(self, t: int, aid: str, reason: str, coin: str, symbol: str | None = None, *,
+                change: Decimal = ZERO, mark: Decimal | None = None) -> fr.Frame:
+        positions = [] if symbol is None else [self.position_row(aid, symbol, mark)]
+        return fr.account_update(t, aid, reason, [self.balance_row(aid, coin, change)],
+                                 positions)
+
+    def _created(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
+        self.account(p["account_id"])
+        return []
+
+    def _deposit(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
+        if p.get("wallet") == "spot":
+            return []  # the spot wallet is not on the futures user stream
+        aid, coin, amount = p["account_id"], p["coin"], _dec(p["amount"])
+        wallets = self.account(aid).wallets
+        wallets[coin] = wallets.get(coin, ZERO) + amount
+        return [self._update(t, aid, "DEPOSIT", coin, change=amount)]
+
+    def _transfer(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
+        aid, coin, amount = p["account_id"], p["coin"], _dec(p["amount"])
+        self.account(aid).wallets[coin] = _dec(p["wallet"])
+        into = p["to"] == "futures"
+        return [self._update(t, aid, "DEPOSIT" if into else "WITHDRAW", coin,
+                             change=amount if into else -amount)]
+
+    def _order(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
+        aid, symbol, coin = p["account_id"], p["symbol"], p["coin"]
+        self.account(aid).wallets[coin] = _dec(p["wallet"])
+        pos = self.position(aid, symbol)
+        pos.qty, pos.entry = int(p["position_qty"]), _opt_dec(p.get("position_entry"))
+        pos.margin_mode, pos.isolated_wallet = p["margin_mode"], _dec(p["isolated_wallet"])
+        update = fr.order_trade_update(t, self.instruments[symbol], p)
+        if p["execution"] != "TRADE":
+            return [update]
+        # A fill moves the wallet and the position: Binance pushes both, the account first.
+        return [self._update(t, aid, "ORDER", coin, symbol), update]
+
+    def _algo(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
+        return [fr.algo_update(t, self.instruments[p["symbol"]], p)]
+
+    def _funding(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
+        aid, symbol, coin = p["account_id"], p["symbol"], p["coin"]
+        self.account(aid).wallets[coin] = _dec(p["wallet"])
+        pos = self.position(aid, symbol)
+        pos.qty, pos.margin_mode = int(p["position_qty"]), p["margin_mode"]
+        pos.isolated_wallet = _dec(p["isolated_wallet"])
+        if _dec(p["amount"]) == 0:
+            return []  # nothing moved: Binance pushes nothing
+        # Binance: a cross funding fee pushes only the balance; an isolated one adds its position.
+        isolated = pos.margin_mode == "isolated"
+        return [self._update(t, aid, "FUNDING_FEE", coin, symbol if isolated else None,
+                             mark=_opt_dec(p.get("mark")))]
+
+    def _margin_transfer(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
+        aid, symbol, coin = p["account_id"], p["symbol"], p["coin"]
+        wallets = self.account(aid).wallets
+        wallets[coin] = wallets.get(coin, ZERO) - _dec(p["amount"])  # amount: + add, − remove
+        self.position(aid, symbol).isolated_wallet = _dec(p["isolated_margin"])
+        return [self._update(t, aid, "ISOLATED_MARGIN_TRANSFER", coin, symbol)]
+
+    def _margin_mode(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
+        aid, symbol = p["account_id"], p["symbol"]
+        self.position(aid, symbol).margin_mode = p["margin_mode"]
+        return [self._update(t, aid, "MARGIN_TYPE_CHANGE", self._coin(symbol), symbol)]
+
+    def _leverage(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
+        return [fr.account_config_update(t, p["symbol"], int(p["leverage"]))]
+
+    def _margin_call(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
+        aid, symbol = p["account_id"], p["symbol"]
+        inst = self.instruments[symbol]
+        pos = self.position(aid, symbol)
+        qty = int(p["qty"])
+        unrealized = None
+        if pos.entry is not None and qty:
+            unrealized = pnl_coin(qty, pos.entry, _dec(p["mark"]), inst.contract_size_usd)
+        cross = self.account(aid).wallets.get(inst.margin_asset, ZERO)
+        return [fr.margin_call(t, inst, p, cross, pos.isolated_wallet, unrealized)]
+
+
+_Handler = Callable[[AccountViews, int, Mapping[str, Any]], list[fr.Frame]]
+_HANDLERS: dict[str, _Handler] = {
+    "account.created": AccountViews._created,
+    "balance.deposit": AccountViews._deposit,
+    "balance.transfer": AccountViews._transfer,
+    "order.update": AccountViews._order,
+    "algo.update": AccountViews._algo,
+    "funding.payment": AccountViews._funding,
+    "margin.transfer": AccountViews._margin_transfer,
+    "margin_mode.changed": AccountViews._margin_mode,
+    "leverage.changed": AccountViews._leverage,
+    "margin.call": AccountViews._margin_call,
+}
