@@ -19,6 +19,9 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
+demo: $(STAMP)
+	$(BIN)/perpsim demo
+
 lint: $(STAMP)
 	$(BIN)/ruff check sim api strategy perpsim fixtures tests benchmarks
 	$(BIN)/mypy

@@ -71,7 +71,13 @@ class ServerState:
         self._attach()
 
     def reset(self, **changes: Any) -> Exchange:
-        """Rebuild the market with ``changes`` applied to the config (all or nothing)."""
+        """Rebuild the market with ``changes`` applied to the config (all or nothing).
+
+        A new scenario without a ``start`` starts where its data starts (a CSV of 2022 cannot
+        start at the previous scenario's 2024 start).
+        """
+        if "scenario" in changes and "start" not in changes:
+            changes["start"] = None
         config = replace(self.config, **changes)
         exchange = build_exchange(config)
         self.config, self.exchange = config, exchange

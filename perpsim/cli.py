@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable, Sequence
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sim.errors import PerpsimError
+
+if TYPE_CHECKING:
+    from api.state import ServerState
+    from strategy.record import HedgeConfig, RunRecord
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -43,6 +51,97 @@ def _seed(text: str) -> int:
     return value
 
 
+def _decimal(text: str) -> Decimal:
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not value.is_finite():
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
+def _positive_decimal(text: str) -> Decimal:
+    value = _decimal(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _non_negative_decimal(text: str) -> Decimal:
+    value = _decimal(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be zero or a positive number, got {text}")
+    return value
+
+
+def _hedge_ratio(text: str) -> Decimal:
+    value = _decimal(text)
+    if not 0 < value <= 2:
+        raise argparse.ArgumentTypeError(f"must be in (0, 2], got {text}")
+    return value
+
+
+def _leverage(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number 1-125, got {text!r}") from None
+    if not 1 <= value <= 125:
+        raise argparse.ArgumentTypeError(f"must be a whole number 1-125, got {text}")
+    return value
+
+
+DEMO_SCENARIO = "calm_30d"
+DEMO_REPORT = "perpsim-demo-report.html"
+
+
+def _scenario_epilog() -> str:
+    from sim.scenario import bundled_scenarios
+
+    lines = [f"  {name:<16} {text}" for name, text in bundled_scenarios().items()
+             if name != "manual"]
+    return "bundled scenarios (or give a CSV / JSON spec path):\n" + "\n".join(lines)
+
+
+def _add_run_options(cmd: argparse.ArgumentParser, *, scenario_default: str | None) -> None:
+    """The options ``hedge`` and ``demo`` share."""
+    if scenario_default is None:
+        cmd.add_argument("--scenario", required=True, metavar="S",
+                         help="bundled scenario name or CSV/JSON path (listed below)")
+    else:
+        cmd.add_argument("--scenario", default=scenario_default, metavar="S",
+                         help="bundled scenario name or CSV/JSON path "
+                              f"(default {scenario_default})")
+    cmd.add_argument("--profile", default="binance_coinm", metavar="P",
+                     help="bundled profile name or path to a profile JSON (default binance_coinm)")
+    cmd.add_argument("--seed", type=_seed, default=0, metavar="N",
+                     help="seed of the scenario generator (default 0)")
+    cmd.add_argument("--spot", type=_positive_decimal, default=Decimal(5), metavar="BTC",
+                     help="coin held (default 5)")
+    cmd.add_argument("--hedge-ratio", type=_hedge_ratio, default=Decimal(1), metavar="R",
+                     help="USD value shorted / USD value held (default 1.0)")
+    cmd.add_argument("--collateral", type=_positive_decimal, default=None, metavar="BTC",
+                     help="coin deposited as futures margin (default: all of --spot); the rest "
+                          "stays in the spot wallet and funds top-ups")
+    cmd.add_argument("--leverage", type=_leverage, default=1, metavar="L",
+                     help="leverage set on the position (default 1)")
+    cmd.add_argument("--margin-mode", choices=("isolated", "cross"), default="isolated")
+    cmd.add_argument("--no-topup", dest="topup", action="store_false",
+                     help="never move spot coin into margin (a short may then be liquidated)")
+    cmd.add_argument("--funding-budget", type=_non_negative_decimal, default=None,
+                     metavar="BTC", help="exit once net funding paid exceeds this much coin")
+    cmd.add_argument("--exit-above", type=_positive_decimal, default=None, metavar="USD",
+                     help="exit when the index rises to this price")
+    cmd.add_argument("--exit-below", type=_positive_decimal, default=None, metavar="USD",
+                     help="exit when the index falls to this price")
+    cmd.add_argument("--report", default=None, metavar="FILE",
+                     help="write the HTML report here" + (
+                         f" (default ./{DEMO_REPORT})" if scenario_default else ""))
+    cmd.add_argument("--json", action="store_true",
+                     help="print one JSON object with the result on stdout (nothing else)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
     from sim.scenario import bundled_scenarios
@@ -64,6 +163,29 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--speed", type=_positive_float, default=1.0,
                        help="realtime only: simulated seconds per wall second")
     serve.set_defaults(run=_serve)
+
+    epilog = _scenario_epilog()
+    hedge = sub.add_parser(
+        "hedge", help="dry-run the hedging strategy on a scenario",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog,
+        description="Dry-run the hedge (hold --spot coin, short the inverse perpetual for the "
+        "same USD value) on a scenario from its first to its last row, with real ccxt over HTTP "
+        "and WebSocket against an in-process perpsim. Prints a summary (or --json) and writes "
+        "an HTML report with --report.")
+    _add_run_options(hedge, scenario_default=None)
+    hedge.set_defaults(run=_hedge)
+
+    demo = sub.add_parser(
+        "demo", help="the hedging demo: a 30-day hedge, a summary and an HTML report",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog,
+        description="Start perpsim in-process on a free port and run the whole hedge workflow "
+        f"(open, monitor, exit) with real ccxt on the bundled {DEMO_SCENARIO} scenario: shows "
+        f"progress, prints a summary table and writes an HTML report (./{DEMO_REPORT}).")
+    _add_run_options(demo, scenario_default=DEMO_SCENARIO)
+    demo.set_defaults(run=_demo)
+    from perpsim.teach.cli import add_teach_parser
+
+    add_teach_parser(sub)
     return parser
 
 
@@ -109,6 +231,179 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---- hedge and demo ----------------------------------------------------------------------------
+class BadInput(PerpsimError):
+    """A bad argument combination or input file found before the run starts (exit 2)."""
+
+    code = "bad_input"
+
+
+def hedge_config(args: argparse.Namespace) -> HedgeConfig:
+    """The run's HedgeConfig from the parsed options (BadInput on a bad combination)."""
+    from strategy.record import HedgeConfig
+
+    if args.collateral is not None and args.collateral > args.spot:
+        raise BadInput(f"--collateral {args.collateral} exceeds --spot {args.spot} "
+                       "(the collateral is part of the coin held)")
+    if (args.exit_above is not None and args.exit_below is not None
+            and args.exit_below >= args.exit_above):
+        raise BadInput(f"--exit-below {args.exit_below} must be under --exit-above "
+                       f"{args.exit_above}")
+    return HedgeConfig(spot_btc=args.spot, hedge_ratio=args.hedge_ratio,
+                       collateral_btc=args.collateral, leverage=args.leverage,
+                       margin_mode=args.margin_mode, topup=args.topup,
+                       funding_budget_btc=args.funding_budget, exit_above_usd=args.exit_above,
+                       exit_below_usd=args.exit_below)
+
+
+def _scenario_ref(text: str) -> str:
+    """A scenario name as given, or a path made absolute (the server may resolve elsewhere)."""
+    path = Path(text).expanduser()
+    if path.is_file():
+        return str(path.resolve())
+    return text
+
+
+def _market(args: argparse.Namespace) -> ServerState:
+    """Build the market locally first: a bad scenario or profile fails here, naming the file."""
+    from api.state import ServerConfig, ServerState
+
+    state = ServerState(ServerConfig(profile=args.profile, scenario=args.scenario,
+                                     seed=args.seed, clock="stepped"))
+    if state.exchange.scenario.end_ms is None:
+        raise BadInput(f"{args.scenario}: has no price path to run (give a scenario with rows, "
+                       "e.g. calm or a CSV file)")
+    return state
+
+
+def run_job(args: argparse.Namespace, *, report: str | None, title: str) -> int:
+    """Run the hedge over real HTTP + WebSocket against an in-process server; print results."""
+    import asyncio
+    import json
+
+    from api.app import create_app
+    from api.server import serve_in_thread
+    from strategy.report import write_report
+    from strategy.results import to_json
+
+    config = hedge_config(args)
+    state = _market(args)
+    from strategy.dryrun import dry_run  # after the checks: bad input never waits for ccxt
+    from strategy.plan import PlanError
+
+    scenario = _scenario_ref(args.scenario)
+    meta = {"scenario": args.scenario, "profile": args.profile, "seed": args.seed}
+    wall0 = time.monotonic()
+    try:
+        with serve_in_thread(create_app(state=state)) as base_url:
+            job = dry_run(base_url, config, scenario=scenario, profile=args.profile,
+                          seed=args.seed, progress=None if args.json else _ProgressBar.update)
+            if args.json:
+                record = asyncio.run(job)
+            else:
+                with _ProgressBar(f"hedging on {args.scenario}"):
+                    record = asyncio.run(job)
+    except PlanError as error:
+        print(f"perpsim: error: the hedge cannot be planned: {_one_line(error)}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as error:
+        print(f"perpsim: error: the run failed: {type(error).__name__}: {_one_line(error)}",
+              file=sys.stderr)
+        return EXIT_FAILURE
+    elapsed = time.monotonic() - wall0
+    written = write_report(record, report, title=title, **meta) if report else None
+    if args.json:
+        result = to_json(record, **meta, report=None if written is None else str(written))
+        print(json.dumps(result))
+        return EXIT_OK
+    _print_summary(record, f"{title} · {args.scenario}", written, elapsed)
+    return EXIT_OK
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr, fed by the runner's progress(fraction, now_ms) calls."""
+
+    current: _ProgressBar | None = None
+
+    def __init__(self, description: str) -> None:
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                                 TaskProgressColumn(), TextColumn("{task.fields[sim]}"),
+                                 TimeElapsedColumn(), console=Console(stderr=True))
+        self.task = self.progress.add_task(description, total=1.0, sim="")
+
+    def __enter__(self) -> _ProgressBar:
+        _ProgressBar.current = self
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+        _ProgressBar.current = None
+
+    @staticmethod
+    def update(fraction: float, now_ms: int) -> None:
+        """The runner's progress callback."""
+        from strategy.results import iso
+
+        bar = _ProgressBar.current
+        if bar is not None:
+            bar.progress.update(bar.task, completed=fraction,
+                                sim=f"sim time {iso(now_ms - now_ms % 60_000)}")
+
+
+def _print_summary(record: RunRecord, title: str, report: Path | None, elapsed_s: float) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from strategy.results import attribution_rows, summary_rows
+
+    out = Console()
+    table = Table(title=title, show_header=False, title_justify="left", box=box.SIMPLE,
+                  title_style="bold")
+    table.add_column("", style="bold", no_wrap=True)
+    table.add_column("")
+    for label, value in summary_rows(record):
+        style = "bold red" if label == "Liquidated" and record.liquidated else None
+        table.add_row(label, value, style=style)
+    out.print(table)
+    att = Table(title="P&L attribution (coin valued at the end index)", title_justify="left",
+                box=box.SIMPLE_HEAD, title_style="bold")
+    att.add_column("component")
+    att.add_column("BTC", justify="right")
+    att.add_column("USD", justify="right")
+    rows = attribution_rows(record)
+    for n, row in enumerate(rows):
+        att.add_row(*row, style="bold" if n == len(rows) - 1 else None)
+    out.print(att)
+    out.print(f"finished in {elapsed_s:.1f} s", highlight=False)
+    if report is not None:
+        out.print(f"report: {report}", soft_wrap=True, markup=False, highlight=False)
+
+
+def _hedge(args: argparse.Namespace) -> int:
+    return run_job(args, report=args.report, title="perpsim hedge")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    return run_job(args, report=args.report or DEMO_REPORT, title="perpsim demo: hedging BTC "
+                   "with an inverse perpetual")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``perpsim`` console script."""
     args = build_parser().parse_args(argv)
@@ -116,7 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except PerpsimError as exc:
-        print(f"perpsim: error: {exc}", file=sys.stderr)
+        print(f"perpsim: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return EXIT_OK

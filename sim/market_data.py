@@ -124,8 +124,12 @@ def day_stats(ex: Exchange, symbol: str) -> DayStats:
     """Open/high/low/last and users' volume over the 24 hours up to now."""
     now = ex.now_ms
     start = now - 86_400_000 + 1
-    prices = _prices_in(ex, symbol, "last", max(start, int(ex.pricer(symbol).tape.times_ms[0])),
-                        now)
+    pricer = ex.pricer(symbol)
+    tape = pricer.tape
+    lo = tape.row_at(max(start, int(tape.times_ms[0])))
+    hi = max(lo + 1, int(np.searchsorted(tape.times_ms, now, side="right")))
+    refs = pricer.references_of_rows(lo, hi)  # one vectorised pass; only 3 values leave it
+    prices = [decimal_price(x).quantize(pricer.tick) for x in (refs[0], refs.max(), refs.min())]
     trades = [t for t in ex.states[symbol].trades if start <= t.time_ms <= now]
     values = prices + [t.price_usd for t in trades]
     cs = ex.instrument(symbol).contract_size_usd

@@ -243,11 +243,19 @@ def apply_position_fill(ex: Exchange, account_id: str, inst: Instrument, signed_
     with ex.ledger.transaction():
         if pos.margin_mode == "isolated":
             iso = ex.ledger.open_isolated(account_id, inst.symbol, coin)
+            margin_before = ex.ledger.balance(iso)
             _settle(ex, coin, realised, iso, "realized_pnl", ref)
             if closed and (release_margin or result.qty_contracts == 0):
                 balance = ex.ledger.balance(iso)
-                release = balance if result.qty_contracts == 0 or opened else quantize(
-                    balance * closed / abs(old_qty), step, "down")
+                if result.qty_contracts == 0 or opened:
+                    release = balance
+                else:
+                    # The part still open keeps its share of the margin it had; the closed
+                    # part leaves with its share plus its own realised PnL (a loss beyond that
+                    # share is the only thing the rest of the position has to carry).
+                    keep = quantize(margin_before * (abs(old_qty) - closed) / abs(old_qty),
+                                    step, "up")
+                    release = max(Decimal(0), balance - keep)
                 if release > 0:
                     ex.ledger.post(iso, wallet, coin, release, "isolated_margin_release", ref,
                                    ex.now_ms)

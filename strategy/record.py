@@ -32,7 +32,9 @@ class HedgeConfig:
     exit_above_usd: Decimal | None = None  # price-target / stop exits on the index
     exit_below_usd: Decimal | None = None
     end_ms: int | None = None  # exit at this time (default: the scenario's end)
-    decision_interval_ms: int = 3_600_000  # how often the runner re-evaluates at least
+    # How often the runner re-evaluates at least: price-driven rules wake it at their levels
+    # anyway (stepped clock: wake levels; live: watch_* updates), so this sets the sampling.
+    decision_interval_ms: int = 4 * 3_600_000
     max_order_contracts: int = 2_000  # slice larger orders
     maker_wait_ms: int = 60_000  # a post-only order waits this long before crossing
     reprice_interval_ms: int = 15_000  # how often a resting post-only order checks the book

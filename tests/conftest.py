@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+
 from live_market import START, START_MS, Market
 
 __all__ = ["START", "START_MS", "Market"]  # tests also import these from conftest

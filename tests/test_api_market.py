@@ -34,9 +34,10 @@ from ccxt.test.exchange.sync.test_fetch_order_book import (
 from ccxt.test.exchange.sync.test_fetch_tickers import test_fetch_tickers as ccxt_fetch_tickers
 from ccxt.test.exchange.sync.test_fetch_trades import test_fetch_trades as ccxt_fetch_trades
 from ccxt.test.exchange.sync.test_load_markets import test_load_markets as ccxt_load_markets
-from conftest import START_MS, Market
 
 from strategy.connect import connect
+
+from conftest import START_MS, Market
 
 SYMBOL = "BTC/USD:BTC"
 MARKET_ID = "BTCUSD_PERP"

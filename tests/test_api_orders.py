@@ -13,7 +13,6 @@ import ccxt
 import pytest
 from ccxt.test.exchange.base.test_order import test_order as check_order
 from ccxt.test.exchange.base.test_trade import test_trade as check_trade
-from conftest import START_MS, Market
 from test_api_account import (
     MARKET_ID,
     MODES,
@@ -26,6 +25,8 @@ from test_api_account import (
     open_position,
     signed,
 )
+
+from conftest import START_MS, Market
 
 
 @pytest.fixture

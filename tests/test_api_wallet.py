@@ -6,9 +6,10 @@ from decimal import Decimal
 
 import ccxt
 import pytest
-from live_market import Market
 
 from strategy.connect import connect
+
+from live_market import Market
 
 
 def _client(market: Market, spot: str = "2", futures: str = "0.5") -> tuple[ccxt.Exchange, str]:

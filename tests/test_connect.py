@@ -9,10 +9,11 @@ from typing import Any
 
 import ccxt
 import pytest
-from api_helpers import market_app, serve
 
 from sim.profile import load_profile
 from strategy.connect import all_api_urls, connect, default_ws_base, rebase, rewrite_urls
+
+from api_helpers import market_app, serve
 
 BASE = "http://127.0.0.1:8765"
 WS_BASE = "ws://127.0.0.1:8765"

@@ -31,6 +31,7 @@ from sim.exchange import Exchange
 from sim.ledger import fees_account, isolated_account, wallet_account
 from sim.money import quantize
 from sim.orders import Order
+from sim.risk import position_risk
 
 from engine_helpers import (
     BTC,
@@ -527,3 +528,23 @@ def test_trading_eth_without_eth_is_insufficient_funds() -> None:
     ex, a = _venue("10")  # BTC only
     assert_rejected(ex, InsufficientFunds, trading.place_order, ex, a, "ETHUSD_PERP", "BUY",
                     "MARKET", 1)
+
+
+def test_isolated_partial_close_leaves_the_rest_its_share_of_margin() -> None:
+    """Closing 2/3 of an isolated short at a loss: the 1/3 left keeps 1/3 of the margin it had,
+    so its liquidation price does not move (the closed part leaves with its own loss)."""
+    ex = make_exchange()
+    a = fund(ex, "2", mode="isolated", leverage=5)
+    trading.place_order(ex, a, BTC, "SELL", "MARKET", 3000)
+    ex.adjust_isolated_margin(a, BTC, "0.9", add=True)
+    ex.advance(1)
+    ex.set_prices(BTC, "70000")
+    margin_before = ex.isolated_wallet(a, BTC)
+    liq_before = position_risk(ex, a, BTC).liquidation_price_usd
+    trading.place_order(ex, a, BTC, "BUY", "MARKET", 2000, reduce_only=True)
+    assert ex.isolated_wallet(a, BTC) == quantize(margin_before / 3, Decimal("1e-8"), "up")
+    liq_after = position_risk(ex, a, BTC).liquidation_price_usd
+    assert liq_before is not None
+    assert liq_after is not None
+    assert abs(liq_after - liq_before) < Decimal("0.01")
+    check_invariants(ex)

@@ -1,0 +1,420 @@
+"""What the hedger knows about its position: a MonitorState rebuilt over REST at every decision
+point, kept warm between them by ccxt.pro ``watch_*`` streams.
+
+The REST resync is the source of truth for decisions (positions, futures and spot balances,
+premium index, last trade (the current 1-minute candle's close), funding income): it is what a
+restarted client would see, and it cannot be reordered behind an older WebSocket frame. The
+streams make the client event-driven: a mark update crossing a wake level, an order update, a
+liquidation order or a stream gap pokes the clock so a real-time runner decides at once instead
+of at its next scheduled time. After a stream error the monitor counts a gap and the next
+decision resyncs (it always does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from strategy.plan import (
+    HUNDRED,
+    Tier,
+    coin_value,
+    dec,
+    distance_pct,
+    tier_for,
+)
+
+ZERO = Decimal(0)
+# binancecoinm reads the COIN-M account unless the sub-type says spot too (GET /api/v3/account).
+SPOT_BALANCE = {"type": "spot", "subType": "spot"}
+
+
+@dataclass(frozen=True)
+class MonitorState:
+    """The hedge at one instant, as the client sees it over the wire."""
+
+    time_ms: int
+    symbol: str  # ccxt unified symbol
+    market_id: str
+    contract_size_usd: Decimal
+    tiers: tuple[Tier, ...]
+    index_usd: Decimal
+    mark_usd: Decimal
+    last_usd: Decimal
+    hedge_ratio: Decimal = Decimal(1)
+    funding_rate_last: Decimal = ZERO  # the last settled rate
+    funding_rate_predicted: Decimal | None = None  # what the next funding time would settle
+    next_funding_ms: int | None = None
+    funding_cum_btc: Decimal = ZERO  # + received, − paid, since the run started
+    funding_payments: int = 0
+    funding_paid_streak: int = 0  # latest consecutive payments the short PAID
+    funding_streak_start_ms: int | None = None
+    position_contracts: int = 0  # signed: a hedge is negative
+    entry_price_usd: Decimal | None = None
+    margin_mode: str = "isolated"
+    leverage: int = 1
+    isolated_wallet_btc: Decimal = ZERO  # margin in the isolated position, excl. unrealised
+    unrealized_pnl_btc: Decimal = ZERO
+    liquidation_price_usd: Decimal | None = None  # as the venue reports it
+    futures_wallet_btc: Decimal = ZERO  # cross wallet, excl. isolated margin
+    futures_available_btc: Decimal = ZERO
+    spot_btc: Decimal = ZERO
+    fees_cum_btc: Decimal = ZERO
+    taker_rate: Decimal = Decimal("0.0005")
+    liquidated: bool = False  # the venue shrank or closed the position (liquidation or ADL)
+    ws_gaps: int = 0
+
+    # ---- derived -------------------------------------------------------------------------------
+    @property
+    def basis_usd(self) -> Decimal:
+        """Mark − index."""
+        return self.mark_usd - self.index_usd
+
+    @property
+    def basis_pct(self) -> Decimal:
+        """(Mark − index) / index in percent."""
+        return (self.mark_usd - self.index_usd) / self.index_usd * HUNDRED
+
+    @property
+    def perp_basis_usd(self) -> Decimal:
+        """Perp last trade − index (spot)."""
+        return self.last_usd - self.index_usd
+
+    @property
+    def position_value_btc(self) -> Decimal:
+        """|Q|·CS / mark."""
+        return coin_value(self.position_contracts, self.contract_size_usd, self.mark_usd)
+
+    @property
+    def margin_balance_btc(self) -> Decimal:
+        """The margin backing the position: isolated wallet (or cross wallet) + unrealised."""
+        if self.margin_mode == "isolated":
+            return self.isolated_wallet_btc + self.unrealized_pnl_btc
+        return self.futures_wallet_btc + self.unrealized_pnl_btc
+
+    @property
+    def maint_margin_btc(self) -> Decimal:
+        """N/mark·MMR − cum with the tier of the value at the mark."""
+        if not self.position_contracts:
+            return ZERO
+        value = self.position_value_btc
+        tier = tier_for(self.tiers, value)
+        return max(ZERO, value * tier.mmr - tier.cum_coin)
+
+    @property
+    def margin_ratio(self) -> Decimal:
+        """Maintenance margin / margin balance (≥ 1: liquidation), as Binance defines it."""
+        mm = self.maint_margin_btc
+        if mm <= 0:
+            return ZERO
+        balance = self.margin_balance_btc
+        return Decimal(999) if balance <= 0 else mm / balance
+
+    @property
+    def liquidation_distance_pct(self) -> Decimal | None:
+        """|liquidation − mark| / mark in percent (None: cannot be liquidated)."""
+        if not self.position_contracts:
+            return None
+        return distance_pct(self.liquidation_price_usd, self.mark_usd)
+
+    @property
+    def futures_equity_btc(self) -> Decimal:
+        """Futures wallet + isolated margin + unrealised PnL."""
+        return self.futures_wallet_btc + self.isolated_wallet_btc + self.unrealized_pnl_btc
+
+    @property
+    def total_btc(self) -> Decimal:
+        """Everything held, in coin: spot wallet + futures equity."""
+        return self.spot_btc + self.futures_equity_btc
+
+    @property
+    def target_contracts(self) -> int:
+        """The short that hedges ``hedge_ratio`` of everything held, at the index."""
+        raw = self.total_btc * self.index_usd * self.hedge_ratio / self.contract_size_usd
+        return max(0, int(raw.to_integral_value()))
+
+    @property
+    def drift_pct(self) -> Decimal | None:
+        """(short − target) / target in percent: + over-hedged, − under-hedged."""
+        target = self.total_btc * self.index_usd * self.hedge_ratio / self.contract_size_usd
+        if target <= 0:
+            return None
+        return (Decimal(-self.position_contracts) - target) / target * HUNDRED
+
+
+@dataclass
+class LiveView:
+    """What the streams last said (for wake-ups between decisions; never for decisions)."""
+
+    mark_usd: Decimal | None = None
+    index_usd: Decimal | None = None
+    mark_ms: int = 0
+    position_contracts: int | None = None
+    position_ms: int = 0
+    foreign_orders: list[dict[str, Any]] = field(default_factory=list)  # liquidation, ADL
+    updates: int = 0
+
+
+Notify = Callable[[str], None]
+MarkNotify = Callable[[Decimal, Decimal | None], None]
+
+
+def venue_order_kind(order: Mapping[str, Any]) -> str | None:
+    """"liquidation" or "adl" for an order the venue placed on our account, else None
+    (Binance: type LIQUIDATION, client ids ``autoclose-…`` and ``adl_autoclose…``)."""
+    info = order.get("info") or {}
+    kind = str(order.get("type") or info.get("o") or "").lower()
+    cid = str(order.get("clientOrderId") or info.get("c") or "")
+    if cid.startswith("adl_"):
+        return "adl"
+    if kind == "liquidation" or cid.startswith("autoclose"):
+        return "liquidation"
+    return None
+
+
+class Monitor:
+    """Keeps a MonitorState for one symbol of one ccxt.pro client (see module doc)."""
+
+    def __init__(self, exchange: Any, symbol: str, *, tiers: Sequence[Tier], start_ms: int,
+                 hedge_ratio: Decimal = Decimal(1), on_event: Notify | None = None,
+                 on_mark: MarkNotify | None = None) -> None:
+        self.ex = exchange
+        self.symbol = symbol
+        market = exchange.market(symbol)
+        self.market_id: str = market["id"]
+        self.coin: str = market.get("settle") or market["base"]
+        self.contract_size = dec(market.get("contractSize") or 1, "contractSize")
+        self.taker_rate = dec(market.get("taker") or "0.0005", "taker fee")
+        self.tiers = tuple(tiers)
+        self.start_ms = start_ms
+        self.hedge_ratio = hedge_ratio
+        self.on_event = on_event or (lambda kind: None)
+        self.on_mark = on_mark or (lambda mark, index: None)
+        self.live = LiveView()
+        self.gaps = 0
+        self.fees_cum_btc = ZERO
+        self.state: MonitorState | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._spot: Decimal | None = None
+        self._income: list[tuple[int, Decimal, str]] = []  # (time, amount, tranId)
+        self._income_next_ms: int | None = None  # refetch funding once this time has passed
+        self._last_rate: tuple[int | None, Decimal] = (None, ZERO)
+        self.new_income: list[tuple[int, Decimal]] = []  # payments seen by the latest resync
+
+    # ---- streams -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the ``watch_*`` loops (they run until :meth:`stop`)."""
+        if self._tasks or not getattr(self.ex, "has", {}).get("watchMarkPrice"):
+            return
+        loops: list[Callable[[], Any]] = [self._watch_mark, self._watch_orders,
+                                          self._watch_positions, self._watch_balance]
+        self._tasks = [asyncio.create_task(loop(), name=f"monitor-{loop.__name__}")
+                       for loop in loops]
+
+    async def stop(self) -> None:
+        """Cancel the stream loops and wait for them."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _loop(self, step: Callable[[], Any]) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                await step()
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # Whatever the stream missed, the next decision's REST resync recovers.
+                self.gaps += 1
+                self.on_event("gap")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+
+    async def _watch_mark(self) -> None:
+        async def step() -> None:
+            ticker = await self.ex.watch_mark_price(self.symbol)
+            ts = int(ticker.get("timestamp") or 0)
+            if ts < self.live.mark_ms:
+                return
+            mark = ticker.get("markPrice") or (ticker.get("info") or {}).get("p")
+            index = ticker.get("indexPrice") or (ticker.get("info") or {}).get("i")
+            if mark is None:
+                return
+            self.live.mark_usd = dec(mark, "markPrice")
+            self.live.index_usd = None if index is None else dec(index, "indexPrice")
+            self.live.mark_ms = ts
+            self.live.updates += 1
+            self.on_mark(self.live.mark_usd, self.live.index_usd)
+
+        await self._loop(step)
+
+    async def _watch_orders(self) -> None:
+        async def step() -> None:
+            orders = await self.ex.watch_orders(self.symbol)
+            for order in orders or []:
+                if venue_order_kind(order) is not None:
+                    self.live.foreign_orders.append(order)
+                    self.on_event("liquidation.triggered")
+            self.live.updates += 1
+            self.on_event("order.update")
+
+        await self._loop(step)
+
+    async def _watch_positions(self) -> None:
+        async def step() -> None:
+            positions = await self.ex.watch_positions([self.symbol])
+            for pos in positions or []:
+                if pos.get("symbol") != self.symbol:
+                    continue
+                ts = int(pos.get("timestamp") or 0)
+                if ts < self.live.position_ms:
+                    continue
+                amount = (pos.get("info") or {}).get("pa", (pos.get("info") or {}).get(
+                    "positionAmt"))
+                if amount is not None:
+                    self.live.position_contracts = int(dec(amount, "positionAmt"))
+                    self.live.position_ms = ts
+            self.live.updates += 1
+            self.on_event("position")
+
+        await self._loop(step)
+
+    async def _watch_balance(self) -> None:
+        async def step() -> None:
+            await self.ex.watch_balance()
+            self.live.updates += 1
+            self.on_event("balance")
+
+        await self._loop(step)
+
+    # ---- REST resync ---------------------------------------------------------------------------
+    def spot_changed(self) -> None:
+        """Our own transfer moved coin: re-read the spot wallet at the next resync."""
+        self._spot = None
+
+    async def resync(self, now_ms: int) -> MonitorState:
+        """Rebuild the state from REST (the decision-point read)."""
+        ex, sym = self.ex, self.symbol
+        # The last trade price is the close of the current 1-minute candle: the same number as
+        # the 24-hour ticker's, at a fraction of its cost to the venue.
+        premium, positions, balance, candles = await asyncio.gather(
+            ex.fetch_funding_rate(sym), ex.fetch_positions([sym]), ex.fetch_balance(),
+            ex.fetch_ohlcv(sym, "1m", None, 1))
+        if self._spot is None:
+            self._spot = await self._fetch_spot()
+        await self._refresh_income(now_ms, premium)
+        raw = premium.get("info") or {}
+        mark = dec(raw.get("markPrice", premium.get("markPrice")), "markPrice")
+        index = dec(raw.get("indexPrice", premium.get("indexPrice")), "indexPrice")
+        last = dec(candles[-1][4], "close") if candles else mark
+        predicted = premium.get("fundingRate")
+        next_funding = premium.get("fundingTimestamp") or premium.get("nextFundingTimestamp")
+        pos_info: Mapping[str, Any] = {}
+        for pos in positions:
+            if pos.get("symbol") == sym and pos.get("contracts"):
+                pos_info = pos.get("info") or {}
+        qty = int(dec(pos_info.get("positionAmt", 0), "positionAmt"))
+        entry = dec(pos_info["entryPrice"], "entryPrice") if qty else None
+        liq_raw = pos_info.get("liquidationPrice")
+        liq = dec(liq_raw, "liquidationPrice") if qty and liq_raw is not None else None
+        asset = self._asset(balance)
+        wallet = dec(asset.get("walletBalance", 0), "walletBalance")
+        iso = dec(pos_info.get("isolatedWallet", 0) or 0, "isolatedWallet") if qty else ZERO
+        mode = str(pos_info.get("marginType") or (self.state.margin_mode if self.state else
+                                                     "isolated")).lower()
+        mode = "cross" if mode.startswith("cross") else "isolated"
+        cross = asset.get("crossWalletBalance")
+        futures_wallet = dec(cross, "crossWalletBalance") if cross is not None else wallet - iso
+        if mode == "cross":
+            iso = ZERO
+        streak, streak_start = self._streak()
+        self.state = MonitorState(
+            time_ms=now_ms, symbol=sym, market_id=self.market_id,
+            contract_size_usd=self.contract_size, tiers=self.tiers, index_usd=index,
+            mark_usd=mark, last_usd=last, hedge_ratio=self.hedge_ratio,
+            funding_rate_last=self._last_rate[1],
+            funding_rate_predicted=None if predicted is None else dec(predicted, "fundingRate"),
+            next_funding_ms=None if next_funding is None else int(next_funding),
+            funding_cum_btc=sum((amount for _, amount, _ in self._income), ZERO),
+            funding_payments=len(self._income), funding_paid_streak=streak,
+            funding_streak_start_ms=streak_start, position_contracts=qty,
+            entry_price_usd=entry, margin_mode=mode,
+            leverage=int(dec(pos_info.get("leverage", 1) or 1, "leverage")),
+            isolated_wallet_btc=iso,
+            unrealized_pnl_btc=dec(pos_info.get("unRealizedProfit", 0) or 0, "unRealizedProfit"),
+            liquidation_price_usd=liq if liq is None or liq > 0 else None,
+            futures_wallet_btc=futures_wallet,
+            futures_available_btc=dec(asset.get("availableBalance", 0), "availableBalance"),
+            spot_btc=self._spot, fees_cum_btc=self.fees_cum_btc, taker_rate=self.taker_rate,
+            ws_gaps=self.gaps,
+        )
+        return self.state
+
+    def _asset(self, balance: Mapping[str, Any]) -> Mapping[str, Any]:
+        for asset in (balance.get("info") or {}).get("assets", []):
+            if asset.get("asset") == self.coin:
+                return dict(asset)
+        total = (balance.get("total") or {}).get(self.coin)
+        free = (balance.get("free") or {}).get(self.coin)
+        return {"walletBalance": total or 0, "availableBalance": free or 0}
+
+    async def _fetch_spot(self) -> Decimal:
+        balance = await self.ex.fetch_balance(dict(SPOT_BALANCE))
+        for row in (balance.get("info") or {}).get("balances", []):
+            if row.get("asset") == self.coin:
+                return dec(row.get("free", 0), "free") + dec(row.get("locked", 0), "locked")
+        total = (balance.get("total") or {}).get(self.coin)
+        return ZERO if total is None else dec(total, "spot total")
+
+    async def _refresh_income(self, now_ms: int, premium: Mapping[str, Any]) -> None:
+        """Fetch funding income (and the settled rate) only after a funding time passed."""
+        self.new_income = []
+        if self._income_next_ms is not None and now_ms < self._income_next_ms:
+            return
+        since = (self._income[-1][0] + 1) if self._income else self.start_ms
+        seen = {tran for _, _, tran in self._income}
+        while True:
+            rows = await self.ex.fetch_funding_history(self.symbol, since, 1000)
+            fresh = 0
+            for row in sorted(rows, key=lambda r: int(r.get("timestamp") or 0)):
+                info = row.get("info") or {}
+                tran = str(row.get("id") or info.get("tranId"))
+                if tran in seen:
+                    continue
+                seen.add(tran)
+                fresh += 1
+                amount = dec(info.get("income", row.get("amount")), "income")
+                time_ms = int(row.get("timestamp") or info.get("time") or 0)
+                self._income.append((time_ms, amount, tran))
+                self.new_income.append((time_ms, amount))
+            if len(rows) < 1000 or not fresh:
+                break
+            since = self._income[-1][0] + 1
+        self._income.sort(key=lambda item: item[0])
+        history = await self.ex.fetch_funding_rate_history(self.symbol, self.start_ms, 1000)
+        if history:
+            last = history[-1]
+            self._last_rate = (int(last.get("timestamp") or 0),
+                               dec((last.get("info") or {}).get("fundingRate",
+                                                                 last.get("fundingRate")),
+                                   "fundingRate"))
+        nxt = premium.get("fundingTimestamp") or (premium.get("info") or {}).get(
+            "nextFundingTime")
+        self._income_next_ms = int(nxt) if nxt else None
+
+    def _streak(self) -> tuple[int, int | None]:
+        streak, start = 0, None
+        for time_ms, amount, _ in reversed(self._income):
+            if amount >= 0:
+                break
+            streak, start = streak + 1, time_ms
+        return streak, start
