@@ -41,6 +41,9 @@ def create_app(config: ServerConfig | None = None, *, state: ServerState | None 
     install_error_handlers(app)
     app.include_router(control.router)
     _include_dialect(app)
+    from api.ui import router as ui_router
+
+    app.include_router(ui_router)
     return app
 
 

@@ -223,6 +223,7 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"  REST (Binance COIN-M):  {base}/dapi/v1")
     print(f"  WebSocket:              {base.replace('http', 'ws', 1)}/ws")
     print(f"  control plane:          {base}/control   (API docs: {base}/docs)")
+    print(f"  live dashboard:         {base}/ui")
     print("  create an account:      curl -X POST " + base +
           "/control/accounts -H 'content-type: application/json' "
           "-d '{\"balances\": {\"BTC\": \"1\"}}'")
