@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from api import control
 from api.binance_errors import install_error_handlers
+from api.harness import install_harness
 from api.state import ServerConfig, ServerState
 
 REALTIME_TICK_S = 0.05
@@ -44,6 +45,7 @@ def create_app(config: ServerConfig | None = None, *, state: ServerState | None 
     from api.ui import router as ui_router
 
     app.include_router(ui_router)
+    install_harness(app)  # fault injection and recording: inert until asked for
     return app
 
 

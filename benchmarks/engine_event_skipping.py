@@ -1,6 +1,8 @@
 """Benchmark: the event-skipping engine vs a per-row loop over the same price arrays.
 
 Run: ``python -m benchmarks.engine_event_skipping [--days 30] [--resolution-ms 1000] [--json]``
+(one scenario), or ``perpsim bench --only engine`` for the suite's figures (30 and 365 days at
+1 s with the baseline, and the 1 s vs 100 ms ratio).
 
 Both sides run the same scenario (calm, seeded), with the same positions open: a 1x
 coin-collateralised short (the hedge), a 20x isolated long and a 5x cross short, so there are
@@ -14,6 +16,10 @@ funding settlements and liquidation levels to watch. Data generation is excluded
 
 Both must end in the same state (same liquidations, same funding count); the ratio printed is
 baseline time / engine time, measured in this one run.
+
+Resolution: one path generated at 100 ms and the same path sampled every 10th row (1 s); the
+engine runs both. Ten times the rows and (nearly) the same events: if cost grows with events,
+not rows, the time ratio stays far below 10.
 """
 
 from __future__ import annotations
@@ -22,15 +28,19 @@ import argparse
 import json
 import time
 from collections import deque
+from dataclasses import replace
 from decimal import Decimal
 
 import numpy as np
 
+from benchmarks import sig
 from sim import trading
 from sim.exchange import Exchange
 from sim.profile import load_profile
 from sim.risk import liquidation_prices
-from sim.scenario import Scenario, load_scenario
+from sim.scenario import PricePath, Scenario, load_scenario
+
+_BASELINE_CHUNK = 1_000_000
 
 
 def _open_positions(ex: Exchange) -> None:
@@ -72,33 +82,38 @@ def run_baseline(scenario: Scenario) -> tuple[float, Exchange, int]:
     interval = profile.funding.interval_ms
     sample_ms = profile.mark.basis_sample_interval_ms
     window: deque[float] = deque(maxlen=profile.mark.basis_samples)
-    times, index, perp = tape.times_ms.tolist(), tape.index.tolist(), tape.perp.tolist()
     assert scenario.end_ms is not None
     visits = 0
     started = time.perf_counter()
     levels = _levels(ex, symbol)
-    next_sample = times[0] // sample_ms * sample_ms
+    first = int(tape.times_ms[0])
+    next_sample = first // sample_ms * sample_ms
     next_funding = profile.funding.next_funding_time_ms(ex.now_ms)
-    for t, idx, px in zip(times[1:], index[1:], perp[1:], strict=True):
-        ref = round(px / tick) * tick
-        while next_sample <= t:
-            window.append(ref - idx)
-            next_sample += sample_ms
-        rate = float(ex.mark_funding_rate(symbol))
-        p1 = idx * (1.0 + rate * (next_funding - t) / interval)
-        p2 = idx + (sum(window) / len(window) if window else 0.0)
-        mark = sorted((p1, p2, ref))[1]
-        due = t >= next_funding
-        reached = any(mark <= lvl if below else mark >= lvl for lvl, below in levels)
-        if due or reached:
-            # The exact work is the engine's own: move its clock here and handle the instant.
-            ex.clock.advance_until(t)  # funding, if due, runs here through its process
-            if reached:
-                ex.on_instant(t)
-            visits += 1
-            if due:
-                next_funding = profile.funding.next_funding_time_ms(t)
-            levels = _levels(ex, symbol)
+    n = len(tape.times_ms)
+    for lo in range(1, n, _BASELINE_CHUNK):  # python lists a million rows at a time
+        hi = min(n, lo + _BASELINE_CHUNK)
+        rows = zip(tape.times_ms[lo:hi].tolist(), tape.index[lo:hi].tolist(),
+                   tape.perp[lo:hi].tolist(), strict=True)
+        for t, idx, px in rows:
+            ref = round(px / tick) * tick
+            while next_sample <= t:
+                window.append(ref - idx)
+                next_sample += sample_ms
+            rate = float(ex.mark_funding_rate(symbol))
+            p1 = idx * (1.0 + rate * (next_funding - t) / interval)
+            p2 = idx + (sum(window) / len(window) if window else 0.0)
+            mark = sorted((p1, p2, ref))[1]
+            due = t >= next_funding
+            reached = any(mark <= lvl if below else mark >= lvl for lvl, below in levels)
+            if due or reached:
+                # The exact work is the engine's own: move its clock here, handle the instant.
+                ex.clock.advance_until(t)  # funding, if due, runs here through its process
+                if reached:
+                    ex.on_instant(t)
+                visits += 1
+                if due:
+                    next_funding = profile.funding.next_funding_time_ms(t)
+                levels = _levels(ex, symbol)
     ex.clock.advance_until(scenario.end_ms)
     return time.perf_counter() - started, ex, visits
 
@@ -121,6 +136,57 @@ def _summary(ex: Exchange) -> dict[str, int]:
     return {k: counts.get(k, 0) for k in ("funding.settled", "liquidation.completed")}
 
 
+def measure(days: float, resolution_ms: int = 1000, *, baseline: bool = True,
+            scenario: str = "calm_30d", seed: int = 0) -> dict[str, object]:
+    """Engine (and baseline) over ``days`` of ``scenario`` at ``resolution_ms``; the figures."""
+    gen_started = time.perf_counter()
+    scen = load_scenario(scenario, seed=seed, days=days, resolution_ms=resolution_ms)
+    gen_s = time.perf_counter() - gen_started
+    rows = int(sum(len(p.times_ms) for p in scen.paths.values()))
+    engine_s, ex = run_engine(scen)
+    result: dict[str, object] = {
+        "scenario": scenario, "days": days, "resolution_ms": resolution_ms, "rows": rows,
+        "generation_s": sig(gen_s), "engine_s": sig(engine_s),
+        "rows_per_s": round(rows / engine_s), "engine_instants_from_levels": ex.watcher.hits,
+        "engine_events": _summary(ex)}
+    if baseline:
+        base_s, base_ex, visits = run_baseline(scen)
+        if _summary(base_ex) != _summary(ex):
+            raise RuntimeError(f"baseline and engine disagree: {_summary(base_ex)} vs "
+                               f"{_summary(ex)}")
+        result.update(baseline_s=sig(base_s), baseline_visits=visits,
+                      speedup=round(base_s / engine_s, 1))
+    return result
+
+
+def resolution_ratio(days: float, *, fine_ms: int = 100, every: int = 10,
+                     scenario: str = "calm_30d", seed: int = 0) -> dict[str, object]:
+    """The same path at ``fine_ms`` and sampled every ``every`` rows: engine time of each."""
+    fine = load_scenario(scenario, seed=seed, days=days, resolution_ms=fine_ms)
+    coarse = replace(fine, paths={pair: PricePath(p.times_ms[::every], p.index[::every],
+                                                  p.perp[::every])
+                                  for pair, p in fine.paths.items()})
+    coarse_s, coarse_ex = run_engine(coarse)
+    fine_s, fine_ex = run_engine(fine)
+    rows_fine = int(sum(len(p.times_ms) for p in fine.paths.values()))
+    rows_coarse = int(sum(len(p.times_ms) for p in coarse.paths.values()))
+    return {
+        "days": days, "coarse_resolution_ms": fine_ms * every, "fine_resolution_ms": fine_ms,
+        "rows_coarse": rows_coarse, "rows_fine": rows_fine,
+        "rows_ratio": round(rows_fine / rows_coarse, 2),
+        "engine_s_coarse": sig(coarse_s), "engine_s_fine": sig(fine_s),
+        "time_ratio": round(fine_s / coarse_s, 2),
+        "events_coarse": len(coarse_ex.journal), "events_fine": len(fine_ex.journal)}
+
+
+def run(quick: bool = False) -> dict[str, object]:
+    """The suite's engine figures: 30 and 365 days at 1 s (with the per-row baseline) and the
+    1 s vs 100 ms ratio; ``quick`` shrinks every span (CI smoke)."""
+    short, long_, span = (0.25, 1.0, 0.25) if quick else (30.0, 365.0, 30.0)
+    return {"short": measure(short), "long": measure(long_),
+            "resolution": resolution_ratio(span), "target_long_engine_s": 2.0}
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     """Run both, check they agree, print the figures (table or JSON)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -130,23 +196,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    gen_started = time.perf_counter()
-    scenario = load_scenario(args.scenario, days=args.days, resolution_ms=args.resolution_ms)
-    gen_s = time.perf_counter() - gen_started
-    rows = int(sum(len(p.times_ms) for p in scenario.paths.values()))
-    engine_s, ex = run_engine(scenario)
-    result: dict[str, object] = {
-        "scenario": args.scenario, "days": args.days, "resolution_ms": args.resolution_ms,
-        "rows": rows, "generation_s": round(gen_s, 3), "engine_s": round(engine_s, 3),
-        "engine_instants_from_levels": ex.watcher.hits, "engine_events": _summary(ex),
-    }
-    if not args.no_baseline:
-        base_s, base_ex, visits = run_baseline(scenario)
-        if _summary(base_ex) != _summary(ex):
-            raise SystemExit(f"baseline and engine disagree: {_summary(base_ex)} vs "
-                             f"{_summary(ex)}")
-        result.update(baseline_s=round(base_s, 3), baseline_visits=visits,
-                      speedup=round(base_s / engine_s, 1))
+    result = measure(args.days, args.resolution_ms, baseline=not args.no_baseline,
+                     scenario=args.scenario)
     if args.json:
         print(json.dumps(result))
     else:

@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--clock", choices=("stepped", "realtime"), default="stepped")
     serve.add_argument("--speed", type=_positive_float, default=1.0,
                        help="realtime only: simulated seconds per wall second")
+    serve.add_argument("--record", default=None, metavar="FILE",
+                       help="record every request and the journal to FILE "
+                            "(rebuild the run with: perpsim replay FILE)")
     serve.set_defaults(run=_serve)
 
     epilog = _scenario_epilog()
@@ -186,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     from perpsim.teach.cli import add_teach_parser
 
     add_teach_parser(sub)
+    from perpsim.replay import add_replay_parser
+
+    add_replay_parser(sub)
+    from perpsim.bench import add_bench_parser
+
+    add_bench_parser(sub)
     return parser
 
 
@@ -228,7 +237,18 @@ def _serve(args: argparse.Namespace) -> int:
           "/control/accounts -H 'content-type: application/json' "
           "-d '{\"balances\": {\"BTC\": \"1\"}}'")
     print("ccxt:\n" + ccxt_snippet(base), flush=True)
-    uvicorn.run(create_app(state=state), host=args.host, port=args.port, log_level="warning")
+    app = create_app(state=state)
+    if args.record is None:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        return EXIT_OK
+    from api.harness import record_to
+
+    with record_to(app, args.record) as summary:
+        print(f"  recording to:           {args.record}", flush=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    print(f"perpsim: recorded {summary.get('requests', 0)} requests to {args.record} "
+          f"(journal digest {summary.get('journal_digest')}); replay: perpsim replay "
+          f"{args.record}")
     return EXIT_OK
 
 

@@ -49,22 +49,32 @@ _MAX_BOOK_ROUNDS = 1000  # synthetic depth replenishes; this bounds a runaway lo
 
 
 def check_all(ex: Exchange) -> None:
-    """Liquidate every position whose mark reached its liquidation price (margin calls too)."""
-    for account in list(ex.accounts.values()):
-        if not any(p.is_open for p in account.positions.values()):
-            continue
-        for pos in list(account.positions.values()):
-            if pos.is_open and pos.margin_mode == "isolated":
-                _margin_call(ex, account, pos)
-                if _reached(ex, account, pos):
-                    liquidate(ex, account, [pos])
-        for coin in dict.fromkeys(p.coin for p in account.open_positions()
-                                  if p.margin_mode == "cross"):
-            positions = risk.cross_positions(ex, account.account_id, coin)
-            for pos in positions:
-                _margin_call(ex, account, pos)
-            if any(_reached(ex, account, p) for p in positions):
-                liquidate(ex, account, positions)
+    """Liquidate every position whose mark reached its liquidation price (margin calls too).
+
+    Accounts are taken in creation order, as a pass over all of them would; the level index
+    (sim/level_index.py) yields only those whose mark is near enough a liquidation or
+    margin-call level to need the exact check below — the others it would leave unchanged.
+    """
+    for account in ex.watcher.index.candidates():
+        check_account(ex, account)
+
+
+def check_account(ex: Exchange, account: Account) -> None:
+    """The exact check of one account: margin calls, then liquidation where reached."""
+    if not any(p.is_open for p in account.positions.values()):
+        return
+    for pos in list(account.positions.values()):
+        if pos.is_open and pos.margin_mode == "isolated":
+            _margin_call(ex, account, pos)
+            if _reached(ex, account, pos):
+                liquidate(ex, account, [pos])
+    for coin in dict.fromkeys(p.coin for p in account.open_positions()
+                              if p.margin_mode == "cross"):
+        positions = risk.cross_positions(ex, account.account_id, coin)
+        for pos in positions:
+            _margin_call(ex, account, pos)
+        if any(_reached(ex, account, p) for p in positions):
+            liquidate(ex, account, positions)
 
 
 def _reached(ex: Exchange, account: Account, pos: Position) -> bool:

@@ -8,9 +8,11 @@ them. Then it sleeps until that instant and hands it to ``Exchange.on_instant``,
 exact (Decimal) work. Cost grows with the number of events, not the number of rows.
 
 Float scanning is only a filter: a candidate within a relative 1e-9 of a level is enough to
-visit the instant; the exact check there decides. Cross accounts with positions in several
-symbols are watched per symbol with the others held at today's marks (re-planned at every
-event), which is exact for the common one-position case.
+visit the instant; the exact check there decides. Positions' levels come from the level index
+(sim/level_index.py): float bounds on the exact prices, on the safe side, recomputed only for
+the accounts that changed, so a re-plan costs O(changes), not O(accounts). Cross accounts with
+several positions in one coin are watched per symbol with the others held at today's marks
+(solved exactly at every re-plan), which is exact for the common one-position case.
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
+from sim.level_index import LevelIndex
+
 if TYPE_CHECKING:
     from collections.abc import Generator
 
     from sim.exchange import Exchange
+    from sim.market import MarketPricer
 
 _EPS = 1e-9
 _CHUNK_ROWS = 250_000  # grid points per vectorised step: bounded memory on long horizons
+_FIRST_ROWS = 1_024  # first window of a scan; each next one doubles up to _CHUNK_ROWS
+_BOUND_SLACK = 1e-12  # relative float slack on the price bounds of a window
 
 
 class Levels:
@@ -76,6 +83,7 @@ class Watcher:
         self._waiting = False
         self._interrupted = False
         self.hits = 0  # instants visited because a level was reached (for benchmarks)
+        self.index = LevelIndex(ex)  # positions' trigger levels, kept up to date incrementally
 
     def start(self) -> None:
         """Start the process on the exchange's clock."""
@@ -136,16 +144,16 @@ def collect_levels(ex: Exchange, symbol: str) -> Levels:
     from sim.risk import liquidation_prices
 
     levels = Levels()
+    # Positions: the level index's bounds (sim/level_index.py); accounts with several cross
+    # positions in a coin depend on the other marks, so theirs are solved exactly every time.
+    levels.mark_lo, levels.mark_hi = ex.watcher.index.watch_range(symbol)
     call_scale = 1 / ex.profile.liquidation.margin_call_ratio
-    for account in ex.accounts.values():
-        pos = account.positions.get(symbol)
-        if pos is None or not pos.is_open:
-            continue
-        liq, _ = liquidation_prices(ex, account.account_id, pos)
+    for account_id, pos in ex.watcher.index.volatile_positions(symbol):
+        liq, _ = liquidation_prices(ex, account_id, pos)
         if liq is not None:
             levels.add_mark(liq, fires_below=pos.side > 0)
         if not pos.margin_call_sent:
-            call, _ = liquidation_prices(ex, account.account_id, pos, call_scale)
+            call, _ = liquidation_prices(ex, account_id, pos, call_scale)
             if call is not None:
                 levels.add_mark(call, fires_below=pos.side > 0)
     book = ex.books[symbol]
@@ -169,7 +177,10 @@ def _scan(ex: Exchange, symbol: str, levels: Levels, now_ms: int, end_ms: int) -
 
     Instants examined: the start of every tape row in (now, end] (prices change there) and,
     when the mark is watched, every basis-sample instant (the mark's moving average moves
-    there); each set is scanned on its own and the earlier hit wins.
+    there); each set is scanned on its own and the earlier hit wins. The tape is taken in
+    windows that start small and double (a hit is usually near when levels are near), and a
+    window whose price range cannot reach any level (``_may_reach``) is skipped without
+    computing its marks — so a quiet stretch costs a min and a max per window.
     """
     pricer = ex.pricers[symbol]
     times = pricer.tape.times_ms
@@ -177,19 +188,24 @@ def _scan(ex: Exchange, symbol: str, levels: Levels, now_ms: int, end_ms: int) -
     sample_ms = ex.profile.mark.basis_sample_interval_ms
     last_row = int(np.searchsorted(times, end_ms, side="right"))
     start = now_ms
+    window = _FIRST_ROWS
     while start < end_ms:
         lo = int(np.searchsorted(times, start, side="right"))
-        hi = min(last_row, lo + _CHUNK_ROWS)
+        hi = min(last_row, lo + window)
         chunk_end = end_ms if hi == last_row else int(times[hi - 1])
-        samples = np.empty(0, dtype=np.int64)
+        first = n_samples = 0
         if levels.watches_mark:
             first = (start // sample_ms + 1) * sample_ms
-            n = max(0, (chunk_end - first) // sample_ms + 1)
-            if n > _CHUNK_ROWS:
-                n = _CHUNK_ROWS
-                chunk_end = first + (n - 1) * sample_ms
+            n_samples = max(0, (chunk_end - first) // sample_ms + 1)
+            if n_samples > window:
+                n_samples = window
+                chunk_end = first + (n_samples - 1) * sample_ms
                 hi = int(np.searchsorted(times, chunk_end, side="right"))
-            samples = first + sample_ms * np.arange(n, dtype=np.int64)
+        window = min(2 * window, _CHUNK_ROWS)
+        if not _may_reach(levels, pricer, max(lo - 1, 0), max(hi, lo, 1), rate):
+            start = chunk_end
+            continue
+        samples = first + sample_ms * np.arange(n_samples, dtype=np.int64)
         hits = []
         if hi > lo:
             mark = pricer.marks_of_rows(lo, hi, rate) if levels.watches_mark else None
@@ -204,6 +220,28 @@ def _scan(ex: Exchange, symbol: str, levels: Levels, now_ms: int, end_ms: int) -
             return min(hits)
         start = chunk_end
     return None
+
+
+def _may_reach(levels: Levels, pricer: MarketPricer, r0: int, r1: int, rate: float) -> bool:
+    """False if no instant priced by tape rows r0..r1−1 can reach a level (a cheap bound).
+
+    The mark is the median of P1, P2 and the reference (or P1 alone), so it lies between P1
+    and the reference; P1 is the index times 1 + rate·(time to funding / interval), between 1
+    and 1 + rate; the reference is the perp rounded to the tick, within a tick of it.
+    """
+    tape = pricer.tape
+    tick = float(pricer.tick)
+    perp = tape.perp[r0:r1]
+    ref_lo, ref_hi = float(perp.min()) - tick, float(perp.max()) + tick
+    if ref_lo <= levels.last_lo * (1 + _EPS) or ref_hi >= levels.last_hi * (1 - _EPS):
+        return True
+    if not levels.watches_mark:
+        return False
+    index = tape.index[r0:r1]
+    r = rate if pricer.inst.is_perpetual else 0.0
+    mark_lo = min(float(index.min()) * min(1.0, 1.0 + r), ref_lo) * (1 - _BOUND_SLACK)
+    mark_hi = max(float(index.max()) * max(1.0, 1.0 + r), ref_hi) * (1 + _BOUND_SLACK)
+    return mark_lo <= levels.mark_lo * (1 + _EPS) or mark_hi >= levels.mark_hi * (1 - _EPS)
 
 
 def _first_reached(levels: Levels, mark: np.ndarray | None,

@@ -16,6 +16,7 @@ import httpx
 from strategy.clock import SteppedClock
 from strategy.connect import connect
 from strategy.record import HedgeConfig, RunRecord
+from strategy.resilience import resilient
 from strategy.runner import Progress, run_hedge
 
 
@@ -72,7 +73,10 @@ async def dry_run(base_url: str, config: HedgeConfig, *, scenario: str | Path | 
             clock = SteppedClock(base, symbol=market["id"], account_id=account["account_id"],
                                  http=http)
             try:
-                return await run_hedge(config, ex, clock, progress=progress)
+                # Retries with backoff, client-id lookups instead of re-sends, stream resync:
+                # the same wrapper a live run uses (strategy/resilience.py).
+                return await run_hedge(config, resilient(ex, seed=seed, clock=clock), clock,
+                                       progress=progress)
             finally:
                 await clock.close()
         finally:

@@ -69,6 +69,9 @@ async def _serve(websocket: WebSocket, name: str) -> None:
         await _receive(websocket, hub, conn, sender)
     finally:
         hub.unregister(conn)
+        # Close the queue first: under Python 3.11 asyncio.wait_for in next_item can swallow
+        # the cancel below, which would leave the sender looping and stall server shutdown.
+        conn.close(1000, "connection ended")
         if sender is not None:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -1,0 +1,306 @@
+"""The test harness around the app: fault injection (api/faults.py) and recording
+(api/recording.py), applied by one pure-ASGI middleware.
+
+When no fault is installed and nothing records, the middleware only checks two attributes and
+calls the app: faults cost nothing when off. Otherwise, for HTTP it reads the body, asks the
+fault registry (dialect paths only: the control plane is never faulted), sleeps an injected
+latency, answers an injected error or runs the request (replacing its answer for an
+``executed`` 5xx), and adds rate-limit headers. While recording, requests run one at a time
+(after their latency) so the file holds them in the order they changed the market. For
+WebSockets it wraps ``send``: data frames may be delayed, dropped, or end the connection
+(disconnect, listen key expiry, downtime); request answers (``{"result": ..., "id": ...}``)
+are never touched.
+
+``install_harness(app)`` mounts it, with ``/control/faults`` and ``/control/record``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI
+
+from api import fault_routes, recording
+from api.binance_errors import is_binance_path
+from api.faults import FaultRegistry, HttpDecision, HttpError, HttpRequest
+from api.recording import (
+    RECORDED_HEADERS,
+    Recorder,
+    is_recorded,
+    start_recording,
+    stop_recording,
+)
+from api.state import ServerState
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Harness:
+    """One server's faults and recorder (``app.state.perpsim_harness``)."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.faults = FaultRegistry(state.wall_ms)
+        self.recorder: Recorder | None = None
+        self.replay = False  # perpsim replay: faults are not decided again, only re-bound
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    def lock(self) -> asyncio.Lock:
+        """The lock that serialises recorded requests (one per event loop)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
+
+def _account(state: ServerState, api_key: str | None) -> str | None:
+    if not api_key:
+        return None
+    account = state.exchange.account_by_api_key(api_key)
+    return None if account is None else account.account_id
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def _buffered(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the body already read, then the real channel."""
+    sent = False
+
+    async def replay_receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay_receive
+
+
+def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+
+async def _answer(send: Send, error: HttpError, extra: dict[str, str]) -> None:
+    if error.body is not None:
+        payload = json.dumps(error.body, separators=(",", ":")).encode()
+        ctype = "application/json"
+    else:
+        payload, ctype = error.text.encode(), "text/html; charset=utf-8"
+    headers = {"content-type": ctype, "content-length": str(len(payload)), **extra,
+               **error.headers}
+    await send({"type": "http.response.start", "status": error.status,
+                "headers": _raw_headers(headers)})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def _event_type(text: str) -> str | None:
+    """The ``e`` of a data frame (None for request answers and anything else)."""
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(frame, list):
+        frame = frame[0] if frame else None
+    if isinstance(frame, dict) and isinstance(frame.get("data"), dict):
+        frame = frame["data"]
+    kind = frame.get("e") if isinstance(frame, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def expire_listen_key(state: ServerState, key: str) -> None:
+    """Make ``key`` expired now (Binance: ``listenKeyExpired``; a new POST gives a new key)."""
+    entry = state.listen_keys.get(key)
+    if entry is not None:
+        state.listen_keys[key] = (entry[0], 0)
+
+
+class HarnessMiddleware:
+    """Applies the harness's faults and recording (see module doc)."""
+
+    def __init__(self, app: ASGIApp, harness: Harness) -> None:
+        self.app = app
+        self.harness = harness
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        h = self.harness
+        kind = scope["type"]
+        if kind == "http" and not h.replay and (h.faults.active or h.recorder is not None):
+            await self._http(scope, receive, send)
+        elif kind == "websocket" and not h.replay and h.faults.active:
+            await self._websocket(scope, receive, send)
+        elif kind == "http" and h.faults.active:  # replay: downtime re-bound as it was
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                h.faults.bind(h.state.exchange)
+        else:
+            await self.app(scope, receive, send)
+
+    # ---- HTTP --------------------------------------------------------------------------------
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        h, state = self.harness, self.harness.state
+        method, path = str(scope["method"]), str(scope["path"])
+        query = bytes(scope.get("query_string", b"")).decode("latin-1")
+        body = await _read_body(receive)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        decision = HttpDecision()
+        if h.faults.active and is_binance_path(path):
+            request = HttpRequest(method, path, dict(parse_qsl(query, keep_blank_values=True)),
+                                  _account(state, headers.get("x-mbx-apikey")))
+            decision = h.faults.decide_http(request, state.exchange.now_ms)
+        if decision.delay_s:
+            await asyncio.sleep(decision.delay_s)
+        error = decision.error
+        kept = {k: headers[k] for k in RECORDED_HEADERS if k in headers}
+        if error is not None and not error.executed:
+            if h.recorder is not None and is_recorded(path):
+                async with h.lock():
+                    if h.recorder is not None:
+                        h.recorder.skipped(method, path, query, kept, body, error.status,
+                                           error.rule)
+            await _answer(send, error, decision.headers)
+            return
+        statuses: list[int] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(int(message["status"]))
+                if error is None and decision.headers:
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      *_raw_headers(decision.headers)]}
+            if error is None:
+                await send(message)
+
+        run = _buffered(body, receive)
+        if h.recorder is None or not is_recorded(path):
+            try:
+                await self.app(scope, run, capture)
+            finally:
+                if h.faults.active:
+                    h.faults.bind(state.exchange)
+        else:
+            async with h.lock():
+                await self._recorded(scope, run, capture, (method, path, query, kept, body),
+                                     statuses, error)
+        if error is not None:
+            await _answer(send, error, decision.headers)
+
+    async def _recorded(self, scope: Scope, run: Receive, capture: Send,
+                        request: tuple[str, str, str, dict[str, str], bytes],
+                        statuses: list[int], error: HttpError | None) -> None:
+        h = self.harness
+        recorder = h.recorder
+        if recorder is None:  # stopped while this request waited for the lock
+            await self.app(scope, run, capture)
+            return
+        with recorder.request(*request) as record:
+            try:
+                await self.app(scope, run, capture)
+            finally:
+                record["app_status"] = statuses[0] if statuses else 500
+                record["status"] = error.status if error is not None else record["app_status"]
+                if error is not None:
+                    record["fault"] = error.rule
+                if h.faults.active:
+                    h.faults.bind(h.state.exchange)
+
+    # ---- WebSocket ---------------------------------------------------------------------------
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        h, state = self.harness, self.harness.state
+        path = str(scope["path"])
+        name = path[len("/ws/"):] if path.startswith("/ws/") else ""
+        account = state.account_for_listen_key(name) if name else None
+        key = name if account is not None else None
+        h.faults.ws_opened(account)
+        closed = False
+
+        async def faulty_send(message: Message) -> None:
+            nonlocal closed
+            kind = message["type"]
+            if closed:
+                if kind == "websocket.close":
+                    return  # closing twice is harmless
+                # The fault closed the socket: fail the app's later sends as a closed socket
+                # would, so its sender ends (a silent drop could keep it looping).
+                raise OSError("the WebSocket was closed by an injected fault")
+            if kind == "websocket.accept":
+                await send(message)
+                if h.faults.ws_down(path, account, state.exchange.now_ms):
+                    closed = True
+                    await send({"type": "websocket.close", "code": 1013,
+                                "reason": "service unavailable (maintenance)"})
+                return
+            text = message.get("text") if kind == "websocket.send" else None
+            event_type = _event_type(text) if text is not None and h.faults.active else None
+            if event_type is not None:
+                decision = h.faults.decide_ws(path, account, event_type, state.exchange.now_ms)
+                if decision.delay_s:
+                    await asyncio.sleep(decision.delay_s)
+                if decision.expire_key and key is not None:
+                    closed = True
+                    expire_listen_key(state, key)
+                    frame = {"e": "listenKeyExpired", "E": state.exchange.now_ms,
+                             "listenKey": key}
+                    await send({"type": "websocket.send", "text": json.dumps(frame)})
+                    await send({"type": "websocket.close", "code": 1000,
+                                "reason": "listen key expired"})
+                    return
+                if decision.close is not None:
+                    closed = True
+                    await send({"type": "websocket.close", "code": decision.close[0],
+                                "reason": decision.close[1]})
+                    return
+                if decision.drop:
+                    return
+            await send(message)
+
+        await self.app(scope, receive, faulty_send)
+
+
+def install_harness(app: FastAPI) -> Harness:
+    """Mount fault injection and recording on a perpsim app (once; returns the harness)."""
+    existing: Harness | None = getattr(app.state, "perpsim_harness", None)
+    if existing is not None:
+        return existing
+    harness = Harness(app.state.perpsim)
+    app.state.perpsim_harness = harness
+    app.include_router(fault_routes.router)
+    app.include_router(recording.router)
+    app.add_middleware(HarnessMiddleware, harness=harness)
+    return harness
+
+
+@contextlib.contextmanager
+def record_to(app: FastAPI, path: str | Path) -> Iterator[dict[str, Any]]:
+    """Record ``app``'s requests and journal to ``path`` while the block runs (``perpsim serve
+    --record FILE``); the dict it yields holds the recording's summary afterwards."""
+    harness = install_harness(app)
+    start_recording(harness, path)
+    summary: dict[str, Any] = {}
+    try:
+        yield summary
+    finally:
+        if harness.recorder is not None:  # not already stopped through the control plane
+            summary.update(stop_recording(harness))

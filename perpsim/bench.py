@@ -1,0 +1,328 @@
+"""``perpsim bench``: the benchmark suite (benchmarks/), as a table or one JSON object.
+
+Every figure that is compared is a ratio measured in one run (ours vs a baseline, an order vs
+the stack's floor, 100 ms rows vs 1 s rows), next to the absolute numbers for information:
+absolute timings depend on the machine and on what else runs on it. Nothing here is asserted
+as a test; tests/test_bench_smoke.py only checks that every figure comes out.
+
+Suites (``--only`` picks some; ``--quick`` shrinks every size for CI):
+* engine — 30 and 365 days at 1 s rows with an open hedge, funding and liquidation monitoring,
+  against a per-row loop; the same path at 1 s and 100 ms (benchmarks/engine_event_skipping.py);
+* liquidation — 100,000 accounts through a crash (benchmarks/liquidation_scale.py);
+* api — order round trips through ccxt vs the floor, orders/s with 8 clients (api_latency.py);
+* ws — market-data frames per second to 100 subscribers (ws_fanout.py);
+* e2e — the demo's 30-day hedge, wall time (e2e_demo.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SUITES = ("engine", "liquidation", "api", "ws", "e2e")
+ENGINE_TARGET_S = 2.0  # 365 days at 1 s rows, engine time, on a 2-core machine
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each benchmark runs."""
+
+    engine_days: tuple[float, float, float]  # short span, long span, resolution-ratio span
+    accounts: int
+    api_rounds: int
+    api_seconds: float
+    api_clients: int
+    ws_subscribers: int
+    ws_seconds: float
+    e2e_scenario: str
+
+
+FULL = Sizes((30.0, 365.0, 30.0), 100_000, 300, 5.0, 8, 100, 5.0, "calm_30d")
+QUICK = Sizes((1.0, 3.0, 1.0), 2_000, 50, 1.0, 8, 100, 1.0, "calm")
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` to the CLI's subparsers (``run`` is set to :func:`run_bench`)."""
+    bench = subparsers.add_parser(
+        "bench", help="run the benchmark suite (engine, liquidation, API, WebSocket, demo)",
+        description="Run the benchmark suite and print a table (or --json: one object with "
+        "every figure and ratio). Ratios are measured in one run; absolute times depend on "
+        "the machine. The full run takes a few minutes; --quick is CI-sized.")
+    bench.add_argument("--json", action="store_true", help="print one JSON object")
+    bench.add_argument("--quick", action="store_true", help="small sizes (CI)")
+    bench.add_argument("--only", action="append", choices=SUITES, metavar="NAME",
+                       help=f"run only this suite (repeatable): {', '.join(SUITES)}")
+    bench.set_defaults(run=run_bench)
+    return bench
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run the chosen suites; print the table or JSON; exit code 0 (1 if a suite failed)."""
+    sizes = QUICK if args.quick else FULL
+    only = tuple(args.only or SUITES)
+    progress = None if args.json else _progress
+    report = collect(sizes, only, progress=progress)
+    report["command"] = "perpsim bench" + (" --quick" if args.quick else "") + "".join(
+        f" --only {name}" for name in args.only or ())
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_table(report)
+    return 1 if report["failed"] else 0
+
+
+def collect(sizes: Sizes, only: tuple[str, ...] = SUITES, *,
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the suites named in ``only`` at ``sizes``: machine, raw results, flat figures."""
+    import numpy as np
+
+    np.seterr(all="ignore")
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "engine": lambda: _engine(sizes), "liquidation": lambda: _liquidation(sizes),
+        "api": lambda: _api(sizes), "ws": lambda: _ws(sizes), "e2e": lambda: _e2e(sizes)}
+    results: dict[str, Any] = {}
+    failed: dict[str, str] = {}
+    started = time.perf_counter()
+    for name in only:
+        if progress is not None:
+            progress(name)
+        try:
+            results[name] = runners[name]()
+        except Exception as exc:  # one broken suite must not hide the others' figures
+            failed[name] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        gc.collect()
+    return {"machine": machine(), "sizes": sizes.__dict__, "results": results,
+            "figures": figures(results), "failed": failed,
+            "wall_s": round(time.perf_counter() - started, 1)}
+
+
+def _engine(sizes: Sizes) -> dict[str, Any]:
+    from benchmarks import engine_event_skipping as bench
+
+    short, long_, span = sizes.engine_days
+    result = {"short": bench.measure(short)}
+    gc.collect()
+    result["long"] = bench.measure(long_)
+    gc.collect()
+    result["resolution"] = bench.resolution_ratio(span)
+    return result
+
+
+def _liquidation(sizes: Sizes) -> dict[str, Any]:
+    from benchmarks import liquidation_scale
+
+    return liquidation_scale.run(sizes.accounts)
+
+
+def _api(sizes: Sizes) -> dict[str, Any]:
+    from benchmarks import api_latency
+
+    return api_latency.run(sizes.api_rounds, sizes.api_seconds, sizes.api_clients)
+
+
+def _ws(sizes: Sizes) -> dict[str, Any]:
+    from benchmarks import ws_fanout
+
+    return ws_fanout.run(sizes.ws_subscribers, sizes.ws_seconds)
+
+
+def _e2e(sizes: Sizes) -> dict[str, Any]:
+    try:
+        from strategy.dryrun import dry_run  # noqa: F401
+    except ImportError as exc:
+        return {"skipped": f"strategy.dryrun.dry_run is not importable ({exc})"}
+    from benchmarks import e2e_demo
+
+    return e2e_demo.run(sizes.e2e_scenario)
+
+
+# ---- the flat figures ---------------------------------------------------------------------------
+def figures(results: Mapping[str, Any]) -> dict[str, float]:
+    """Every figure and ratio by a flat name (only for the suites that ran)."""
+    out: dict[str, float] = {}
+    engine = results.get("engine")
+    if engine:
+        for span in ("short", "long"):
+            r = engine[span]
+            out.update({f"engine_{span}_days": r["days"], f"engine_{span}_rows": r["rows"],
+                        f"engine_{span}_s": r["engine_s"],
+                        f"engine_{span}_rows_per_s": r["rows_per_s"],
+                        f"engine_{span}_baseline_s": r["baseline_s"],
+                        f"engine_{span}_speedup": r["speedup"]})
+        res = engine["resolution"]
+        out.update({"engine_resolution_days": res["days"],
+                    "engine_1s_s": res["engine_s_coarse"], "engine_100ms_s": res["engine_s_fine"],
+                    "engine_100ms_over_1s_rows": res["rows_ratio"],
+                    "engine_100ms_over_1s_time": res["time_ratio"],
+                    "engine_long_target_s": ENGINE_TARGET_S})
+    liq = results.get("liquidation")
+    if liq:
+        out.update({"liq_accounts": liq["accounts"], "liq_liquidations": liq["liquidations"],
+                    "liq_per_liquidation_ms": liq["per_liquidation_ms"],
+                    "liq_per_row_no_crossing_us": liq["per_row_no_crossing_us"],
+                    "liq_step_one_row_ms": liq["step_one_row_no_crossing_ms"],
+                    "liq_visited_instant_ms": liq["visited_instant_no_crossing_ms"],
+                    "liq_crash_s": liq["crash_s"], "liq_index_build_s": liq["index_build_s"]})
+    api = results.get("api")
+    if api:
+        lat, load = api["latency"], api["sustained"]
+        out.update({"api_order_p50_ms": lat["order"]["p50_ms"],
+                    "api_order_p99_ms": lat["order"]["p99_ms"],
+                    "api_floor_p50_ms": lat["signed_floor"]["p50_ms"],
+                    "api_floor_p99_ms": lat["signed_floor"]["p99_ms"],
+                    "api_public_floor_p50_ms": lat["public_floor"]["p50_ms"],
+                    "api_order_over_floor_p50": lat["order_over_signed_floor_p50"],
+                    "api_order_over_floor_p99": lat["order_over_signed_floor_p99"],
+                    "api_orders_per_s": load["orders_per_s"],
+                    "api_orders_per_s_one_client": load["orders_per_s_one_client"],
+                    "api_concurrency_gain": load["concurrency_gain"]})
+    ws = results.get("ws")
+    if ws:
+        out.update({"ws_subscribers": ws["subscribers"], "ws_frames_per_s": ws["frames_per_s"],
+                    "ws_frames_per_subscriber_per_s": ws["frames_per_subscriber_per_s"],
+                    "ws_delivered_share": ws["delivered_share"]})
+    e2e = results.get("e2e")
+    if e2e and "skipped" not in e2e:
+        out.update({"e2e_wall_s": e2e["wall_s"], "e2e_simulated_days": e2e["simulated_days"],
+                    "e2e_days_per_wall_s": e2e["simulated_days_per_wall_s"]})
+    return out
+
+
+def checks(results: Mapping[str, Any]) -> dict[str, bool]:
+    """The yes/no outcomes: the engine target, agreement and conservation checks."""
+    out: dict[str, bool] = {}
+    if "engine" in results:
+        out["engine_long_under_target"] = results["engine"]["long"]["engine_s"] < ENGINE_TARGET_S
+    if "liquidation" in results:
+        liq = results["liquidation"]
+        out["liq_ledger_conserved"] = bool(liq["ledger_conserved"])
+        out["liq_no_survivor_past_its_level"] = liq["survivors_past_their_level"] == 0
+    return out
+
+
+# ---- machine and output -------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    import ccxt
+    import numpy as np
+
+    return {"nproc": os.cpu_count(), "cpu": _cpu_model(), "ram_gb": _ram_gb(),
+            "python": platform.python_version(), "platform": platform.platform(),
+            "numpy": np.__version__, "ccxt": ccxt.__version__,
+            "load_avg_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _ram_gb() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 1024**2, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _progress(name: str) -> None:
+    print(f"perpsim bench: running {name} ...", file=sys.stderr, flush=True)
+
+
+_LABELS = {
+    "engine": "engine: event skipping", "liquidation": "liquidation at scale",
+    "api": "API over ccxt (loopback)", "ws": "WebSocket fan-out", "e2e": "end to end (demo)"}
+
+
+def _print_table(report: Mapping[str, Any]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    m = report["machine"]
+    console.print(f"[bold]perpsim bench[/bold] · {m['nproc']} cores · {m['cpu']} · "
+                  f"{m['ram_gb']} GB · Python {m['python']} · load {m['load_avg_1m']}")
+    results = report["results"]
+    table = Table(box=box.SIMPLE_HEAD, show_lines=False)
+    table.add_column("suite")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for suite, rows in _table_rows(results).items():
+        for i, (label, value) in enumerate(rows):
+            table.add_row(_LABELS[suite] if i == 0 else "", label, value)
+        table.add_section()
+    console.print(table)
+    for name, ok in checks(results).items():
+        console.print(f"{'✓' if ok else '✗'} {name}")
+    for name, error in report["failed"].items():
+        console.print(f"[red]✗ {name} failed: {error}[/red]")
+    console.print(f"reproduce: {report['command']}   (wall {report['wall_s']} s)")
+
+
+def _table_rows(results: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    rows: dict[str, list[tuple[str, str]]] = {}
+    if "engine" in results:
+        e = results["engine"]
+        found = []
+        for span in ("short", "long"):
+            r = e[span]
+            found += [
+                (f"{r['days']:g} d at 1 s: engine ({r['rows']:,} rows)", f"{r['engine_s']} s"),
+                (f"{r['days']:g} d: per-row baseline / engine", f"{r['speedup']}×"
+                 f"  ({r['baseline_s']} s)")]
+        res = e["resolution"]
+        found += [(f"{res['days']:g} d: 100 ms vs 1 s rows", f"{res['rows_ratio']}× rows"),
+                  ("… engine time ratio", f"{res['time_ratio']}×  ({res['engine_s_fine']} s vs "
+                   f"{res['engine_s_coarse']} s)"),
+                  ("target: long span under", f"{ENGINE_TARGET_S} s")]
+        rows["engine"] = found
+    if "liquidation" in results:
+        r = results["liquidation"]
+        rows["liquidation"] = [
+            ("accounts / liquidations", f"{r['accounts']:,} / {r['liquidations']:,}"),
+            ("per liquidation (crash)", f"{r['per_liquidation_ms']} ms"),
+            ("per row, no crossing", f"{r['per_row_no_crossing_us']} µs"),
+            ("one-row step, no crossing", f"{r['step_one_row_no_crossing_ms']} ms"),
+            ("visited instant, no crossing", f"{r['visited_instant_no_crossing_ms']} ms"),
+            ("index build (all positions)", f"{r['index_build_s']} s"),
+            ("ledger conserved · survivors past level",
+             f"{r['ledger_conserved']} · {r['survivors_past_their_level']}")]
+    if "api" in results:
+        lat, load = results["api"]["latency"], results["api"]["sustained"]
+        rows["api"] = [
+            ("order p50 / p99", f"{lat['order']['p50_ms']} / {lat['order']['p99_ms']} ms"),
+            ("signed floor p50 / p99",
+             f"{lat['signed_floor']['p50_ms']} / {lat['signed_floor']['p99_ms']} ms"),
+            ("order / floor (p50, p99)",
+             f"{lat['order_over_signed_floor_p50']}× · {lat['order_over_signed_floor_p99']}×"),
+            ("public floor p50", f"{lat['public_floor']['p50_ms']} ms"),
+            (f"orders/s, {load['clients']} clients (1 client)",
+             f"{load['orders_per_s']} ({load['orders_per_s_one_client']})")]
+    if "ws" in results:
+        r = results["ws"]
+        rows["ws"] = [(f"frames/s to {r['subscribers']} subscribers", f"{r['frames_per_s']:,}"),
+                      ("per subscriber", f"{r['frames_per_subscriber_per_s']}/s"),
+                      ("owed frames delivered", f"{r['delivered_share']:.1%}")]
+    if "e2e" in results:
+        r = results["e2e"]
+        rows["e2e"] = [("skipped", r["skipped"])] if "skipped" in r else [
+            (f"demo hedge, {r['simulated_days']:g} days", f"{r['wall_s']} s wall"),
+            ("simulated days per wall second", f"{r['simulated_days_per_wall_s']}")]
+    return rows

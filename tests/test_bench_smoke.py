@@ -1,0 +1,86 @@
+"""``perpsim bench`` runs end to end and reports every figure (tiny sizes; never timed).
+
+The benchmarks compare ratios measured in one run and are not assertions about speed; this only
+checks that each suite runs, agrees with its own checks and prints every key as a positive
+number, so a refactor cannot silently break ``perpsim bench --json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from perpsim import bench
+
+TINY = bench.Sizes(engine_days=(0.05, 0.1, 0.05), accounts=150, api_rounds=10,
+                   api_seconds=0.3, api_clients=8, ws_subscribers=10, ws_seconds=0.3,
+                   e2e_scenario="calm")
+
+EXPECTED = {
+    "engine_short_days", "engine_short_rows", "engine_short_s", "engine_short_rows_per_s",
+    "engine_short_baseline_s", "engine_short_speedup", "engine_long_days", "engine_long_rows",
+    "engine_long_s", "engine_long_rows_per_s", "engine_long_baseline_s", "engine_long_speedup",
+    "engine_resolution_days", "engine_1s_s", "engine_100ms_s", "engine_100ms_over_1s_rows",
+    "engine_100ms_over_1s_time", "engine_long_target_s",
+    "liq_accounts", "liq_liquidations", "liq_per_liquidation_ms", "liq_per_row_no_crossing_us",
+    "liq_step_one_row_ms", "liq_visited_instant_ms", "liq_crash_s", "liq_index_build_s",
+    "api_order_p50_ms", "api_order_p99_ms", "api_floor_p50_ms", "api_floor_p99_ms",
+    "api_public_floor_p50_ms", "api_order_over_floor_p50", "api_order_over_floor_p99",
+    "api_orders_per_s", "api_orders_per_s_one_client", "api_concurrency_gain",
+    "ws_subscribers", "ws_frames_per_s", "ws_frames_per_subscriber_per_s", "ws_delivered_share",
+    "e2e_wall_s", "e2e_simulated_days", "e2e_days_per_wall_s",
+}
+
+
+@pytest.fixture(scope="module")
+def report() -> dict[str, object]:
+    return bench.collect(TINY)
+
+
+def test_every_suite_runs_and_every_figure_is_a_positive_number(
+        report: dict[str, object]) -> None:
+    assert report["failed"] == {}
+    figures = report["figures"]
+    assert isinstance(figures, dict)
+    assert set(figures) == EXPECTED
+    bad = {k: v for k, v in figures.items()
+           if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0}
+    assert not bad, bad
+    json.dumps(report)  # the --json output is one JSON object
+
+
+def test_the_suites_own_checks_hold(report: dict[str, object]) -> None:
+    results = report["results"]
+    assert isinstance(results, dict)
+    outcome = bench.checks(results)
+    assert outcome["liq_ledger_conserved"]
+    assert outcome["liq_no_survivor_past_its_level"]
+    machine = report["machine"]
+    assert isinstance(machine, dict)
+    assert machine["nproc"]
+    assert machine["cpu"]
+
+
+def test_the_command_line_parses_and_prints_json(monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="perpsim")
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench.add_bench_parser(sub)
+    args = parser.parse_args(["bench", "--json", "--quick", "--only", "engine"])
+    assert args.only == ["engine"]
+    assert args.quick
+    assert args.json
+    monkeypatch.setattr(bench, "QUICK", TINY)
+    assert args.run(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["command"] == "perpsim bench --quick --only engine"
+    assert printed["figures"]["engine_long_speedup"] > 0
+
+
+def test_the_table_prints(capsys: pytest.CaptureFixture[str], report: dict[str, object]) -> None:
+    bench._print_table({**report, "command": "perpsim bench"})
+    out = capsys.readouterr().out
+    assert "liquidation at scale" in out
+    assert "reproduce: perpsim bench" in out
