@@ -140,7 +140,6 @@ def _next_scheduled(ex: Exchange, now_ms: int) -> int:
 
 def collect_levels(ex: Exchange, symbol: str) -> Levels:
     """Every level that could trigger something on ``symbol`` now."""
-    from sim import algo
     from sim.risk import liquidation_prices
 
     levels = Levels()
@@ -156,6 +155,15 @@ def collect_levels(ex: Exchange, symbol: str) -> Levels:
             call, _ = liquidation_prices(ex, account_id, pos, call_scale)
             if call is not None:
                 levels.add_mark(call, fires_below=pos.side > 0)
+    add_order_levels(ex, symbol, levels)
+    return levels
+
+
+def add_order_levels(ex: Exchange, symbol: str, levels: Levels) -> None:
+    """Levels of resting orders (the synthetic quotes reaching them), conditional orders and
+    client wake-ups on ``symbol``."""
+    from sim import algo
+
     book = ex.books[symbol]
     max_buy, min_sell = book.crossing_levels()
     offset = book.synthetic_offset_usd()
@@ -169,7 +177,6 @@ def collect_levels(ex: Exchange, symbol: str) -> Levels:
             levels.add_mark(wake.mark_above, fires_below=False)
         if wake.symbol == symbol and wake.mark_below is not None:
             levels.add_mark(wake.mark_below, fires_below=True)
-    return levels
 
 
 def _scan(ex: Exchange, symbol: str, levels: Levels, now_ms: int, end_ms: int) -> int | None:

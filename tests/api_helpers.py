@@ -8,10 +8,12 @@ before the full dialect exists.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 
 from api.binance_coinm.market_info import exchange_info, leverage_brackets
@@ -54,3 +56,36 @@ def market_app(
         return leverage_brackets(profile, signed.params.get("symbol"))
 
     return app
+
+
+class AsgiClient:
+    """Synchronous calls into an ASGI app in-process (starlette's TestClient warns on httpx)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request through httpx's ASGI transport; app errors become 500 answers."""
+        async def call() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
+            async with httpx.AsyncClient(transport=transport, base_url="http://perpsim") as http:
+                return await http.request(method, path, **kwargs)
+
+        return asyncio.run(call())
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        """GET ``path``."""
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        """POST ``path``."""
+        return self.request("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> httpx.Response:
+        """PUT ``path``."""
+        return self.request("PUT", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
+        """DELETE ``path``."""
+        return self.request("DELETE", path, **kwargs)
+

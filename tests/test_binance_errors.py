@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from collections.abc import Iterator
@@ -10,7 +9,6 @@ from decimal import Decimal
 from typing import Any
 
 import ccxt
-import httpx
 import pytest
 from fastapi import FastAPI
 
@@ -25,6 +23,8 @@ from api.binance_errors import (
 from sim import errors as domain
 from sim.money import check_tick, positive_price, whole_contracts
 from strategy.connect import connect
+
+from api_helpers import AsgiClient
 
 URL = "http://127.0.0.1:9/dapi/v1/order"
 # Domain classes that are the server's fault, not the request's: they answer 500 / −1000.
@@ -218,28 +218,8 @@ def test_binance_paths() -> None:
     assert not is_binance_path("/dapix")
 
 
-class Client:
-    """Synchronous calls into an ASGI app in-process (starlette's TestClient warns on httpx)."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async def call() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://perpsim") as http:
-                return await http.request(method, path, **kwargs)
-
-        return asyncio.run(call())
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
-
-    def put(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("PUT", path, **kwargs)
+class Client(AsgiClient):
+    """The in-process client these tests use."""
 
 
 @pytest.fixture

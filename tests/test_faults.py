@@ -24,6 +24,7 @@ from api.server import serve_in_thread
 from api.state import ServerConfig, ServerState
 from strategy.connect import connect
 
+from api_helpers import AsgiClient
 from conftest import START, START_MS
 from live_market import until
 
@@ -40,30 +41,13 @@ class FakeWall:
         return self.ms
 
 
-class InProcess:
-    """Synchronous calls into the app in-process (starlette's TestClient warns on httpx)."""
+class InProcess(AsgiClient):
+    """The app in-process, with the fault harness installed and an optional fake wall clock."""
 
     def __init__(self, wall: FakeWall | None) -> None:
         state = ServerState(ServerConfig(start=START), wall_ms=wall)
-        self.app = create_app(state=state)
+        super().__init__(create_app(state=state))
         install_harness(self.app)
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async def call() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://perpsim") as http:
-                return await http.request(method, path, **kwargs)
-
-        return asyncio.run(call())
-
-    def get(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", path, **kwargs)
-
-    def post(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", path, **kwargs)
-
-    def delete(self, path: str, **kwargs: Any) -> httpx.Response:
-        return self.request("DELETE", path, **kwargs)
 
 
 def in_process(wall: FakeWall | None = None) -> InProcess:

@@ -167,8 +167,6 @@ def test_incremental_index_equals_a_fresh_one_through_a_crowded_crash(prof: str)
 # ---- whole runs: byte-identical to the brute-force engine ----------------------------------------
 def _brute_collect(ex: Exchange, symbol: str) -> watch.Levels:
     """``collect_levels`` as it was before the index: every position solved exactly."""
-    from sim import algo
-
     levels = watch.Levels()
     call_scale = 1 / ex.profile.liquidation.margin_call_ratio
     for account in ex.accounts.values():
@@ -182,19 +180,7 @@ def _brute_collect(ex: Exchange, symbol: str) -> watch.Levels:
             call, _ = liquidation_prices(ex, account.account_id, pos, call_scale)
             if call is not None:
                 levels.add_mark(call, fires_below=pos.side > 0)
-    book = ex.books[symbol]
-    max_buy, min_sell = book.crossing_levels()
-    offset = book.synthetic_offset_usd()
-    if max_buy is not None:
-        levels.add_last(max_buy - offset, fires_below=True)
-    if min_sell is not None:
-        levels.add_last(min_sell + offset, fires_below=False)
-    algo.add_levels(ex, symbol, levels)
-    for wake in ex.wakes:
-        if wake.symbol == symbol and wake.mark_above is not None:
-            levels.add_mark(wake.mark_above, fires_below=False)
-        if wake.symbol == symbol and wake.mark_below is not None:
-            levels.add_mark(wake.mark_below, fires_below=True)
+    watch.add_order_levels(ex, symbol, levels)
     return levels
 
 
