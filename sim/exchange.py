@@ -47,6 +47,7 @@ from sim.market import MarketPricer, PriceTape
 from sim.money import positive_price, positive_quantity
 from sim.orders import Order
 from sim.profile import Instrument, Profile
+from sim.risk import mark_value_coin
 from sim.scenario import Scenario
 
 
@@ -84,7 +85,6 @@ class SymbolState:
     """Per-symbol market state that is not a pure function of the tape."""
 
     last_trade_price: Decimal | None = None
-    last_trade_ms: int = -1
     last_trade_tape: tuple[int, int] = (-1, -1)  # (tape row, tape version) when it printed
     last_funding_rate: Decimal = Decimal(0)
     next_funding_rate: Decimal | None = None  # venues that pay the previous window's rate
@@ -434,7 +434,7 @@ class Exchange:
         if lev != lev.to_integral_value():
             raise InvalidInput(f"leverage must be a whole number, got {leverage!r}")
         inst = self.instrument(pos.symbol)
-        value = trading.position_value_coin(self, pos) if pos.is_open else Decimal(0)
+        value = mark_value_coin(self, pos) if pos.is_open else Decimal(0)
         check_leverage(inst.brackets, value, lev)
         pos.leverage = int(lev)
         self.journal.append(self.now_ms, "leverage.changed", account_id=account_id,

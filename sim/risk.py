@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from sim import liquidation_price as lp
 from sim.inverse import coin_value, pnl_coin
 from sim.margin import bracket_for, initial_margin_coin
+from sim.margin import margin_ratio as exact_margin_ratio
 
 if TYPE_CHECKING:
     from sim.accounts import Position
@@ -157,13 +158,13 @@ def removable_isolated_margin(ex: Exchange, account_id: str, pos: Position) -> D
     return max(ZERO, min(wallet, balance - position_im(ex, pos)))
 
 
+# Journals and wires cannot carry Infinity: "nothing left" shows as this ratio.
+_NOTHING_LEFT_RATIO = Decimal(999)
+
+
 def margin_ratio(mm: Decimal, balance: Decimal) -> Decimal:
-    """MM / margin balance (≥ 1: liquidation); 0 with no MM, large when nothing is left."""
-    if mm <= 0:
-        return ZERO
-    if balance <= 0:
-        return Decimal(999)
-    return mm / balance
+    """MM / margin balance (≥ 1: liquidation), capped so that "nothing left" stays finite."""
+    return min(exact_margin_ratio(mm, balance), _NOTHING_LEFT_RATIO)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from sim.orders import (
     check_client_order_id,
     check_order,
 )
-from sim.risk import cross_available, mark_value_coin
+from sim.risk import cross_available
 
 if TYPE_CHECKING:
     from sim.accounts import Account, Position
@@ -47,11 +47,6 @@ if TYPE_CHECKING:
 
 # Binance's rule for newClientOrderId.
 _CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
-
-
-def position_value_coin(ex: Exchange, pos: Position) -> Decimal:
-    """Value of the position in coin at the mark now."""
-    return mark_value_coin(ex, pos)
 
 
 def place_order(ex: Exchange, account_id: str, symbol: object, side: object, order_type: object,
@@ -190,7 +185,7 @@ def record_trade(ex: Exchange, inst: Instrument, price: Decimal, qty: int,
 
     trade_id = ex.next_id("trade")
     state = ex.states[inst.symbol]
-    state.last_trade_price, state.last_trade_ms = price, ex.now_ms
+    state.last_trade_price = price
     state.last_trade_tape = ex.tape_position(inst.symbol)
     state.trades.append(Trade(trade_id, inst.symbol, price, qty, taker_side == "SELL",
                               ex.now_ms))
@@ -297,17 +292,12 @@ def _settle(ex: Exchange, coin: str, amount: Decimal, account_name: str, reason:
 
 
 def debit_from(ex: Exchange, coin: str, amount: Decimal, sources: list[str], destination: str,
-               reason: str, ref: str, *, cover: bool = True) -> Decimal:
-    """Take ``amount`` from ``sources`` in order, then (``cover``) the insurance fund, then the
-    market; returns what the fund and the market had to cover. Without ``cover`` — or when
-    the fund itself is being paid — what the sources cannot pay is simply not collected."""
-    left = amount
-    for name in sources:
-        take = min(left, ex.ledger.balance(name))
-        if take > 0:
-            ex.ledger.post(name, destination, coin, take, reason, ref, ex.now_ms)
-            left -= take
-    if left <= 0 or not cover or destination == insurance_account(coin):
+               reason: str, ref: str) -> Decimal:
+    """Take ``amount`` from ``sources`` in order, then the insurance fund, then the market;
+    returns what the fund and the market had to cover. When the fund itself is being paid,
+    what the sources cannot pay is simply not collected."""
+    left = uncollected(ex, coin, amount, sources, destination, reason, ref)
+    if left <= 0 or destination == insurance_account(coin):
         return Decimal(0)
     covered = left
     fund = insurance_account(coin)
