@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from api import control
-from api.binance_errors import install_error_handlers
-from api.harness import install_harness
-from api.state import ServerConfig, ServerState
+from perpsim.api import control
+from perpsim.api.binance_errors import install_error_handlers
+from perpsim.api.harness import install_harness
+from perpsim.api.state import ServerConfig, ServerState
 
 REALTIME_TICK_S = 0.05
 
@@ -42,7 +42,7 @@ def create_app(config: ServerConfig | None = None, *, state: ServerState | None 
     install_error_handlers(app)
     app.include_router(control.router)
     _include_dialect(app)
-    from api.ui import router as ui_router
+    from perpsim.api.ui import router as ui_router
 
     app.include_router(ui_router)
     install_harness(app)  # fault injection and recording: inert until asked for
@@ -51,7 +51,7 @@ def create_app(config: ServerConfig | None = None, *, state: ServerState | None 
 
 def _include_dialect(app: FastAPI) -> None:
     """Mount the Binance COIN-M routers and WebSocket endpoints (whichever are present)."""
-    from api.binance_coinm.routes import ROUTERS
+    from perpsim.api.binance_coinm.routes import ROUTERS
 
     for router in ROUTERS:
         app.include_router(router)

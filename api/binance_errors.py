@@ -36,8 +36,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import signing
-from sim import errors as domain
+from perpsim.api import signing
+from perpsim.sim import errors as domain
 
 # Paths that speak the Binance dialect (connect() maps every ccxt base URL onto one of these);
 # anything else (the /control plane) keeps its own error shape.

@@ -22,14 +22,14 @@ from pydantic import (
     model_validator,
 )
 
-from api.deps import State
-from api.state import ServerState
-from sim import risk
-from sim.errors import InvalidInput
-from sim.exchange import Wake
-from sim.journal import Event
-from sim.ledger import insurance_account
-from sim.money import positive_price
+from perpsim.api.deps import State
+from perpsim.api.state import ServerState
+from perpsim.sim import risk
+from perpsim.sim.errors import InvalidInput
+from perpsim.sim.exchange import Wake
+from perpsim.sim.journal import Event
+from perpsim.sim.ledger import insurance_account
+from perpsim.sim.money import positive_price
 
 router = APIRouter(prefix="/control", tags=["control"])
 

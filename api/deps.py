@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.state import ServerState
+from perpsim.api.state import ServerState
 
 
 def get_state(request: Request) -> ServerState:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from api.faults import FaultSpec
+    from perpsim.api.faults import FaultSpec
 
 
 @dataclass

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, HTTPException, Request
 from pydantic import ValidationError
 
-from api.faults import FaultSpec
-from sim.errors import InvalidInput
+from perpsim.api.faults import FaultSpec
+from perpsim.sim.errors import InvalidInput
 
 router = APIRouter(prefix="/control", tags=["control"])
 

@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from api.binance_errors import UNKNOWN_ERROR_MSG, is_binance_path
-from api.fault_rates import HttpError, RateBudget
+from perpsim.api.binance_errors import UNKNOWN_ERROR_MSG, is_binance_path
+from perpsim.api.fault_rates import HttpError, RateBudget
 
 if TYPE_CHECKING:
-    from sim.exchange import Exchange
+    from perpsim.sim.exchange import Exchange
 
 Kind = Literal["latency", "http_5xx", "rate_limit", "order_reject", "ws_disconnect", "ws_drop",
                "ws_delay", "listen_key_expiry", "downtime"]
@@ -428,7 +428,7 @@ def _downtime_at_start(ex: Exchange, rule: FaultRule,
 
 def start_downtime(ex: Exchange, rule: FaultRule) -> None:
     """A window opens: journal it and apply the resting-orders policy."""
-    from sim import algo, trading
+    from perpsim.sim import algo, trading
 
     spec = rule.spec
     accounts = [spec.account_id] if spec.account_id is not None else list(ex.accounts)

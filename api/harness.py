@@ -26,17 +26,17 @@ from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 
-from api import fault_routes, recording
-from api.binance_errors import is_binance_path
-from api.faults import FaultRegistry, HttpDecision, HttpError, HttpRequest
-from api.recording import (
+from perpsim.api import fault_routes, recording
+from perpsim.api.binance_errors import is_binance_path
+from perpsim.api.faults import FaultRegistry, HttpDecision, HttpError, HttpRequest
+from perpsim.api.recording import (
     RECORDED_HEADERS,
     Recorder,
     is_recorded,
     start_recording,
     stop_recording,
 )
-from api.state import ServerState
+from perpsim.api.state import ServerState
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -35,8 +35,8 @@ from typing import Any, TextIO
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.state import ServerState
-from sim.errors import InvalidInput, InvalidState
+from perpsim.api.state import ServerState
+from perpsim.sim.errors import InvalidInput, InvalidState
 
 FORMAT = "perpsim-recording"
 VERSION = 1

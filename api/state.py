@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from sim.errors import InvalidInput
-from sim.exchange import Exchange
-from sim.journal import Event
-from sim.profile import load_profile
-from sim.scenario import load_scenario
-from sim.synthetic import parse_time_ms
+from perpsim.sim.errors import InvalidInput
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.journal import Event
+from perpsim.sim.profile import load_profile
+from perpsim.sim.scenario import load_scenario
+from perpsim.sim.synthetic import parse_time_ms
 
 ClockMode = Literal["stepped", "realtime"]
 LISTEN_KEY_TTL_MS = 60 * 60 * 1000  # Binance: a listen key lives 60 minutes unless kept alive

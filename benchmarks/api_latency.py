@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.server import child_server, control
-from strategy.connect import connect
+from perpsim.benchmarks.server import child_server, control
+from perpsim.strategy.connect import connect
 
 SYMBOL = "BTC/USD:BTC"
 

@@ -17,26 +17,25 @@ import json
 import time
 from typing import Any
 
-from api.app import create_app
-from api.server import serve_in_thread
-from api.state import ServerConfig, ServerState
-from perpsim.cli import DEMO_SCENARIO, build_parser, hedge_config
+from perpsim.api.app import create_app
+from perpsim.api.server import serve_in_thread
+from perpsim.api.state import ServerConfig, ServerState
+from perpsim.strategy.record import DEMO_PROFILE, DEMO_SCENARIO, HedgeConfig
 
 DAY_MS = 86_400_000
 
 
 def run(scenario: str = DEMO_SCENARIO) -> dict[str, Any]:
     """Run the demo's hedge on ``scenario``; the figures."""
-    from strategy.dryrun import dry_run
+    from perpsim.strategy.dryrun import dry_run
 
-    args = build_parser().parse_args(["demo", "--scenario", scenario])
-    config = hedge_config(args)
-    state = ServerState(ServerConfig(profile=args.profile, scenario=args.scenario,
-                                     seed=args.seed, clock="stepped"))
+    config = HedgeConfig()  # the demo's options are HedgeConfig's defaults
+    state = ServerState(ServerConfig(profile=DEMO_PROFILE, scenario=scenario, seed=0,
+                                     clock="stepped"))
     started = time.perf_counter()
     with serve_in_thread(create_app(state=state)) as base_url:
-        record = asyncio.run(dry_run(base_url, config, scenario=args.scenario,
-                                     profile=args.profile, seed=args.seed))
+        record = asyncio.run(dry_run(base_url, config, scenario=scenario,
+                                     profile=DEMO_PROFILE, seed=0))
     wall_s = time.perf_counter() - started
     end_ms = record.end_ms if record.end_ms is not None else record.start_ms
     days = (end_ms - record.start_ms) / DAY_MS

@@ -33,12 +33,12 @@ from decimal import Decimal
 
 import numpy as np
 
-from benchmarks import sig
-from sim import trading
-from sim.exchange import Exchange
-from sim.profile import load_profile
-from sim.risk import liquidation_prices
-from sim.scenario import PricePath, Scenario, load_scenario
+from perpsim.benchmarks import sig
+from perpsim.sim import trading
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.profile import load_profile
+from perpsim.sim.risk import liquidation_prices
+from perpsim.sim.scenario import PricePath, Scenario, load_scenario
 
 _BASELINE_CHUNK = 1_000_000
 

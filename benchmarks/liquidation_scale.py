@@ -31,13 +31,13 @@ from decimal import Decimal
 
 import numpy as np
 
-from benchmarks import sig
-from sim import trading
-from sim.errors import PerpsimError
-from sim.exchange import Exchange
-from sim.liquidation import _reached
-from sim.profile import Profile, load_profile
-from sim.scenario import PricePath, Scenario
+from perpsim.benchmarks import sig
+from perpsim.sim import trading
+from perpsim.sim.errors import PerpsimError
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.liquidation import _reached
+from perpsim.sim.profile import Profile, load_profile
+from perpsim.sim.scenario import PricePath, Scenario
 
 SYMBOL = "BTCUSD_PERP"
 START_MS = 1_704_067_200_000  # 2024-01-01T00:00Z: the next funding time is 08:00

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
-from api.server import LOOPBACK, free_port
+from perpsim.api.server import LOOPBACK, free_port
 
 
 @contextmanager

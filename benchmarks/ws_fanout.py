@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import websockets
 
-from benchmarks.server import child_server
+from perpsim.benchmarks.server import child_server
 
 STREAMS = ["btcusd_perp@bookTicker", "btcusd_perp@markPrice@1s"]
 STEP_MS = 1_000

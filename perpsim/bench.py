@@ -106,7 +106,7 @@ def collect(sizes: Sizes, only: tuple[str, ...] = SUITES, *,
 
 
 def _engine(sizes: Sizes) -> dict[str, Any]:
-    from benchmarks import engine_event_skipping as bench
+    from perpsim.benchmarks import engine_event_skipping as bench
 
     short, long_, span = sizes.engine_days
     result = {"short": bench.measure(short)}
@@ -118,29 +118,29 @@ def _engine(sizes: Sizes) -> dict[str, Any]:
 
 
 def _liquidation(sizes: Sizes) -> dict[str, Any]:
-    from benchmarks import liquidation_scale
+    from perpsim.benchmarks import liquidation_scale
 
     return liquidation_scale.run(sizes.accounts)
 
 
 def _api(sizes: Sizes) -> dict[str, Any]:
-    from benchmarks import api_latency
+    from perpsim.benchmarks import api_latency
 
     return api_latency.run(sizes.api_rounds, sizes.api_seconds, sizes.api_clients)
 
 
 def _ws(sizes: Sizes) -> dict[str, Any]:
-    from benchmarks import ws_fanout
+    from perpsim.benchmarks import ws_fanout
 
     return ws_fanout.run(sizes.ws_subscribers, sizes.ws_seconds)
 
 
 def _e2e(sizes: Sizes) -> dict[str, Any]:
     try:
-        from strategy.dryrun import dry_run  # noqa: F401
+        from perpsim.strategy.dryrun import dry_run  # noqa: F401
     except ImportError as exc:
-        return {"skipped": f"strategy.dryrun.dry_run is not importable ({exc})"}
-    from benchmarks import e2e_demo
+        return {"skipped": f"perpsim.strategy.dryrun.dry_run is not importable ({exc})"}
+    from perpsim.benchmarks import e2e_demo
 
     return e2e_demo.run(sizes.e2e_scenario)
 

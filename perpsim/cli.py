@@ -14,11 +14,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sim.errors import PerpsimError
+from perpsim.sim.errors import PerpsimError
+from perpsim.strategy.record import DEMO_SCENARIO
 
 if TYPE_CHECKING:
-    from api.state import ServerState
-    from strategy.record import HedgeConfig, RunRecord
+    from perpsim.api.state import ServerState
+    from perpsim.strategy.record import HedgeConfig, RunRecord
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -92,12 +93,11 @@ def _leverage(text: str) -> int:
     return value
 
 
-DEMO_SCENARIO = "calm_30d"
 DEMO_REPORT = "perpsim-demo-report.html"
 
 
 def _scenario_epilog() -> str:
-    from sim.scenario import bundled_scenarios
+    from perpsim.sim.scenario import bundled_scenarios
 
     lines = [f"  {name:<16} {text}" for name, text in bundled_scenarios().items()
              if name != "manual"]
@@ -144,7 +144,7 @@ def _add_run_options(cmd: argparse.ArgumentParser, *, scenario_default: str | No
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
-    from sim.scenario import bundled_scenarios
+    from perpsim.sim.scenario import bundled_scenarios
 
     parser = _Parser(prog="perpsim", description="A mock exchange for inverse perpetual futures.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -220,8 +220,8 @@ def ccxt_snippet(base_url: str, api_key: str = "<api_key>", secret: str = "<api_
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.app import create_app
-    from api.state import ServerConfig, ServerState
+    from perpsim.api.app import create_app
+    from perpsim.api.state import ServerConfig, ServerState
 
     state = ServerState(ServerConfig(profile=args.profile, scenario=args.scenario,
                                      seed=args.seed, start=args.start, clock=args.clock,
@@ -241,7 +241,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.record is None:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         return EXIT_OK
-    from api.harness import record_to
+    from perpsim.api.harness import record_to
 
     with record_to(app, args.record) as summary:
         print(f"  recording to:           {args.record}", flush=True)
@@ -261,7 +261,7 @@ class BadInput(PerpsimError):
 
 def hedge_config(args: argparse.Namespace) -> HedgeConfig:
     """The run's HedgeConfig from the parsed options (BadInput on a bad combination)."""
-    from strategy.record import HedgeConfig
+    from perpsim.strategy.record import HedgeConfig
 
     if args.collateral is not None and args.collateral > args.spot:
         raise BadInput(f"--collateral {args.collateral} exceeds --spot {args.spot} "
@@ -287,7 +287,7 @@ def _scenario_ref(text: str) -> str:
 
 def _market(args: argparse.Namespace) -> ServerState:
     """Build the market locally first: a bad scenario or profile fails here, naming the file."""
-    from api.state import ServerConfig, ServerState
+    from perpsim.api.state import ServerConfig, ServerState
 
     state = ServerState(ServerConfig(profile=args.profile, scenario=args.scenario,
                                      seed=args.seed, clock="stepped"))
@@ -302,15 +302,15 @@ def run_job(args: argparse.Namespace, *, report: str | None, title: str) -> int:
     import asyncio
     import json
 
-    from api.app import create_app
-    from api.server import serve_in_thread
-    from strategy.report import write_report
-    from strategy.results import to_json
+    from perpsim.api.app import create_app
+    from perpsim.api.server import serve_in_thread
+    from perpsim.strategy.report import write_report
+    from perpsim.strategy.results import to_json
 
     config = hedge_config(args)
     state = _market(args)
-    from strategy.dryrun import dry_run  # after the checks: bad input never waits for ccxt
-    from strategy.plan import PlanError
+    from perpsim.strategy.dryrun import dry_run  # after the checks: bad input never waits for ccxt
+    from perpsim.strategy.plan import PlanError
 
     scenario = _scenario_ref(args.scenario)
     meta = {"scenario": args.scenario, "profile": args.profile, "seed": args.seed}
@@ -378,7 +378,7 @@ class _ProgressBar:
     @staticmethod
     def update(fraction: float, now_ms: int) -> None:
         """The runner's progress callback."""
-        from strategy.results import iso
+        from perpsim.strategy.results import iso
 
         bar = _ProgressBar.current
         if bar is not None:
@@ -391,7 +391,7 @@ def _print_summary(record: RunRecord, title: str, report: Path | None, elapsed_s
     from rich.console import Console
     from rich.table import Table
 
-    from strategy.results import attribution_rows, summary_rows
+    from perpsim.strategy.results import attribution_rows, summary_rows
 
     out = Console()
     table = Table(title=title, show_header=False, title_justify="left", box=box.SIMPLE,

@@ -40,7 +40,7 @@ from typing import Any
 import httpx
 import pytest
 
-from strategy.connect import Mode
+from perpsim.strategy.connect import Mode
 
 HOUR_MS = 3_600_000
 DEFAULT_BALANCES = {"BTC": "1"}
@@ -56,10 +56,10 @@ class PerpsimServer:
     """One live perpsim server (uvicorn on loopback, in a thread)."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
-        from api.app import create_app
-        from api.harness import install_harness
-        from api.server import serve_in_thread
-        from api.state import ServerConfig, ServerState
+        from perpsim.api.app import create_app
+        from perpsim.api.harness import install_harness
+        from perpsim.api.server import serve_in_thread
+        from perpsim.api.state import ServerConfig, ServerState
 
         config = ServerConfig(**{k: v for k, v in settings.items() if v is not None})
         self.state = ServerState(config)
@@ -197,7 +197,7 @@ class Perpsim:
         """A ccxt ``binancecoinm`` pointed at this server (``mode`` sync, async or pro), logged
         in with ``creds`` if given. Async and pro clients live on the caller's event loop:
         close them there (``async with ex:`` or ``await ex.close()``)."""
-        from strategy.connect import connect
+        from perpsim.strategy.connect import connect
 
         creds = creds or {}
         return connect(self.base_url, creds.get("api_key"), creds.get("api_secret"),

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from api.recording import BadRecording, Recording, decode_body, load_recording
+from perpsim.api.recording import BadRecording, Recording, decode_body, load_recording
 
 EXIT_EQUAL, EXIT_DIFFER, EXIT_BAD_FILE = 0, 1, 2
 
@@ -118,10 +118,10 @@ async def _call(app: Any, record: dict[str, Any]) -> int:
 
 def replay(recording: Recording, name: str = "recording") -> ReplayResult:
     """Re-apply ``recording`` to a fresh market; the digest it gives and how it compares."""
-    from api.app import create_app
-    from api.harness import install_harness
-    from api.state import ServerConfig, ServerState
-    from sim.errors import PerpsimError
+    from perpsim.api.app import create_app
+    from perpsim.api.harness import install_harness
+    from perpsim.api.state import ServerConfig, ServerState
+    from perpsim.sim.errors import PerpsimError
 
     check_consistent(recording, name)
     header = recording.header

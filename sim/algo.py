@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Literal
 
-from sim.errors import (
+from perpsim.sim.errors import (
     DuplicateClientOrderId,
     InvalidInput,
     InvalidQuantity,
@@ -22,12 +22,12 @@ from sim.errors import (
     PerpsimError,
     WouldTriggerImmediately,
 )
-from sim.money import check_tick, positive_price, positive_quantity
-from sim.orders import SIDES
+from perpsim.sim.money import check_tick, positive_price, positive_quantity
+from perpsim.sim.orders import SIDES
 
 if TYPE_CHECKING:
-    from sim.exchange import Exchange
-    from sim.watch import Levels
+    from perpsim.sim.exchange import Exchange
+    from perpsim.sim.watch import Levels
 
 AlgoType = Literal["STOP_MARKET", "STOP", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"]
 ALGO_TYPES: tuple[AlgoType, ...] = ("STOP_MARKET", "STOP", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
@@ -184,7 +184,7 @@ def _price(ex: Exchange, order: AlgoOrder) -> Decimal:
 
 def fire_due(ex: Exchange) -> None:
     """Place the orders of every conditional order whose trigger the market reached."""
-    from sim import trading
+    from perpsim.sim import trading
 
     for order in [o for o in ex.algo_orders.values() if o.is_open]:
         if order.symbol not in ex.pricers or not order.reached(_price(ex, order)):

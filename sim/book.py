@@ -49,15 +49,15 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Literal
 
-from sim.errors import (
+from perpsim.sim.errors import (
     FillOrKillUnfilled,
     InvalidInput,
     OrderNotFound,
     OrderRejected,
     PostOnlyWouldTake,
 )
-from sim.money import positive_price, round_to_tick
-from sim.orders import (
+from perpsim.sim.money import positive_price, round_to_tick
+from perpsim.sim.orders import (
     Action,
     Fill,
     MatchPlan,
@@ -67,7 +67,7 @@ from sim.orders import (
     check_order,
     opposite,
 )
-from sim.profile import Instrument
+from perpsim.sim.profile import Instrument
 
 BookSide = Literal["bids", "asks"]
 Level = tuple[Decimal, int]  # (price_usd, contracts)

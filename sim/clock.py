@@ -13,7 +13,7 @@ import simpy
 from simpy.core import StopSimulation
 from simpy.events import NORMAL, URGENT, EventPriority
 
-from sim.errors import InvalidInput
+from perpsim.sim.errors import InvalidInput
 
 # simpy orders same-time events by (priority, insertion). Ordinary timeouts are NORMAL (1);
 # the stop of an advance is scheduled behind them so that everything due at ``t`` runs first.

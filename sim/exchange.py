@@ -20,12 +20,12 @@ from decimal import Decimal
 import numpy as np
 import simpy
 
-from sim import funding, liquidation, trading, watch
-from sim.accounts import MARGIN_MODES, Account, MarginMode, Position
-from sim.algo import AlgoOrder
-from sim.book import OrderBook
-from sim.clock import SimClock
-from sim.errors import (
+from perpsim.sim import funding, liquidation, trading, watch
+from perpsim.sim.accounts import MARGIN_MODES, Account, MarginMode, Position
+from perpsim.sim.algo import AlgoOrder
+from perpsim.sim.book import OrderBook
+from perpsim.sim.clock import SimClock
+from perpsim.sim.errors import (
     InsufficientFunds,
     InvalidInput,
     InvalidState,
@@ -33,8 +33,8 @@ from sim.errors import (
     MarginModeChangeRejected,
     UnknownAccount,
 )
-from sim.journal import Event, Journal
-from sim.ledger import (
+from perpsim.sim.journal import Event, Journal
+from perpsim.sim.ledger import (
     Ledger,
     external_account,
     insurance_account,
@@ -42,13 +42,13 @@ from sim.ledger import (
     spot_account,
     wallet_account,
 )
-from sim.margin import check_leverage
-from sim.market import MarketPricer, PriceTape
-from sim.money import positive_price, positive_quantity
-from sim.orders import Order
-from sim.profile import Instrument, Profile
-from sim.risk import mark_value_coin
-from sim.scenario import Scenario
+from perpsim.sim.margin import check_leverage
+from perpsim.sim.market import MarketPricer, PriceTape
+from perpsim.sim.money import positive_price, positive_quantity
+from perpsim.sim.orders import Order
+from perpsim.sim.profile import Instrument, Profile
+from perpsim.sim.risk import mark_value_coin
+from perpsim.sim.scenario import Scenario
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,7 +374,7 @@ class Exchange:
             self.ledger.post(spot, futures, coin, value, "transfer", "spot_to_futures",
                              self.now_ms)
         else:
-            from sim.risk import cross_available
+            from perpsim.sim.risk import cross_available
 
             available = min(cross_available(self, account_id, coin),
                             self.ledger.balance(futures))

@@ -24,8 +24,8 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sim.margin import brackets_value
-from sim.profile import Instrument, Profile
+from perpsim.sim.margin import brackets_value
+from perpsim.sim.profile import Instrument, Profile
 
 U = 2.0**-52  # twice the unit roundoff: every error term below is a multiple of it
 INF = math.inf

@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sim.funding_math import funding_payment_coin
-from sim.ledger import isolated_account, market_account, wallet_account
-from sim.market import MarketPricer, PriceTape
-from sim.money import quantize
+from perpsim.sim.funding_math import funding_payment_coin
+from perpsim.sim.ledger import isolated_account, market_account, wallet_account
+from perpsim.sim.market import MarketPricer, PriceTape
+from perpsim.sim.money import quantize
 
 if TYPE_CHECKING:
     from collections.abc import Generator
 
     import simpy
 
-    from sim.exchange import Exchange
+    from perpsim.sim.exchange import Exchange
 
 
 def start(ex: Exchange) -> None:
@@ -115,7 +115,7 @@ def _recorded_rate(ex: Exchange, symbol: str, t_ms: int) -> Decimal | None:
 
 def settle(ex: Exchange, symbol: str, t_ms: int) -> None:
     """Pay funding on ``symbol`` at ``t_ms`` to and from every open position."""
-    from sim.trading import debit_from
+    from perpsim.sim.trading import debit_from
 
     inst = ex.instruments[symbol]
     state = ex.states[symbol]

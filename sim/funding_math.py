@@ -15,10 +15,17 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
-from sim.errors import InvalidInput
-from sim.inverse import coin_value, contract_size, exact, rate_value, signed_contracts, to_dec
-from sim.money import check_tick, positive_price, positive_quantity, to_decimal
-from sim.profile import Instrument, Profile
+from perpsim.sim.errors import InvalidInput
+from perpsim.sim.inverse import (
+    coin_value,
+    contract_size,
+    exact,
+    rate_value,
+    signed_contracts,
+    to_dec,
+)
+from perpsim.sim.money import check_tick, positive_price, positive_quantity, to_decimal
+from perpsim.sim.profile import Instrument, Profile
 
 Averaging = Literal["weighted", "plain"]
 

@@ -22,9 +22,9 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import NamedTuple
 
-from sim.errors import InvalidInput, InvalidQuantity
-from sim.money import check_tick, positive_price, positive_quantity, to_decimal
-from sim.profile import Rounding
+from perpsim.sim.errors import InvalidInput, InvalidQuantity
+from perpsim.sim.money import check_tick, positive_price, positive_quantity, to_decimal
+from perpsim.sim.profile import Rounding
 
 # 28 significant digits, the default of Python's decimal context: ample (a 1e6-coin amount still
 # resolves 1e-22), and a result then passes unchanged through a caller's default-context

@@ -24,7 +24,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, cast
 
-from sim.errors import InvalidInput, InvalidState
+from perpsim.sim.errors import InvalidInput, InvalidState
 
 _TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 

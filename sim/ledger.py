@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import TYPE_CHECKING
 
-from sim.errors import LedgerError
-from sim.money import MAX_ABS_AMOUNT, SATOSHI, RoundingRule, quantize
+from perpsim.sim.errors import LedgerError
+from perpsim.sim.money import MAX_ABS_AMOUNT, SATOSHI, RoundingRule, quantize
 
 if TYPE_CHECKING:
-    from sim.profile import Profile
+    from perpsim.sim.profile import Profile
 
 _COIN = re.compile(r"[A-Z][A-Z0-9]{1,11}")
 _ID = re.compile(r"[^\s:]+")

@@ -30,14 +30,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sim.fast_levels import INF, Solver
-from sim.ledger import isolated_account, wallet_account
+from perpsim.sim.fast_levels import INF, Solver
+from perpsim.sim.ledger import isolated_account, wallet_account
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from sim.accounts import Account, Position
-    from sim.exchange import Exchange
+    from perpsim.sim.accounts import Account, Position
+    from perpsim.sim.exchange import Exchange
 
 _SLACK = 1e-9  # relative: float marks against float levels (the exact check decides)
 _REBUILD_AT = 512  # changed entries tolerated before the sorted arrays are rebuilt
@@ -412,7 +412,7 @@ def _mark_bounds(ex: Exchange, symbol: str) -> tuple[float, float]:
 
 def _exact_level(ex: Exchange, account_id: str, pos: Position, scale: Decimal) -> float:
     """The exact rounded liquidation (scale 1) or margin-call price as a float level."""
-    from sim.risk import liquidation_prices
+    from perpsim.sim.risk import liquidation_prices
 
     price, _ = liquidation_prices(ex, account_id, pos, scale)
     if price is None:  # never: a long's level is −inf, a short's +inf

@@ -26,22 +26,22 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sim import risk, trading
-from sim.inverse import coin_value, fee_coin, pnl_coin
-from sim.ledger import (
+from perpsim.sim import risk, trading
+from perpsim.sim.inverse import coin_value, fee_coin, pnl_coin
+from perpsim.sim.ledger import (
     insurance_account,
     isolated_account,
     market_account,
     wallet_account,
 )
-from sim.margin import bracket_for
-from sim.money import quantize
-from sim.orders import Order, Side, opposite
+from perpsim.sim.margin import bracket_for
+from perpsim.sim.money import quantize
+from perpsim.sim.orders import Order, Side, opposite
 
 if TYPE_CHECKING:
-    from sim.accounts import Account, Position
-    from sim.exchange import Exchange
-    from sim.profile import Instrument
+    from perpsim.sim.accounts import Account, Position
+    from perpsim.sim.exchange import Exchange
+    from perpsim.sim.profile import Instrument
 
 ZERO = Decimal(0)
 LIQUIDATION_ENGINE = "liquidation-engine"

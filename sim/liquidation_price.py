@@ -36,11 +36,11 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
-from sim.errors import InvalidInput, InvalidPrice
-from sim.inverse import contract_size, exact, rate_value, signed_contracts, to_dec
-from sim.margin import brackets_value
-from sim.money import positive_price, to_decimal
-from sim.profile import Bracket, Instrument, Profile
+from perpsim.sim.errors import InvalidInput, InvalidPrice
+from perpsim.sim.inverse import contract_size, exact, rate_value, signed_contracts, to_dec
+from perpsim.sim.margin import brackets_value
+from perpsim.sim.money import positive_price, to_decimal
+from perpsim.sim.profile import Bracket, Instrument, Profile
 
 INFINITE_PRICE = Decimal("Infinity")
 PriceRounding = Literal["none", "tick_conservative"]

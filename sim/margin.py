@@ -13,10 +13,10 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from fractions import Fraction
 
-from sim.errors import InvalidInput, LeverageTooHigh
-from sim.inverse import coin_value, exact, to_dec
-from sim.money import to_decimal
-from sim.profile import Bracket
+from perpsim.sim.errors import InvalidInput, LeverageTooHigh
+from perpsim.sim.inverse import coin_value, exact, to_dec
+from perpsim.sim.money import to_decimal
+from perpsim.sim.profile import Bracket
 
 INFINITE_RATIO = Decimal("Infinity")
 

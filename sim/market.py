@@ -17,9 +17,9 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import numpy as np
 
-from sim.errors import InvalidState
-from sim.money import round_to_tick
-from sim.profile import Instrument, Profile
+from perpsim.sim.errors import InvalidState
+from perpsim.sim.money import round_to_tick
+from perpsim.sim.profile import Instrument, Profile
 
 RATE_STEP = Decimal("0.00000001")  # funding rates are published with 8 decimals
 MARK_STEP = Decimal("0.00000001")

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from sim.errors import InvalidInput, InvalidInterval
-from sim.market import decimal_price
+from perpsim.sim.errors import InvalidInput, InvalidInterval
+from perpsim.sim.market import decimal_price
 
 if TYPE_CHECKING:
-    from sim.exchange import Exchange
+    from perpsim.sim.exchange import Exchange
 
 PriceKind = Literal["last", "mark", "index"]
 INTERVALS_MS: dict[str, int] = {

@@ -11,7 +11,7 @@ import decimal
 from decimal import Decimal
 from typing import Literal
 
-from sim.errors import InvalidInput, InvalidPrice, InvalidQuantity, OffTick
+from perpsim.sim.errors import InvalidInput, InvalidPrice, InvalidQuantity, OffTick
 
 SATOSHI = Decimal("0.00000001")
 ZERO = Decimal(0)

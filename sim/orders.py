@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
-from sim.errors import (
+from perpsim.sim.errors import (
     DuplicateClientOrderId,
     InvalidInput,
     InvalidPrice,
@@ -20,8 +20,8 @@ from sim.errors import (
     OrderRejected,
     UnknownSymbol,
 )
-from sim.money import ZERO, check_tick, positive_price, whole_contracts
-from sim.profile import Instrument
+from perpsim.sim.money import ZERO, check_tick, positive_price, whole_contracts
+from perpsim.sim.profile import Instrument
 
 Side = Literal["BUY", "SELL"]
 OrderType = Literal["LIMIT", "MARKET"]

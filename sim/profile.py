@@ -27,9 +27,9 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
-from fixtures import PROFILES_DIR
-from sim.errors import ProfileError, UnknownSymbol
-from sim.money import RoundingRule
+from perpsim.fixtures import PROFILES_DIR
+from perpsim.sim.errors import ProfileError, UnknownSymbol
+from perpsim.sim.money import RoundingRule
 
 HOUR_MS = 3_600_000
 

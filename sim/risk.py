@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sim import liquidation_price as lp
-from sim.inverse import coin_value, pnl_coin
-from sim.margin import bracket_for, initial_margin_coin
-from sim.margin import margin_ratio as exact_margin_ratio
+from perpsim.sim import liquidation_price as lp
+from perpsim.sim.inverse import coin_value, pnl_coin
+from perpsim.sim.margin import bracket_for, initial_margin_coin
+from perpsim.sim.margin import margin_ratio as exact_margin_ratio
 
 if TYPE_CHECKING:
-    from sim.accounts import Position
-    from sim.exchange import Exchange
-    from sim.profile import Instrument
+    from perpsim.sim.accounts import Position
+    from perpsim.sim.exchange import Exchange
+    from perpsim.sim.profile import Instrument
 
 ZERO = Decimal(0)
 
@@ -74,7 +74,7 @@ def position_im(ex: Exchange, pos: Position) -> Decimal:
 
 def order_im(ex: Exchange, account_id: str, coin: str) -> Decimal:
     """Initial margin reserved by the account's open orders that would grow positions."""
-    from sim.trading import opening_contracts
+    from perpsim.sim.trading import opening_contracts
 
     total = ZERO
     account = ex.accounts[account_id]

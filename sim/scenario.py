@@ -27,11 +27,11 @@ from typing import Literal
 
 import numpy as np
 
-from fixtures import SCENARIOS_DIR
-from sim import synthetic
-from sim.errors import ScenarioError
-from sim.scenario_csv import read_scenario_csv
-from sim.synthetic import format_time_ms
+from perpsim.fixtures import SCENARIOS_DIR
+from perpsim.sim import synthetic
+from perpsim.sim.errors import ScenarioError
+from perpsim.sim.scenario_csv import read_scenario_csv
+from perpsim.sim.synthetic import format_time_ms
 
 Mode = Literal["data", "synthetic", "manual"]
 DEFAULT_PAIR = "BTCUSD"

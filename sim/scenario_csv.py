@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.errors import ScenarioError
+from perpsim.sim.errors import ScenarioError
 
 CSV_COLUMNS = ("time", "index", "perp", "funding_rate")
 _MIN_EPOCH_MS = 100_000_000_000  # 1973: smaller "epoch ms" values are almost surely seconds

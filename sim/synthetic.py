@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sim.errors import ScenarioError
+from perpsim.sim.errors import ScenarioError
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

@@ -11,24 +11,24 @@ import re
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from sim import algo
-from sim.errors import (
+from perpsim.sim import algo
+from perpsim.sim.errors import (
     InsufficientFunds,
     InvalidInput,
     OrderNotFound,
     ReduceOnlyRejected,
 )
-from sim.inverse import apply_fill as inverse_fill
-from sim.inverse import coin_value, fee_coin
-from sim.ledger import (
+from perpsim.sim.inverse import apply_fill as inverse_fill
+from perpsim.sim.inverse import coin_value, fee_coin
+from perpsim.sim.ledger import (
     fees_account,
     insurance_account,
     market_account,
     wallet_account,
 )
-from sim.margin import check_leverage, initial_margin_coin
-from sim.money import positive_price, positive_quantity, quantize
-from sim.orders import (
+from perpsim.sim.margin import check_leverage, initial_margin_coin
+from perpsim.sim.money import positive_price, positive_quantity, quantize
+from perpsim.sim.orders import (
     ORDER_TYPES,
     SIDES,
     TIMES_IN_FORCE,
@@ -38,12 +38,12 @@ from sim.orders import (
     check_client_order_id,
     check_order,
 )
-from sim.risk import cross_available
+from perpsim.sim.risk import cross_available
 
 if TYPE_CHECKING:
-    from sim.accounts import Account, Position
-    from sim.exchange import Exchange
-    from sim.profile import Instrument
+    from perpsim.sim.accounts import Account, Position
+    from perpsim.sim.exchange import Exchange
+    from perpsim.sim.profile import Instrument
 
 # Binance's rule for newClientOrderId.
 _CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
@@ -181,7 +181,7 @@ def _check_margin(ex: Exchange, account: Account, inst: Instrument, pos: Positio
 def record_trade(ex: Exchange, inst: Instrument, price: Decimal, qty: int,
                  taker_side: str) -> int:
     """Print a public trade (one per match) and make it the last price; its trade id."""
-    from sim.exchange import Trade
+    from perpsim.sim.exchange import Trade
 
     trade_id = ex.next_id("trade")
     state = ex.states[inst.symbol]
@@ -400,7 +400,7 @@ def adjust_isolated_margin(ex: Exchange, account_id: str, symbol: object, amount
                                     f"{available}")
         ex.ledger.post(wallet, iso, coin, value, "isolated_margin_add", "transfer", ex.now_ms)
     else:
-        from sim.risk import removable_isolated_margin
+        from perpsim.sim.risk import removable_isolated_margin
 
         removable = removable_isolated_margin(ex, account_id, pos)
         if value > removable:

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import simpy
 
-from sim.level_index import LevelIndex
+from perpsim.sim.level_index import LevelIndex
 
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from sim.exchange import Exchange
-    from sim.market import MarketPricer
+    from perpsim.sim.exchange import Exchange
+    from perpsim.sim.market import MarketPricer
 
 _EPS = 1e-9
 _CHUNK_ROWS = 250_000  # grid points per vectorised step: bounded memory on long horizons
@@ -140,7 +140,7 @@ def _next_scheduled(ex: Exchange, now_ms: int) -> int:
 
 def collect_levels(ex: Exchange, symbol: str) -> Levels:
     """Every level that could trigger something on ``symbol`` now."""
-    from sim.risk import liquidation_prices
+    from perpsim.sim.risk import liquidation_prices
 
     levels = Levels()
     # Positions: the level index's bounds (sim/level_index.py); accounts with several cross
@@ -162,7 +162,7 @@ def collect_levels(ex: Exchange, symbol: str) -> Levels:
 def add_order_levels(ex: Exchange, symbol: str, levels: Levels) -> None:
     """Levels of resting orders (the synthetic quotes reaching them), conditional orders and
     client wake-ups on ``symbol``."""
-    from sim import algo
+    from perpsim.sim import algo
 
     book = ex.books[symbol]
     max_buy, min_sell = book.crossing_levels()

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from strategy.rules import WakeLevels
+from perpsim.strategy.rules import WakeLevels
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 
-from strategy.clock import SteppedClock
-from strategy.connect import connect
-from strategy.record import HedgeConfig, RunRecord
-from strategy.resilience import resilient
-from strategy.runner import Progress, run_hedge
+from perpsim.strategy.clock import SteppedClock
+from perpsim.strategy.connect import connect
+from perpsim.strategy.record import HedgeConfig, RunRecord
+from perpsim.strategy.resilience import resilient
+from perpsim.strategy.runner import Progress, run_hedge
 
 
 class DryRunError(RuntimeError):

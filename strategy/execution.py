@@ -25,8 +25,8 @@ from typing import Any
 
 import ccxt
 
-from strategy.clock import Clock
-from strategy.plan import dec, harmonic_average
+from perpsim.strategy.clock import Clock
+from perpsim.strategy.plan import dec, harmonic_average
 
 ZERO = Decimal(0)
 MAX_SUBMIT_TRIES = 3

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from strategy.plan import (
+from perpsim.strategy.plan import (
     HUNDRED,
     Tier,
     coin_value,

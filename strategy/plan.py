@@ -21,7 +21,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from strategy.record import HedgeConfig
+from perpsim.strategy.record import HedgeConfig
 
 _CTX = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
 _OUT = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN)

@@ -14,6 +14,11 @@ from typing import Any, Literal
 MarginMode = Literal["isolated", "cross"]
 
 
+# What `perpsim demo` runs: the default HedgeConfig on this bundled scenario and profile.
+DEMO_SCENARIO = "calm_30d"
+DEMO_PROFILE = "binance_coinm"
+
+
 @dataclass(frozen=True)
 class HedgeConfig:
     """Everything a run needs to know (the CLI's options, docs/contract.md)."""

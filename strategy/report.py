@@ -19,8 +19,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from strategy.record import RunRecord
-from strategy.results import (
+from perpsim.strategy.record import RunRecord
+from perpsim.strategy.results import (
     attribution_rows,
     effectiveness,
     exit_reason_text,

@@ -31,7 +31,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
-from strategy.record import RunRecord, Sample
+from perpsim.strategy.record import RunRecord, Sample
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)

@@ -20,9 +20,9 @@ import decimal
 from dataclasses import dataclass
 from decimal import Decimal
 
-from strategy.monitor import MonitorState
-from strategy.plan import HUNDRED, SATOSHI, margin_for_liquidation_price
-from strategy.record import HedgeConfig
+from perpsim.strategy.monitor import MonitorState
+from perpsim.strategy.plan import HUNDRED, SATOSHI, margin_for_liquidation_price
+from perpsim.strategy.record import HedgeConfig
 
 ZERO = Decimal(0)
 

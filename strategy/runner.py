@@ -22,12 +22,12 @@ from typing import Any
 
 import ccxt
 
-from strategy.clock import Clock, WaitResult
-from strategy.execution import ExecutionError, Executor, LegResult
-from strategy.monitor import SPOT_BALANCE, Monitor, MonitorState, venue_order_kind
-from strategy.plan import SATOSHI, HedgePlan, PlanError, dec, make_plan, tiers_from_ccxt
-from strategy.record import HedgeConfig, RunRecord, Sample
-from strategy.rules import Exit, Rebalance, TopUp, Warn, decide, exit_time_ms, wake_levels
+from perpsim.strategy.clock import Clock, WaitResult
+from perpsim.strategy.execution import ExecutionError, Executor, LegResult
+from perpsim.strategy.monitor import SPOT_BALANCE, Monitor, MonitorState, venue_order_kind
+from perpsim.strategy.plan import SATOSHI, HedgePlan, PlanError, dec, make_plan, tiers_from_ccxt
+from perpsim.strategy.record import HedgeConfig, RunRecord, Sample
+from perpsim.strategy.rules import Exit, Rebalance, TopUp, Warn, decide, exit_time_ms, wake_levels
 
 ZERO = Decimal(0)
 Progress = Callable[[float, int], None]

@@ -16,11 +16,11 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 
-from api.binance_coinm.market_info import exchange_info, leverage_brackets
-from api.binance_errors import install_error_handlers
-from api.server import serve_in_thread
-from api.signing import verify_request
-from sim.profile import Profile
+from perpsim.api.binance_coinm.market_info import exchange_info, leverage_brackets
+from perpsim.api.binance_errors import install_error_handlers
+from perpsim.api.server import serve_in_thread
+from perpsim.api.signing import verify_request
+from perpsim.sim.profile import Profile
 
 
 def serve(app: Any, *, timeout_s: float = 10.0) -> AbstractContextManager[str]:

@@ -12,9 +12,9 @@ from live_market import START, START_MS, Market
 
 __all__ = ["START", "START_MS", "Market"]  # tests also import these from conftest
 
-from api.app import create_app
-from api.server import serve_in_thread
-from api.state import ServerConfig, ServerState
+from perpsim.api.app import create_app
+from perpsim.api.server import serve_in_thread
+from perpsim.api.state import ServerConfig, ServerState
 
 
 @pytest.fixture(scope="session")

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from sim.accounts import DEFAULT_LEVERAGE
-from sim.exchange import Exchange
-from sim.journal import Event
-from sim.profile import Profile, load_profile
-from sim.scenario import load_scenario, manual_scenario
+from perpsim.sim.accounts import DEFAULT_LEVERAGE
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.journal import Event
+from perpsim.sim.profile import Profile, load_profile
+from perpsim.sim.scenario import load_scenario, manual_scenario
 
 T0 = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 SECOND_MS = 1_000

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from api.binance_coinm.stream_hub import existing_hub
-from api.state import ServerState
+from perpsim.api.binance_coinm.stream_hub import existing_hub
+from perpsim.api.state import ServerState
 
 START = "2024-01-01T00:00:00Z"
 START_MS = 1_704_067_200_000

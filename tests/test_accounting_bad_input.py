@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from sim import funding_math as fm
-from sim import inverse as inv
-from sim import liquidation_price as lp
-from sim import margin as mg
-from sim.errors import InvalidInput, InvalidPrice, InvalidQuantity, LeverageTooHigh, OffTick
-from sim.profile import load_profile
+from perpsim.sim import funding_math as fm
+from perpsim.sim import inverse as inv
+from perpsim.sim import liquidation_price as lp
+from perpsim.sim import margin as mg
+from perpsim.sim.errors import InvalidInput, InvalidPrice, InvalidQuantity, LeverageTooHigh, OffTick
+from perpsim.sim.profile import load_profile
 
 BINANCE = load_profile("binance_coinm")
 BTC = BINANCE.instrument("BTCUSD_PERP")

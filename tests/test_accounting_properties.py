@@ -8,19 +8,19 @@ from fractions import Fraction
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from sim.inverse import apply_fill, average_entry, coin_value, exact, pnl_coin, to_dec
-from sim.liquidation_price import (
+from perpsim.sim.inverse import apply_fill, average_entry, coin_value, exact, pnl_coin, to_dec
+from perpsim.sim.liquidation_price import (
     INFINITE_PRICE,
     isolated_prices,
     liquidation_price_mm_at_lp,
 )
-from sim.margin import (
+from perpsim.sim.margin import (
     bracket_for,
     initial_margin_coin,
     isolated_margin_balance,
     maintenance_margin_coin,
 )
-from sim.profile import Instrument, Profile, load_profile
+from perpsim.sim.profile import Instrument, Profile, load_profile
 
 PROFILES = {
     name: load_profile(name) for name in ("binance_coinm", "bybit_inverse", "bitmex_xbtusd")

@@ -22,8 +22,8 @@ from ccxt.test.exchange.base.test_balance import test_balance as check_balance
 from ccxt.test.exchange.base.test_leverage_tier import test_leverage_tier as check_tier
 from ccxt.test.exchange.base.test_position import test_position as check_position
 
-from api.signing import sign
-from strategy.connect import connect
+from perpsim.api.signing import sign
+from perpsim.strategy.connect import connect
 
 from conftest import START_MS, Market
 

@@ -35,7 +35,7 @@ from ccxt.test.exchange.sync.test_fetch_tickers import test_fetch_tickers as ccx
 from ccxt.test.exchange.sync.test_fetch_trades import test_fetch_trades as ccxt_fetch_trades
 from ccxt.test.exchange.sync.test_load_markets import test_load_markets as ccxt_load_markets
 
-from strategy.connect import connect
+from perpsim.strategy.connect import connect
 
 from conftest import START_MS, Market
 

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import websockets
 
-from api.binance_coinm.stream_hub import existing_hub
-from strategy.connect import connect
+from perpsim.api.binance_coinm.stream_hub import existing_hub
+from perpsim.strategy.connect import connect
 
 from conftest import START_MS, Market
 from live_market import until

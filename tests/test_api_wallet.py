@@ -7,7 +7,7 @@ from decimal import Decimal
 import ccxt
 import pytest
 
-from strategy.connect import connect
+from perpsim.strategy.connect import connect
 
 from live_market import Market
 

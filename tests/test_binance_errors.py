@@ -12,17 +12,17 @@ import ccxt
 import pytest
 from fastapi import FastAPI
 
-from api import signing
-from api.binance_errors import (
+from perpsim.api import signing
+from perpsim.api.binance_errors import (
     ERROR_TABLE,
     install_error_handlers,
     is_binance_path,
     to_binance_error,
     to_control_error,
 )
-from sim import errors as domain
-from sim.money import check_tick, positive_price, whole_contracts
-from strategy.connect import connect
+from perpsim.sim import errors as domain
+from perpsim.sim.money import check_tick, positive_price, whole_contracts
+from perpsim.strategy.connect import connect
 
 from api_helpers import AsgiClient
 

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim.book import OrderBook
-from sim.errors import (
+from perpsim.sim.book import OrderBook
+from perpsim.sim.errors import (
     DuplicateClientOrderId,
     FillOrKillUnfilled,
     InvalidInput,
@@ -27,8 +27,8 @@ from sim.errors import (
     PostOnlyWouldTake,
     UnknownSymbol,
 )
-from sim.orders import Order
-from sim.profile import Instrument
+from perpsim.sim.orders import Order
+from perpsim.sim.profile import Instrument
 
 D = Decimal
 REF = D("50000")

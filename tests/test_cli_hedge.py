@@ -176,12 +176,12 @@ def test_an_infeasible_plan_is_bad_input(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_a_failing_run_exits_1_with_one_line(capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import strategy.dryrun
+    from perpsim.strategy import dryrun
 
     async def broken(*args: object, **kwargs: object) -> None:
         raise ConnectionError("the venue went away\nmid-run")
 
-    monkeypatch.setattr(strategy.dryrun, "dry_run", broken)
+    monkeypatch.setattr(dryrun, "dry_run", broken)
     code, out, err = run_main(capsys, "demo", "--json")
     assert code == 1
     assert out == ""

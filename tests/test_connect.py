@@ -10,8 +10,8 @@ from typing import Any
 import ccxt
 import pytest
 
-from sim.profile import load_profile
-from strategy.connect import all_api_urls, connect, default_ws_base, rebase, rewrite_urls
+from perpsim.sim.profile import load_profile
+from perpsim.strategy.connect import all_api_urls, connect, default_ws_base, rebase, rewrite_urls
 
 from api_helpers import market_app, serve
 

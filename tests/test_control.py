@@ -183,7 +183,7 @@ def test_advance_stops_on_an_account_event(market: Market) -> None:
     other = market.account({"BTC": "1"})
     mine = market.account({"BTC": "1"})
     state = market.state.exchange
-    from sim import trading
+    from perpsim.sim import trading
 
     for who in (other, mine):
         state.set_margin_mode(who["account_id"], "BTCUSD_PERP", "isolated")

@@ -15,14 +15,14 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import create_app
-from api.server import serve_in_thread
-from api.state import ServerConfig
-from fixtures import SCENARIOS_DIR
-from strategy.dryrun import dry_run
-from strategy.record import HedgeConfig, RunRecord
-from strategy.report import write_report
-from strategy.results import attribution, contract_size_usd, effectiveness, to_json
+from perpsim.api.app import create_app
+from perpsim.api.server import serve_in_thread
+from perpsim.api.state import ServerConfig
+from perpsim.fixtures import SCENARIOS_DIR
+from perpsim.strategy.dryrun import dry_run
+from perpsim.strategy.record import HedgeConfig, RunRecord
+from perpsim.strategy.report import write_report
+from perpsim.strategy.results import attribution, contract_size_usd, effectiveness, to_json
 
 SATOSHI = D("0.00000001")
 
@@ -149,7 +149,7 @@ def test_funding_flip_exits_on_the_funding_budget(base_url: str) -> None:
 
 def day_rates() -> dict[int, D]:
     """The funding rates recorded in real-2022-12-13.csv, by epoch ms."""
-    from sim.synthetic import parse_time_ms
+    from perpsim.sim.synthetic import parse_time_ms
 
     rates = {}
     with (SCENARIOS_DIR / "real-2022-12-13.csv").open(encoding="utf-8") as handle:

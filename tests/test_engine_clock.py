@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim import trading
-from sim.clock import MAX_ADVANCE_MS
-from sim.errors import InvalidInput
-from sim.exchange import Exchange
-from sim.scenario import PricePath, Scenario
+from perpsim.sim import trading
+from perpsim.sim.clock import MAX_ADVANCE_MS
+from perpsim.sim.errors import InvalidInput
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.scenario import PricePath, Scenario
 
 from engine_helpers import (
     BTC,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from sim import algo, trading
-from sim.exchange import Exchange
-from sim.money import quantize
+from perpsim.sim import algo, trading
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.money import quantize
 
 from engine_helpers import (
     BTC,

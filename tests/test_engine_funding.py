@@ -11,11 +11,11 @@ from fractions import Fraction
 
 import pytest
 
-from sim import trading
-from sim.exchange import Exchange
-from sim.journal import Event
-from sim.ledger import isolated_account, wallet_account
-from sim.scenario import load_scenario
+from perpsim.sim import trading
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.journal import Event
+from perpsim.sim.ledger import isolated_account, wallet_account
+from perpsim.sim.scenario import load_scenario
 
 from engine_helpers import (
     BTC,

@@ -13,10 +13,10 @@ from __future__ import annotations
 from decimal import Decimal
 from fractions import Fraction
 
-from sim import trading
-from sim.exchange import Exchange
-from sim.ledger import insurance_account
-from sim.risk import position_risk
+from perpsim.sim import trading
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.ledger import insurance_account
+from perpsim.sim.risk import position_risk
 
 from engine_helpers import (
     BTC,

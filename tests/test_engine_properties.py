@@ -16,8 +16,8 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim import trading
-from sim.errors import (
+from perpsim.sim import trading
+from perpsim.sim.errors import (
     InsufficientFunds,
     InvalidInput,
     MarginModeAlreadySet,
@@ -25,9 +25,9 @@ from sim.errors import (
     OrderNotFound,
     OrderRejected,
 )
-from sim.exchange import Exchange
-from sim.money import quantize
-from sim.profile import Profile
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.money import quantize
+from perpsim.sim.profile import Profile
 
 from engine_helpers import (
     BTC,

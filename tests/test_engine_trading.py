@@ -12,9 +12,9 @@ from fractions import Fraction
 
 import pytest
 
-from sim import algo, trading
-from sim.algo import WouldTriggerImmediately
-from sim.errors import (
+from perpsim.sim import algo, trading
+from perpsim.sim.algo import WouldTriggerImmediately
+from perpsim.sim.errors import (
     DuplicateClientOrderId,
     FillOrKillUnfilled,
     InsufficientFunds,
@@ -27,11 +27,11 @@ from sim.errors import (
     PostOnlyWouldTake,
     ReduceOnlyRejected,
 )
-from sim.exchange import Exchange
-from sim.ledger import fees_account, isolated_account, wallet_account
-from sim.money import quantize
-from sim.orders import Order
-from sim.risk import position_risk
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.ledger import fees_account, isolated_account, wallet_account
+from perpsim.sim.money import quantize
+from perpsim.sim.orders import Order
+from perpsim.sim.risk import position_risk
 
 from engine_helpers import (
     BTC,
@@ -350,7 +350,7 @@ def test_add_and_remove_isolated_margin_move_exactly_that_amount() -> None:
 
 
 def test_isolated_margin_add_changes_the_liquidation_price() -> None:
-    from sim.risk import position_risk
+    from perpsim.sim.risk import position_risk
 
     ex, a = _venue("1")
     ex.set_margin_mode(a, BTC, "isolated")

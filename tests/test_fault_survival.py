@@ -22,15 +22,15 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import create_app
-from api.harness import install_harness
-from api.server import serve_in_thread
-from api.state import ServerConfig
-from strategy.clock import SteppedClock
-from strategy.connect import connect
-from strategy.record import HedgeConfig, RunRecord
-from strategy.resilience import Stats, resilient
-from strategy.runner import run_hedge
+from perpsim.api.app import create_app
+from perpsim.api.harness import install_harness
+from perpsim.api.server import serve_in_thread
+from perpsim.api.state import ServerConfig
+from perpsim.strategy.clock import SteppedClock
+from perpsim.strategy.connect import connect
+from perpsim.strategy.record import HedgeConfig, RunRecord
+from perpsim.strategy.resilience import Stats, resilient
+from perpsim.strategy.runner import run_hedge
 
 HOUR = 3_600_000
 Faults = Callable[[int, str], list[dict[str, Any]]]  # (start ms, account id) → rules

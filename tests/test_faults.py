@@ -16,13 +16,13 @@ import httpx
 import pytest
 import websockets
 
-from api.app import create_app
-from api.binance_coinm.stream_hub import existing_hub
-from api.fault_rates import request_weight
-from api.harness import install_harness
-from api.server import serve_in_thread
-from api.state import ServerConfig, ServerState
-from strategy.connect import connect
+from perpsim.api.app import create_app
+from perpsim.api.binance_coinm.stream_hub import existing_hub
+from perpsim.api.fault_rates import request_weight
+from perpsim.api.harness import install_harness
+from perpsim.api.server import serve_in_thread
+from perpsim.api.state import ServerConfig, ServerState
+from perpsim.strategy.connect import connect
 
 from api_helpers import AsgiClient
 from conftest import START, START_MS

@@ -7,8 +7,8 @@ from fractions import Fraction
 
 import pytest
 
-from sim.errors import InvalidInput
-from sim.funding_math import (
+from perpsim.sim.errors import InvalidInput
+from perpsim.sim.funding_math import (
     average_premium,
     clamp_funding_rate,
     funding_payment_coin,
@@ -17,8 +17,8 @@ from sim.funding_math import (
     impact_price,
     premium_sample,
 )
-from sim.inverse import to_dec
-from sim.profile import load_profile
+from perpsim.sim.inverse import to_dec
+from perpsim.sim.profile import load_profile
 
 BINANCE = load_profile("binance_coinm")
 BITMEX = load_profile("bitmex_xbtusd")

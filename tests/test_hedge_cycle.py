@@ -11,7 +11,7 @@ import asyncio
 from decimal import Decimal
 from typing import Any
 
-from strategy.connect import connect
+from perpsim.strategy.connect import connect
 
 from live_market import Market, until
 

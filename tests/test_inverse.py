@@ -7,8 +7,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from sim.errors import OffTick
-from sim.inverse import (
+from perpsim.sim.errors import OffTick
+from perpsim.sim.inverse import (
     Fill,
     apply_fill,
     average_entry,
@@ -20,8 +20,8 @@ from sim.inverse import (
     signed_contracts,
     to_dec,
 )
-from sim.money import quantize_coin
-from sim.profile import Rounding
+from perpsim.sim.money import quantize_coin
+from perpsim.sim.profile import Rounding
 
 BITMEX_ROUNDING = Rounding(coin_step=D("1e-8"), coin_rule="floor", contract_value_floor=True)
 PLAIN_ROUNDING = Rounding(coin_step=D("1e-8"), coin_rule="half_even", contract_value_floor=False)

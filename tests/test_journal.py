@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.errors import InvalidInput, InvalidState
-from sim.journal import Event, Journal
+from perpsim.sim.errors import InvalidInput, InvalidState
+from perpsim.sim.journal import Event, Journal
 
 D = Decimal
 LATER = 30_000_000  # after every event of run()

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.errors import LedgerError
-from sim.ledger import (
+from perpsim.sim.errors import LedgerError
+from perpsim.sim.ledger import (
     Ledger,
     Posting,
     external_account,

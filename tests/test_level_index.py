@@ -19,15 +19,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim import funding, liquidation, trading, watch
-from sim.errors import PerpsimError
-from sim.exchange import Exchange
-from sim.fast_levels import Solver
-from sim.level_index import LevelIndex, SortedLevels
-from sim.money import quantize
-from sim.profile import load_profile
-from sim.risk import liquidation_prices, position_risk
-from sim.scenario import load_scenario, manual_scenario
+from perpsim.sim import funding, liquidation, trading, watch
+from perpsim.sim.errors import PerpsimError
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.fast_levels import Solver
+from perpsim.sim.level_index import LevelIndex, SortedLevels
+from perpsim.sim.money import quantize
+from perpsim.sim.profile import load_profile
+from perpsim.sim.risk import liquidation_prices, position_risk
+from perpsim.sim.scenario import load_scenario, manual_scenario
 
 from engine_helpers import T0, profile, profile_with
 
@@ -38,7 +38,7 @@ PROFILES = ["binance_coinm", "bybit_inverse", "bitmex_xbtusd"]
 @pytest.mark.parametrize("rebuild_at", [2, 512])
 def test_sorted_levels_answer_like_a_plain_dict(monkeypatch: pytest.MonkeyPatch,
                                                 rebuild_at: int) -> None:
-    monkeypatch.setattr("sim.level_index._REBUILD_AT", rebuild_at)
+    monkeypatch.setattr("perpsim.sim.level_index._REBUILD_AT", rebuild_at)
     rng = random.Random(rebuild_at)
     index, truth = SortedLevels(), {}
     for step in range(3000):

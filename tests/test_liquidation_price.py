@@ -6,8 +6,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from sim.inverse import coin_value, pnl_coin
-from sim.liquidation_price import (
+from perpsim.sim.inverse import coin_value, pnl_coin
+from perpsim.sim.liquidation_price import (
     INFINITE_PRICE,
     bankruptcy_price,
     cross_prices,
@@ -17,8 +17,8 @@ from sim.liquidation_price import (
     liquidation_price_mm_at_lp,
     round_price,
 )
-from sim.margin import bracket_for, initial_margin_coin, maintenance_margin_coin
-from sim.profile import Bracket, load_profile
+from perpsim.sim.margin import bracket_for, initial_margin_coin, maintenance_margin_coin
+from perpsim.sim.profile import Bracket, load_profile
 
 BINANCE = load_profile("binance_coinm")
 BYBIT = load_profile("bybit_inverse")

@@ -6,8 +6,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from sim.errors import LeverageTooHigh
-from sim.margin import (
+from perpsim.sim.errors import LeverageTooHigh
+from perpsim.sim.margin import (
     available_balance,
     bracket_for,
     check_leverage,
@@ -20,7 +20,7 @@ from sim.margin import (
     margin_ratio,
     max_leverage,
 )
-from sim.profile import load_profile
+from perpsim.sim.profile import load_profile
 
 BTC = load_profile("binance_coinm").instrument("BTCUSD_PERP")
 BRACKETS = BTC.brackets

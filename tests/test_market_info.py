@@ -17,7 +17,7 @@ import pytest
 from ccxt.test.exchange.base.test_leverage_tier import test_leverage_tier as check_tier
 from ccxt.test.exchange.base.test_market import test_market as check_market
 
-from api.binance_coinm.market_info import (
+from perpsim.api.binance_coinm.market_info import (
     ORDER_TYPES,
     PERPETUAL_DELIVERY_DATE_MS,
     UNBOUNDED_QTY_CAP_COIN,
@@ -25,8 +25,8 @@ from api.binance_coinm.market_info import (
     leverage_brackets,
     plain,
 )
-from sim.errors import UnknownSymbol
-from sim.profile import Profile, bundled_profiles, load_profile
+from perpsim.sim.errors import UnknownSymbol
+from perpsim.sim.profile import Profile, bundled_profiles, load_profile
 
 NOW = 1_704_067_200_000  # 2024-01-01T00:00:00Z
 SYMBOL_FIELDS = {

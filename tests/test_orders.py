@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from sim.orders import Fill, Order, opposite
+from perpsim.sim.orders import Fill, Order, opposite
 
 
 def order(side: str = "BUY", qty: int = 3000, **kw: object) -> Order:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from sim.errors import ProfileError, UnknownSymbol
-from sim.profile import PROFILE_DIR, Profile, bundled_profiles, load_profile
+from perpsim.sim.errors import ProfileError, UnknownSymbol
+from perpsim.sim.profile import PROFILE_DIR, Profile, bundled_profiles, load_profile
 
 D = Decimal
 BUNDLED = ("binance_coinm", "bitmex_xbtusd", "bybit_inverse")

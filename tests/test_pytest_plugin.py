@@ -60,9 +60,9 @@ def _server_stack_imported() -> None:
     change identity, and uvicorn then fails every WebSocket upgrade)."""
     import uvicorn
 
-    from api.app import create_app
     from perpsim import pytest_plugin
-    from strategy import connect
+    from perpsim.api.app import create_app
+    from perpsim.strategy import connect
 
     assert pytest_plugin.Perpsim is not None
     assert connect.connect is not None

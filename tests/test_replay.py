@@ -16,15 +16,15 @@ from typing import Any
 import httpx
 import pytest
 
-from api.app import create_app
-from api.harness import install_harness, record_to
-from api.recording import load_recording
-from api.server import serve_in_thread
-from api.state import ServerConfig
+from perpsim.api.app import create_app
+from perpsim.api.harness import install_harness, record_to
+from perpsim.api.recording import load_recording
+from perpsim.api.server import serve_in_thread
+from perpsim.api.state import ServerConfig
 from perpsim.replay import EXIT_BAD_FILE, EXIT_DIFFER, EXIT_EQUAL, add_replay_parser, replay, run
-from strategy.connect import connect
-from strategy.dryrun import dry_run
-from strategy.record import HedgeConfig
+from perpsim.strategy.connect import connect
+from perpsim.strategy.dryrun import dry_run
+from perpsim.strategy.record import HedgeConfig
 
 from conftest import START, START_MS
 

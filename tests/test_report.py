@@ -9,7 +9,7 @@ from pathlib import Path
 from plotly.offline import get_plotlyjs
 from test_strategy_results import hand_record
 
-from strategy.report import render_report, write_report
+from perpsim.strategy.report import render_report, write_report
 
 EXTERNAL_REF = re.compile(r"""<(?:script|link|img|iframe)\b[^>]*\b(?:src|href)\s*=\s*["']?"""
                           r"""(?:https?:)?//""", re.IGNORECASE)

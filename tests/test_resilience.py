@@ -12,7 +12,7 @@ from typing import Any
 import ccxt
 import pytest
 
-from strategy.resilience import ResilientExchange, RetryPolicy, classify, resilient
+from perpsim.strategy.resilience import ResilientExchange, RetryPolicy, classify, resilient
 
 SYMBOL = "BTC/USD:BTC"
 

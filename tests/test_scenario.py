@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fixtures import SCENARIOS_DIR
-from sim.errors import ScenarioError
-from sim.scenario import (
+from perpsim.fixtures import SCENARIOS_DIR
+from perpsim.sim.errors import ScenarioError
+from perpsim.sim.scenario import (
     MANUAL_PRICES,
     PricePath,
     Scenario,

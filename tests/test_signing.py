@@ -6,8 +6,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from api import signing
-from api.signing import (
+from perpsim.api import signing
+from perpsim.api.signing import (
     BadSignature,
     DuplicateParameter,
     MalformedApiKey,
@@ -199,7 +199,7 @@ def test_api_key_only_endpoint() -> None:
 
 def test_what_real_ccxt_signs_verifies() -> None:
     """ccxt.binancecoinm.sign() output, fed back through verify_request, passes."""
-    from strategy.connect import connect
+    from perpsim.strategy.connect import connect
 
     ex = connect("http://127.0.0.1:9", KEY, SECRET)
     ex.options["timeDifference"] = ex.milliseconds() - NOW  # makes ccxt's nonce() == NOW

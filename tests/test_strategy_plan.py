@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from strategy.plan import (
+from perpsim.strategy.plan import (
     HedgePlan,
     PlanError,
     Tier,
@@ -18,7 +18,7 @@ from strategy.plan import (
     tier_for,
     tiers_from_ccxt,
 )
-from strategy.record import HedgeConfig
+from perpsim.strategy.record import HedgeConfig
 
 D = Decimal
 MARKET = {

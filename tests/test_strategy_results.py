@@ -18,8 +18,8 @@ from decimal import Decimal as D
 
 import pytest
 
-from strategy.record import HedgeConfig, RunRecord, Sample
-from strategy.results import (
+from perpsim.strategy.record import HedgeConfig, RunRecord, Sample
+from perpsim.strategy.results import (
     attribution,
     attribution_rows,
     basis_btc,

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from strategy.monitor import MonitorState
-from strategy.plan import SATOSHI, Tier
-from strategy.record import HedgeConfig
-from strategy.rules import (
+from perpsim.strategy.monitor import MonitorState
+from perpsim.strategy.plan import SATOSHI, Tier
+from perpsim.strategy.record import HedgeConfig
+from perpsim.strategy.rules import (
     Exit,
     Rebalance,
     TopUp,

@@ -13,13 +13,13 @@ from typing import Any
 import ccxt
 import pytest
 
-from strategy.clock import LiveClock, SteppedClock, WaitResult
-from strategy.connect import connect
-from strategy.dryrun import dry_run
-from strategy.execution import Executor, LegResult
-from strategy.record import HedgeConfig, RunRecord
-from strategy.rules import WakeLevels
-from strategy.runner import run_hedge
+from perpsim.strategy.clock import LiveClock, SteppedClock, WaitResult
+from perpsim.strategy.connect import connect
+from perpsim.strategy.dryrun import dry_run
+from perpsim.strategy.execution import Executor, LegResult
+from perpsim.strategy.record import HedgeConfig, RunRecord
+from perpsim.strategy.rules import WakeLevels
+from perpsim.strategy.runner import run_hedge
 
 from conftest import Market
 

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from sim.errors import ScenarioError
-from sim.scenario import load_scenario
-from sim.synthetic import (
+from perpsim.sim.errors import ScenarioError
+from perpsim.sim.scenario import load_scenario
+from perpsim.sim.synthetic import (
     DEFAULT_BASIS,
     GeneratorSpec,
     derive_perp,

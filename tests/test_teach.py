@@ -18,13 +18,13 @@ import pytest
 from plotly.io.json import to_json_plotly
 from plotly.offline import get_plotlyjs
 
+from perpsim.sim import liquidation_price as solver
+from perpsim.sim.journal import Event
+from perpsim.sim.ledger import insurance_account
+from perpsim.sim.risk import position_risk
 from perpsim.teach import TOPICS, Lesson, run_lesson, topics
 from perpsim.teach.cli import add_teach_parser
 from perpsim.teach.render import lesson_html, sparkline, write_lesson_html
-from sim import liquidation_price as solver
-from sim.journal import Event
-from sim.ledger import insurance_account
-from sim.risk import position_risk
 
 from engine_helpers import bankruptcy, binance_isolated_lp, fr, q
 

@@ -17,10 +17,10 @@ from typing import Any, TypeVar
 import websockets
 from plotly.offline import get_plotlyjs
 
-from api.ui import hub as ui_hub
-from sim import market_data, risk
-from sim.journal import Event
-from strategy.connect import connect
+from perpsim.api.ui import hub as ui_hub
+from perpsim.sim import market_data, risk
+from perpsim.sim.journal import Event
+from perpsim.strategy.connect import connect
 
 from conftest import START_MS, Market
 
@@ -72,7 +72,7 @@ def test_the_page_is_served_with_its_controls(market: Market) -> None:
 def test_nothing_is_loaded_from_the_network(market: Market) -> None:
     for name in ("dashboard.html", "dashboard.js", "dashboard.css"):
         served = market.control.get("/ui" if name.endswith(".html") else f"/ui/static/{name}")
-        packaged = resources.files("api.ui").joinpath("static", name).read_text("utf-8")
+        packaged = resources.files("perpsim.api.ui").joinpath("static", name).read_text("utf-8")
         assert served.text == packaged  # what ships in the package is what is served
         assert not re.search(r"https?://|//cdn|@import|url\(", packaged, re.IGNORECASE), name
     js = market.control.get("/ui/static/dashboard.js").text

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from strategy.connect import connect
+from perpsim.strategy.connect import connect
 
 from conftest import Market
 

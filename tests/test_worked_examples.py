@@ -12,12 +12,17 @@ from decimal import Decimal as D
 
 import pytest
 
-from sim.funding_math import funding_payment_coin, funding_rate_for
-from sim.inverse import apply_fill, coin_value, fee_coin, pnl_coin
-from sim.liquidation_price import isolated_prices
-from sim.margin import bracket_for, check_leverage, initial_margin_coin, maintenance_margin_coin
-from sim.money import quantize_coin
-from sim.profile import load_profile
+from perpsim.sim.funding_math import funding_payment_coin, funding_rate_for
+from perpsim.sim.inverse import apply_fill, coin_value, fee_coin, pnl_coin
+from perpsim.sim.liquidation_price import isolated_prices
+from perpsim.sim.margin import (
+    bracket_for,
+    check_leverage,
+    initial_margin_coin,
+    maintenance_margin_coin,
+)
+from perpsim.sim.money import quantize_coin
+from perpsim.sim.profile import load_profile
 
 BINANCE = load_profile("binance_coinm")
 BYBIT = load_profile("bybit_inverse")

@@ -18,11 +18,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.signing import MalformedParameter, MissingParameter, api_key_only, verify_request
-from api.state import ServerState
-from sim.errors import InvalidInput
-from sim.exchange import Exchange
-from sim.profile import Instrument
+from perpsim.api.signing import MalformedParameter, MissingParameter, api_key_only, verify_request
+from perpsim.api.state import ServerState
+from perpsim.sim.errors import InvalidInput
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.profile import Instrument
 
 # Binance's own patterns for numeric parameters (quoted in its −1100 messages).
 _DECIMAL_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?$")

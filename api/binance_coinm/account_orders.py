@@ -13,14 +13,14 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.binance_coinm import account_wire as wire
-from api.binance_coinm.account_auth import Call, Signed
-from api.binance_errors import to_binance_error
-from api.signing import MissingParameter
-from sim import algo, trading
-from sim.algo import ALGO_TYPES, WORKING_TYPES, AlgoOrder
-from sim.errors import InvalidInput, InvalidPrice, OrderNotFound
-from sim.orders import ORDER_TYPES, SIDES, TIMES_IN_FORCE, Order
+from perpsim.api.binance_coinm import account_wire as wire
+from perpsim.api.binance_coinm.account_auth import Call, Signed
+from perpsim.api.binance_errors import to_binance_error
+from perpsim.api.signing import MissingParameter
+from perpsim.sim import algo, trading
+from perpsim.sim.algo import ALGO_TYPES, WORKING_TYPES, AlgoOrder
+from perpsim.sim.errors import InvalidInput, InvalidPrice, OrderNotFound
+from perpsim.sim.orders import ORDER_TYPES, SIDES, TIMES_IN_FORCE, Order
 
 router = APIRouter(prefix="/dapi/v1", tags=["binance-coinm-orders"])
 

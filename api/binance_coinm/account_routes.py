@@ -11,12 +11,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.binance_coinm import account_orders
-from api.binance_coinm import account_wire as wire
-from api.binance_coinm.account_auth import KeyOnly, Signed
-from api.binance_coinm.market_info import leverage_brackets, symbol_brackets
-from api.deps import dec
-from sim.errors import InvalidInput, InvalidState, LeverageTooHigh
+from perpsim.api.binance_coinm import account_orders
+from perpsim.api.binance_coinm import account_wire as wire
+from perpsim.api.binance_coinm.account_auth import KeyOnly, Signed
+from perpsim.api.binance_coinm.market_info import leverage_brackets, symbol_brackets
+from perpsim.api.deps import dec
+from perpsim.sim.errors import InvalidInput, InvalidState, LeverageTooHigh
 
 router = APIRouter(tags=["binance-coinm-account"])
 router.include_router(account_orders.router)

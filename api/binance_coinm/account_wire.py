@@ -12,16 +12,16 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from api.deps import dec
-from sim import risk
-from sim.accounts import DEFAULT_LEVERAGE
-from sim.algo import AlgoOrder
-from sim.exchange import Exchange
-from sim.inverse import coin_value
-from sim.journal import Event
-from sim.ledger import Posting, wallet_account
-from sim.orders import Order
-from sim.profile import Instrument
+from perpsim.api.deps import dec
+from perpsim.sim import risk
+from perpsim.sim.accounts import DEFAULT_LEVERAGE
+from perpsim.sim.algo import AlgoOrder
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.inverse import coin_value
+from perpsim.sim.journal import Event
+from perpsim.sim.ledger import Posting, wallet_account
+from perpsim.sim.orders import Order
+from perpsim.sim.profile import Instrument
 
 COIN_PLACES = 8
 CANCEL_ALL_MSG = "The operation of cancel all open order is done."

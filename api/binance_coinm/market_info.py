@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sim.profile import Bracket, Instrument, Profile
+from perpsim.sim.profile import Bracket, Instrument, Profile
 
 # Binance's sentinel deliveryDate for perpetuals (2100-12-25); ccxt treats it as "no expiry".
 PERPETUAL_DELIVERY_DATE_MS = 4_133_404_800_000

@@ -16,17 +16,17 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.binance_coinm import market_wire as wire
-from api.binance_coinm.account_auth import Params
-from api.binance_coinm.market_info import exchange_info
-from api.binance_coinm.sequence import depth_update_id
-from api.deps import State
-from api.signing import api_key_only, parse_params
-from api.state import ServerState
-from sim import market_data
-from sim.exchange import Exchange, Trade
-from sim.market_data import PriceKind
-from sim.profile import Instrument
+from perpsim.api.binance_coinm import market_wire as wire
+from perpsim.api.binance_coinm.account_auth import Params
+from perpsim.api.binance_coinm.market_info import exchange_info
+from perpsim.api.binance_coinm.sequence import depth_update_id
+from perpsim.api.deps import State
+from perpsim.api.signing import api_key_only, parse_params
+from perpsim.api.state import ServerState
+from perpsim.sim import market_data
+from perpsim.sim.exchange import Exchange, Trade
+from perpsim.sim.market_data import PriceKind
+from perpsim.sim.profile import Instrument
 
 router = APIRouter(prefix="/dapi/v1", tags=["binance coin-m market data"])
 

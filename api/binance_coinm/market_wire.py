@@ -16,12 +16,12 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from api.deps import dec
-from sim.errors import BadParameterCombination, InvalidInput, InvalidInterval, UnknownSymbol
-from sim.exchange import Exchange, Trade
-from sim.inverse import coin_value
-from sim.market_data import INTERVALS_MS, Candle, PriceKind, day_stats
-from sim.profile import Instrument
+from perpsim.api.deps import dec
+from perpsim.sim.errors import BadParameterCombination, InvalidInput, InvalidInterval, UnknownSymbol
+from perpsim.sim.exchange import Exchange, Trade
+from perpsim.sim.inverse import coin_value
+from perpsim.sim.market_data import INTERVALS_MS, Candle, PriceKind, day_stats
+from perpsim.sim.profile import Instrument
 
 MARK_PLACES = 8  # markPrice, indexPrice, estimatedSettlePrice, mark/index klines
 RATE_PLACES = 8  # lastFundingRate, interestRate, fundingRate

@@ -1,5 +1,5 @@
 """Every router of the Binance COIN-M dialect, in the order the app mounts them."""
 
-from api.binance_coinm import account_routes, market_routes, streams, wallet_routes
+from perpsim.api.binance_coinm import account_routes, market_routes, streams, wallet_routes
 
 ROUTERS = (market_routes.router, account_routes.router, wallet_routes.router, streams.router)

@@ -14,8 +14,8 @@ import weakref
 from dataclasses import dataclass
 from weakref import WeakKeyDictionary
 
-from api.state import ServerState
-from sim.exchange import Exchange
+from perpsim.api.state import ServerState
+from perpsim.sim.exchange import Exchange
 
 
 @dataclass(slots=True)

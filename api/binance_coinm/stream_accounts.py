@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from api.binance_coinm import stream_frames as fr
-from sim.inverse import pnl_coin
-from sim.profile import Instrument
+from perpsim.api.binance_coinm import stream_frames as fr
+from perpsim.sim.inverse import pnl_coin
+from perpsim.sim.profile import Instrument
 
 ZERO = Decimal(0)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from api.binance_coinm.account_wire import coin, price
-from sim.profile import Instrument
+from perpsim.api.binance_coinm.account_wire import coin, price
+from perpsim.sim.profile import Instrument
 
 Frame = dict[str, Any]
 ZERO = Decimal(0)

@@ -32,13 +32,13 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-from api.binance_coinm import stream_frames as fr
-from api.binance_coinm.stream_accounts import AccountViews, PositionView
-from api.binance_coinm.stream_market import Readings, StreamSpec, Subscription
-from api.state import ServerState
-from sim.errors import PerpsimError
-from sim.exchange import Exchange
-from sim.journal import Event
+from perpsim.api.binance_coinm import stream_frames as fr
+from perpsim.api.binance_coinm.stream_accounts import AccountViews, PositionView
+from perpsim.api.binance_coinm.stream_market import Readings, StreamSpec, Subscription
+from perpsim.api.state import ServerState
+from perpsim.sim.errors import PerpsimError
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.journal import Event
 
 log = logging.getLogger("perpsim.streams")
 

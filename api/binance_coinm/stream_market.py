@@ -22,13 +22,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from api.binance_coinm import market_wire as wire
-from api.binance_coinm import stream_frames as fr
-from api.binance_coinm.sequence import depth_update_id
-from api.state import ServerState
-from sim.exchange import Exchange, Trade
-from sim.journal import Event
-from sim.profile import Instrument
+from perpsim.api.binance_coinm import market_wire as wire
+from perpsim.api.binance_coinm import stream_frames as fr
+from perpsim.api.binance_coinm.sequence import depth_update_id
+from perpsim.api.state import ServerState
+from perpsim.sim.exchange import Exchange, Trade
+from perpsim.sim.journal import Event
+from perpsim.sim.profile import Instrument
 
 DEPTH_LEVELS = 1000  # what ccxt's snapshot asks for (GET /dapi/v1/depth?limit=1000)
 PARTIAL_LEVELS = (5, 10, 20)

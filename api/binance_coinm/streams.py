@@ -22,9 +22,9 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from api.binance_coinm.stream_hub import Connection, StreamHub, hub_for
-from api.binance_coinm.stream_market import UnknownStream, parse_stream
-from api.state import ServerState
+from perpsim.api.binance_coinm.stream_hub import Connection, StreamHub, hub_for
+from perpsim.api.binance_coinm.stream_market import UnknownStream, parse_stream
+from perpsim.api.state import ServerState
 
 router = APIRouter(tags=["binance coin-m websocket"])
 

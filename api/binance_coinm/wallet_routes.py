@@ -13,9 +13,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from api.binance_coinm.account_auth import Signed
-from api.deps import dec
-from sim.errors import InvalidInput
+from perpsim.api.binance_coinm.account_auth import Signed
+from perpsim.api.deps import dec
+from perpsim.sim.errors import InvalidInput
 
 router = APIRouter(tags=["wallet"])
 

@@ -6,6 +6,6 @@ the dashboard's own script and stylesheet; ``snapshot.py`` serialises what the p
 controls call the control plane (``/control/advance``, ``/control/prices``) like any client.
 """
 
-from api.ui.routes import router
+from perpsim.api.ui.routes import router
 
 __all__ = ["router"]

@@ -30,9 +30,9 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-from api import control
-from api.state import ServerState
-from sim.journal import Event
+from perpsim.api import control
+from perpsim.api.state import ServerState
+from perpsim.sim.journal import Event
 
 log = logging.getLogger("perpsim.ui")
 

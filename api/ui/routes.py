@@ -21,10 +21,10 @@ from fastapi import APIRouter, Query, WebSocket
 from fastapi.responses import HTMLResponse, Response
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from api.deps import State
-from api.state import ServerState
-from api.ui import hub as ui_hub
-from api.ui.snapshot import snapshot
+from perpsim.api.deps import State
+from perpsim.api.state import ServerState
+from perpsim.api.ui import hub as ui_hub
+from perpsim.api.ui.snapshot import snapshot
 
 router = APIRouter(prefix="/ui", tags=["dashboard"])
 
@@ -39,7 +39,7 @@ _plotly: dict[str, tuple[bytes, str]] = {}
 
 def _read_static(name: str) -> bytes:
     if name not in _cache:
-        _cache[name] = resources.files("api.ui").joinpath("static", name).read_bytes()
+        _cache[name] = resources.files("perpsim.api.ui").joinpath("static", name).read_bytes()
     return _cache[name]
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from api import control
-from api.state import ServerState
-from sim import market_data
-from sim.exchange import Exchange
+from perpsim.api import control
+from perpsim.api.state import ServerState
+from perpsim.sim import market_data
+from perpsim.sim.exchange import Exchange
 
 RECENT_EVENTS = 300  # journal events the page starts its timeline with
 FUNDING_HISTORY = 60  # funding settlements per symbol

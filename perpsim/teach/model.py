@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from sim.exchange import Exchange
+from perpsim.sim.exchange import Exchange
 
 SeriesKind = Literal["line", "step", "dash", "markers", "bar"]
 

@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from sim import trading
-from sim.exchange import Exchange
-from sim.journal import Event
-from sim.profile import Profile, load_profile
-from sim.scenario import MANUAL_START_MS, load_scenario
+from perpsim.sim import trading
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.journal import Event
+from perpsim.sim.profile import Profile, load_profile
+from perpsim.sim.scenario import MANUAL_START_MS, load_scenario
 
 BTC = "BTCUSD_PERP"
 COIN = "BTC"

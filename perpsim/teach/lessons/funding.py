@@ -15,6 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.journal import Event
+from perpsim.sim.profile import load_profile
+from perpsim.sim.scenario import load_scenario
 from perpsim.teach.lessons._common import BTC, HOUR_MS, MINUTE_MS, account, market, of_type
 from perpsim.teach.model import (
     Chart,
@@ -30,10 +34,6 @@ from perpsim.teach.model import (
     signed_usd,
     usd,
 )
-from sim.exchange import Exchange
-from sim.journal import Event
-from sim.profile import load_profile
-from sim.scenario import load_scenario
 
 TOPIC = "funding"
 TITLE = "Funding: premium, clamp, who pays whom"

@@ -12,6 +12,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.inverse import pnl_coin
+from perpsim.sim.ledger import insurance_account
+from perpsim.sim.profile import load_profile
 from perpsim.teach.lessons._common import BTC, COIN, account, market, of_type, step_to, venue
 from perpsim.teach.model import (
     Chart,
@@ -26,10 +30,6 @@ from perpsim.teach.model import (
     signed_btc,
     usd,
 )
-from sim.exchange import Exchange
-from sim.inverse import pnl_coin
-from sim.ledger import insurance_account
-from sim.profile import load_profile
 
 TOPIC = "insurance-adl"
 TITLE = "The insurance fund and auto-deleveraging"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from perpsim.sim.risk import position_risk
 from perpsim.teach.lessons._common import BTC, account, market, step_to, venue
 from perpsim.teach.model import (
     Chart,
@@ -25,7 +26,6 @@ from perpsim.teach.model import (
     signed_usd,
     usd,
 )
-from sim.risk import position_risk
 
 TOPIC = "inverse-pnl"
 TITLE = "Inverse PnL: a dollar contract settled in coin"

@@ -13,6 +13,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from perpsim.sim import liquidation_price as solver
+from perpsim.sim import risk
+from perpsim.sim.exchange import Exchange
 from perpsim.teach.lessons._common import (
     BTC,
     COIN,
@@ -36,9 +39,6 @@ from perpsim.teach.model import (
     pct,
     usd,
 )
-from sim import liquidation_price as solver
-from sim import risk
-from sim.exchange import Exchange
 
 TOPIC = "liquidation"
 TITLE = "Liquidation and bankruptcy prices"

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.money import round_to_tick
+from perpsim.sim.risk import position_risk
 from perpsim.teach.lessons._common import BTC, SECOND_MS, account, market, of_type, venue
 from perpsim.teach.model import (
     Chart,
@@ -27,9 +30,6 @@ from perpsim.teach.model import (
     signed_btc,
     usd,
 )
-from sim.exchange import Exchange
-from sim.money import round_to_tick
-from sim.risk import position_risk
 
 TOPIC = "mark-vs-last"
 TITLE = "Mark vs last: what liquidation looks at"

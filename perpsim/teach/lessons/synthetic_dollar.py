@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from perpsim.sim.risk import position_risk
 from perpsim.teach.lessons._common import (
     BTC,
     COIN,
@@ -35,7 +36,6 @@ from perpsim.teach.model import (
     pct,
     usd,
 )
-from sim.risk import position_risk
 
 TOPIC = "synthetic-dollar"
 TITLE = "The synthetic dollar: 1 BTC + a 1x short"
