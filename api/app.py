@@ -9,21 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from perpsim.api import control
+from perpsim.api import control, health
 from perpsim.api.binance_errors import install_error_handlers
 from perpsim.api.harness import install_harness
+from perpsim.api.health import BrokenMarketGuard
+from perpsim.api.security import SecurityConfig, SecurityMiddleware
 from perpsim.api.state import ServerConfig, ServerState
 
 REALTIME_TICK_S = 0.05
+log = logging.getLogger("perpsim")
 
 
-def create_app(config: ServerConfig | None = None, *, state: ServerState | None = None) -> FastAPI:
-    """A perpsim server for ``config`` (or around an existing ``state``)."""
+def create_app(config: ServerConfig | None = None, *, state: ServerState | None = None,
+               security: SecurityConfig | None = None) -> FastAPI:
+    """A perpsim server for ``config`` (or around an existing ``state``), guarded by
+    ``security`` (default: loopback Host names only, paths confined to the working directory,
+    no control token)."""
     server_state = state or ServerState(config or ServerConfig())
+    security = security or SecurityConfig()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,13 +47,17 @@ def create_app(config: ServerConfig | None = None, *, state: ServerState | None 
                   description="A mock exchange for inverse perpetual futures: the Binance "
                   "COIN-M dialect plus a control plane to reset, fund, move prices and time.")
     app.state.perpsim = server_state
+    app.state.perpsim_security = security
     install_error_handlers(app)
     app.include_router(control.router)
+    app.include_router(health.router)
     _include_dialect(app)
     from perpsim.api.ui import router as ui_router
 
     app.include_router(ui_router)
     install_harness(app)  # fault injection and recording: inert until asked for
+    app.add_middleware(BrokenMarketGuard, state_of=lambda: app.state.perpsim)
+    app.add_middleware(SecurityMiddleware, config=security)  # outermost: first to see a request
     return app
 
 
@@ -58,7 +70,21 @@ def _include_dialect(app: FastAPI) -> None:
 
 
 async def _follow_wall_clock(state: ServerState) -> None:
-    """Realtime mode: keep simulated time at anchor + wall time × speed."""
-    while True:
-        state.follow_wall_clock()
-        await asyncio.sleep(REALTIME_TICK_S)
+    """Realtime mode: keep simulated time at anchor + wall time × speed.
+
+    The task never dies: an error inside an advance has already marked the market broken
+    (sim/containment.py; GET /control/health tells), and the task waits for a reset.
+    """
+    state.clock_task_status = "running"
+    try:
+        while True:
+            try:
+                state.follow_wall_clock()
+            except Exception as exc:  # contained: the market says what broke
+                ex = state.exchange
+                ex.containment.mark(exc, ex.now_ms, "the realtime clock")
+                log.error("perpsim: %s", ex.containment.broken.describe()
+                          if ex.containment.broken else exc)
+            await asyncio.sleep(REALTIME_TICK_S)
+    finally:
+        state.clock_task_status = "stopped"

@@ -102,6 +102,9 @@ ERROR_TABLE: dict[type[BaseException], WireError] = {
         "rejected. The order will not be recorded in the order history",
     ),
     domain.DuplicateClientOrderId: WireError(400, -4116, "ClientOrderId is duplicated."),
+    domain.TooManyOpenOrders: WireError(400, -2025, "Reach max open order limit."),
+    domain.PositionTooLargeForLeverage: WireError(
+        400, -2027, "Exceeded the maximum allowable position at current leverage."),
     domain.WouldTriggerImmediately: WireError(400, -2021, "Order would immediately trigger."),
     domain.OrderRejected: WireError(400, -2010, None),
     domain.OrderNotFound: WireError(400, -2013, "Order does not exist."),
@@ -135,6 +138,8 @@ _PRICE_REFINEMENTS: tuple[tuple[tuple[str, ...], WireError], ...] = (
     (("needs a price",), WireError(400, -1102, _missing("price"))),
     (("takes no price",), WireError(400, -1106, "Parameter 'price' sent when not required.")),
     (("must be positive",), WireError(400, -4001, "Price less than 0.")),
+    (("below the minimum price",), WireError(400, -4013, "Price less than min price.")),
+    (("above the maximum price",), WireError(400, -4002, "Price greater than max price.")),
 )
 _MARGIN_MODE_OPEN_ORDERS = WireError(
     400, -4047, "Margin type cannot be changed if there exists open orders."

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import (
     BaseModel,
@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from perpsim.api.deps import State
+from perpsim.api.security import confined_path, confined_ref
 from perpsim.api.state import ServerState
 from perpsim.sim import risk
 from perpsim.sim.errors import InvalidInput
@@ -30,6 +31,8 @@ from perpsim.sim.exchange import Wake
 from perpsim.sim.journal import Event
 from perpsim.sim.ledger import insurance_account
 from perpsim.sim.money import positive_price
+from perpsim.sim.profile import bundled_profiles
+from perpsim.sim.scenario import bundled_scenarios
 
 router = APIRouter(prefix="/control", tags=["control"])
 
@@ -121,11 +124,18 @@ def _plain(value: Any) -> Any:
 
 
 @router.post("/reset")
-async def reset(body: ResetBody, state: State) -> dict[str, Any]:
+async def reset(body: ResetBody, state: State, request: Request) -> dict[str, Any]:
     """Discard everything and rebuild the market from scratch."""
+    security = request.app.state.perpsim_security
     changes = body.model_dump(exclude_none=True)
     if isinstance(body.scenario, ScenarioPath):
-        changes["scenario"] = {"path": body.scenario.path}
+        changes["scenario"] = {"path": str(confined_path(security, body.scenario.path,
+                                                         "scenario path"))}
+    elif body.scenario is not None:
+        changes["scenario"] = confined_ref(security, body.scenario, "scenario",
+                                           bundled_scenarios())
+    if body.profile is not None:
+        changes["profile"] = confined_ref(security, body.profile, "profile", bundled_profiles())
     state.reset(**changes)
     return market_state(state)
 

@@ -10,9 +10,10 @@ File format (one JSON object per line, ``kind`` first):
   while recording): method, path, raw query, body, the headers that matter (API key, content
   type), every wall-clock reading the server made while handling it (``wall``: the replay feeds
   them back, so timestamp checks, listen keys and the realtime clock see the same times and
-  signatures are re-checked as they were), simulated time before it ran (``sim_before``), the
-  status sent, the application's own status, and ``executed``: false when a fault answered
-  without running it (the replay skips those).
+  signatures are re-checked as they were), the API credentials it generated (``tokens``: they
+  come from a cryptographic source, so the replay hands out the recorded ones), simulated
+  time before it ran (``sim_before``), the status sent, the application's own status, and
+  ``executed``: false when a fault answered without running it (the replay skips those).
 * ``event``: the journal at the end, one event per line, in its canonical form.
 * ``end``: request and event counts, simulated time, and the journal digest.
 
@@ -35,6 +36,7 @@ from typing import Any, TextIO
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from perpsim.api.security import confined_path
 from perpsim.api.state import ServerState
 from perpsim.sim.errors import InvalidInput, InvalidState
 
@@ -46,6 +48,8 @@ UNRECORDED = ("/control/record", "/docs", "/redoc", "/openapi.json")
 
 _reads: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("perpsim_wall_reads",
                                                                          default=None)
+_tokens: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("perpsim_tokens",
+                                                                          default=None)
 
 
 def _line(record: dict[str, Any]) -> str:
@@ -80,6 +84,7 @@ class Recorder:
         self.state = state
         self.requests = 0
         self._wall = state.wall_ms
+        self._token_source = state.token_source
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: TextIO | None = self.path.open("w", encoding="ascii")
@@ -93,6 +98,15 @@ class Recorder:
                      "start_events": len(ex.journal), "start_digest": ex.journal.digest(),
                      "start_now_ms": ex.now_ms})
         state.wall_ms = self._read_wall
+        state.token_source = self._new_token
+
+    def _new_token(self, n: int) -> str:
+        """A fresh API credential, kept in the request's record so a replay reuses it."""
+        value = self._token_source(n)
+        tokens = _tokens.get()
+        if tokens is not None:
+            tokens.append(value)
+        return value
 
     def _read_wall(self) -> int:
         value = self._wall()
@@ -115,12 +129,14 @@ class Recorder:
             "kind": "request", "n": self.requests + 1, "method": method, "path": path,
             "query": query, "headers": headers, **encode_body(body), "wall": [],
             "sim_before": self.state.exchange.now_ms, "executed": True,
-            "status": None, "app_status": None}
+            "status": None, "app_status": None, "tokens": []}
         token = _reads.set(record["wall"])
+        made = _tokens.set(record["tokens"])
         try:
             yield record
         finally:
             _reads.reset(token)
+            _tokens.reset(made)
             self.requests += 1
             self._write(record)
 
@@ -145,6 +161,7 @@ class Recorder:
         self._file.close()
         self._file = None
         self.state.wall_ms = self._wall
+        self.state.token_source = self._token_source
         return {"path": str(self.path), **{k: v for k, v in summary.items() if k != "kind"}}
 
 
@@ -196,8 +213,9 @@ async def record(body: RecordBody, request: Request) -> dict[str, Any]:
         if body.stop:
             return stop_recording(harness)
         assert body.path is not None
-        recorder = start_recording(harness, body.path)
-    return {"recording": True, "path": str(recorder.path)}
+        path = confined_path(request.app.state.perpsim_security, body.path, "recording path")
+        start_recording(harness, path)
+    return {"recording": True, "path": body.path}
 
 
 @router.get("/record")

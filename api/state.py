@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from perpsim.sim.errors import InvalidInput
-from perpsim.sim.exchange import Exchange
+from perpsim.sim.exchange import Exchange, random_token
 from perpsim.sim.journal import Event
 from perpsim.sim.profile import load_profile
 from perpsim.sim.scenario import load_scenario
@@ -43,7 +43,8 @@ class ServerConfig:
         return self.scenario
 
 
-def build_exchange(config: ServerConfig) -> Exchange:
+def build_exchange(config: ServerConfig,
+                   token_source: Callable[[int], str] = random_token) -> Exchange:
     """A fresh Exchange for ``config`` (raises a domain error naming what is wrong)."""
     if config.clock not in ("stepped", "realtime"):
         raise InvalidInput(f"clock must be 'stepped' or 'realtime', got {config.clock!r}")
@@ -55,7 +56,7 @@ def build_exchange(config: ServerConfig) -> Exchange:
         raise InvalidInput(str(exc)) from None
     profile = load_profile(config.profile)
     scenario = load_scenario(config.scenario_ref(), seed=config.seed, start_ms=start_ms)
-    return Exchange(profile, scenario, seed=config.seed)
+    return Exchange(profile, scenario, seed=config.seed, token_source=token_source)
 
 
 class ServerState:
@@ -63,9 +64,13 @@ class ServerState:
 
     def __init__(self, config: ServerConfig, wall_ms: Callable[[], int] | None = None) -> None:
         self.wall_ms = wall_ms or (lambda: int(time.time() * 1000))
+        # API credentials come from here (a cryptographic source); a recording captures them
+        # like wall-clock readings, so a replay hands out the same ones.
+        self.token_source: Callable[[int], str] = random_token
         self.listeners: list[Callable[[Event], None]] = []
         self.config = config
-        self.exchange = build_exchange(config)
+        self.clock_task_status = "not started"  # the realtime clock task (api/app.py)
+        self.exchange = build_exchange(config, self._token)
         self.listen_keys: dict[str, tuple[str, int]] = {}  # key → (account_id, expires wall ms)
         self._anchor = (self.wall_ms(), self.exchange.now_ms)
         self._attach()
@@ -79,12 +84,15 @@ class ServerState:
         if "scenario" in changes and "start" not in changes:
             changes["start"] = None
         config = replace(self.config, **changes)
-        exchange = build_exchange(config)
+        exchange = build_exchange(config, self._token)
         self.config, self.exchange = config, exchange
         self.listen_keys.clear()
         self._anchor = (self.wall_ms(), exchange.now_ms)
         self._attach()
         return exchange
+
+    def _token(self, n: int) -> str:
+        return self.token_source(n)
 
     def _attach(self) -> None:
         for listener in self.listeners:
@@ -103,7 +111,7 @@ class ServerState:
 
     def follow_wall_clock(self) -> None:
         """Realtime mode: advance the market to the wall clock's time (no-op when stepped)."""
-        if self.config.clock != "realtime":
+        if self.config.clock != "realtime" or self.exchange.containment.broken is not None:
             return
         target = self.realtime_target_ms()
         end = self.exchange.scenario.end_ms

@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from perpsim.api.app import create_app
+from perpsim.api.security import IN_PROCESS
 from perpsim.api.server import serve_in_thread
 from perpsim.api.state import ServerConfig, ServerState
 from perpsim.strategy.record import DEMO_PROFILE, DEMO_SCENARIO, HedgeConfig
@@ -33,7 +34,7 @@ def run(scenario: str = DEMO_SCENARIO) -> dict[str, Any]:
     state = ServerState(ServerConfig(profile=DEMO_PROFILE, scenario=scenario, seed=0,
                                      clock="stepped"))
     started = time.perf_counter()
-    with serve_in_thread(create_app(state=state)) as base_url:
+    with serve_in_thread(create_app(state=state, security=IN_PROCESS)) as base_url:
         record = asyncio.run(dry_run(base_url, config, scenario=scenario,
                                      profile=DEMO_PROFILE, seed=0))
     wall_s = time.perf_counter() - started

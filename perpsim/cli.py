@@ -303,6 +303,7 @@ def run_job(args: argparse.Namespace, *, report: str | None, title: str) -> int:
     import json
 
     from perpsim.api.app import create_app
+    from perpsim.api.security import IN_PROCESS
     from perpsim.api.server import serve_in_thread
     from perpsim.strategy.report import write_report
     from perpsim.strategy.results import to_json
@@ -316,7 +317,7 @@ def run_job(args: argparse.Namespace, *, report: str | None, title: str) -> int:
     meta = {"scenario": args.scenario, "profile": args.profile, "seed": args.seed}
     wall0 = time.monotonic()
     try:
-        with serve_in_thread(create_app(state=state)) as base_url:
+        with serve_in_thread(create_app(state=state, security=IN_PROCESS)) as base_url:
             job = dry_run(base_url, config, scenario=scenario, profile=args.profile,
                           seed=args.seed, progress=None if args.json else _ProgressBar.update)
             if args.json:

@@ -58,12 +58,13 @@ class PerpsimServer:
     def __init__(self, settings: dict[str, Any]) -> None:
         from perpsim.api.app import create_app
         from perpsim.api.harness import install_harness
+        from perpsim.api.security import IN_PROCESS
         from perpsim.api.server import serve_in_thread
         from perpsim.api.state import ServerConfig, ServerState
 
         config = ServerConfig(**{k: v for k, v in settings.items() if v is not None})
         self.state = ServerState(config)
-        app = create_app(state=self.state)
+        app = create_app(state=self.state, security=IN_PROCESS)
         install_harness(app)
         self._stack = ExitStack()
         self.base_url: str = self._stack.enter_context(serve_in_thread(app))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import random
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from perpsim.api.recording import BadRecording, Recording, decode_body, load_recording
+from perpsim.sim.exchange import TOKEN_CHARS, random_token
 
 EXIT_EQUAL, EXIT_DIFFER, EXIT_BAD_FILE = 0, 1, 2
 
@@ -65,6 +67,35 @@ class _WallFeed:
         return self.last
 
 
+class _TokenFeed:
+    """API credentials during a replay: the ones the recorded request was handed.
+
+    Recordings made before credentials came from a cryptographic source hold no ``tokens``;
+    for those the old seeded generator (one per market, from its seed) is reproduced.
+    """
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self.legacy = False
+        self.exchange: Any = None
+        self._legacy_rng: tuple[Any, random.Random] | None = None
+
+    def load(self, record: dict[str, Any]) -> None:
+        self.values = [str(v) for v in record.get("tokens", ())]
+        self.legacy = "tokens" not in record
+
+    def __call__(self, n: int) -> str:
+        if self.values:
+            return self.values.pop(0)
+        if not self.legacy:
+            return random_token(n)
+        ex = self.exchange()
+        if self._legacy_rng is None or self._legacy_rng[0] is not ex:
+            self._legacy_rng = (ex, random.Random(ex.seed))
+        rng = self._legacy_rng[1]
+        return "".join(rng.choice(TOKEN_CHARS) for _ in range(n))
+
+
 def _digest(lines: Sequence[str]) -> str:
     sha = hashlib.sha256()
     for line in lines:
@@ -89,12 +120,12 @@ async def _call(app: Any, record: dict[str, Any]) -> int:
     body = decode_body(record)
     headers = [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
                for k, v in record["headers"].items()]
-    headers += [(b"host", b"replay"), (b"content-length", str(len(body)).encode())]
+    headers += [(b"host", b"localhost"), (b"content-length", str(len(body)).encode())]
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
              "method": record["method"], "scheme": "http", "path": record["path"],
              "raw_path": record["path"].encode("utf-8"),
              "query_string": record["query"].encode("latin-1"), "root_path": "",
-             "headers": headers, "client": ("127.0.0.1", 0), "server": ("replay", 80)}
+             "headers": headers, "client": ("127.0.0.1", 0), "server": ("localhost", 80)}
     delivered = False
     statuses: list[int] = []
 
@@ -120,6 +151,7 @@ def replay(recording: Recording, name: str = "recording") -> ReplayResult:
     """Re-apply ``recording`` to a fresh market; the digest it gives and how it compares."""
     from perpsim.api.app import create_app
     from perpsim.api.harness import install_harness
+    from perpsim.api.security import IN_PROCESS
     from perpsim.api.state import ServerConfig, ServerState
     from perpsim.sim.errors import PerpsimError
 
@@ -127,14 +159,18 @@ def replay(recording: Recording, name: str = "recording") -> ReplayResult:
     header = recording.header
     anchor = header.get("anchor")
     feed = _WallFeed(int(anchor[0]) if anchor else 0)
+    tokens = _TokenFeed()
     try:
         config = ServerConfig(**header["config"])
         state = ServerState(config, wall_ms=feed)
+        state.token_source = tokens
+        tokens.exchange = lambda: state.exchange
     except (TypeError, PerpsimError) as exc:
         raise BadRecording(f"{name}: cannot rebuild the recorded market: {exc}") from None
     if anchor:
         state._anchor = (int(anchor[0]), int(anchor[1]))  # realtime: the recorded mapping
-    app = create_app(state=state)
+    # The recorded requests were checked when they ran; the replay trusts their paths.
+    app = create_app(state=state, security=IN_PROCESS)
     harness = install_harness(app)
     harness.replay = True
     harness.faults.wall_ms = lambda: feed.last  # faults are not decided again: no reading
@@ -144,7 +180,7 @@ def replay(recording: Recording, name: str = "recording") -> ReplayResult:
             r["path"] == "/control/reset" for r in executed):
         result.warnings.append("the recording began on a market that had already changed and "
                                "holds no reset: the replay starts from a fresh one")
-    asyncio.run(_replay_requests(app, state, feed, recording, result))
+    asyncio.run(_replay_requests(app, state, feed, tokens, recording, result))
     ex = state.exchange
     end_now = int(recording.end.get("now_ms") or ex.now_ms)
     if ex.now_ms < end_now:  # realtime: the clock ran on after the last request
@@ -157,8 +193,8 @@ def replay(recording: Recording, name: str = "recording") -> ReplayResult:
     return result
 
 
-async def _replay_requests(app: Any, state: Any, feed: _WallFeed, recording: Recording,
-                           result: ReplayResult) -> None:
+async def _replay_requests(app: Any, state: Any, feed: _WallFeed, tokens: _TokenFeed,
+                           recording: Recording, result: ReplayResult) -> None:
     for record in recording.requests:
         if not record["executed"]:
             result.skipped += 1
@@ -167,6 +203,7 @@ async def _replay_requests(app: Any, state: Any, feed: _WallFeed, recording: Rec
         if ex.now_ms < record["sim_before"]:  # realtime: the background clock moved
             ex.advance_until(int(record["sim_before"]))
         feed.load(record["wall"])
+        tokens.load(record)
         status = await _call(app, record)
         result.replayed += 1
         if record.get("app_status") is not None and status != record["app_status"]:

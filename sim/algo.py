@@ -22,7 +22,7 @@ from perpsim.sim.errors import (
     PerpsimError,
     WouldTriggerImmediately,
 )
-from perpsim.sim.money import check_tick, positive_price, positive_quantity
+from perpsim.sim.money import check_tick, filtered_price, positive_quantity
 from perpsim.sim.orders import SIDES
 
 if TYPE_CHECKING:
@@ -96,13 +96,13 @@ def place_algo(ex: Exchange, account_id: str, symbol: object, side: object, algo
             raise InvalidInput(f"{name} must be true or false, got {flag!r}")
     if time_in_force not in ("GTC", "IOC", "FOK", "GTX"):
         raise InvalidInput(f"timeInForce must be GTC, IOC, FOK or GTX, got {time_in_force!r}")
-    trigger = check_tick(positive_price(trigger_price, "triggerPrice"), inst.tick_size,
-                         "triggerPrice")
+    trigger = check_tick(filtered_price(trigger_price, inst.tick_size, "triggerPrice"),
+                         inst.tick_size, "triggerPrice")
     limit = None
     if algo_type in ("STOP", "TAKE_PROFIT"):
         if price is None:
             raise InvalidInput(f"a {algo_type} order needs a price")
-        limit = check_tick(positive_price(price, "price"), inst.tick_size, "price")
+        limit = check_tick(filtered_price(price, inst.tick_size, "price"), inst.tick_size, "price")
     elif price is not None:
         raise InvalidInput(f"a {algo_type} order takes no price")
     if close_position:

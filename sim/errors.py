@@ -128,6 +128,20 @@ class DuplicateClientOrderId(OrderRejected):
     code = "duplicate_client_order_id"
 
 
+class TooManyOpenOrders(OrderRejected):
+    """The account already has the venue's maximum of open orders on the symbol
+    (Binance's MAX_NUM_ORDERS filter)."""
+
+    code = "too_many_open_orders"
+
+
+class PositionTooLargeForLeverage(OrderRejected):
+    """An order whose resulting position exceeds what the bracket allows at the current
+    leverage (Binance -2027)."""
+
+    code = "position_too_large_for_leverage"
+
+
 class OrderNotFound(PerpsimError):
     """An order id or client order id the account does not have."""
 

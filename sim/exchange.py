@@ -12,7 +12,7 @@ process arriving at the same instant changes nothing.
 
 from __future__ import annotations
 
-import random
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,12 +25,14 @@ from perpsim.sim.accounts import MARGIN_MODES, Account, MarginMode, Position
 from perpsim.sim.algo import AlgoOrder
 from perpsim.sim.book import OrderBook
 from perpsim.sim.clock import SimClock
+from perpsim.sim.containment import Containment
 from perpsim.sim.errors import (
     InsufficientFunds,
     InvalidInput,
     InvalidState,
     MarginModeAlreadySet,
     MarginModeChangeRejected,
+    ScenarioError,
     UnknownAccount,
 )
 from perpsim.sim.journal import Event, Journal
@@ -44,7 +46,7 @@ from perpsim.sim.ledger import (
 )
 from perpsim.sim.margin import check_leverage
 from perpsim.sim.market import MarketPricer, PriceTape
-from perpsim.sim.money import positive_price, positive_quantity
+from perpsim.sim.money import MAX_PRICE_USD, filtered_price, positive_quantity
 from perpsim.sim.orders import Order
 from perpsim.sim.profile import Instrument, Profile
 from perpsim.sim.risk import mark_value_coin
@@ -93,14 +95,21 @@ class SymbolState:
     trades: list[Trade] = field(default_factory=list)
 
 
-_TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def random_token(n: int) -> str:
+    """``n`` characters from a cryptographic source: API keys and secrets must not follow
+    from the seed (two servers with seed 0 would otherwise hand out the same secret)."""
+    return "".join(secrets.choice(TOKEN_CHARS) for _ in range(n))
 
 
 class Exchange:
     """A simulated inverse-perpetual venue, deterministic for a (profile, scenario, seed)."""
 
     def __init__(self, profile: Profile, scenario: Scenario, *, seed: int = 0,
-                 start_ms: int | None = None) -> None:
+                 start_ms: int | None = None,
+                 token_source: Callable[[int], str] = random_token) -> None:
         self.profile = profile
         self.scenario = scenario
         self.seed = seed
@@ -108,7 +117,8 @@ class Exchange:
         self.start_ms = self.clock.now_ms
         self.ledger = Ledger.from_profile(profile)
         self.journal = Journal()
-        self._rng = random.Random(seed)
+        self.token_source = token_source  # API credentials only: ids stay deterministic
+        self.containment = Containment()
         self.accounts: dict[str, Account] = {}
         self._by_api_key: dict[str, str] = {}
         self.orders: dict[int, Order] = {}
@@ -124,6 +134,7 @@ class Exchange:
             self.books[inst.symbol] = OrderBook(inst)
             tape = self.tapes.get(inst.pair)
             if tape is not None:
+                _check_tape_prices(scenario, tape, inst)
                 self.pricers[inst.symbol] = MarketPricer(profile, inst, tape)
         self._book_rows: dict[str, tuple[int, int]] = {}
         self._marks: dict[str, tuple[tuple[object, ...], Decimal]] = {}
@@ -175,12 +186,14 @@ class Exchange:
             if event.type == "wake" or (stop_on is not None and stop_on(event)):
                 self.clock.stop_now()
 
+        self.containment.check()
         self.wakes = list(wakes)
         self.journal.subscribe(stop_if)
         self.watcher.target_ms = t_ms
-        self.watcher.replan()
         try:
-            self.clock.advance_until(t_ms)
+            with self.containment.guard("advance", lambda: self.now_ms):
+                self.watcher.replan()
+                self.clock.advance_until(t_ms)
         finally:
             self.journal.unsubscribe(stop_if)
             self.wakes = []
@@ -288,9 +301,11 @@ class Exchange:
 
     def set_prices(self, symbol: object, index: object, perp: object | None = None) -> list[Event]:
         """Manual scenarios: move a pair's prices now and run what that triggers."""
+        # Validate everything before the tape moves: a rejected move changes nothing. Both
+        # prices must pass the price filter, or the book, mark and funding would divide by ~0.
         inst = self.instrument(symbol)
-        index_usd = positive_price(index, "index")
-        perp_usd = index_usd if perp is None else positive_price(perp, "perp")
+        index_usd = filtered_price(index, inst.tick_size, "index")
+        perp_usd = index_usd if perp is None else filtered_price(perp, inst.tick_size, "perp")
         tape = self.pricer(inst.symbol).tape
         if not tape.manual:
             raise InvalidState(
@@ -298,11 +313,12 @@ class Exchange:
                 "'manual' to set them by hand"
             )
         first = len(self.journal)
-        tape.set(self.now_ms, index_usd, perp_usd)
-        self.journal.append(self.now_ms, "prices.set", symbol=inst.symbol, pair=inst.pair,
-                            index=index_usd, perp=perp_usd)
-        self.on_instant(self.now_ms)
-        self.watcher.replan()
+        with self.containment.guard("set_prices", lambda: self.now_ms):
+            tape.set(self.now_ms, index_usd, perp_usd)
+            self.journal.append(self.now_ms, "prices.set", symbol=inst.symbol, pair=inst.pair,
+                                index=index_usd, perp=perp_usd)
+            self.on_instant(self.now_ms)
+            self.watcher.replan()
         return list(self.journal.since(first))
 
     # ---- accounts ----------------------------------------------------------------------------
@@ -390,7 +406,7 @@ class Exchange:
         self.watcher.replan()
 
     def _token(self, n: int) -> str:
-        return "".join(self._rng.choice(_TOKEN_CHARS) for _ in range(n))
+        return self.token_source(n)
 
     def account(self, account_id: object) -> Account:
         """The account, or UnknownAccount."""
@@ -465,6 +481,21 @@ class Exchange:
                                *, add: bool) -> Decimal:
         """Move coin between the wallet and an isolated position's margin; the new margin."""
         return trading.adjust_isolated_margin(self, account_id, symbol, amount, add=add)
+
+
+def _check_tape_prices(scenario: Scenario, tape: PriceTape, inst: Instrument) -> None:
+    """Every scenario price inside the instrument's price filter [tick, MAX_PRICE_USD]: a price
+    of 1e-300 or 1e300 would otherwise fail later, deep inside funding or the mark."""
+    low, high = float(inst.tick_size), float(MAX_PRICE_USD)
+    for column in ("index", "perp"):
+        values = getattr(tape, column)
+        bad = np.flatnonzero(~((values >= low) & (values <= high)))
+        if bad.size:
+            row = int(bad[0])
+            raise ScenarioError(
+                f"scenario {scenario.name!r}: {tape.pair} {column} price {values[row]!r} at "
+                f"{int(tape.times_ms[row])} ms (row {row + 1}) is outside {inst.symbol}'s price "
+                f"filter [{inst.tick_size}, {MAX_PRICE_USD}]")
 
 
 def _tapes(scenario: Scenario, now_ms: int) -> dict[str, PriceTape]:

@@ -21,6 +21,11 @@ ONE = Decimal(1)
 # keeps every product of price and quantity far inside Decimal's 28-digit default precision.
 MAX_ABS_AMOUNT = Decimal("1e15")
 
+# Binance's PRICE_FILTER maxPrice, the same on every COIN-M symbol (its minPrice is the tick).
+# Every price that enters the engine (orders, control-plane moves, scenario tapes) lies in
+# [tick, MAX_PRICE_USD], so coin values CS/price stay far inside Decimal's precision.
+MAX_PRICE_USD = Decimal("1000000000")
+
 RoundingRule = Literal["half_even", "half_up", "down", "up", "floor", "ceiling"]
 _ROUNDING: dict[str, str] = {
     "half_even": decimal.ROUND_HALF_EVEN,
@@ -66,6 +71,17 @@ def positive_price(value: object, what: str = "price") -> Decimal:
         raise InvalidPrice(str(exc)) from None
     if price <= 0:
         raise InvalidPrice(f"{what} must be positive, got {value!r}")
+    return price
+
+
+def filtered_price(value: object, tick: Decimal, what: str = "price") -> Decimal:
+    """A price inside the price filter [tick, MAX_PRICE_USD] (not necessarily on the tick grid),
+    or InvalidPrice naming it and the bound it breaks."""
+    price = positive_price(value, what)
+    if price < tick:
+        raise InvalidPrice(f"{what} {value} is below the minimum price {tick} (the tick size)")
+    if price > MAX_PRICE_USD:
+        raise InvalidPrice(f"{what} {value} is above the maximum price {MAX_PRICE_USD}")
     return price
 
 

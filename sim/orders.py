@@ -20,7 +20,7 @@ from perpsim.sim.errors import (
     OrderRejected,
     UnknownSymbol,
 )
-from perpsim.sim.money import ZERO, check_tick, positive_price, whole_contracts
+from perpsim.sim.money import ZERO, check_tick, filtered_price, whole_contracts
 from perpsim.sim.profile import Instrument
 
 Side = Literal["BUY", "SELL"]
@@ -225,7 +225,7 @@ def _check_price(order: Order, instrument: Instrument) -> None:
     # Only Decimal keeps the book's price keys exact and comparable with the tick grid.
     if not isinstance(price, Decimal):
         raise InvalidPrice(f"price must be a Decimal, got {type(price).__name__} {price!r}")
-    positive_price(price, "price")
+    filtered_price(price, instrument.tick_size, "price")
     check_tick(price, instrument.tick_size, "price")
 
 

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from perpsim.fixtures import PROFILES_DIR
+from perpsim.sim.bounded_json import too_deep
 from perpsim.sim.errors import ProfileError, UnknownSymbol
 from perpsim.sim.money import RoundingRule
 
@@ -75,7 +76,7 @@ class SyntheticBook(_Frozen):
     half_spread_ticks: StrictInt = Field(ge=1)
     levels: StrictInt = Field(ge=1, le=1000)
     level_step_ticks: StrictInt = Field(ge=1)
-    contracts_per_level: StrictInt = Field(ge=1)
+    contracts_per_level: StrictInt = Field(ge=1, le=10**12)
 
 
 class Instrument(_Frozen):
@@ -88,12 +89,13 @@ class Instrument(_Frozen):
     margin_asset: str
     contract_type: Literal["PERPETUAL", "CURRENT_QUARTER", "NEXT_QUARTER"]
     delivery_date_ms: StrictInt | None = Field(default=None, gt=0)
-    contract_size_usd: Decimal = Field(gt=0)
-    tick_size: Decimal = Field(gt=0)
+    contract_size_usd: Decimal = Field(gt=0, le=1_000_000)
+    tick_size: Decimal = Field(ge=Decimal("1e-8"), le=1_000_000)
     lot_size: StrictInt = Field(ge=1, description="contracts step")
     min_qty: StrictInt = Field(ge=1)
-    max_qty: StrictInt = Field(ge=1, description="limit order maximum, contracts")
-    market_max_qty: StrictInt = Field(ge=1, description="market order maximum, contracts")
+    max_qty: StrictInt = Field(ge=1, le=10**12, description="limit order maximum, contracts")
+    market_max_qty: StrictInt = Field(ge=1, le=10**12,
+                                      description="market order maximum, contracts")
     price_precision: StrictInt = Field(ge=0, le=12)
     quantity_precision: StrictInt = Field(ge=0, le=12)
     funding_cap: Decimal = Field(gt=0, lt=1, description="funding rate is clamped to ±cap")
@@ -226,7 +228,8 @@ class Funding(_Frozen):
     times_utc_hours: tuple[StrictInt, ...] = Field(min_length=1)
     interest_rate: Decimal = Field(ge=-1, le=1, description="I per interval")
     clamp: Decimal = Field(ge=0, lt=1)
-    premium_sample_interval_ms: StrictInt = Field(gt=0)
+    # Bounded so a funding window holds at most a few thousand samples (each one is priced).
+    premium_sample_interval_ms: StrictInt = Field(ge=1000, le=8 * HOUR_MS)
     averaging: Literal["weighted", "plain"]
     settles: Literal["window_just_ended", "previous_window"]
 
@@ -275,8 +278,10 @@ class Mark(_Frozen):
     """How the mark price is made (mechanics §3)."""
 
     method: Literal["median3", "fair_price"]
-    basis_samples: StrictInt = Field(ge=1, description="moving average length of (mid − index)")
-    basis_sample_interval_ms: StrictInt = Field(gt=0)
+    # Bounded: every exact mark sums basis_samples terms, so 1e9 would exhaust memory.
+    basis_samples: StrictInt = Field(ge=1, le=3600,
+                                     description="moving average length of (mid − index)")
+    basis_sample_interval_ms: StrictInt = Field(ge=1000, le=HOUR_MS)
 
 
 class Liquidation(_Frozen):
@@ -295,7 +300,9 @@ class Liquidation(_Frozen):
 class Rounding(_Frozen):
     """How coin amounts are quantised at every ledger posting."""
 
-    coin_step: Decimal = Field(gt=0)
+    coin_step: Decimal = Field(ge=Decimal("1e-12"), le=1,
+                               description="1e-8 is a satoshi; finer steps exceed Decimal's "
+                               "28 digits on large balances")
     coin_rule: RoundingRule
     contract_value_floor: StrictBool = Field(
         description="BitMEX: floor each contract's coin value to coin_step before × quantity"
@@ -397,6 +404,9 @@ def load_profile(name_or_path: str | Path) -> Profile:
         raise ProfileError(f"{path}: no such profile file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ProfileError(f"{path}: cannot read: {exc}") from None
+    problem = too_deep(text)
+    if problem is not None:
+        raise ProfileError(f"{path}: not a profile: {problem}")
     try:
         # Decimal for JSON fractions keeps 0.1 exact; NaN/Infinity tokens and duplicate keys are
         # refused here because json would otherwise accept them silently.

@@ -29,6 +29,7 @@ import numpy as np
 
 from perpsim.fixtures import SCENARIOS_DIR
 from perpsim.sim import synthetic
+from perpsim.sim.bounded_json import too_deep
 from perpsim.sim.errors import ScenarioError
 from perpsim.sim.scenario_csv import read_scenario_csv
 from perpsim.sim.synthetic import format_time_ms
@@ -216,7 +217,11 @@ def _load_spec(
 ) -> Scenario:
     """A generated scenario from a JSON generator spec file."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        problem = too_deep(text)
+        if problem is not None:
+            raise ScenarioError(f"{path}: not a generator spec: {problem}")
+        data = json.loads(text)
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read the file ({exc.strerror})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

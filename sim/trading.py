@@ -15,7 +15,10 @@ from perpsim.sim import algo
 from perpsim.sim.errors import (
     InsufficientFunds,
     InvalidInput,
+    InvalidQuantity,
+    LeverageTooHigh,
     OrderNotFound,
+    PositionTooLargeForLeverage,
     ReduceOnlyRejected,
 )
 from perpsim.sim.inverse import apply_fill as inverse_fill
@@ -114,7 +117,7 @@ def _build_order(ex: Exchange, account: Account, inst: Instrument, side: object,
                            f"{client_order_id!r}")
     qty = positive_quantity(quantity, "quantity")
     if qty != qty.to_integral_value():
-        raise InvalidInput(f"quantity must be a whole number of contracts, got {quantity!r}")
+        raise InvalidQuantity(f"quantity must be a whole number of contracts, got {quantity!r}")
     order = Order(
         order_id=0, client_order_id=client_order_id, account_id=account.account_id,
         symbol=inst.symbol, side=side, type=order_type, qty_contracts=int(qty),
@@ -128,7 +131,7 @@ def _build_order(ex: Exchange, account: Account, inst: Instrument, side: object,
 
 
 def _price(price: object) -> Decimal:
-    return positive_price(price, "price")
+    return positive_price(price, "price")  # the price filter is checked by check_order
 
 
 def _check_reduce_only(order: Order, pos: Position) -> None:
@@ -165,8 +168,11 @@ def _check_margin(ex: Exchange, account: Account, inst: Instrument, pos: Positio
     else:
         est_price = ex.mark_price(inst.symbol)
     new_qty = pos.qty_contracts + order.sign * order.qty_contracts
-    check_leverage(inst.brackets, coin_value(new_qty, est_price, inst.contract_size_usd),
-                   pos.leverage)
+    try:
+        check_leverage(inst.brackets, coin_value(new_qty, est_price, inst.contract_size_usd),
+                       pos.leverage)
+    except LeverageTooHigh as exc:  # the order is too big for the leverage, not the reverse
+        raise PositionTooLargeForLeverage(str(exc)) from None
     need = initial_margin_coin(opening, est_price, inst.contract_size_usd, pos.leverage)
     need += max(Decimal(0), fee_coin(order.qty_contracts, inst.contract_size_usd, est_price,
                                      ex.profile.fees.taker_rate))

@@ -68,7 +68,7 @@ class AsgiClient:
         """One request through httpx's ASGI transport; app errors become 500 answers."""
         async def call() -> httpx.Response:
             transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
-            async with httpx.AsyncClient(transport=transport, base_url="http://perpsim") as http:
+            async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
                 return await http.request(method, path, **kwargs)
 
         return asyncio.run(call())

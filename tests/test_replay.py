@@ -19,6 +19,7 @@ import pytest
 from perpsim.api.app import create_app
 from perpsim.api.harness import install_harness, record_to
 from perpsim.api.recording import load_recording
+from perpsim.api.security import IN_PROCESS
 from perpsim.api.server import serve_in_thread
 from perpsim.api.state import ServerConfig
 from perpsim.replay import EXIT_BAD_FILE, EXIT_DIFFER, EXIT_EQUAL, add_replay_parser, replay, run
@@ -33,7 +34,7 @@ HOUR = 3_600_000
 
 
 def serve(config: ServerConfig) -> Any:
-    app = create_app(config)
+    app = create_app(config, security=IN_PROCESS)  # records into pytest's tmp_path
     install_harness(app)
     return serve_in_thread(app)
 
@@ -115,7 +116,8 @@ def test_a_session_that_met_faults_replays_exactly(base_url: str, tmp_path: Path
 
 def test_a_realtime_run_served_with_a_recording_replays_exactly(tmp_path: Path) -> None:
     path = tmp_path / "realtime.jsonl"
-    app = create_app(ServerConfig(scenario="calm", clock="realtime", speed=600))
+    app = create_app(ServerConfig(scenario="calm", clock="realtime", speed=600),
+                     security=IN_PROCESS)
     # what `perpsim serve --record FILE` does: record while the server runs
     with record_to(app, path) as summary, serve_in_thread(app) as url:
         creds = httpx.post(f"{url}/control/accounts", json={"balances": {"BTC": "1"}}).json()

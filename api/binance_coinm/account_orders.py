@@ -15,11 +15,12 @@ from fastapi.responses import JSONResponse
 
 from perpsim.api.binance_coinm import account_wire as wire
 from perpsim.api.binance_coinm.account_auth import Call, Signed
+from perpsim.api.binance_coinm.market_info import MAX_NUM_ORDERS
 from perpsim.api.binance_errors import to_binance_error
 from perpsim.api.signing import MissingParameter
 from perpsim.sim import algo, trading
 from perpsim.sim.algo import ALGO_TYPES, WORKING_TYPES, AlgoOrder
-from perpsim.sim.errors import InvalidInput, InvalidPrice, OrderNotFound
+from perpsim.sim.errors import InvalidInput, InvalidPrice, OrderNotFound, TooManyOpenOrders
 from perpsim.sim.orders import ORDER_TYPES, SIDES, TIMES_IN_FORCE, Order
 
 router = APIRouter(prefix="/dapi/v1", tags=["binance-coinm-orders"])
@@ -42,6 +43,13 @@ def _order_ref(call: Call) -> tuple[int | None, str | None]:
         raise MissingParameter("orderId", "Param 'origClientOrderId' or 'orderId' must be sent, "
                                "but both were empty/null!")
     return order_id, client_id
+
+
+def _check_open_order_limit(open_orders: int, symbol: str, what: str) -> None:
+    """The MAX_NUM_ORDERS filter exchangeInfo advertises: at most 200 open per symbol."""
+    if open_orders >= MAX_NUM_ORDERS:
+        raise TooManyOpenOrders(f"{open_orders} {what} are open on {symbol}; the limit is "
+                                f"{MAX_NUM_ORDERS} (MAX_NUM_ORDERS)")
 
 
 def _find(call: Call) -> Order:
@@ -74,6 +82,8 @@ async def new_order(call: Signed) -> dict[str, Any]:
     p.position_side()
     if p.boolean("closePosition"):
         raise InvalidInput("closePosition is only allowed on conditional orders (/algoOrder).")
+    _check_open_order_limit(len(call.ex.books[inst.symbol].open_orders(call.account_id)),
+                            inst.symbol, "orders")
     order = trading.place_order(
         call.ex, call.account_id, inst.symbol, side, order_type, quantity, limit_price,
         time_in_force=tif, reduce_only=reduce_only, client_order_id=p.get("newClientOrderId"))
@@ -175,6 +185,9 @@ async def new_algo_order(call: Signed) -> dict[str, Any]:
     p.boolean("priceProtect")
     p.choice("newOrderRespType", RESP_TYPES, default="ACK", message="Invalid newOrderRespType.")
     p.position_side()
+    _check_open_order_limit(sum(1 for o in call.ex.algo_orders.values() if o.is_open and
+                                o.account_id == call.account_id and o.symbol == inst.symbol),
+                            inst.symbol, "conditional orders")
     order = algo.place_algo(
         call.ex, call.account_id, inst.symbol, side, algo_type, quantity, trigger, limit_price,
         working_type=working_type, reduce_only=reduce_only, close_position=close_position,

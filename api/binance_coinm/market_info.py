@@ -11,6 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from perpsim.sim.money import MAX_PRICE_USD
 from perpsim.sim.profile import Bracket, Instrument, Profile
 
 # Binance's sentinel deliveryDate for perpetuals (2100-12-25); ccxt treats it as "no expiry".
@@ -26,7 +27,6 @@ ORDER_TYPES = ("LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PR
 TIME_IN_FORCE = ("GTC", "IOC", "FOK", "GTX")
 
 # Binance's static per-symbol values (identical on every COIN-M symbol); informational only.
-MAX_PRICE_USD = Decimal("1000000000")
 MAX_NUM_ORDERS = 200
 PERCENT_PRICE_UP = "1.1500"
 PERCENT_PRICE_DOWN = "0.8500"

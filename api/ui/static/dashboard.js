@@ -508,6 +508,10 @@
       if (response.ok) {
         if (wantHistory) state.lastHistoryAt = Date.now();
         applySnapshot(await response.json());
+      } else {
+        // A broken market (GET /control/health) says what broke and where: show it.
+        const data = await response.json().catch(() => ({}));
+        if (data.error === "market_broken") setMessage(data.message, false);
       }
     } catch (err) {
       console.warn("snapshot failed", err);
