@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 
-from perpsim.api import fault_routes, recording
+from perpsim.api import durable, fault_routes, recording
 from perpsim.api.binance_errors import is_binance_path
 from perpsim.api.faults import FaultRegistry, HttpDecision, HttpError, HttpRequest
 from perpsim.api.recording import (
@@ -51,10 +51,15 @@ class Harness:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.faults = FaultRegistry(state.wall_ms)
-        self.recorder: Recorder | None = None
+        self.recorder: Recorder | None = None  # a recording to a file (POST /control/record)
+        self.durable: Recorder | None = None  # the durable request log (api/durable.py)
         self.replay = False  # perpsim replay: faults are not decided again, only re-bound
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
+
+    def recorders(self) -> list[Recorder]:
+        """The recorders running now (the durable log first)."""
+        return [r for r in (self.durable, self.recorder) if r is not None]
 
     def lock(self) -> asyncio.Lock:
         """The lock that serialises recorded requests (one per event loop)."""
@@ -145,7 +150,7 @@ class HarnessMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         h = self.harness
         kind = scope["type"]
-        if kind == "http" and not h.replay and (h.faults.active or h.recorder is not None):
+        if kind == "http" and not h.replay and (h.faults.active or h.recorders()):
             await self._http(scope, receive, send)
         elif kind == "websocket" and not h.replay and h.faults.active:
             await self._websocket(scope, receive, send)
@@ -175,14 +180,17 @@ class HarnessMiddleware:
         error = decision.error
         kept = {k: headers[k] for k in RECORDED_HEADERS if k in headers}
         if error is not None and not error.executed:
-            if h.recorder is not None and is_recorded(path):
+            if h.recorders() and is_recorded(path):
                 async with h.lock():
-                    if h.recorder is not None:
-                        h.recorder.skipped(method, path, query, kept, body, error.status,
-                                           error.rule)
+                    for recorder in h.recorders():
+                        recorder.skipped(method, path, query, kept, body, error.status,
+                                         error.rule)
             await _answer(send, error, decision.headers)
             return
         statuses: list[int] = []
+        # With a durable log the answer waits until the request is logged: what a client saw
+        # acknowledged survives a kill -9.
+        held: list[Message] | None = [] if h.durable is not None else None
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -191,10 +199,14 @@ class HarnessMiddleware:
                     message = {**message, "headers": [*message.get("headers", []),
                                                       *_raw_headers(decision.headers)]}
             if error is None:
-                await send(message)
+                if held is not None:
+                    held.append(message)
+                else:
+                    await send(message)
 
         run = _buffered(body, receive)
-        if h.recorder is None or not is_recorded(path):
+        if not h.recorders() or not is_recorded(path):
+            held = None
             try:
                 await self.app(scope, run, capture)
             finally:
@@ -204,6 +216,8 @@ class HarnessMiddleware:
             async with h.lock():
                 await self._recorded(scope, run, capture, (method, path, query, kept, body),
                                      statuses, error)
+        for message in held or ():
+            await send(message)
         if error is not None:
             await _answer(send, error, decision.headers)
 
@@ -211,18 +225,17 @@ class HarnessMiddleware:
                         request: tuple[str, str, str, dict[str, str], bytes],
                         statuses: list[int], error: HttpError | None) -> None:
         h = self.harness
-        recorder = h.recorder
-        if recorder is None:  # stopped while this request waited for the lock
-            await self.app(scope, run, capture)
-            return
-        with recorder.request(*request) as record:
+        with contextlib.ExitStack() as stack:  # stopped while waiting for the lock: none
+            records = [stack.enter_context(r.request(*request)) for r in h.recorders()]
             try:
                 await self.app(scope, run, capture)
             finally:
-                record["app_status"] = statuses[0] if statuses else 500
-                record["status"] = error.status if error is not None else record["app_status"]
-                if error is not None:
-                    record["fault"] = error.rule
+                for record in records:
+                    record["app_status"] = statuses[0] if statuses else 500
+                    record["status"] = (error.status if error is not None
+                                        else record["app_status"])
+                    if error is not None:
+                        record["fault"] = error.rule
                 if h.faults.active:
                     h.faults.bind(h.state.exchange)
 
@@ -288,6 +301,7 @@ def install_harness(app: FastAPI) -> Harness:
     app.state.perpsim_harness = harness
     app.include_router(fault_routes.router)
     app.include_router(recording.router)
+    app.include_router(durable.router)
     app.add_middleware(HarnessMiddleware, harness=harness)
     return harness
 

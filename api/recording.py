@@ -43,13 +43,37 @@ from perpsim.sim.errors import InvalidInput, InvalidState
 FORMAT = "perpsim-recording"
 VERSION = 1
 RECORDED_HEADERS = ("x-mbx-apikey", "content-type")
-# Paths never recorded: the recorder's own control calls and the API docs.
-UNRECORDED = ("/control/record", "/docs", "/redoc", "/openapi.json")
+# Paths never recorded: the recorder's own control calls, health, and the API docs.
+UNRECORDED = ("/control/record", "/control/snapshot", "/control/health", "/docs", "/redoc",
+              "/openapi.json")
 
-_reads: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("perpsim_wall_reads",
-                                                                         default=None)
-_tokens: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("perpsim_tokens",
-                                                                          default=None)
+# The records of the request running in this context (one per active recorder: a recording to
+# a file and the durable log may both be running). The taps below append what they see to each.
+_active: contextvars.ContextVar[tuple[dict[str, Any], ...]] = contextvars.ContextVar(
+    "perpsim_recorded_request", default=())
+
+
+def install_taps(state: ServerState) -> None:
+    """Route the server's wall-clock readings and credential draws through taps that copy them
+    into the records of the running request (once per state; no cost when nothing records)."""
+    if getattr(state, "_perpsim_taps", False):
+        return
+    wall, tokens = state.wall_ms, state.token_source
+
+    def read_wall() -> int:
+        value = wall()
+        for record in _active.get():
+            record["wall"].append(value)
+        return value
+
+    def new_token(n: int) -> str:
+        value = tokens(n)
+        for record in _active.get():
+            record["tokens"].append(value)
+        return value
+
+    state.wall_ms, state.token_source = read_wall, new_token
+    state._perpsim_taps = True  # type: ignore[attr-defined]
 
 
 def _line(record: dict[str, Any]) -> str:
@@ -77,49 +101,34 @@ def is_recorded(path: str) -> bool:
 
 
 class Recorder:
-    """An open recording of one server (see module doc)."""
+    """An open recording of one server to a JSON-lines file (see module doc)."""
 
     def __init__(self, path: str | Path, state: ServerState) -> None:
         self.path = Path(path)
         self.state = state
         self.requests = 0
-        self._wall = state.wall_ms
-        self._token_source = state.token_source
+        self._open()
+        self._write(header_record(state))
+        install_taps(state)
+
+    # the sink: a file here, SQLite in api/durable.py
+    def _open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file: TextIO | None = self.path.open("w", encoding="ascii")
         except OSError as exc:
             raise InvalidInput(f"cannot record to {str(self.path)!r}: {exc.strerror}") from None
-        ex = state.exchange
-        anchor = getattr(state, "_anchor", None)
-        self._write({"kind": "header", "format": FORMAT, "version": VERSION,
-                     "config": dataclasses.asdict(state.config),
-                     "anchor": list(anchor) if anchor is not None else None,
-                     "start_events": len(ex.journal), "start_digest": ex.journal.digest(),
-                     "start_now_ms": ex.now_ms})
-        state.wall_ms = self._read_wall
-        state.token_source = self._new_token
-
-    def _new_token(self, n: int) -> str:
-        """A fresh API credential, kept in the request's record so a replay reuses it."""
-        value = self._token_source(n)
-        tokens = _tokens.get()
-        if tokens is not None:
-            tokens.append(value)
-        return value
-
-    def _read_wall(self) -> int:
-        value = self._wall()
-        reads = _reads.get()
-        if reads is not None:
-            reads.append(value)
-        return value
 
     def _write(self, record: dict[str, Any]) -> None:
         if self._file is None:
             raise InvalidState("the recording is closed")
         self._file.write(_line(record))
         self._file.flush()
+
+    def _close(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        self._file = None
 
     @contextmanager
     def request(self, method: str, path: str, query: str, headers: dict[str, str],
@@ -130,13 +139,11 @@ class Recorder:
             "query": query, "headers": headers, **encode_body(body), "wall": [],
             "sim_before": self.state.exchange.now_ms, "executed": True,
             "status": None, "app_status": None, "tokens": []}
-        token = _reads.set(record["wall"])
-        made = _tokens.set(record["tokens"])
+        token = _active.set((*_active.get(), record))
         try:
             yield record
         finally:
-            _reads.reset(token)
-            _tokens.reset(made)
+            _active.reset(token)
             self.requests += 1
             self._write(record)
 
@@ -150,19 +157,37 @@ class Recorder:
                      "status": status, "app_status": None, "fault": fault})
 
     def stop(self) -> dict[str, Any]:
-        """Write the journal and the end record; restore the wall clock; the summary."""
+        """Write the journal and the end record, close; the summary."""
+        summary = self.write_end()
+        self._close()
+        return {"path": str(self.path), **summary}
+
+    def write_end(self) -> dict[str, Any]:
+        """Write the journal and the end record (the summary, without ``kind``)."""
         ex = self.state.exchange
         for event in ex.journal:
             self._write({"kind": "event", "event": json.loads(event.to_json())})
-        summary = {"kind": "end", "requests": self.requests, "events": len(ex.journal),
-                   "now_ms": ex.now_ms, "journal_digest": ex.journal.digest()}
+        summary = end_record(self.state, self.requests)
         self._write(summary)
-        assert self._file is not None
-        self._file.close()
-        self._file = None
-        self.state.wall_ms = self._wall
-        self.state.token_source = self._token_source
-        return {"path": str(self.path), **{k: v for k, v in summary.items() if k != "kind"}}
+        return {k: v for k, v in summary.items() if k != "kind"}
+
+
+def header_record(state: ServerState) -> dict[str, Any]:
+    """A recording's first line: the market's config and where it stood."""
+    ex = state.exchange
+    anchor = getattr(state, "_anchor", None)
+    return {"kind": "header", "format": FORMAT, "version": VERSION,
+            "config": dataclasses.asdict(state.config),
+            "anchor": list(anchor) if anchor is not None else None,
+            "start_events": len(ex.journal), "start_digest": ex.journal.digest(),
+            "start_now_ms": ex.now_ms}
+
+
+def end_record(state: ServerState, requests: int) -> dict[str, Any]:
+    """A recording's last line: counts, simulated time and the journal digest."""
+    ex = state.exchange
+    return {"kind": "end", "requests": requests, "events": len(ex.journal),
+            "now_ms": ex.now_ms, "journal_digest": ex.journal.digest()}
 
 
 # ---- control plane ---------------------------------------------------------------------------

@@ -165,7 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--record", default=None, metavar="FILE",
                        help="record every request and the journal to FILE "
                             "(rebuild the run with: perpsim replay FILE)")
-    serve.set_defaults(run=_serve)
+    from perpsim.serving import add_serve_options, run_serve
+
+    add_serve_options(serve)
+    serve.set_defaults(run=run_serve)
 
     epilog = _scenario_epilog()
     hedge = sub.add_parser(
@@ -215,41 +218,6 @@ def ccxt_snippet(base_url: str, api_key: str = "<api_key>", secret: str = "<api_
         "ex.exceptions['exact'] = ex.extend(ex.exceptions['exact'], "
         "ex.exceptions['inverse']['exact'])"
     )
-
-
-def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from perpsim.api.app import create_app
-    from perpsim.api.state import ServerConfig, ServerState
-
-    state = ServerState(ServerConfig(profile=args.profile, scenario=args.scenario,
-                                     seed=args.seed, start=args.start, clock=args.clock,
-                                     speed=args.speed))
-    base = f"http://{args.host}:{args.port}"
-    ex = state.exchange
-    print(f"perpsim: {ex.profile.name} · scenario {ex.scenario.name} · clock {args.clock}")
-    print(f"  REST (Binance COIN-M):  {base}/dapi/v1")
-    print(f"  WebSocket:              {base.replace('http', 'ws', 1)}/ws")
-    print(f"  control plane:          {base}/control   (API docs: {base}/docs)")
-    print(f"  live dashboard:         {base}/ui")
-    print("  create an account:      curl -X POST " + base +
-          "/control/accounts -H 'content-type: application/json' "
-          "-d '{\"balances\": {\"BTC\": \"1\"}}'")
-    print("ccxt:\n" + ccxt_snippet(base), flush=True)
-    app = create_app(state=state)
-    if args.record is None:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-        return EXIT_OK
-    from perpsim.api.harness import record_to
-
-    with record_to(app, args.record) as summary:
-        print(f"  recording to:           {args.record}", flush=True)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    print(f"perpsim: recorded {summary.get('requests', 0)} requests to {args.record} "
-          f"(journal digest {summary.get('journal_digest')}); replay: perpsim replay "
-          f"{args.record}")
-    return EXIT_OK
 
 
 # ---- hedge and demo ----------------------------------------------------------------------------

@@ -147,15 +147,25 @@ async def _call(app: Any, record: dict[str, Any]) -> int:
     return statuses[0] if statuses else 500
 
 
-def replay(recording: Recording, name: str = "recording") -> ReplayResult:
-    """Re-apply ``recording`` to a fresh market; the digest it gives and how it compares."""
+@dataclass
+class Rebuilt:
+    """A market rebuilt from recorded requests, with the app that replayed them."""
+
+    app: Any
+    state: Any
+    harness: Any
+    result: ReplayResult
+
+
+def rebuild(recording: Recording, name: str = "recording", *, security: Any = None) -> Rebuilt:
+    """Re-apply ``recording``'s requests to a fresh market (served by an app guarded by
+    ``security``, default: paths unconfined); the market and how the replay went."""
     from perpsim.api.app import create_app
     from perpsim.api.harness import install_harness
     from perpsim.api.security import IN_PROCESS
     from perpsim.api.state import ServerConfig, ServerState
     from perpsim.sim.errors import PerpsimError
 
-    check_consistent(recording, name)
     header = recording.header
     anchor = header.get("anchor")
     feed = _WallFeed(int(anchor[0]) if anchor else 0)
@@ -170,7 +180,7 @@ def replay(recording: Recording, name: str = "recording") -> ReplayResult:
     if anchor:
         state._anchor = (int(anchor[0]), int(anchor[1]))  # realtime: the recorded mapping
     # The recorded requests were checked when they ran; the replay trusts their paths.
-    app = create_app(state=state, security=IN_PROCESS)
+    app = create_app(state=state, security=security or IN_PROCESS)
     harness = install_harness(app)
     harness.replay = True
     harness.faults.wall_ms = lambda: feed.last  # faults are not decided again: no reading
@@ -187,9 +197,17 @@ def replay(recording: Recording, name: str = "recording") -> ReplayResult:
         ex.advance_until(end_now)
     result.digest = ex.journal.digest()
     result.events = len(ex.journal)
+    return Rebuilt(app, state, harness, result)
+
+
+def replay(recording: Recording, name: str = "recording") -> ReplayResult:
+    """Re-apply ``recording`` to a fresh market; the digest it gives and how it compares."""
+    check_consistent(recording, name)
+    rebuilt = rebuild(recording, name)
+    result = rebuilt.result
     if not result.equal:
         result.first_difference = _first_difference(
-            recording.events, [e.to_json() for e in ex.journal])
+            recording.events, [e.to_json() for e in rebuilt.state.exchange.journal])
     return result
 
 
