@@ -7,6 +7,8 @@ call changes nothing because the engine checks everything before it mutates.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -26,7 +28,7 @@ from perpsim.api.deps import State
 from perpsim.api.security import confined_path, confined_ref
 from perpsim.api.state import ServerState
 from perpsim.sim import risk
-from perpsim.sim.errors import InvalidInput
+from perpsim.sim.errors import InvalidInput, InvalidState
 from perpsim.sim.exchange import Wake
 from perpsim.sim.journal import Event
 from perpsim.sim.ledger import insurance_account
@@ -35,6 +37,9 @@ from perpsim.sim.profile import bundled_profiles
 from perpsim.sim.scenario import bundled_scenarios
 
 router = APIRouter(prefix="/control", tags=["control"])
+
+ADVANCE_SLICE_MS = 24 * 3_600_000  # a long advance runs a simulated day at a time
+YIELD_AFTER_S = 0.05  # and yields to other clients after this much wall time
 
 # Decimal amounts travel as strings; plain numbers are accepted too, booleans are not.
 Amount = StrictStr | StrictInt | StrictFloat
@@ -210,9 +215,26 @@ async def advance(body: AdvanceBody, state: State) -> dict[str, Any]:
     def stop_on(event: Event) -> bool:
         return event.type in types and owner in (None, event.payload.get("account_id"))
 
-    events = ex.advance_until(target, wakes=wakes, stop_on=stop_on if types else None)
-    stopped = next((e.type for e in reversed(events)
-                    if e.type == "wake" or (types and stop_on(e))), None)
+    assert target is not None
+    ex.clock.check_target(target)  # a bad target is refused before anything runs
+    events: list[Event] = []
+    stopped: str | None = None
+    slice_start = time.monotonic()
+    # A long advance runs in slices of simulated time and lets the event loop serve other
+    # clients between them (the engine cannot tell: advancing to t1 then t2 equals t2).
+    while True:
+        chunk = ex.advance_until(min(target, ex.now_ms + ADVANCE_SLICE_MS), wakes=wakes,
+                                 stop_on=stop_on if types else None)
+        events.extend(chunk)
+        stopped = next((e.type for e in reversed(chunk)
+                        if e.type == "wake" or (types and stop_on(e))), None)
+        if stopped is not None or ex.now_ms >= target:
+            break
+        if time.monotonic() - slice_start > YIELD_AFTER_S:
+            await asyncio.sleep(0)
+            slice_start = time.monotonic()
+            if state.exchange is not ex:  # a reset ran meanwhile: this market is gone
+                raise InvalidState("the market was reset while this advance ran")
     return {"now": ex.now_ms, "events": [event_json(e) for e in events], "stopped": stopped}
 
 

@@ -29,6 +29,7 @@ from perpsim.sim.containment import Containment
 from perpsim.sim.errors import (
     InsufficientFunds,
     InvalidInput,
+    InvalidPrice,
     InvalidState,
     MarginModeAlreadySet,
     MarginModeChangeRejected,
@@ -45,7 +46,7 @@ from perpsim.sim.ledger import (
     wallet_account,
 )
 from perpsim.sim.margin import check_leverage
-from perpsim.sim.market import MarketPricer, PriceTape
+from perpsim.sim.market import MarketPricer, PriceTape, lowest_perp_price_usd
 from perpsim.sim.money import MAX_PRICE_USD, filtered_price, positive_quantity
 from perpsim.sim.orders import Order
 from perpsim.sim.profile import Instrument, Profile
@@ -306,6 +307,11 @@ class Exchange:
         inst = self.instrument(symbol)
         index_usd = filtered_price(index, inst.tick_size, "index")
         perp_usd = index_usd if perp is None else filtered_price(perp, inst.tick_size, "perp")
+        lowest = lowest_perp_price_usd(inst)
+        if perp_usd < lowest:
+            raise InvalidPrice(f"{'index' if perp is None else 'perp'} {perp_usd} is below the "
+                               f"minimum price {lowest} of the {inst.symbol} tape (the synthetic "
+                               f"book's {inst.book.levels} bid levels must stay above 0)")
         tape = self.pricer(inst.symbol).tape
         if not tape.manual:
             raise InvalidState(
@@ -486,16 +492,16 @@ class Exchange:
 def _check_tape_prices(scenario: Scenario, tape: PriceTape, inst: Instrument) -> None:
     """Every scenario price inside the instrument's price filter [tick, MAX_PRICE_USD]: a price
     of 1e-300 or 1e300 would otherwise fail later, deep inside funding or the mark."""
-    low, high = float(inst.tick_size), float(MAX_PRICE_USD)
-    for column in ("index", "perp"):
+    high = float(MAX_PRICE_USD)
+    for column, low in (("index", inst.tick_size), ("perp", lowest_perp_price_usd(inst))):
         values = getattr(tape, column)
-        bad = np.flatnonzero(~((values >= low) & (values <= high)))
+        bad = np.flatnonzero(~((values >= float(low)) & (values <= high)))
         if bad.size:
             row = int(bad[0])
             raise ScenarioError(
                 f"scenario {scenario.name!r}: {tape.pair} {column} price {values[row]!r} at "
                 f"{int(tape.times_ms[row])} ms (row {row + 1}) is outside {inst.symbol}'s price "
-                f"filter [{inst.tick_size}, {MAX_PRICE_USD}]")
+                f"filter [{low}, {MAX_PRICE_USD}]")
 
 
 def _tapes(scenario: Scenario, now_ms: int) -> dict[str, PriceTape]:

@@ -30,6 +30,13 @@ def decimal_price(x: float) -> Decimal:
     return Decimal(repr(float(x)))
 
 
+def lowest_perp_price_usd(inst: Instrument) -> Decimal:
+    """The lowest perp price the synthetic book can be centred on: its deepest bid level must
+    stay above zero, or the impact prices (and so funding) would divide by zero."""
+    book = inst.book
+    return (book.half_spread_ticks + (book.levels - 1) * book.level_step_ticks + 1) * inst.tick_size
+
+
 class PriceTape:
     """Index and perp prices of one pair over time; each row holds until the next.
 
