@@ -46,7 +46,11 @@ class MarketBroken(InvalidState):
 def breakage(exc: BaseException, time_ms: int, during: str) -> Breakage:
     """A Breakage for ``exc``: its type and message, and where inside perpsim it was raised."""
     where = "?"
-    for frame, line in reversed(list(traceback.walk_tb(exc.__traceback__))):
+    origin = exc
+    while origin.__cause__ is not None:  # simpy re-raises a process's error as a copy
+        origin = origin.__cause__
+    for frame, line in reversed([*traceback.walk_tb(exc.__traceback__),
+                                 *traceback.walk_tb(origin.__traceback__)]):
         module = str(frame.f_globals.get("__name__", ""))
         if module.startswith("perpsim."):
             where = f"{module}:{line} in {frame.f_code.co_name}"
