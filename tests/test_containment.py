@@ -10,14 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from safety_helpers import app_client
 
 from perpsim.api.app import create_app
 from perpsim.api.security import IN_PROCESS
 from perpsim.api.server import serve_in_thread
 from perpsim.api.state import ServerConfig, ServerState
 from perpsim.sim import funding
-
-from safety_helpers import app_client
 
 HOUR_MS = 3_600_000
 
@@ -35,7 +34,7 @@ def failing_funding(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
         real(ex, t_ms)
 
     monkeypatch.setattr(funding, "settle_due", settle_due)
-    yield calls
+    return calls
 
 
 def test_an_error_inside_an_instant_breaks_the_market_loudly(failing_funding: list[int]) -> None:

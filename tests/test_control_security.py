@@ -7,11 +7,10 @@ import argparse
 from pathlib import Path
 
 import pytest
+from safety_helpers import app_client, state_digest
 
 from perpsim.cli import main
 from perpsim.serving import security_config
-
-from safety_helpers import app_client, state_digest
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.0.0.1:8765", "[::1]:8765",

@@ -18,12 +18,11 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from safety_helpers import app_client
 
 from perpsim.api.server import free_port
 from perpsim.api.signing import sign
 from perpsim.replay import main as replay_main
-
-from safety_helpers import app_client
 
 HOUR_MS = 3_600_000
 SYMBOL = "BTCUSD_PERP"
@@ -43,7 +42,7 @@ def server(cwd: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], httpx
         deadline = time.monotonic() + 60
         while True:
             if process.poll() is not None:
-                out, err = process.communicate()
+                _out, err = process.communicate()
                 raise AssertionError(f"perpsim serve exited {process.returncode}: {err}")
             try:
                 if client.get("/control/health").status_code == 200:
