@@ -29,10 +29,10 @@ from perpsim.api.security import confined_path, confined_ref
 from perpsim.api.state import ServerState
 from perpsim.sim import risk
 from perpsim.sim.errors import InvalidInput, InvalidState
-from perpsim.sim.exchange import Wake
+from perpsim.sim.exchange import Exchange, Wake
 from perpsim.sim.journal import Event
 from perpsim.sim.ledger import insurance_account
-from perpsim.sim.money import positive_price
+from perpsim.sim.money import filtered_price
 from perpsim.sim.profile import bundled_profiles
 from perpsim.sim.scenario import bundled_scenarios
 
@@ -205,9 +205,7 @@ async def advance(body: AdvanceBody, state: State) -> dict[str, Any]:
         raise InvalidInput("the clock is realtime: time follows the wall clock; reset with "
                            "clock 'stepped' to advance by hand")
     target = ex.now_ms + body.ms if body.ms is not None else body.until
-    wakes = [Wake(w.symbol, None if w.mark_above is None else positive_price(w.mark_above),
-                  None if w.mark_below is None else positive_price(w.mark_below))
-             for w in body.wake]
+    wakes = [_wake(ex, w) for w in body.wake]
     if body.account_id is not None:
         ex.account(body.account_id)
     types, owner = frozenset(body.stop_on), body.account_id
@@ -236,6 +234,16 @@ async def advance(body: AdvanceBody, state: State) -> dict[str, Any]:
             if state.exchange is not ex:  # a reset ran meanwhile: this market is gone
                 raise InvalidState("the market was reset while this advance ran")
     return {"now": ex.now_ms, "events": [event_json(e) for e in events], "stopped": stopped}
+
+
+def _wake(ex: Exchange, body: WakeBody) -> Wake:
+    """A wake-up level inside the symbol's price filter (an unreachable level is a mistake)."""
+    tick = ex.instrument(body.symbol).tick_size
+    return Wake(body.symbol,
+                None if body.mark_above is None else filtered_price(body.mark_above, tick,
+                                                                    "mark_above"),
+                None if body.mark_below is None else filtered_price(body.mark_below, tick,
+                                                                    "mark_below"))
 
 
 @router.get("/state")
