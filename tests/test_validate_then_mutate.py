@@ -10,11 +10,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from safety_helpers import app_client, signed, state_digest
 
 from perpsim.api.state import ServerState
 
 from api_helpers import AsgiClient
-from safety_helpers import app_client, signed, state_digest
 
 SYMBOL = "BTCUSD_PERP"
 HOUR_MS = 3_600_000
