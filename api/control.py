@@ -141,7 +141,7 @@ async def reset(body: ResetBody, state: State, request: Request) -> dict[str, An
                                            bundled_scenarios())
     if body.profile is not None:
         changes["profile"] = confined_ref(security, body.profile, "profile", bundled_profiles())
-    state.reset(**changes)
+    await state.reset_off_loop(**changes)
     return market_state(state)
 
 

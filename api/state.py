@@ -8,6 +8,7 @@ request is fresh exactly as on Binance; everything the market shows is simulated
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Callable
@@ -81,10 +82,24 @@ class ServerState:
         A new scenario without a ``start`` starts where its data starts (a CSV of 2022 cannot
         start at the previous scenario's 2024 start).
         """
+        config = self.config_with(**changes)
+        return self.install(config, build_exchange(config, self._token))
+
+    def config_with(self, **changes: Any) -> ServerConfig:
+        """The config a reset with ``changes`` builds (see ``reset``)."""
         if "scenario" in changes and "start" not in changes:
             changes["start"] = None
-        config = replace(self.config, **changes)
-        exchange = build_exchange(config, self._token)
+        return replace(self.config, **changes)
+
+    async def reset_off_loop(self, **changes: Any) -> Exchange:
+        """``reset``, with the market built in a worker thread: loading a large scenario file
+        does not stop the event loop from serving the current market meanwhile."""
+        config = self.config_with(**changes)
+        exchange = await asyncio.to_thread(build_exchange, config, self._token)
+        return self.install(config, exchange)
+
+    def install(self, config: ServerConfig, exchange: Exchange) -> Exchange:
+        """Swap in a market built for ``config``."""
         self.config, self.exchange = config, exchange
         self.listen_keys.clear()
         self._anchor = (self.wall_ms(), exchange.now_ms)

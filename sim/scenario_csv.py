@@ -1,8 +1,9 @@
 """Reading scenario CSV files fast, with one clear error naming the file, line and row.
 
-Fast path: the whole text is split once into a flat token list and each column converted by one
-numpy call, so a 30-day one-second file (2.6 M rows) loads in a few seconds. Only when a
-conversion fails does a per-row scan run, to name the first bad row. Column meanings are in
+Fast path: the file is read in chunks of lines; each chunk is split into a flat token list and
+each column converted by one numpy call, so a 30-day one-second file (2.6 M rows) loads in a few
+seconds in memory about twice its arrays. Only when a conversion fails does a per-row scan run,
+to name the first bad row. Column meanings are in
 sim/scenario.py.
 """
 
@@ -11,7 +12,9 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable
+from itertools import islice
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
@@ -28,16 +31,15 @@ CsvColumns = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.nda
 
 
 class _Rows:
-    """Maps 0-based data rows to file lines for error messages."""
+    """Maps 0-based data rows of a chunk to file lines and data rows for error messages."""
 
-    def __init__(self, path: Path, lines: np.ndarray) -> None:
-        self.path, self.lines = path, lines
+    def __init__(self, path: Path, lines: np.ndarray, first_row: int = 0) -> None:
+        self.path, self.lines, self.first_row = path, lines, first_row
 
     def error(self, row: int, problem: str) -> ScenarioError:
         """One ScenarioError naming the file, the file line and the 1-based data row."""
-        return ScenarioError(
-            f"{self.path}, line {int(self.lines[row])} (data row {row + 1}): {problem}"
-        )
+        return ScenarioError(f"{self.path}, line {int(self.lines[row])} (data row "
+                             f"{self.first_row + row + 1}): {problem}")
 
 
 def _header(path: Path, line: str) -> list[str]:
@@ -59,29 +61,29 @@ def _header(path: Path, line: str) -> list[str]:
     return names
 
 
-def _split(path: Path, text: str, ncols: int) -> tuple[list[str], np.ndarray]:
-    """Flat field list of the data lines (after the header) and each data row's file line."""
-    if not text.endswith("\n"):
-        text += "\n"
+def _split(path: Path, body: str, ncols: int, first_line: int) -> tuple[list[str], np.ndarray]:
+    """Flat field list of data lines (``body``, whose first line is file line ``first_line``)
+    and each non-blank data row's file line."""
+    if not body.endswith("\n"):
+        body += "\n"
     # Field counts per line, vectorised over the bytes (both delimiters are ASCII).
-    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    raw = np.frombuffer(body.encode("utf-8"), dtype=np.uint8)
     ends = np.flatnonzero(raw == 10)
     starts = np.concatenate(([0], ends[:-1] + 1))
     comma_at = np.flatnonzero(raw == 44)
-    commas = (np.searchsorted(comma_at, ends) - np.searchsorted(comma_at, starts))[1:]
-    blank = ((ends - starts) == 0)[1:]
-    lines = np.arange(2, len(ends) + 1)
+    commas = np.searchsorted(comma_at, ends) - np.searchsorted(comma_at, starts)
+    blank = (ends - starts) == 0
+    lines = np.arange(first_line, first_line + len(ends))
     bad = np.flatnonzero((commas != ncols - 1) & ~blank)
     if len(bad):
         line, found = int(lines[bad[0]]), int(commas[bad[0]]) + 1
         raise ScenarioError(f"{path}, line {line}: expected {ncols} fields, found {found}")
-    body = text.partition("\n")[2]
     if blank.any():
         # Blank lines (often trailing) are skipped; the others keep their file line numbers.
         body = "".join(f"{s}\n" for s in body.split("\n") if s)
         lines = lines[~blank]
     if not len(lines):
-        raise ScenarioError(f"{path}: no data rows after the header")
+        return [], lines
     return body[:-1].replace("\n", ",").split(","), lines
 
 
@@ -101,9 +103,9 @@ def _describe(cell: str, what: str) -> str:
     return f"{what} is empty" if not cell.strip() else f"{what} is not a number: {cell.strip()!r}"
 
 
-def _parse_times(column: list[str], rows: _Rows) -> np.ndarray:
-    """Epoch ms (all-digit first cell) or ISO 8601 UTC times as int64 epoch ms."""
-    if column[0].strip().isdigit():
+def _parse_times(column: list[str], rows: _Rows, epoch: bool) -> np.ndarray:
+    """Epoch ms (when the file's first time is all digits) or ISO 8601 UTC, as int64 ms."""
+    if epoch:
         try:
             times = np.array(column, dtype=np.int64)
         except (ValueError, OverflowError):
@@ -184,38 +186,94 @@ def _parse_funding(column: list[str], rows: _Rows) -> tuple[np.ndarray, np.ndarr
     return np.array(where, dtype=np.int64), rates
 
 
-def read_scenario_csv(path: Path) -> CsvColumns:
+CHUNK_LINES = 65_536  # rows parsed per numpy call: memory stays near the arrays themselves
+
+
+def read_scenario_csv(path: Path, *, chunk_lines: int = CHUNK_LINES) -> CsvColumns:
     """Validated columns of a scenario CSV: times, index, perp (None if absent), funding.
 
-    Every problem raises one ScenarioError naming the file, the file line (the header is line
-    1) and the 1-based data row.
+    The file is read ``chunk_lines`` rows at a time, each chunk converted by numpy, so peak
+    memory is about twice the final arrays (the chunks, then their concatenation) however
+    large the file. Every problem raises one ScenarioError naming the file, the file line
+    (the header is line 1) and the 1-based data row.
     """
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        with path.open("r", encoding="utf-8-sig", newline=None) as handle:
+            return _read_chunks(path, handle, chunk_lines)
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read the file ({exc.strerror})") from None
     except UnicodeDecodeError:
         raise ScenarioError(f"{path}: not a UTF-8 text file") from None
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.strip():
+
+
+def _read_chunks(path: Path, handle: TextIO, chunk_lines: int) -> CsvColumns:
+    header = handle.readline()
+    first = list(islice(handle, chunk_lines))
+    if not header.strip() and not "".join(first).strip():
         raise ScenarioError(f"{path}: the file is empty")
     # Quotes carry nothing in a file of numbers and times; a quoted comma then fails the count.
-    text = text.replace('"', "")
-    names = _header(path, text.partition("\n")[0])
-    tokens, lines = _split(path, text, len(names))
-    rows = _Rows(path, lines)
-    columns = {name: tokens[i :: len(names)] for i, name in enumerate(names)}
-    times = _parse_times(columns["time"], rows)
+    names = _header(path, header.rstrip("\n").replace('"', ""))
+    ncols = len(names)
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    f_rows_parts: list[np.ndarray] = []
+    f_rate_parts: list[np.ndarray] = []
+    next_line, rows_before = 2, 0
+    epoch: bool | None = None
+    last_time: tuple[int, str] | None = None
+    chunk = first
+    while chunk:
+        tokens, lines = _split(path, "".join(chunk).replace('"', ""), ncols, next_line)
+        next_line += len(chunk)
+        chunk = list(islice(handle, chunk_lines))
+        if not len(lines):
+            continue
+        rows = _Rows(path, lines, rows_before)
+        columns = {name: tokens[i::ncols] for i, name in enumerate(names)}
+        if epoch is None:
+            epoch = columns["time"][0].strip().isdigit()
+        times = _parse_times(columns["time"], rows, epoch)
+        _check_increasing(times, columns["time"], rows, last_time)
+        last_time = (int(times[-1]), columns["time"][-1])
+        parts["time"].append(times)
+        parts["index"].append(_parse_prices(columns["index"], "index", rows))
+        if "perp" in columns:
+            parts["perp"].append(_parse_prices(columns["perp"], "perp", rows))
+        if "funding_rate" in columns:
+            f_rows, f_rates = _parse_funding(columns["funding_rate"], rows)
+            f_rows_parts.append(times[f_rows])
+            f_rate_parts.append(f_rates)
+        rows_before += len(lines)
+    if not rows_before:
+        raise ScenarioError(f"{path}: no data rows after the header")
+    times = _joined(parts.pop("time"), np.int64)
+    index = _joined(parts.pop("index"), np.float64)
+    perp = _joined(parts.pop("perp"), np.float64) if "perp" in parts else None
+    f_times, f_rates = _EMPTY_I, _EMPTY_F
+    if "funding_rate" in names:
+        f_times = _joined(f_rows_parts, np.int64)
+        f_rates = _joined(f_rate_parts, np.float64)
+    return times, index, perp, f_times, f_rates
+
+
+def _check_increasing(times: np.ndarray, cells: list[str], rows: _Rows,
+                      previous: tuple[int, str] | None) -> None:
+    """Times must increase within the chunk and from the previous chunk's last row."""
+    if previous is not None and times[0] <= previous[0]:
+        kind = "duplicate time" if times[0] == previous[0] else "time before the row above"
+        raise rows.error(0, f"{kind} ({cells[0].strip()}); times must increase")
     steps = np.flatnonzero(np.diff(times) <= 0)
     if len(steps):
         row = int(steps[0]) + 1
         kind = "duplicate time" if times[row] == times[row - 1] else "time before the row above"
-        raise rows.error(row, f"{kind} ({columns['time'][row].strip()}); times must increase")
-    index = _parse_prices(columns["index"], "index", rows)
-    perp = _parse_prices(columns["perp"], "perp", rows) if "perp" in columns else None
-    f_times, f_rates = _EMPTY_I, _EMPTY_F
-    if "funding_rate" in columns:
-        f_rows, f_rates = _parse_funding(columns["funding_rate"], rows)
-        f_times = times[f_rows]
-    return times, index, perp, f_times, f_rates
+        raise rows.error(row, f"{kind} ({cells[row].strip()}); times must increase")
+
+
+def _joined(parts: list[np.ndarray], dtype: type) -> np.ndarray:
+    """The chunks as one array (a single chunk is returned as is: no copy)."""
+    if not parts:
+        return np.zeros(0, dtype=dtype)
+    if len(parts) == 1:
+        return parts[0]
+    joined = np.concatenate(parts)
+    parts.clear()
+    return joined
