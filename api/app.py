@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from perpsim.api import control, health
+from perpsim.api.binance_coinm.openapi_params import install_openapi
 from perpsim.api.binance_errors import install_error_handlers
 from perpsim.api.harness import install_harness
 from perpsim.api.health import BrokenMarketGuard
@@ -56,6 +57,7 @@ def create_app(config: ServerConfig | None = None, *, state: ServerState | None 
 
     app.include_router(ui_router)
     install_harness(app)  # fault injection and recording: inert until asked for
+    install_openapi(app)
     app.add_middleware(BrokenMarketGuard, state_of=lambda: app.state.perpsim)
     app.add_middleware(SecurityMiddleware, config=security)  # outermost: first to see a request
     return app
