@@ -144,3 +144,25 @@ def test_binding_beyond_loopback_needs_a_token(monkeypatch: pytest.MonkeyPatch,
     loopback = security_config(_serve_args("127.0.0.1", "t"))
     assert loopback.control_token == "t"
     assert capsys.readouterr().err == ""
+
+
+def test_websockets_are_under_the_host_allow_list_too() -> None:
+    import asyncio
+
+    import websockets
+
+    from perpsim.api.app import create_app
+    from perpsim.api.server import serve_in_thread
+
+    async def handshake(url: str, host: str) -> str:
+        try:
+            async with websockets.connect(url, additional_headers={"Host": host},
+                                          open_timeout=10):
+                return "open"
+        except websockets.InvalidStatus as exc:
+            return str(exc.response.status_code)
+
+    with serve_in_thread(create_app()) as base:
+        url = base.replace("http://", "ws://") + "/ws/btcusd_perp@markPrice"
+        assert asyncio.run(handshake(url, "evil.example")) == "403"
+        assert asyncio.run(handshake(url, "127.0.0.1")) == "open"

@@ -107,3 +107,26 @@ def test_a_reset_builds_the_market_off_the_event_loop(monkeypatch: pytest.Monkey
         resetting.join(30)
         assert results == [200]
         assert http.get("/control/state").json()["scenario"] == "calm"
+
+
+def test_a_long_advance_lets_other_clients_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    from perpsim.api import control
+
+    monkeypatch.setattr(control, "YIELD_AFTER_S", 0.0)  # yield after every simulated day
+    state = ServerState(ServerConfig(start="2024-01-01T00:00:00Z"))
+    start = state.exchange.now_ms
+    target = start + 2 * 365 * 24 * 3_600_000
+    seen: list[int] = []
+    done: list[int] = []
+    with serve_in_thread(create_app(state=state, security=IN_PROCESS)) as url, \
+            httpx.Client(base_url=url, timeout=600) as http:
+        advancing = threading.Thread(target=lambda: done.append(
+            http.post("/control/advance", json={"until": target}).status_code))
+        advancing.start()
+        with httpx.Client(base_url=url, timeout=600) as other:
+            while advancing.is_alive():
+                seen.append(other.get("/control/health").json()["now"])
+        advancing.join()
+    assert done == [200]
+    # some answer came while simulated time was between the start and the target
+    assert any(start < now < target for now in seen), seen[:5]
