@@ -21,6 +21,7 @@ from perpsim.sim.errors import (
     InvalidInput,
     InvalidState,
     LeverageTooHigh,
+    PositionTooLargeForLeverage,
     MarginModeAlreadySet,
     MarginModeChangeRejected,
     OrderNotFound,
@@ -298,9 +299,10 @@ def test_leverage_above_the_bracket_cap_is_rejected() -> None:
     assert_rejected(ex, LeverageTooHigh, ex.set_leverage, a, BTC, 126)
     ex.set_leverage(a, BTC, 125)
     assert ex.position(a, BTC).leverage == 125
-    # 3,600 contracts at 60,000 are worth 6 BTC: bracket 2 (5–10 BTC), capped at 100x.
-    assert_rejected(ex, LeverageTooHigh, trading.place_order, ex, a, BTC, "BUY", "MARKET",
-                    3_600)
+    # 3,600 contracts at 60,000 are worth 6 BTC: bracket 2 (5–10 BTC), capped at 100x; the
+    # order is what is too large (Binance -2027), not the leverage setting.
+    assert_rejected(ex, PositionTooLargeForLeverage, trading.place_order, ex, a, BTC, "BUY",
+                    "MARKET", 3_600)
     ex.set_leverage(a, BTC, 100)
     trading.place_order(ex, a, BTC, "BUY", "MARKET", 3_600)
     assert_rejected(ex, LeverageTooHigh, ex.set_leverage, a, BTC, 101)
