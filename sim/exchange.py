@@ -305,6 +305,12 @@ class Exchange:
         # Validate everything before the tape moves: a rejected move changes nothing. Both
         # prices must pass the price filter, or the book, mark and funding would divide by ~0.
         inst = self.instrument(symbol)
+        tape = self.pricer(inst.symbol).tape
+        if not tape.manual:
+            raise InvalidState(
+                f"scenario {self.scenario.name!r} drives the prices; reset with scenario "
+                "'manual' to set them by hand"
+            )
         index_usd = filtered_price(index, inst.tick_size, "index")
         perp_usd = index_usd if perp is None else filtered_price(perp, inst.tick_size, "perp")
         lowest = lowest_perp_price_usd(inst)
@@ -312,12 +318,6 @@ class Exchange:
             raise InvalidPrice(f"{'index' if perp is None else 'perp'} {perp_usd} is below the "
                                f"minimum price {lowest} of the {inst.symbol} tape (the synthetic "
                                f"book's {inst.book.levels} bid levels must stay above 0)")
-        tape = self.pricer(inst.symbol).tape
-        if not tape.manual:
-            raise InvalidState(
-                f"scenario {self.scenario.name!r} drives the prices; reset with scenario "
-                "'manual' to set them by hand"
-            )
         first = len(self.journal)
         with self.containment.guard("set_prices", lambda: self.now_ms):
             tape.set(self.now_ms, index_usd, perp_usd)

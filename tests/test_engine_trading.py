@@ -21,10 +21,10 @@ from perpsim.sim.errors import (
     InvalidInput,
     InvalidState,
     LeverageTooHigh,
-    PositionTooLargeForLeverage,
     MarginModeAlreadySet,
     MarginModeChangeRejected,
     OrderNotFound,
+    PositionTooLargeForLeverage,
     PostOnlyWouldTake,
     ReduceOnlyRejected,
 )
