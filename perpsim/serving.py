@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
+# perpsim serve's market defaults (perpsim/cli.py): a flag left at its default is not "given"
+DEFAULTS = {"profile": "binance_coinm", "scenario": "manual", "seed": 0, "start": None,
+            "clock": "stepped", "speed": 1.0}
 
 
 def add_serve_options(serve: argparse.ArgumentParser) -> None:
@@ -83,6 +86,14 @@ def build_server(args: argparse.Namespace) -> tuple[Any, Any]:
         check_consistent(restored, args.restore)
     source = stored or restored
     if source is not None:
+        given = {name: getattr(args, name) for name in ("profile", "scenario", "seed", "start",
+                                                        "clock", "speed")}
+        kept = source.header.get("config", {})
+        ignored = [f"--{n}" for n, v in given.items() if n in kept and v != kept[n]
+                   and v != DEFAULTS.get(n)]
+        if ignored:
+            print(f"perpsim: note: {', '.join(ignored)} ignored: the market is rebuilt from "
+                  f"{args.state_dir if stored else args.restore}", file=sys.stderr)
         rebuilt = rebuild(source, str(args.state_dir or args.restore), security=security)
         if restored is not None and not rebuilt.result.equal:
             raise ValueError(f"{args.restore}: the rebuilt market differs from the snapshot "
