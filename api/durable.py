@@ -26,10 +26,10 @@ from perpsim.api.recording import (
     BadRecording,
     Recorder,
     Recording,
-    _check_request,
-    _line,
+    check_request,
     header_record,
     install_taps,
+    json_line,
 )
 from perpsim.api.security import confined_path
 from perpsim.api.state import ServerState
@@ -66,7 +66,7 @@ def stored_recording(state_dir: str | Path) -> Recording | None:
     if header.get("kind") != "header":
         raise BadRecording(f"{path}: the state log does not start with a header")
     for number, record in enumerate(records[1:], 2):
-        _check_request(record, str(path), number)
+        check_request(record, str(path), number)
     return Recording(header, records[1:], [], {})
 
 
@@ -102,7 +102,7 @@ class DurableLog(Recorder):
     def _write(self, record: dict[str, Any]) -> None:
         if self._db is None:
             raise InvalidState("the state log is closed")
-        self._db.execute("INSERT INTO log (line) VALUES (?)", (_line(record).rstrip("\n"),))
+        self._db.execute("INSERT INTO log (line) VALUES (?)", (json_line(record).rstrip("\n"),))
 
     def _close(self) -> None:
         if self._db is not None:
@@ -124,10 +124,10 @@ class DurableLog(Recorder):
                 for (line,) in self._db.execute("SELECT line FROM log ORDER BY n"):
                     out.write(line + "\n")
                 for event in ex.journal:
-                    out.write(_line({"kind": "event", "event": json.loads(event.to_json())}))
+                    out.write(json_line({"kind": "event", "event": json.loads(event.to_json())}))
                 end = {"kind": "end", "requests": self.requests, "events": len(ex.journal),
                        "now_ms": ex.now_ms, "journal_digest": ex.journal.digest()}
-                out.write(_line(end))
+                out.write(json_line(end))
         except OSError as exc:
             raise InvalidInput(f"cannot write the snapshot: {exc.strerror}") from None
         return {k: v for k, v in end.items() if k != "kind"}

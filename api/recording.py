@@ -76,7 +76,7 @@ def install_taps(state: ServerState) -> None:
     state._perpsim_taps = True  # type: ignore[attr-defined]
 
 
-def _line(record: dict[str, Any]) -> str:
+def json_line(record: dict[str, Any]) -> str:
     return json.dumps(record, separators=(",", ":"), ensure_ascii=True) + "\n"
 
 
@@ -122,7 +122,7 @@ class Recorder:
     def _write(self, record: dict[str, Any]) -> None:
         if self._file is None:
             raise InvalidState("the recording is closed")
-        self._file.write(_line(record))
+        self._file.write(json_line(record))
         self._file.flush()
 
     def _close(self) -> None:
@@ -294,7 +294,7 @@ def load_recording(path: str | Path) -> Recording:
                                    f"not supported (expected {VERSION})")
             header = record
         elif kind == "request":
-            _check_request(record, name, number)
+            check_request(record, name, number)
             requests.append(record)
         elif kind == "event":
             events.append(json.dumps(record.get("event"), sort_keys=True,
@@ -313,7 +313,7 @@ def load_recording(path: str | Path) -> Recording:
     return Recording(header, requests, events, end)
 
 
-def _check_request(record: dict[str, Any], name: str, number: int) -> None:
+def check_request(record: dict[str, Any], name: str, number: int) -> None:
     for key, kind in (("method", str), ("path", str), ("query", str), ("headers", dict),
                       ("wall", list), ("sim_before", int), ("executed", bool)):
         if not isinstance(record.get(key), kind):

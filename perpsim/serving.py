@@ -160,7 +160,7 @@ def run_serve(args: argparse.Namespace) -> int:
                                            log_level="warning"))
     harness = app.state.perpsim_harness
     try:
-        with _stop_on_signals(server):
+        with StopOnSignals(server):
             if args.record is None:
                 server.run()
             else:
@@ -176,7 +176,7 @@ def run_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _stop_on_signals:
+class StopOnSignals:
     """SIGINT/SIGTERM end ``server.run`` normally instead of killing the process.
 
     uvicorn captures both while it runs and re-raises them after its shutdown; the default
