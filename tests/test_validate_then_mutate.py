@@ -200,3 +200,36 @@ def test_signed_garbage_changes_nothing(key: str, secret: str, params: dict[str,
     own = signed(CLIENT, STATE, CREDS, "POST", "/dapi/v1/order",
                  {**params, "quantity": "0"})  # the account's own key, garbage parameters
     _assert_refused_and_unchanged(own, before, params)
+
+
+SIGNED_PATHS = [("POST", "/dapi/v1/order"), ("POST", "/dapi/v1/algoOrder"),
+                ("DELETE", "/dapi/v1/order"), ("POST", "/dapi/v1/leverage"),
+                ("POST", "/dapi/v1/marginType"), ("POST", "/dapi/v1/positionMargin"),
+                ("POST", "/sapi/v1/asset/transfer"), ("GET", "/dapi/v1/allOrders"),
+                ("GET", "/dapi/v1/userTrades"), ("DELETE", "/dapi/v1/allOpenOrders")]
+GARBAGE_VALUES = st.one_of(
+    st.text(max_size=16), st.sampled_from(["BTCUSD_PERP", "BUY", "SELL", "LIMIT", "MARKET",
+                                           "1", "60000", "0.1", "true", "ISOLATED", "1e9"]),
+    st.integers(min_value=-10, max_value=10**7).map(str))
+GARBAGE_NAMES = st.sampled_from(["symbol", "side", "type", "quantity", "price", "timeInForce",
+                                 "reduceOnly", "orderId", "leverage", "marginType", "amount",
+                                 "asset", "triggerPrice", "algoType", "limit", "startTime"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(call=st.sampled_from(SIGNED_PATHS),
+       params=st.dictionaries(GARBAGE_NAMES, GARBAGE_VALUES, max_size=7))
+def test_correctly_signed_garbage_never_breaks_the_market(call: tuple[str, str],
+                                                          params: dict[str, str]) -> None:
+    """Signed with the account's real key: some garbage may even be a valid order, but no
+    answer is a server error, the market never breaks and the ledger stays conserved."""
+    client, state, creds = GARBAGE_MARKET
+    response = signed(client, state, creds, *call, params)
+    assert response.status_code < 500, (call, params, response.text)
+    ex = state.exchange
+    assert ex.containment.broken is None
+    for coin in ex.ledger.coins:
+        assert ex.ledger.total(coin) == ex.ledger.deposits(coin)
+
+
+GARBAGE_MARKET = _market()
