@@ -168,3 +168,41 @@ def test_sigterm_and_sigint_close_the_recording(tmp_path: Path, sig: signal.Sign
         out = process.stdout.read() if process.stdout else ""
     assert "perpsim: recorded" in out
     assert replay_main([str(tmp_path / "run.jsonl")]) == 0
+
+
+def test_kill_9_while_requests_are_in_flight_loses_nothing_acknowledged(tmp_path: Path) -> None:
+    import threading
+
+    acknowledged: list[str] = []
+    with server(tmp_path, "--state-dir", "state") as (process, http):
+        stop = threading.Event()
+
+        def hammer() -> None:
+            n = 0
+            with httpx.Client(base_url=str(http.base_url), timeout=5) as own:
+                while not stop.is_set():
+                    n += 1
+                    try:
+                        response = own.post("/control/accounts",
+                                            json={"balances": {"BTC": "1"}, "label": f"c{n}"})
+                    except httpx.TransportError:
+                        return  # the server died mid-request: not acknowledged
+                    if response.status_code == 201:
+                        acknowledged.append(response.json()["account_id"])
+
+        workers = [threading.Thread(target=hammer) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        while len(acknowledged) < 30:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        stop.set()
+        for worker in workers:
+            worker.join(30)
+    assert len(acknowledged) >= 30
+    with server(tmp_path, "--state-dir", "state") as (process, http):
+        for account_id in acknowledged:
+            assert http.get(f"/control/accounts/{account_id}").status_code == 200, account_id
+        state = http.get("/control/state").json()
+        assert state["ledger"]["total"] == state["ledger"]["deposits"]
