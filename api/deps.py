@@ -10,8 +10,12 @@ from fastapi import Depends, Request
 from perpsim.api.state import ServerState
 
 
-def get_state(request: Request) -> ServerState:
-    """The server's state (realtime mode: brought up to the wall clock first)."""
+async def get_state(request: Request) -> ServerState:
+    """The server's state (realtime mode: brought up to the wall clock first).
+
+    ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, where it
+    would advance the engine concurrently with the realtime clock task on the event loop.
+    """
     state: ServerState = request.app.state.perpsim
     state.follow_wall_clock()
     return state
