@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     from perpsim.bench import add_bench_parser
 
     add_bench_parser(sub)
+    from perpsim.data_cli import add_data_parser
+
+    add_data_parser(sub)
     return parser
 
 

@@ -258,6 +258,9 @@ def bundled_scenarios() -> dict[str, str]:
         except (OSError, ValueError, AttributeError):
             text = ""
         out[name] = str(text).strip().splitlines()[0] if str(text).strip() else name
+    from perpsim.sim.scenario_store import bundled_store_descriptions
+
+    out.update(bundled_store_descriptions())  # the real-market library (fixtures/data/)
     return dict(sorted(out.items()))
 
 
@@ -283,6 +286,13 @@ def load_scenario(
     text = str(name_or_path)
     if text == "manual":
         return manual_scenario(start_ms, seed=seed)
+    from perpsim.sim.scenario_store import load_store_scenario, match_store  # imports this one
+
+    store = match_store(text)  # a market-data store (+ window): sim/scenario_store.py
+    if store is not None:
+        if days is not None or resolution_ms is not None:
+            raise ScenarioError(f"{text}: days and resolution apply to generator specs only")
+        return load_store_scenario(store, seed, start_ms)
     bundled = _bundled_files()
     looks_like_path = isinstance(name_or_path, Path) or text.endswith((".csv", ".json"))
     if not looks_like_path and ("/" in text or "\\" in text):
