@@ -167,8 +167,8 @@ def read_bybit_funding(table: Table) -> tuple[np.ndarray, np.ndarray]:
 # ---- the formats --------------------------------------------------------------------------------
 def _kind_from_name(path: Path, kinds: dict[str, str], default: str | None) -> str:
     name = path.name
-    for token, kind in kinds.items():
-        if token != "klines" and token.lower() in name.lower():
+    for token, kind in kinds.items():  # "kline" is in every kline file's name: last price
+        if kind != "last" and token.lower() in name.lower():
             return kind
     if default is None:
         raise ScenarioError(f"{path}: cannot tell the data kind from the name; give --kind "

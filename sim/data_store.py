@@ -243,7 +243,7 @@ def read_window(store: StoreInfo, pair: str, start_ms: int | None = None,
         have = ", ".join(sorted(store.pairs))
         raise ScenarioError(f"store {store.name!r} has no {pair} prices (has {have})")
     lo_ms = info.files[0].first_ms if start_ms is None else int(start_ms)
-    hi_ms = info.files[-1].last_ms if end_ms is None else int(end_ms)
+    hi_ms = max(info.files[-1].last_ms, lo_ms) if end_ms is None else int(end_ms)
     if hi_ms < lo_ms:
         raise ScenarioError(f"store {store.name!r}: window end is before its start")
     firsts = np.array([f.first_ms for f in info.files], dtype=np.int64)
