@@ -11,7 +11,9 @@ Suites (``--only`` picks some; ``--quick`` shrinks every size for CI):
 * liquidation — 100,000 accounts through a crash (benchmarks/liquidation_scale.py);
 * api — order round trips through ccxt vs the floor, orders/s with 8 clients (api_latency.py);
 * ws — market-data frames per second to 100 subscribers (ws_fanout.py);
-* e2e — the demo's 30-day hedge, wall time (e2e_demo.py).
+* e2e — the demo's 30-day hedge, wall time (e2e_demo.py);
+* data — a year at 1 s rows opened from a Parquet store: time and peak memory over the arrays
+  (data_store.py).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SUITES = ("engine", "liquidation", "api", "ws", "e2e")
+SUITES = ("engine", "liquidation", "api", "ws", "e2e", "data")
 ENGINE_TARGET_S = 2.0  # 365 days at 1 s rows, engine time, on a 2-core machine
 
 
@@ -44,10 +46,11 @@ class Sizes:
     ws_subscribers: int
     ws_seconds: float
     e2e_scenario: str
+    data_days: float = 365.0
 
 
-FULL = Sizes((30.0, 365.0, 30.0), 100_000, 300, 5.0, 8, 100, 5.0, "calm_30d")
-QUICK = Sizes((1.0, 3.0, 1.0), 2_000, 50, 1.0, 8, 100, 1.0, "calm")
+FULL = Sizes((30.0, 365.0, 30.0), 100_000, 300, 5.0, 8, 100, 5.0, "calm_30d", 365.0)
+QUICK = Sizes((1.0, 3.0, 1.0), 2_000, 50, 1.0, 8, 100, 1.0, "calm", 3.0)
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -88,7 +91,8 @@ def collect(sizes: Sizes, only: tuple[str, ...] = SUITES, *,
     np.seterr(all="ignore")
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "engine": lambda: _engine(sizes), "liquidation": lambda: _liquidation(sizes),
-        "api": lambda: _api(sizes), "ws": lambda: _ws(sizes), "e2e": lambda: _e2e(sizes)}
+        "api": lambda: _api(sizes), "ws": lambda: _ws(sizes), "e2e": lambda: _e2e(sizes),
+        "data": lambda: _data(sizes)}
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
     started = time.perf_counter()
@@ -145,6 +149,12 @@ def _e2e(sizes: Sizes) -> dict[str, Any]:
     return e2e_demo.run(sizes.e2e_scenario)
 
 
+def _data(sizes: Sizes) -> dict[str, Any]:
+    from perpsim.benchmarks import data_store
+
+    return data_store.run(sizes.data_days)
+
+
 # ---- the flat figures ---------------------------------------------------------------------------
 def figures(results: Mapping[str, Any]) -> dict[str, float]:
     """Every figure and ratio by a flat name (only for the suites that ran)."""
@@ -194,6 +204,16 @@ def figures(results: Mapping[str, Any]) -> dict[str, float]:
     if e2e and "skipped" not in e2e:
         out.update({"e2e_wall_s": e2e["wall_s"], "e2e_simulated_days": e2e["simulated_days"],
                     "e2e_days_per_wall_s": e2e["simulated_days_per_wall_s"]})
+    data = results.get("data")
+    if data:
+        out.update({"data_days": data["days"], "data_rows": data["rows"],
+                    "data_open_s": data["store"]["seconds"],
+                    "data_memory_ratio": data["store"]["memory_ratio"],
+                    "data_naive_open_s": data["naive"]["seconds"],
+                    "data_naive_memory_ratio": data["naive"]["memory_ratio"],
+                    "data_day_window_s": data["day"]["seconds"],
+                    "data_store_over_naive_time": data["store_over_naive_time"],
+                    "data_whole_over_day_time": data["whole_over_day_time"]})
     return out
 
 
@@ -206,6 +226,10 @@ def checks(results: Mapping[str, Any]) -> dict[str, bool]:
         liq = results["liquidation"]
         out["liq_ledger_conserved"] = bool(liq["ledger_conserved"])
         out["liq_no_survivor_past_its_level"] = liq["survivors_past_their_level"] == 0
+    if "data" in results:
+        data = results["data"]
+        out["data_memory_within_target"] = data["store"]["memory_ratio"] <= data["memory_target"]
+        out["data_open_under_1_s"] = data["store"]["seconds"] < 1.0
     return out
 
 
@@ -247,7 +271,8 @@ def _progress(name: str) -> None:
 
 _LABELS = {
     "engine": "engine: event skipping", "liquidation": "liquidation at scale",
-    "api": "API over ccxt (loopback)", "ws": "WebSocket fan-out", "e2e": "end to end (demo)"}
+    "api": "API over ccxt (loopback)", "ws": "WebSocket fan-out", "e2e": "end to end (demo)",
+    "data": "market-data store"}
 
 
 def _print_table(report: Mapping[str, Any]) -> None:
@@ -325,4 +350,15 @@ def _table_rows(results: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
         rows["e2e"] = [("skipped", r["skipped"])] if "skipped" in r else [
             (f"demo hedge, {r['simulated_days']:g} days", f"{r['wall_s']} s wall"),
             ("simulated days per wall second", f"{r['simulated_days_per_wall_s']}")]
+    if "data" in results:
+        r = results["data"]
+        s, n, d = r["store"], r["naive"], r["day"]
+        rows["data"] = [
+            (f"{r['days']:g} d at 1 s: open as a scenario ({r['rows']:,} rows)",
+             f"{s['seconds']} s"),
+            ("peak memory / arrays used (target ≤ 1.5)", f"{s['memory_ratio']}×"),
+            ("naive pyarrow.dataset read: time, memory", f"{n['seconds']} s, "
+             f"{n['memory_ratio']}×"),
+            ("one-day window", f"{d['seconds']} s ({r['whole_over_day_time']}× faster)"),
+            ("store size on disk", f"{r['store_mb']} MB")]
     return rows

@@ -16,7 +16,7 @@ from perpsim import bench
 
 TINY = bench.Sizes(engine_days=(0.05, 0.1, 0.05), accounts=150, api_rounds=10,
                    api_seconds=0.3, api_clients=8, ws_subscribers=10, ws_seconds=0.3,
-                   e2e_scenario="calm")
+                   e2e_scenario="calm", data_days=0.05)
 
 EXPECTED = {
     "engine_short_days", "engine_short_rows", "engine_short_s", "engine_short_rows_per_s",
@@ -31,6 +31,9 @@ EXPECTED = {
     "api_orders_per_s", "api_orders_per_s_one_client", "api_concurrency_gain",
     "ws_subscribers", "ws_frames_per_s", "ws_frames_per_subscriber_per_s", "ws_delivered_share",
     "e2e_wall_s", "e2e_simulated_days", "e2e_days_per_wall_s",
+    "data_days", "data_rows", "data_open_s", "data_memory_ratio", "data_naive_open_s",
+    "data_naive_memory_ratio", "data_day_window_s", "data_store_over_naive_time",
+    "data_whole_over_day_time",
 }
 
 
