@@ -87,3 +87,29 @@ def test_hedge_runs_end_to_end_on_a_real_crash(capsys: pytest.CaptureFixture[str
     times = [e["time"] for e in result["events"]]
     assert min(times) <= 1_667_928_900_000
     assert max(times) >= 1_667_936_000_000
+
+
+@pytest.mark.parametrize(("scenario", "profile", "symbol", "funding_time", "rate"), [
+    # Deribit's 8-hour rate at 08:00 on Black Thursday settles on Binance's 00/08/16 schedule.
+    ("deribit-btc-index-2019-2021@2020-03-12..2020-03-13", "binance_coinm", "BTCUSD_PERP",
+     "2020-03-12T08:00:00", None),
+    # BitMEX's own rates settle on BitMEX's 04/12/20 schedule: -0.375 % six times running.
+    ("bitmex-xbtusd-2018-2020@2020-03-13..2020-03-14", "bitmex_xbtusd", "XBTUSD",
+     "2020-03-13T04:00:00", "-0.00375"),
+])
+def test_the_library_settles_its_real_funding(scenario: str, profile: str, symbol: str,
+                                              funding_time: str, rate: str | None) -> None:
+    from decimal import Decimal
+
+    import numpy as np
+
+    state = ServerState(ServerConfig(scenario=scenario, profile=profile))
+    ex = state.exchange
+    t = int(np.datetime64(funding_time, "ms").astype(np.int64))
+    recorded = ex.scenario.path("BTCUSD").funding_rate_at(t)
+    assert recorded is not None
+    ex.advance_until(t)
+    settled = dict(ex.states[symbol].funding_history)
+    assert settled[t] == Decimal(repr(recorded))
+    if rate is not None:
+        assert settled[t] == Decimal(rate)
