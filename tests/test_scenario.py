@@ -278,7 +278,9 @@ def test_manual_scenario() -> None:
 
 def test_bundled_scenarios_lists_every_file_with_a_description() -> None:
     listed = bundled_scenarios()
-    assert list(listed) == sorted(["manual", *BUNDLED])
+    from perpsim.sim.scenario_store import bundled_stores  # the real-market library
+
+    assert list(listed) == sorted(["manual", *BUNDLED, *bundled_stores()])
     for name, text in listed.items():
         assert text
         assert "\n" not in text, name
