@@ -28,6 +28,7 @@ few ms after the funding instant; the engine settles at exact funding times).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -179,37 +180,32 @@ def _kind_from_name(path: Path, kinds: dict[str, str], default: str | None) -> s
 def import_binance(paths: list[Path], *, kind: str | None = None, bars: BarPath = "ohlc",
                    sort: bool = False) -> Imported:
     """Binance public-data archives (see the module docstring)."""
-    out = Imported()
-    for path in paths:
-        what = BINANCE_KINDS[kind] if kind else _kind_from_name(path, BINANCE_KINDS, "last")
-        for table in read_tables(path):
-            _read_kind(out, table, what, bars, sort, read_binance_funding)
-        out.files += 1
-    return out
+    return _import_venue(paths, BINANCE_KINDS, read_binance_funding, kind, bars, sort)
 
 
 def import_bybit(paths: list[Path], *, kind: str | None = None, bars: BarPath = "ohlc",
                  sort: bool = False) -> Imported:
     """Bybit kline and funding-history files (see the module docstring)."""
+    return _import_venue(paths, BYBIT_KINDS, read_bybit_funding, kind, bars, sort)
+
+
+FundingReader = Callable[[Table], tuple[np.ndarray, np.ndarray]]
+
+
+def _import_venue(paths: list[Path], kinds: dict[str, str], funding_reader: FundingReader,
+                  kind: str | None, bars: BarPath, sort: bool) -> Imported:
+    """Kline and funding files of one venue, each file's kind given or read from its name."""
     out = Imported()
     for path in paths:
-        what = BYBIT_KINDS[kind] if kind else _kind_from_name(path, BYBIT_KINDS, "last")
+        what = kinds[kind] if kind else _kind_from_name(path, kinds, "last")
         for table in read_tables(path):
-            _read_kind(out, table, what, bars, sort, read_bybit_funding)
+            out.rows += len(table)
+            if what == "funding":
+                out.add_funding(*funding_reader(table), table.label)
+            else:
+                out.add_prices(what, *read_klines(table, what, bars, sort=sort), table.label)
         out.files += 1
     return out
-
-
-def _read_kind(out: Imported, table: Table, what: str, bars: BarPath, sort: bool,
-               funding_reader: object) -> None:
-    out.rows += len(table)
-    if what == "funding":
-        assert callable(funding_reader)
-        t, r = funding_reader(table)
-        out.add_funding(t, r, table.label)
-    else:
-        t, v = read_klines(table, what, bars, sort=sort)
-        out.add_prices(what, t, v, table.label)
 
 
 def import_tardis(paths: list[Path], *, sort: bool = False) -> Imported:
