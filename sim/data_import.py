@@ -8,9 +8,12 @@ Formats (each file a CSV, a zip of CSVs or a gzipped CSV; with or without a head
   trimmed files with open_time/open/high/low/close work too) and ``fundingRate`` (calc_time,
   funding_interval_hours, last_funding_rate). The kind comes from the file name
   (``BTCUSD_PERP-markPriceKlines-1m-2022-06-13.zip``) unless given.
-* ``bybit`` — kline files in Bybit's v5 layout (startTime, open, high, low, close, ...; the
-  kind ``kline`` / ``mark`` / ``index`` from the name or given) and funding history
-  (symbol, fundingRate, fundingRateTimestamp, with a header).
+* ``bybit`` — public.bybit.com ``kline_for_metatrader4`` files (no header: ``YYYY.MM.DD
+  HH:MM`` in UTC+3, open, high, low, close, volume; moved to UTC), ``spot_index`` /
+  ``premium_index`` files (start_at in seconds, symbol, period, open, high, low, close), kline
+  files in the v5 API layout (startTime, open, high, low, close, ...; the kind ``kline`` /
+  ``mark`` / ``index`` / ``premium`` from the name or given) and funding history (symbol,
+  fundingRate, fundingRateTimestamp, with a header; Bybit publishes no funding archive).
 * ``tardis`` — Tardis.dev ``derivative_ticker`` CSV (timestamp µs, funding_timestamp,
   funding_rate, last_price, index_price, mark_price, ...).
 * ``csv`` — any CSV, with a mapping of its columns: ``time`` and some of ``index``, ``perp``,
@@ -36,15 +39,17 @@ from typing import Literal
 import numpy as np
 
 from perpsim.sim.data_store import Series
-from perpsim.sim.data_tables import Table, floats, order, read_tables, times
+from perpsim.sim.data_tables import MT4_DATE, Table, floats, order, read_tables, times
 from perpsim.sim.errors import ScenarioError
 
 PriceKind = Literal["index", "mark", "last", "premium"]
 BarPath = Literal["ohlc", "open"]
 BINANCE_KINDS = {"klines": "last", "markPriceKlines": "mark", "indexPriceKlines": "index",
                  "premiumIndexKlines": "premium", "fundingRate": "funding"}
-BYBIT_KINDS = {"kline": "last", "mark": "mark", "index": "index", "premium": "premium",
+# Checked in this order against the file name: "premium_index" is a premium, "spot_index" an index.
+BYBIT_KINDS = {"kline": "last", "mark": "mark", "premium": "premium", "index": "index",
                "funding": "funding"}
+MT4_UTC_OFFSET_MS = 3 * 3_600_000  # Bybit's kline_for_metatrader4 files are stamped in UTC+3
 MAPPABLE = ("time", "index", "perp", "mark", "last", "funding_rate")
 MINUTE_MS = 60_000
 
@@ -88,7 +93,8 @@ def _kline_columns(table: Table) -> tuple[int, int, int, int, int, int | None]:
     """Positions of open time, open, high, low, close, close time (None if absent)."""
     if table.header is None:
         return 0, 1, 2, 3, 4, (6 if len(table.columns) >= 7 else None)
-    t = table.need("open_time", "startTime", "start_time", "open time", "timestamp", "time")
+    t = table.need("open_time", "startTime", "start_time", "start_at", "open time", "timestamp",
+                   "time")
     o, h, lo, c = (table.need(n) for n in ("open", "high", "low", "close"))
     close_time = table.find("close_time", "close time", required=False)
     return t, o, h, lo, c, close_time
@@ -186,15 +192,18 @@ def import_binance(paths: list[Path], *, kind: str | None = None, bars: BarPath 
 def import_bybit(paths: list[Path], *, kind: str | None = None, bars: BarPath = "ohlc",
                  sort: bool = False) -> Imported:
     """Bybit kline and funding-history files (see the module docstring)."""
-    return _import_venue(paths, BYBIT_KINDS, read_bybit_funding, kind, bars, sort)
+    return _import_venue(paths, BYBIT_KINDS, read_bybit_funding, kind, bars, sort,
+                         mt4_offset_ms=MT4_UTC_OFFSET_MS)
 
 
 FundingReader = Callable[[Table], tuple[np.ndarray, np.ndarray]]
 
 
 def _import_venue(paths: list[Path], kinds: dict[str, str], funding_reader: FundingReader,
-                  kind: str | None, bars: BarPath, sort: bool) -> Imported:
-    """Kline and funding files of one venue, each file's kind given or read from its name."""
+                  kind: str | None, bars: BarPath, sort: bool, *, mt4_offset_ms: int = 0
+                  ) -> Imported:
+    """Kline and funding files of one venue, each file's kind given or read from its name.
+    Klines with MetaTrader dates are moved by ``mt4_offset_ms`` to UTC."""
     out = Imported()
     for path in paths:
         what = kinds[kind] if kind else _kind_from_name(path, kinds, "last")
@@ -202,8 +211,13 @@ def _import_venue(paths: list[Path], kinds: dict[str, str], funding_reader: Fund
             out.rows += len(table)
             if what == "funding":
                 out.add_funding(*funding_reader(table), table.label)
-            else:
-                out.add_prices(what, *read_klines(table, what, bars, sort=sort), table.label)
+                continue
+            t, v = read_klines(table, what, bars, sort=sort)
+            if mt4_offset_ms and MT4_DATE.match(table.columns[0][0].strip()):
+                t = t - mt4_offset_ms
+                out.notes.append(f"{table.label}: MetaTrader times read as UTC+"
+                                 f"{mt4_offset_ms // 3_600_000} and moved to UTC")
+            out.add_prices(what, t, v, table.label)
         out.files += 1
     return out
 

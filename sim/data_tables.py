@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import re
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import numpy as np
 
 from perpsim.sim.errors import ScenarioError
 
+MT4_DATE = re.compile(r"^\d{4}\.\d{2}\.\d{2}[ T]")  # MetaTrader exports: 2022.06.01 00:00
 _MIN_MS = 100_000_000_000  # 1973 in ms; smaller whole numbers are seconds
 _MIN_US = 100_000_000_000_000  # 1973 in µs
 _MAX_MS = 7_258_118_400_000  # 2200-01-01
@@ -162,10 +164,13 @@ def floats(table: Table, index: int, what: str, *, positive: bool) -> np.ndarray
 
 def times(table: Table, index: int, what: str = "time", unit: str = "auto") -> np.ndarray:
     """Column ``index`` as epoch ms: whole numbers in ``unit`` (s, ms, us; auto: by size) or
-    ISO 8601 UTC times (``T`` or a space, optional fraction and ``Z``)."""
+    ISO 8601 times (``T`` or a space, optional fraction and ``Z``; MetaTrader's ``YYYY.MM.DD``
+    dates too), read as UTC."""
     cells = table.column(index)
     first = cells[0].strip()
     if unit == "iso" or (unit == "auto" and not first.isdigit()):
+        if MT4_DATE.match(first):
+            cells = [c.replace(".", "-", 2) for c in cells]
         return _iso(table, cells, what)
     try:
         raw = np.array(cells, dtype=np.int64)

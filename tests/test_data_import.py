@@ -193,6 +193,29 @@ def test_bybit_klines_and_funding_history(tmp_path: Path) -> None:
     assert s.funding_rates.tolist() == [-0.0001, 0.0003]
 
 
+def test_bybit_public_archives_metatrader_klines_and_spot_and_premium_index(
+        tmp_path: Path) -> None:
+    # kline_for_metatrader4: no header, "YYYY.MM.DD HH:MM" in UTC+3 (03:00 there is 00:00 UTC).
+    mt4 = write(tmp_path / "BTCUSD_1_2022-06-01_2022-06-30.csv.gz",
+                ["2022.06.13 03:00,100,101,99,100.5,12", "2022.06.13 03:01,100.5,102,100,101,3"],
+                archive="gz")
+    spot_index = write(tmp_path / "BTCUSD2022-06-13_spot_index.csv",
+                       [f"{T0 // 1000 + 60 * i},BTCUSD,1,{p},{p},{p},{p}"
+                        for i, p in enumerate([99.0, 100.0])],
+                       header="start_at,symbol,period,open,high,low,close")
+    premium = write(tmp_path / "BTCUSD2022-06-13_premium_index.csv",
+                    [f"{T0 // 1000},BTCUSD,1,0.001,0.001,0.001,0.001"],
+                    header="start_at,symbol,period,open,high,low,close")
+    data = di.import_bybit([mt4, spot_index, premium], bars="open")
+    assert data.prices["premium"][0].tolist() == [T0]
+    s = di.to_series(data)
+    assert s.times_ms.tolist() == [T0, T0 + MIN]
+    assert s.index.tolist() == [99.0, 100.0]
+    assert s.perp is not None
+    assert s.perp.tolist() == [100.0, 100.5]  # last-price klines win over the premium
+    assert any("UTC+3" in n for n in data.notes)
+
+
 def test_tardis_derivative_ticker(tmp_path: Path) -> None:
     us = 1000
     f1 = T0 + 8 * 3_600_000
