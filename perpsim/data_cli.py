@@ -118,8 +118,10 @@ def _import(args: argparse.Namespace) -> int:
             try:
                 hours = tuple(int(h) for h in args.funding_hours.split(","))
             except ValueError:
+                hours = (-1,)
+            if not all(0 <= h <= 23 for h in hours):
                 raise ScenarioError(f"--funding-hours: {args.funding_hours!r} is not a list of "
-                                    "hours") from None
+                                    "UTC hours 0-23")
         data = di.import_mapped(args.files, di.parse_mapping(args.map),
                                 time_unit=args.time_unit, sort=args.sort, funding_hours=hours)
     elif args.format == "tardis":

@@ -34,6 +34,8 @@ _KLINE_HEADER = "open_time,open,high,low,close,close_time\n"
 _FUNDING_HEADER = "fundingRateTimestamp,fundingRate\n"
 
 Progress = Callable[[str, int, int], None]  # kind, done ms, total ms
+_CCXT_METHOD = {"last": "fetchOHLCV", "mark": "fetchMarkOHLCV", "index": "fetchIndexOHLCV",
+                "funding": "fetchFundingRateHistory"}
 
 
 @dataclass(frozen=True)
@@ -159,6 +161,10 @@ def fetch_store(plan: FetchPlan, out: Path, *, url: str | None = None, bars: Bar
     if plan.until_ms <= plan.since_ms:
         raise ScenarioError("--until must be after --since")
     ex = exchange if exchange is not None else make_exchange(plan.exchange, url)
+    missing = [k for k in plan.kinds if not ex.has.get(_CCXT_METHOD[k])]
+    if missing:
+        raise ScenarioError(f"{plan.exchange} offers no {', '.join(missing)} history through "
+                            f"ccxt; leave {'it' if len(missing) == 1 else 'them'} out of --kinds")
     staging = _partial(out, plan)
     try:
         ex.load_markets()

@@ -136,6 +136,14 @@ def load_scenario_store(path: Path) -> Any:
     return open_store(path)
 
 
+def test_a_venue_without_the_history_asked_for_is_refused_before_any_request(
+        tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match="kraken offers no mark, funding history"):
+        fetch_store(plan(exchange="kraken", symbol="BTC/USD", kinds=("last", "mark", "funding")),
+                    tmp_path / "k", url="http://127.0.0.1:9")
+    assert not (tmp_path / "k").exists()
+
+
 @pytest.mark.parametrize(("argv", "problem"), [
     (["--kinds", "last,volume"], "--kinds: volume"),
     (["--since", "yesterday"], "--since 'yesterday' is not an ISO 8601 time"),

@@ -303,3 +303,20 @@ def test_a_bad_file_exits_2_with_one_line_and_writes_nothing(
     assert len(err) == 1
     assert err[0] == (f"perpsim: error: {bad}, line 3: close (last) is not a number: 'x'")
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("argv", "problem"), [
+    (["csv", "{f}", "--out", "{o}"], "the csv format needs --map"),
+    (["binance", "{f}", "--out", "{o}", "--map", "time=a,index=b"], "--map applies to the csv"),
+    (["binance", "{f}", "--out", "{o}", "--kind", "trades"], "--kind for binance must be one of"),
+    (["csv", "{f}", "--out", "{o}", "--map", "time=a,index=b", "--funding-hours", "0,8,24"],
+     "--funding-hours: '0,8,24' is not a list of UTC hours 0-23"),
+])
+def test_bad_import_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     argv: list[str], problem: str) -> None:
+    f = write(tmp_path / "BTCUSD_PERP-1m-2022-06-13.csv", kline_rows([10.0, 11.0]))
+    out = tmp_path / "o"
+    code = main(["data", "import", *[a.format(f=f, o=out) for a in argv]])
+    assert code == 2
+    assert problem in capsys.readouterr().err
+    assert not out.exists()
