@@ -213,7 +213,7 @@ def _import_venue(paths: list[Path], kinds: dict[str, str], funding_reader: Fund
                 out.add_funding(*funding_reader(table), table.label)
                 continue
             t, v = read_klines(table, what, bars, sort=sort)
-            if mt4_offset_ms and MT4_DATE.match(table.columns[0][0].strip()):
+            if mt4_offset_ms and MT4_DATE.match(table.first(0)):
                 t = t - mt4_offset_ms
                 out.notes.append(f"{table.label}: MetaTrader times read as UTC+"
                                  f"{mt4_offset_ms // 3_600_000} and moved to UTC")
@@ -248,13 +248,11 @@ def import_tardis(paths: list[Path], *, sort: bool = False) -> Imported:
 def _sparse_prices(table: Table, column: int, t: np.ndarray, perm: np.ndarray, what: str
                    ) -> tuple[np.ndarray, np.ndarray] | None:
     """A price column where empty cells mean "no update": the rows that have one."""
-    cells = table.columns[column]
-    have = np.array([bool(c.strip()) for c in cells])
+    have = table.nonempty(column)
     if not have.any():
         return None
     rows = perm[have[perm]]
-    sub = Table(table.label, None, [[cells[i] for i in rows]], table.lines[rows])
-    return t[rows], floats(sub, 0, what, positive=True)
+    return t[rows], floats(table.subset(rows, [column]), 0, what, positive=True)
 
 
 def _tardis_funding(table: Table, t: np.ndarray, perm: np.ndarray
@@ -265,24 +263,20 @@ def _tardis_funding(table: Table, t: np.ndarray, perm: np.ndarray
         "funding_rate", required=False)
     if f_i is None or r_i is None:
         return None
-    f_cells, r_cells = table.columns[f_i], table.columns[r_i]
-    settled: dict[int, float] = {}
-    last_seen = int(t[perm[-1]])
-    sub_rows = [i for i in perm.tolist() if f_cells[i].strip() and r_cells[i].strip()]
-    if not sub_rows:
+    have = table.nonempty(f_i) & table.nonempty(r_i)
+    rows = perm[have[perm]]
+    if not len(rows):
         return None
-    sub = Table(table.label, None, [[f_cells[i] for i in sub_rows], [r_cells[i] for i in sub_rows]],
-                table.lines[sub_rows])
+    sub = table.subset(rows, [f_i, r_i])
     f_ms = times(sub, 0, "funding_timestamp", unit="us")
     rates = floats(sub, 1, "funding_rate", positive=False)
-    for k, row in enumerate(sub_rows):
-        at = int(f_ms[k])
-        if int(t[row]) <= at <= last_seen:
-            settled[at] = float(rates[k])
-    if not settled:
+    settled = (t[rows] <= f_ms) & (f_ms <= int(t[perm[-1]]))
+    f_ms, rates = f_ms[settled], rates[settled]
+    if not len(f_ms):
         return None
-    keys = np.array(sorted(settled), dtype=np.int64)
-    return snap_minute(keys), np.array([settled[k] for k in keys.tolist()])
+    # Rows are in time order: the last quote of each funding time is the one that settled.
+    keys, first_from_end = np.unique(f_ms[::-1], return_index=True)
+    return snap_minute(keys), rates[len(f_ms) - 1 - first_from_end]
 
 
 def parse_mapping(text: str) -> dict[str, str]:
@@ -328,12 +322,9 @@ def import_mapped(paths: list[Path], mapping: dict[str, str], *, time_unit: str 
                 out.notes.append(f"{table.label}: {moved} rows were out of time order; sorted")
             for key, i in present.items():
                 if key == "funding_rate":
-                    rows = np.array([k for k in perm.tolist() if table.columns[i][k].strip()],
-                                    dtype=np.int64)
-                    sub = Table(table.label, None, [[table.columns[i][k] for k in rows]],
-                                table.lines[rows])
+                    rows = perm[table.nonempty(i)[perm]]
                     f_t = t[rows]
-                    rates = floats(sub, 0, mapping[key], positive=False)
+                    rates = floats(table.subset(rows, [i]), 0, mapping[key], positive=False)
                     if funding_hours is not None:
                         on = (f_t % 3_600_000 == 0) & np.isin(f_t // 3_600_000 % 24,
                                                               funding_hours)
