@@ -15,18 +15,20 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from perpsim.sim.data_store import StoreInfo, read_window
+from perpsim.sim.data_store import Series, StoreInfo, read_window
 from perpsim.sim.synthetic import format_time_ms
 
 MAX_POINTS = 20_000
 
 
-def summary_rows(store: StoreInfo) -> list[tuple[str, str]]:
-    """Label/value rows: span, rows, resolution, price range, funding, files."""
+def summary_rows(store: StoreInfo, series: dict[str, Series] | None = None
+                 ) -> list[tuple[str, str]]:
+    """Label/value rows: span, rows, resolution, price range, funding, files (``series``:
+    the pairs already read, else they are read here)."""
     rows = [("name", store.name), ("description", store.description),
             ("directory", str(store.directory)), ("partition", store.partition)]
     for pair in store.pairs:
-        s = read_window(store, pair)
+        s = series[pair] if series is not None else read_window(store, pair)
         steps = np.diff(s.times_ms)
         usual = int(np.median(steps)) if len(steps) else 0
         rows += [
@@ -69,16 +71,21 @@ def _labels(t: np.ndarray) -> list[str]:
     return [str(x) for x in t.astype("datetime64[ms]").astype("datetime64[s]")]
 
 
-def chart_html(store: StoreInfo) -> str:
+def read_all(store: StoreInfo) -> dict[str, Series]:
+    """Every pair's whole series."""
+    return {pair: read_window(store, pair) for pair in store.pairs}
+
+
+def chart_html(store: StoreInfo, series: dict[str, Series] | None = None) -> str:
     """One HTML page: the summary and, per pair, prices and funding charts."""
+    series = read_all(store) if series is None else series
     parts = [f"<h1>{html.escape(store.name)}</h1><table>"]
     parts += [f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
-              for k, v in summary_rows(store)]
+              for k, v in summary_rows(store, series)]
     parts.append("</table>")
     layout: dict[str, Any] = {"template": "plotly_white", "hovermode": "x unified",
                               "legend": {"orientation": "h", "y": -0.2}}
-    for pair in store.pairs:
-        s = read_window(store, pair)
+    for pair, s in series.items():
         fig = go.Figure(layout={**layout, "title": {"text": f"{pair} prices (USD)"}})
         for name, values in (("index", s.index), ("perp", s.perp)):
             if values is not None:
@@ -102,8 +109,8 @@ def chart_html(store: StoreInfo) -> str:
             + "\n".join(parts) + "\n</body></html>\n")
 
 
-def write_chart(store: StoreInfo, path: Path) -> Path:
+def write_chart(store: StoreInfo, path: Path, series: dict[str, Series] | None = None) -> Path:
     """Write :func:`chart_html` to ``path``; the resolved path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(chart_html(store), encoding="utf-8")
+    path.write_text(chart_html(store, series), encoding="utf-8")
     return path.resolve()

@@ -209,15 +209,16 @@ def _show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from perpsim.data_chart import summary_rows, write_chart
+    from perpsim.data_chart import read_all, summary_rows, write_chart
 
     store = _store(args.name)
+    series = read_all(store)  # once, for the table and the chart
     table = Table(box=box.SIMPLE, show_header=False, title=store.name, title_justify="left")
     table.add_column("", style="bold", no_wrap=True)
     table.add_column("", overflow="fold")
-    for label, value in summary_rows(store):
+    for label, value in summary_rows(store, series):
         table.add_row(label, value)
     Console().print(table)
-    target = write_chart(store, Path(args.html or f"perpsim-data-{store.name}.html"))
+    target = write_chart(store, Path(args.html or f"perpsim-data-{store.name}.html"), series)
     print(f"chart: {target}")
     return 0
