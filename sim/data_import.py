@@ -108,12 +108,12 @@ def read_klines(table: Table, kind: str, bars: BarPath, *, sort: bool = False
     positive = kind != "premium"
     o, h, lo, c = (floats(table, i, f"{name} ({kind})", positive=positive)
                    for i, name in ((o_i, "open"), (h_i, "high"), (l_i, "low"), (c_i, "close")))
+    interval = _interval(table, opens_ms, ct_i)  # before sorting: row 0 is the file's row 0
     perm = order(table, opens_ms, sort=sort, what="open time")
     opens_ms, o, h, lo, c = opens_ms[perm], o[perm], h[perm], lo[perm], c[perm]
     broken = np.flatnonzero((lo > np.minimum(o, c)) | (h < np.maximum(o, c)))
     if len(broken):
         raise table.error(int(perm[broken[0]]), "low/high do not contain open and close")
-    interval = _interval(table, opens_ms, ct_i)
     return bar_path(opens_ms, o, h, lo, c, interval, bars)
 
 
@@ -122,7 +122,8 @@ def _interval(table: Table, opens_ms: np.ndarray, close_col: int | None) -> int:
     if close_col is not None:
         closes = times(table, close_col, "close time", unit="ms")
         return int(closes[0] - opens_ms[0] + 1) if closes[0] > opens_ms[0] else MINUTE_MS
-    steps = np.diff(opens_ms)
+    steps = np.abs(np.diff(opens_ms))
+    steps = steps[steps > 0]
     return int(steps.min()) if len(steps) else MINUTE_MS
 
 

@@ -164,6 +164,17 @@ def test_sort_sorts_out_of_order_rows_and_says_so(tmp_path: Path) -> None:
     assert any("out of time order; sorted" in n for n in data.notes)
 
 
+def test_sorted_klines_keep_their_bar_interval(tmp_path: Path) -> None:
+    rows = kline_rows([100.0, 101.0, 102.0])
+    path = write(tmp_path / "BTCUSD-indexPriceKlines-1m-2022-06-13.csv",
+                 [rows[2], rows[0], rows[1]])
+    with pytest.raises(ScenarioError, match="line 2: open time is out of order"):
+        di.import_binance([path])
+    s = di.to_series(di.import_binance([path], sort=True))
+    assert s.times_ms.tolist() == [T0 + k * 15_000 for k in range(12)]
+    assert s.index[::4].tolist() == [100.0, 100.0, 101.0]
+
+
 def test_gaps_are_reported_not_refused(tmp_path: Path) -> None:
     rows = kline_rows([100.0] * 5)
     rows += kline_rows([100.0] * 5, start_ms=T0 + 60 * MIN)
