@@ -11,6 +11,8 @@ import pytest
 from perpsim.api.state import ServerConfig, ServerState
 from perpsim.cli import build_parser, main
 
+from live_market import Market
+
 LIBRARY = ("binance-crash-2022-06-13", "binance-crash-2022-11-08", "bitmex-xbtusd-2018-2020",
            "deribit-btc-index-2019-2021")
 
@@ -113,3 +115,12 @@ def test_the_library_settles_its_real_funding(scenario: str, profile: str, symbo
     assert settled[t] == Decimal(repr(recorded))
     if rate is not None:
         assert settled[t] == Decimal(rate)
+
+
+def test_the_control_plane_resets_to_a_library_window(market: Market) -> None:
+    state = market.post("reset", {"scenario": "binance-crash-2022-06-13@2022-06-13T01:00:00Z"})
+    assert state["scenario"] == "binance-crash-2022-06-13@2022-06-13T01:00:00Z"
+    assert market.state.exchange.now_ms == 1_655_082_000_000
+    bad = market.control.post("/control/reset", json={"scenario": "binance-crash-2022-06-13@1999"})
+    assert bad.status_code == 400
+    assert "outside the data" in bad.text
