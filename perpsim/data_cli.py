@@ -69,7 +69,8 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     fetch.add_argument("--url", default=None,
                        help="send every request to this base URL instead (e.g. a perpsim server)")
     fetch.add_argument("--out", type=Path, required=True, metavar="DIR")
-    fetch.add_argument("--pair", default="BTCUSD")
+    fetch.add_argument("--pair", default="",
+                       help="the scenario pair (default: the market's base + quote, e.g. BTCUSD)")
     fetch.add_argument("--bars", choices=("ohlc", "open"), default="ohlc")
     fetch.add_argument("--limit", type=int, default=500, help="bars per request (default 500)")
     fetch.set_defaults(run=_fetch)

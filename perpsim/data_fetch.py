@@ -44,7 +44,7 @@ class FetchPlan:
 
     exchange: str
     symbol: str
-    pair: str
+    pair: str  # the scenario pair the prices become; "" = the market's base + quote (BTCUSD)
     timeframe: str
     since_ms: int
     until_ms: int
@@ -170,6 +170,8 @@ def fetch_store(plan: FetchPlan, out: Path, *, url: str | None = None, bars: Bar
         ex.load_markets()
         if plan.symbol not in ex.markets:
             raise ScenarioError(f"{plan.exchange} has no market {plan.symbol!r}")
+        market = ex.markets[plan.symbol]
+        pair = plan.pair or f"{market['base']}{market['quote']}"
         for kind in plan.kinds:
             if kind == "funding":
                 fetch_funding(ex, plan, staging / "funding.csv", progress)
@@ -200,6 +202,6 @@ def fetch_store(plan: FetchPlan, out: Path, *, url: str | None = None, bars: Bar
             f"{', '.join(plan.kinds)}){' from ' + url if url else ''}.\n"
             "Terms: the venue's market-data terms apply to this data.\n")
     info = write_store(out, out.name, f"{plan.exchange} {plan.symbol} {plan.timeframe}",
-                       {plan.pair: series}, source_note=note)
+                       {pair: series}, source_note=note)
     shutil.rmtree(staging)
     return info, data.notes

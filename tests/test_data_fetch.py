@@ -36,7 +36,7 @@ def venue() -> Iterator[str]:
 
 
 def plan(**changes: Any) -> FetchPlan:
-    base = {"exchange": "binancecoinm", "symbol": SYMBOL, "pair": "BTCUSD", "timeframe": "5m",
+    base = {"exchange": "binancecoinm", "symbol": SYMBOL, "pair": "", "timeframe": "5m",
             "since_ms": DAY0 + 6 * HOUR, "until_ms": DAY0 + 18 * HOUR,
             "kinds": ("last", "mark", "index", "funding"), "limit": 50}
     return FetchPlan(**(base | changes))
