@@ -35,7 +35,8 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
     imp.add_argument("--out", type=Path, required=True, metavar="DIR",
                      help="the new store directory")
     imp.add_argument("--pair", default="BTCUSD", help="the pair the prices are (default BTCUSD)")
-    imp.add_argument("--description", default=None, help="one line shown by data list")
+    imp.add_argument("--description", default=None,
+                     help="one line describing the store (shown by data show)")
     imp.add_argument("--kind", default=None,
                      help="binance: klines|markPriceKlines|indexPriceKlines|premiumIndexKlines|"
                           "fundingRate; bybit: kline|mark|index|premium|funding "
