@@ -20,6 +20,7 @@ UnknownSymbol          −1121    Invalid symbol.                         BadSym
 wrong secret           −1022    Signature for this request is not ...   AuthenticationError
 unknown API key        −2015    Invalid API-key, IP, or permissions...  AuthenticationError
 stale timestamp        −1021    Timestamp for this request is outs...   InvalidNonce
+AlgoOrderRequired      −4120    Order type not supported for this ...   ExchangeError (*)
 =====================  =======  ======================================  =====================
 
 (*) ccxt has no COIN-M mapping for these codes, so real Binance gives the same ExchangeError.
@@ -44,6 +45,15 @@ from perpsim.sim import errors as domain
 BINANCE_PREFIXES = ("/dapi/", "/fapi/", "/sapi/", "/api/", "/eapi/", "/papi/", "/futures/")
 
 UNKNOWN_ERROR_MSG = "An unknown error occured while processing the request."  # sic, Binance
+
+
+class AlgoOrderRequired(Exception):
+    """A conditional order type sent to ``POST /dapi/v1/order``.
+
+    Since Binance moved conditional orders to its Algo Service (USDⓈ-M 2025-12-09; COIN-M
+    through ``/dapi/v1/algoOrder``) the plain order endpoint refuses them with −4120
+    STOP_ORDER_SWITCH_ALGO instead of placing them.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +92,8 @@ ERROR_TABLE: dict[type[BaseException], WireError] = {
     signing.DuplicateParameter: WireError(400, -1101, "Duplicate values for a parameter detected."),
     signing.MissingParameter: WireError(400, -1102, None),  # message names the parameter
     signing.MalformedParameter: WireError(400, -1100, None),
+    AlgoOrderRequired: WireError(400, -4120, "Order type not supported for this endpoint. "
+                                 "Please use the Algo Order API endpoints instead."),
     # domain (sim/errors.py)
     domain.UnknownSymbol: WireError(400, -1121, "Invalid symbol."),
     domain.InvalidInterval: WireError(400, -1120, "Invalid interval."),
@@ -302,6 +314,7 @@ def install_error_handlers(
 
     app.add_exception_handler(domain.PerpsimError, on_domain)
     app.add_exception_handler(signing.SigningError, on_domain)
+    app.add_exception_handler(AlgoOrderRequired, on_domain)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(Exception, on_unexpected)

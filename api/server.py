@@ -15,6 +15,10 @@ from typing import Any, Literal
 import uvicorn
 
 LOOPBACK = "127.0.0.1"
+# Binance COIN-M: the server pings every 3 minutes and disconnects a peer whose pong has not
+# come back within 10 minutes (protocol frames; every WebSocket client library answers them).
+WS_PING_INTERVAL_S = 180.0
+WS_PING_TIMEOUT_S = 600.0
 
 
 def free_port() -> int:
@@ -31,7 +35,8 @@ def serve_in_thread(app: Any, *, port: int | None = None, timeout_s: float = 10.
     """Run ``app`` on 127.0.0.1 (a free port by default); yield its base URL; stop it."""
     port = port or free_port()
     config = uvicorn.Config(app, host=LOOPBACK, port=port, log_level="warning",
-                            lifespan=lifespan, ws_ping_interval=None)
+                            lifespan=lifespan, ws_ping_interval=WS_PING_INTERVAL_S,
+                            ws_ping_timeout=WS_PING_TIMEOUT_S)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"perpsim-{port}", daemon=True)
     thread.start()

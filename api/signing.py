@@ -7,9 +7,11 @@ for GET/DELETE and in the form body for POST/PUT, with ``timestamp`` first and `
 (10000) and ``signature`` last (docs/dialect-notes.md §0.2).
 
 Freshness follows Binance's rule: accept when ``timestamp < now + 1000`` and
-``now − timestamp ≤ recvWindow``. ``now_ms`` is passed in by the caller; this module never
-reads a clock. Every failure is a typed :class:`SigningError`; api/binance_errors.py maps
-the classes to Binance codes.
+``now − timestamp ≤ recvWindow``. ``now_ms`` is passed in by the caller — one clock, or several
+(perpsim passes the server time it reports *and* the wall clock: a timestamp fresh against
+either is accepted, docs/dialect-notes.md "Clock"); this module never reads a clock. Every
+failure is a typed :class:`SigningError`; api/binance_errors.py maps the classes to Binance
+codes.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -218,20 +220,41 @@ def check_freshness(timestamp_ms: int, recv_window_ms: int, now_ms: int) -> None
         )
 
 
+def check_freshness_any(timestamp_ms: int, recv_window_ms: int, clocks_ms: Sequence[int]) -> None:
+    """Fresh against at least one of ``clocks_ms``; else the error against the nearest clock.
+
+    The nearest clock is the one the client most likely meant (a client that synced to the
+    server time, or one that signs with its own wall clock), so its error explains the most.
+    """
+    if not clocks_ms:
+        raise ValueError("check_freshness_any needs at least one clock")
+    errors: list[SigningError] = []
+    for now_ms in clocks_ms:
+        try:
+            check_freshness(timestamp_ms, recv_window_ms, now_ms)
+        except (TimestampAhead, TimestampExpired) as exc:
+            errors.append(exc)
+        else:
+            return
+    nearest = min(range(len(clocks_ms)), key=lambda i: abs(clocks_ms[i] - timestamp_ms))
+    raise errors[nearest]
+
+
 def verify_request(
     *,
     query: str | bytes | None,
     body: str | bytes | None,
     headers: Mapping[str, str],
     secret_for: Callable[[str], str | None],
-    now_ms: int,
+    now_ms: int | Sequence[int],
     default_recv_window_ms: int = DEFAULT_RECV_WINDOW_MS,
     max_recv_window_ms: int = MAX_RECV_WINDOW_MS,
 ) -> SignedRequest:
     """Authenticate a SIGNED (TRADE / USER_DATA) request, or raise a SigningError.
 
     Checks in Binance's order: API key present, well formed and known; parameters parse;
-    ``timestamp`` present; ``recvWindow`` valid; the timestamp fresh against ``now_ms``;
+    ``timestamp`` present; ``recvWindow`` valid; the timestamp fresh against ``now_ms`` (or
+    against any one of several clocks);
     finally the signature (constant-time compare). ``secret_for`` maps an API key to its
     secret (None when unknown).
     """
@@ -241,7 +264,8 @@ def verify_request(
     params.pop("signature", None)
     timestamp_ms = _timestamp(params)
     recv_window_ms = _recv_window(params, default_recv_window_ms, max_recv_window_ms)
-    check_freshness(timestamp_ms, recv_window_ms, now_ms)
+    check_freshness_any(timestamp_ms, recv_window_ms,
+                        [now_ms] if isinstance(now_ms, int) else list(now_ms))
     if not _HEX64_RE.match(signature):
         raise BadSignature("the signature is not 64 hex digits")
     expected = sign(payload, secret)

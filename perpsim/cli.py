@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     from perpsim.data_cli import add_data_parser
 
     add_data_parser(sub)
+    from perpsim.clients import add_clients_parser
+
+    add_clients_parser(sub)
     return parser
 
 

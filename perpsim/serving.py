@@ -156,8 +156,15 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.state_dir:
         print(f"  state kept in:          {args.state_dir}")
     print("ccxt:\n" + ccxt_snippet(base), flush=True)
+    print(f"python-binance, binance-futures-connector, ccxt for Node: perpsim clients --url {base}",
+          flush=True)
+    from perpsim.api.server import WS_PING_INTERVAL_S, WS_PING_TIMEOUT_S
+
+    # Binance's ping/pong: a ping every 3 minutes; a peer silent for 10 is dropped.
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
-                                           log_level="warning"))
+                                           log_level="warning",
+                                           ws_ping_interval=WS_PING_INTERVAL_S,
+                                           ws_ping_timeout=WS_PING_TIMEOUT_S))
     harness = app.state.perpsim_harness
     try:
         with StopOnSignals(server):

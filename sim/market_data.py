@@ -21,7 +21,7 @@ from perpsim.sim.market import decimal_price
 if TYPE_CHECKING:
     from perpsim.sim.exchange import Exchange
 
-PriceKind = Literal["last", "mark", "index"]
+PriceKind = Literal["last", "mark", "index", "premium"]
 INTERVALS_MS: dict[str, int] = {
     "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
     "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000,
@@ -99,6 +99,9 @@ def _prices_in(ex: Exchange, symbol: str, kind: PriceKind, open_ms: int,
     step = ex.profile.mark.basis_sample_interval_ms
     samples = np.arange((open_ms // step + 1) * step, close_ms + 1, step, dtype=np.int64)
     grid = np.unique(np.concatenate((times, samples)))
+    if kind == "premium":  # the premium index the funding rate averages (mechanics §4)
+        return [Decimal(repr(float(x))).quantize(Decimal("0.00000001"))
+                for x in pricer.premiums(grid)]
     marks = pricer.marks(grid, float(ex.mark_funding_rate(symbol)))
     return [Decimal(repr(float(x))).quantize(Decimal("0.00000001")) for x in marks]
 

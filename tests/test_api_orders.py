@@ -282,7 +282,7 @@ BAD_ORDER_CALLS: list[tuple[str, str, dict[str, Any] | str, int | None]] = [
     ("POST", "/dapi/v1/order", {k: v for k, v in ORDER.items() if k != "quantity"}, -1102),
     ("POST", "/dapi/v1/order", {**ORDER, "side": "buy"}, None),
     ("POST", "/dapi/v1/order", {**ORDER, "type": "ICEBERG"}, None),
-    ("POST", "/dapi/v1/order", {**ORDER, "type": "STOP_MARKET", "stopPrice": "40000"}, None),
+    ("POST", "/dapi/v1/order", {**ORDER, "type": "STOP_MARKET", "stopPrice": "40000"}, -4120),
     ("POST", "/dapi/v1/order", {**ORDER, "timeInForce": "GTD"}, None),
     ("POST", "/dapi/v1/order", {**ORDER, "reduceOnly": "maybe"}, None),
     ("POST", "/dapi/v1/order", {**ORDER, "positionSide": "LONG"}, None),

@@ -142,12 +142,17 @@ class Call:
 
 
 async def signed_call(request: Request) -> Call:
-    """Authenticate a SIGNED request (freshness against the wall clock) before anything else."""
+    """Authenticate a SIGNED request before anything else.
+
+    Fresh means within recvWindow of the server time ``/dapi/v1/time`` reports (simulated
+    time: what a client that syncs its clock signs with) or of the wall clock (what a client
+    that never syncs signs with) — docs/dialect-notes.md "Clock".
+    """
     state: ServerState = request.app.state.perpsim
     ex = state.exchange
     signed = verify_request(query=request.url.query, body=await request.body(),
                             headers=request.headers, secret_for=_secret_for(ex),
-                            now_ms=state.wall_ms())
+                            now_ms=(ex.now_ms, state.wall_ms()))
     state.follow_wall_clock()
     account = ex.account_by_api_key(signed.api_key)
     assert account is not None  # verify_request found its secret

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from perpsim.api.binance_coinm import account_wire as wire
 from perpsim.api.binance_coinm.account_auth import Call, Signed
 from perpsim.api.binance_coinm.market_info import MAX_NUM_ORDERS
-from perpsim.api.binance_errors import to_binance_error
+from perpsim.api.binance_errors import AlgoOrderRequired, to_binance_error
 from perpsim.api.signing import MissingParameter
 from perpsim.sim import algo, trading
 from perpsim.sim.algo import ALGO_TYPES, WORKING_TYPES, AlgoOrder
@@ -68,8 +68,7 @@ async def new_order(call: Signed) -> dict[str, Any]:
     side = p.choice("side", SIDES, required=True, message="Invalid side.")
     order_type = p.required("type")
     if order_type in CONDITIONAL_TYPES:
-        raise InvalidInput(f"Order type {order_type} is not supported for this endpoint. "
-                           "Please use the Algo Order API endpoints instead.")
+        raise AlgoOrderRequired(f"order type {order_type} belongs to /dapi/v1/algoOrder")
     p.choice("type", ORDER_TYPES, message="Invalid orderType.")
     quantity = p.decimal("quantity", required=True)
     limit_price = p.decimal("price", required=order_type == "LIMIT")

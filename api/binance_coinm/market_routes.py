@@ -182,6 +182,13 @@ async def index_price_klines(request: Request, state: State) -> list[list[Any]]:
     return _klines(q, _quoted(q.ex, inst), "index")
 
 
+@router.get("/premiumIndexKlines")
+async def premium_index_klines(request: Request, state: State) -> list[list[Any]]:
+    """Premium-index candles of a symbol (the samples funding averages; mark-kline shape)."""
+    q = _query(request, state)
+    return _klines(q, _symbol(q), "premium")
+
+
 @router.get("/ticker/24hr")
 async def ticker_24hr(request: Request, state: State) -> list[dict[str, Any]]:
     """Rolling 24-hour statistics: always a list."""

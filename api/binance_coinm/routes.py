@@ -1,5 +1,13 @@
 """Every router of the Binance COIN-M dialect, in the order the app mounts them."""
 
-from perpsim.api.binance_coinm import account_routes, market_routes, streams, wallet_routes
+from perpsim.api.binance_coinm import (
+    account_routes,
+    futures_data_routes,
+    market_routes,
+    streams,
+    venue_routes,
+    wallet_routes,
+)
 
-ROUTERS = (market_routes.router, account_routes.router, wallet_routes.router, streams.router)
+ROUTERS = (market_routes.router, account_routes.router, wallet_routes.router, streams.router,
+           venue_routes.router, futures_data_routes.router)

@@ -25,6 +25,7 @@ from perpsim.sim.inverse import pnl_coin
 from perpsim.sim.profile import Instrument
 
 ZERO = Decimal(0)
+MarkReader = Callable[[str, int], Decimal | None]  # (symbol, event time ms) → mark or None
 
 
 @dataclass(slots=True)
@@ -35,6 +36,7 @@ class PositionView:
     entry: Decimal | None = None
     margin_mode: str = "cross"
     isolated_wallet: Decimal = ZERO
+    realized: Decimal = ZERO  # realised PnL of every fill so far (ACCOUNT_UPDATE ``cr``)
 
 
 @dataclass(slots=True)
@@ -56,9 +58,14 @@ def _opt_dec(value: object) -> Decimal | None:
 class AccountViews:
     """Every account's last stated wallets and positions; turns events into user frames."""
 
-    def __init__(self, instruments: Mapping[str, Instrument]) -> None:
+    def __init__(self, instruments: Mapping[str, Instrument],
+                 mark_of: MarkReader | None = None) -> None:
         self.instruments = dict(instruments)
         self.accounts: dict[str, AccountView] = {}
+        # The mark at an event's instant, when the listener can know it (the hub reads it off
+        # the engine while the event is being journalled); None leaves ``up`` out.
+        self.mark_of: MarkReader = mark_of or (lambda symbol, time_ms: None)
+        self._want_frames = True
 
     # ---- state -------------------------------------------------------------------------------
     def seed(self, account_id: str, wallets: Mapping[str, Decimal],
@@ -94,14 +101,17 @@ class AccountViews:
 
     def position_row(self, account_id: str, symbol: str,
                      mark: Decimal | None = None) -> fr.PositionRow:
-        """a.P for one symbol (``up`` only when the event gives the mark it was taken at)."""
+        """a.P for one symbol (``up`` at ``mark``: the event's own, or the mark then)."""
         pos = self.position(account_id, symbol)
         inst = self.instruments[symbol]
         unrealized = None
-        if mark is not None and pos.qty and pos.entry is not None:
+        if pos.qty == 0:
+            unrealized = ZERO
+        elif mark is not None and pos.entry is not None:
             unrealized = pnl_coin(pos.qty, pos.entry, mark, inst.contract_size_usd)
         iso = pos.isolated_wallet if pos.margin_mode == "isolated" else ZERO
-        return fr.PositionRow(inst, pos.qty, pos.entry, pos.margin_mode, iso, unrealized)
+        return fr.PositionRow(inst, pos.qty, pos.entry, pos.margin_mode, iso, unrealized,
+                              pos.realized)
 
     # ---- events ------------------------------------------------------------------------------
     def apply(self, time_ms: int, kind: str, p: Mapping[str, Any],
@@ -110,11 +120,14 @@ class AccountViews:
         handler = _HANDLERS.get(kind)
         if handler is None or "account_id" not in p:
             return []
+        self._want_frames = want_frames  # no mark lookups for frames nobody reads
         frames = handler(self, time_ms, p)
         return frames if want_frames else []
 
     def _update(self, t: int, aid: str, reason: str, coin: str, symbol: str | None = None, *,
                 change: Decimal = ZERO, mark: Decimal | None = None) -> fr.Frame:
+        if symbol is not None and mark is None and self._want_frames:
+            mark = self.mark_of(symbol, t)
         positions = [] if symbol is None else [self.position_row(aid, symbol, mark)]
         return fr.account_update(t, aid, reason, [self.balance_row(aid, coin, change)],
                                  positions)
@@ -147,6 +160,7 @@ class AccountViews:
         update = fr.order_trade_update(t, self.instruments[symbol], p)
         if p["execution"] != "TRADE":
             return [update]
+        pos.realized += _opt_dec(p.get("realized_pnl")) or ZERO
         # A fill moves the wallet and the position: Binance pushes both, the account first.
         return [self._update(t, aid, "ORDER", coin, symbol), update]
 

@@ -8,7 +8,8 @@ Nothing here reads the engine.
 
 User data (COIN-M user data stream): ORDER_TRADE_UPDATE, ACCOUNT_UPDATE, ALGO_UPDATE,
 MARGIN_CALL, ACCOUNT_CONFIG_UPDATE, listenKeyExpired. Market streams: depthUpdate,
-markPriceUpdate, 24hrMiniTicker, 24hrTicker, trade, aggTrade, forceOrder.
+markPriceUpdate, indexPriceUpdate, kline, continuous_kline, markPrice_kline, indexPrice_kline,
+24hrMiniTicker, 24hrTicker, trade, aggTrade, forceOrder.
 """
 
 from __future__ import annotations
@@ -85,7 +86,8 @@ class PositionRow:
     entry: Decimal | None
     margin_mode: str
     isolated_wallet: Decimal
-    unrealized: Decimal | None = None  # None: the event does not say (``up`` left out)
+    unrealized: Decimal | None = None  # None: no mark known at the event (``up`` left out)
+    realized: Decimal = ZERO  # accumulated realised PnL of the symbol (``cr``)
 
 
 def account_update(time_ms: int, account_id: str, reason: str, balances: Sequence[BalanceRow],
@@ -95,9 +97,10 @@ def account_update(time_ms: int, account_id: str, reason: str, balances: Sequenc
                "bc": coin(b.change)} for b in balances]
     rows_p = []
     for pos in positions:
-        # "cr" (accumulated realised PnL) is left out: the engine keeps no such total.
+        # Binance's COIN-M row: s, pa, ep, cr, up, mt, iw, ps.
         row: Frame = {"s": pos.inst.symbol, "pa": str(pos.qty),
-                      "ep": coin(pos.entry) if pos.qty and pos.entry is not None else "0.0"}
+                      "ep": coin(pos.entry) if pos.qty and pos.entry is not None else "0.0",
+                      "cr": coin(pos.realized)}
         if pos.qty == 0:
             row["up"] = coin(ZERO)
         elif pos.unrealized is not None:
@@ -181,6 +184,54 @@ def mark_price_update(row: Mapping[str, Any]) -> Frame:
     return {"e": "markPriceUpdate", "E": row["time"], "s": row["symbol"],
             "p": row["markPrice"], "i": row["indexPrice"], "P": row["estimatedSettlePrice"],
             "r": row["lastFundingRate"], "T": row["nextFundingTime"]}
+
+
+def index_price_update(time_ms: int, pair: str, index_price: str) -> Frame:
+    """indexPriceUpdate (``<pair>@indexPrice``) from a ``premiumIndex`` row's index."""
+    return {"e": "indexPriceUpdate", "E": time_ms, "i": pair, "p": index_price}
+
+
+@dataclass(frozen=True, slots=True)
+class KlineBar:
+    """One REST kline row (market_wire.kline_row) and what the stream adds to it."""
+
+    row: Sequence[Any]
+    interval: str
+    first_trade_id: int  # −1 when the bar has no print (and for mark / index bars)
+    last_trade_id: int
+    closed: bool
+
+
+def _k(bar: KlineBar, symbol: str | None) -> Frame:
+    r = bar.row
+    k: Frame = {"t": r[0], "T": r[6]}
+    if symbol is not None:
+        k["s"] = symbol
+    k.update({"i": bar.interval, "f": bar.first_trade_id, "L": bar.last_trade_id, "o": r[1],
+              "c": r[4], "h": r[2], "l": r[3], "v": r[5], "n": r[8], "x": bar.closed,
+              "q": r[7], "V": r[9], "Q": r[10], "B": "0"})
+    return k
+
+
+def kline(time_ms: int, inst: Instrument, bar: KlineBar) -> Frame:
+    """kline (``<symbol>@kline_<interval>``): last-price bar, ``v`` contracts, ``q`` coin."""
+    return {"e": "kline", "E": time_ms, "s": inst.symbol, "k": _k(bar, inst.symbol)}
+
+
+def continuous_kline(time_ms: int, inst: Instrument, bar: KlineBar) -> Frame:
+    """continuous_kline (``<pair>_<contracttype>@continuousKline_<interval>``)."""
+    return {"e": "continuous_kline", "E": time_ms, "ps": inst.pair, "ct": inst.contract_type,
+            "k": _k(bar, None)}
+
+
+def mark_price_kline(time_ms: int, inst: Instrument, bar: KlineBar) -> Frame:
+    """markPrice_kline (``<symbol>@markPriceKline_<interval>``)."""
+    return {"e": "markPrice_kline", "E": time_ms, "ps": inst.pair, "k": _k(bar, inst.symbol)}
+
+
+def index_price_kline(time_ms: int, inst: Instrument, bar: KlineBar) -> Frame:
+    """indexPrice_kline (``<pair>@indexPriceKline_<interval>``; ``k.s`` is "0", as Binance)."""
+    return {"e": "indexPrice_kline", "E": time_ms, "ps": inst.pair, "k": _k(bar, "0")}
 
 
 def mini_ticker(time_ms: int, row: Mapping[str, Any]) -> Frame:

@@ -28,6 +28,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -46,6 +47,8 @@ POLL_S = 0.05  # how often the pump looks at the market when nothing wakes it (w
 KEY_CHECK_S = 1.0  # how often a user stream checks its listen key is still alive
 MAX_BACKLOG = 100_000  # frames queued for a connection that does not read: then it is closed
 MAX_LIQUIDATIONS = 10_000  # liquidation orders kept for the forceOrder streams
+ZERO = Decimal(0)
+MAX_CONNECTION_S = 24 * 3600.0  # Binance: a connection is valid for 24 hours (wall time)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +61,23 @@ class Connection:
     """One WebSocket: its outgoing queue, its subscriptions, and (user streams) its account."""
 
     def __init__(self, ws: WebSocket, account_id: str | None = None,
-                 listen_key: str | None = None) -> None:
+                 listen_key: str | None = None, *, combined: bool = False) -> None:
         self.ws = ws
         self.account_id = account_id
         self.listen_key = listen_key
+        # A listen key named in the URL (/ws/<key>, /stream?streams=<key>) owns the connection:
+        # when it expires the connection closes. One subscribed later only stops its events.
+        self.user_by_url = listen_key is not None
+        self.combined = combined  # frames wrapped {"stream": name, "data": frame}
         self.subs: dict[str, Subscription] = {}
         self.out: asyncio.Queue[Any] = asyncio.Queue()
         self.closing = False
         self.sent = 0
+        self.lifetime: asyncio.TimerHandle | None = None
+
+    def data(self, stream: str, frame: Any) -> None:
+        """Queue a stream frame, wrapped with its stream name on a combined connection."""
+        self.push({"stream": stream, "data": frame} if self.combined else frame)
 
     def push(self, frame: Any) -> None:
         """Queue a frame (a dict, a list of dicts, or ready JSON text)."""
@@ -122,7 +134,9 @@ class StreamHub:
         self.pump_task: asyncio.Task[None] | None = None
         self.generation = 0
         self.exchange = state.exchange
-        self.views = AccountViews(self.exchange.instruments)
+        self.max_connection_s = MAX_CONNECTION_S
+        self._in_engine = False  # inside a synchronous journal callback (see _on_event)
+        self.views = AccountViews(self.exchange.instruments, self._mark_at)
         self.liquidations: list[Event] = []
         self._last_signature: tuple[int, int, int] | None = None
         self._seed(self.exchange)
@@ -139,7 +153,13 @@ class StreamHub:
             except RuntimeError:  # that loop is closed: this hub is history
                 self.retired = True
             return
-        self._handle(event, ex)
+        # Synchronous with the engine: the event's instant is the engine's now, so the views
+        # may read the mark at it (``_mark_at``); a deferred event may not.
+        self._in_engine = True
+        try:
+            self._handle(event, ex)
+        finally:
+            self._in_engine = False
 
     def _handle(self, event: Event, ex: Exchange) -> None:
         try:
@@ -152,7 +172,7 @@ class StreamHub:
                                       want_frames=bool(conns))
             for conn in conns or ():
                 for frame in frames:
-                    conn.push(frame)
+                    conn.data(conn.listen_key or "", frame)
             if event.type == "liquidation.order":
                 self.liquidations.append(event)
                 del self.liquidations[:-MAX_LIQUIDATIONS]
@@ -166,7 +186,7 @@ class StreamHub:
         """A reset built a new market: new views; user streams end (their keys are gone)."""
         self.exchange = ex
         self.generation += 1
-        self.views = AccountViews(ex.instruments)
+        self.views = AccountViews(ex.instruments, self._mark_at)
         self.liquidations = []
         if seed:
             self._seed(ex)
@@ -180,18 +200,41 @@ class StreamHub:
 
     def _seed(self, ex: Exchange) -> None:
         """Start the views from the engine (only ever called with the engine at rest)."""
+        realized: dict[tuple[str, str], Decimal] = {}
+        for event in ex.journal:  # ``cr``: the realised PnL of every fill so far
+            p = event.payload
+            if event.type == "order.update" and p["execution"] == "TRADE":
+                key = (p["account_id"], p["symbol"])
+                realized[key] = realized.get(key, ZERO) + Decimal(str(p.get("realized_pnl")
+                                                                      or 0))
         for account_id, account in ex.accounts.items():
             wallets = {coin: ex.wallet_balance(account_id, coin) for coin in ex.ledger.coins}
             positions = {symbol: PositionView(pos.qty_contracts, pos.entry_price_usd,
                                               pos.margin_mode,
-                                              ex.isolated_wallet(account_id, symbol))
+                                              ex.isolated_wallet(account_id, symbol),
+                                              realized.get((account_id, symbol), ZERO))
                          for symbol, pos in account.positions.items()}
             self.views.seed(account_id, wallets, positions)
 
+    def _mark_at(self, symbol: str, time_ms: int) -> Decimal | None:
+        """The mark at an event being journalled now, read on the engine's own thread (None
+        for an event handled later, from another thread's engine)."""
+        ex = self.exchange
+        if not self._in_engine or ex is not self.state.exchange or ex.now_ms != time_ms:
+            return None
+        try:
+            return ex.mark_price(symbol)
+        except PerpsimError:  # a symbol the scenario does not price
+            return None
+
     def _expire(self, conn: Connection) -> None:
+        """listenKeyExpired; a connection opened on the key closes, a subscription to it ends."""
         assert conn.listen_key is not None
-        conn.push(fr.listen_key_expired(self.exchange.now_ms, conn.listen_key))
-        conn.close(1000, "listen key expired")
+        conn.data(conn.listen_key, fr.listen_key_expired(self.exchange.now_ms, conn.listen_key))
+        if conn.user_by_url:
+            conn.close(1000, "listen key expired")
+        else:
+            conn.account_id = conn.listen_key = None
 
     def check_listen_key(self, conn: Connection) -> None:
         """End a user stream whose listen key expired or was closed."""
@@ -203,36 +246,58 @@ class StreamHub:
 
     # ---- connections -----------------------------------------------------------------------
     def register(self, conn: Connection) -> None:
-        """Start delivering to ``conn`` (user streams: its account's events from now on)."""
+        """Start delivering to ``conn`` (user streams: its account's events from now on).
+
+        Binance ends every connection at 24 hours of wall time (``max_connection_s``): a
+        connection is a transport, and simulated time may jump 30 days in one advance.
+        """
         self._catch_up()
         self.connections.add(conn)
         if conn.account_id is not None:
             self.users.setdefault(conn.account_id, set()).add(conn)
+        conn.lifetime = self.loop.call_later(self.max_connection_s, conn.close, 1000,
+                                             "24 hour connection limit")
         if self.pump_task is None or self.pump_task.done():
             self.pump_task = self.loop.create_task(self._pump(), name="perpsim-stream-pump")
 
     def unregister(self, conn: Connection) -> None:
         """Stop delivering to ``conn``."""
         self.connections.discard(conn)
+        if conn.lifetime is not None:
+            conn.lifetime.cancel()
         if conn.account_id is not None:
             self.users.get(conn.account_id, set()).discard(conn)
         self.wake.set()
+
+    def attach_user(self, conn: Connection, account_id: str, listen_key: str) -> None:
+        """A listen key subscribed on an open connection: its account's events from now on."""
+        self._catch_up()
+        self.detach_user(conn)
+        conn.account_id, conn.listen_key = account_id, listen_key
+        self.users.setdefault(account_id, set()).add(conn)
+
+    def detach_user(self, conn: Connection) -> None:
+        """Stop the connection's user stream (UNSUBSCRIBE of its listen key)."""
+        if conn.account_id is not None:
+            self.users.get(conn.account_id, set()).discard(conn)
+        conn.account_id = conn.listen_key = None
 
     def readings(self) -> Readings:
         """The market now (the engine is at rest whenever a coroutine of the hub runs)."""
         return Readings(self.state, self.liquidations)
 
-    def subscribe(self, conn: Connection, specs: list[StreamSpec]) -> list[Any]:
-        """Add subscriptions; the frames that follow the ack (current state of state streams)."""
+    def subscribe(self, conn: Connection, specs: list[StreamSpec]) -> list[tuple[str, Any]]:
+        """Add subscriptions; the (stream, frame) pairs that follow the ack (the current state
+        of state streams)."""
         self._catch_up()
         readings, wall = self.readings(), time.monotonic()
-        frames: list[Any] = []
+        frames: list[tuple[str, Any]] = []
         for spec in specs:
             if spec.name in conn.subs:
                 continue
             sub = Subscription(spec, self.generation)
             conn.subs[spec.name] = sub
-            frames.extend(sub.start(readings, wall))
+            frames.extend((spec.name, frame) for frame in sub.start(readings, wall))
         self.wake.set()
         return frames
 
@@ -270,7 +335,7 @@ class StreamHub:
                 except PerpsimError:  # e.g. a symbol the rebuilt market does not price
                     continue
                 for frame in frames:
-                    conn.push(frame)
+                    conn.data(sub.spec.name, frame)
 
 
 _HUBS: weakref.WeakKeyDictionary[ServerState, StreamHub] = weakref.WeakKeyDictionary()

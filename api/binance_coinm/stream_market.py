@@ -9,8 +9,9 @@ Coalescing (the reason a 30-day advance does not emit millions of frames): a sta
 within its cadence (100 ms for ``depth@100ms``, 1 s for ``markPrice@1s``…) at most one per
 cadence of simulated *or* wall time — a change that arrives sooner waits (``pending``) and goes
 out as the *latest* state when the cadence has passed. Periodic streams (mark price, tickers)
-also send when simulated time has moved a cadence, as Binance pushes them on a timer; depth and
-the book ticker send only on change. Event streams (trade, aggTrade) send every print;
+also send when simulated time has moved a cadence, as Binance pushes them on a timer; depth,
+the book ticker and the kline streams send only on change (a kline stream re-sends the bar it
+last sent, closed, when a new bar opens). Event streams (trade, aggTrade) send every print;
 forceOrder sends the latest liquidation of each second, as Binance does.
 """
 
@@ -26,8 +27,10 @@ from perpsim.api.binance_coinm import market_wire as wire
 from perpsim.api.binance_coinm import stream_frames as fr
 from perpsim.api.binance_coinm.sequence import depth_update_id
 from perpsim.api.state import ServerState
+from perpsim.sim.errors import PerpsimError
 from perpsim.sim.exchange import Exchange, Trade
 from perpsim.sim.journal import Event
+from perpsim.sim.market_data import INTERVALS_MS, PriceKind, candles
 from perpsim.sim.profile import Instrument
 
 DEPTH_LEVELS = 1000  # what ccxt's snapshot asks for (GET /dapi/v1/depth?limit=1000)
@@ -35,7 +38,15 @@ PARTIAL_LEVELS = (5, 10, 20)
 FORCE_ORDER_WINDOW_MS = 1000
 
 _SYMBOL = r"(?P<symbol>[a-z0-9_]+)"
+_PAIR = r"(?P<pair>[a-z0-9]+)"
+_INTERVAL = "(?P<interval>" + "|".join(INTERVALS_MS) + ")"
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(_SYMBOL + r"@kline_" + _INTERVAL), "kline"),
+    (re.compile(_SYMBOL + r"@markPriceKline_" + _INTERVAL), "markPriceKline"),
+    (re.compile(_PAIR + r"@indexPriceKline_" + _INTERVAL), "indexPriceKline"),
+    (re.compile(_PAIR + r"_(?P<contract>perpetual|current_quarter|next_quarter)"
+                r"@continuousKline_" + _INTERVAL), "continuousKline"),
+    (re.compile(_PAIR + r"@indexPrice(@(?P<speed>1)s)?"), "indexPrice"),
     (re.compile(_SYMBOL + r"@depth(?P<levels>5|10|20)?(@(?P<speed>100|250|500)ms)?"), "depth"),
     (re.compile(_SYMBOL + r"@markPrice(@(?P<speed>1|3)s)?"), "markPrice"),
     (re.compile(r"!markPrice@arr(@(?P<speed>1|3)s)?"), "markPrice"),
@@ -53,9 +64,19 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 # Binance's update speeds per stream (COIN-M market streams), in simulated ms.
 _DEFAULT_CADENCE_MS = {"depth": 250, "markPrice": 3000, "miniTicker": 500, "ticker": 500,
                        "bookTicker": 0, "trade": 0, "aggTrade": 0,
-                       "forceOrder": FORCE_ORDER_WINDOW_MS}
+                       "forceOrder": FORCE_ORDER_WINDOW_MS, "indexPrice": 3000,
+                       "kline": 250, "markPriceKline": 250, "indexPriceKline": 250,
+                       "continuousKline": 250}
 _ARR_CADENCE_MS = {"miniTicker": 1000, "ticker": 1000}
-_PERIODIC = frozenset({"markPrice", "miniTicker", "ticker"})
+_PERIODIC = frozenset({"markPrice", "miniTicker", "ticker", "indexPrice"})
+# Kline streams: the price each bar follows, and the frame that carries it.
+_KLINES: dict[str, tuple[PriceKind, Callable[[int, Instrument, fr.KlineBar], fr.Frame]]] = {
+    "kline": ("last", fr.kline),
+    "continuousKline": ("last", fr.continuous_kline),
+    "markPriceKline": ("mark", fr.mark_price_kline),
+    "indexPriceKline": ("index", fr.index_price_kline),
+}
+_PAIR_KINDS = frozenset({"indexPrice", "indexPriceKline", "continuousKline"})
 
 
 class UnknownStream(ValueError):
@@ -71,6 +92,7 @@ class StreamSpec:
     symbol: str | None
     cadence_ms: int
     levels: int | None = None
+    interval: str | None = None  # kline streams
 
 
 def parse_stream(name: object, ex: Exchange) -> StreamSpec:
@@ -83,7 +105,9 @@ def parse_stream(name: object, ex: Exchange) -> StreamSpec:
             continue
         groups = match.groupdict()
         symbol = None
-        if groups.get("symbol") is not None:
+        if kind in _PAIR_KINDS:
+            symbol = _pair_symbol(ex, name, groups["pair"], groups.get("contract"))
+        elif groups.get("symbol") is not None:
             symbol = groups["symbol"].upper()
             if symbol.lower() != groups["symbol"] or symbol not in ex.pricers:
                 tradable = ", ".join(i.symbol.lower() for i in wire.tradable(ex))
@@ -95,8 +119,25 @@ def parse_stream(name: object, ex: Exchange) -> StreamSpec:
         if speed is not None:
             cadence = int(speed) * (1000 if kind == "markPrice" else 1)
         levels = groups.get("levels")
-        return StreamSpec(name, kind, symbol, cadence, int(levels) if levels else None)
+        return StreamSpec(name, kind, symbol, cadence, int(levels) if levels else None,
+                          groups.get("interval"))
     raise UnknownStream(f"unknown stream {name!r}")
+
+
+def _pair_symbol(ex: Exchange, name: str, pair: str, contract: str | None) -> str:
+    """The priced instrument a pair stream reads (its contract type's, or any of the pair)."""
+    try:
+        if contract is not None:
+            inst = wire.contract_instrument(ex, pair.upper(), contract.upper())
+        else:
+            inst = wire.pair_instrument(ex, pair.upper())
+    except PerpsimError:
+        inst = None
+    if inst is None or inst.symbol not in ex.pricers:
+        pairs = ", ".join(sorted({i.pair.lower() for i in wire.tradable(ex)}))
+        raise UnknownStream(f"unknown pair or contract in stream {name!r}; streams exist for: "
+                            f"{pairs}")
+    return inst.symbol
 
 
 class Readings:
@@ -151,6 +192,20 @@ class Readings:
         """The symbol's public prints so far."""
         return self.ex.states[symbol].trades
 
+    def kline(self, symbol: str, interval: str, kind: PriceKind,
+              open_ms: int | None = None) -> tuple[list[Any], int, int]:
+        """(REST kline row, first and last trade id) of the bar now (or opening at
+        ``open_ms``); trade ids −1 when the bar has no print."""
+        def read() -> tuple[list[Any], int, int]:
+            inst = self.inst(symbol)
+            end = None if open_ms is None else open_ms + INTERVALS_MS[interval] - 1
+            (candle,) = candles(self.ex, symbol, interval, kind, open_ms, end, 1)[-1:]
+            ids = [t.trade_id for t in self.trades(symbol)
+                   if kind == "last" and candle.open_ms <= t.time_ms <= candle.close_ms]
+            return (wire.kline_row(self.ex, inst, candle, kind), min(ids, default=-1),
+                    max(ids, default=-1))
+        return self._get(f"kline {interval} {kind} {open_ms}", symbol, read)
+
 
 def _without_times(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(v for k, v in row.items() if k not in ("time", "openTime", "closeTime"))
@@ -172,6 +227,7 @@ class Subscription:
     asks: dict[str, str] = field(default_factory=dict)
     trade_index: dict[str, int] = field(default_factory=dict)
     force_seq: int = 0
+    bar_open_ms: int | None = None  # kline streams: the open time of the bar last sent
 
     # ---- lifecycle -----------------------------------------------------------------------------
     def start(self, r: Readings, wall: float) -> list[fr.Frame | list[fr.Frame]]:
@@ -194,6 +250,7 @@ class Subscription:
         self.generation = generation
         self.trade_index = {}
         self.force_seq = 0
+        self.bar_open_ms = None  # the old market's bar is not this market's to close
 
     def _baseline_depth(self, r: Readings) -> None:
         assert self.spec.symbol is not None
@@ -226,12 +283,14 @@ class Subscription:
             return []
         if kind == "depth":
             return self._poll_depth(r, wall)
+        if kind in _KLINES:
+            return self._poll_kline(r, wall)
         return self._poll_state(r, wall)
 
     def _poll_state(self, r: Readings, wall: float) -> list[fr.Frame | list[fr.Frame]]:
         kind, now = self.spec.kind, r.now_ms
         symbols = r.symbols(self.spec)
-        if kind == "markPrice":
+        if kind in ("markPrice", "indexPrice"):
             rows = [r.premium(s) for s in symbols]
         elif kind == "bookTicker":
             rows = [r.book_ticker(s) for s in symbols]
@@ -246,6 +305,8 @@ class Subscription:
         self._sent(now, wall, key)
         if kind == "markPrice":
             frames = [fr.mark_price_update(row) for row in rows]
+        elif kind == "indexPrice":
+            frames = [fr.index_price_update(now, row["pair"], row["indexPrice"]) for row in rows]
         elif kind == "bookTicker":
             frames = [_book_ticker_frame(now, row) for row in rows]
         elif kind == "miniTicker":
@@ -284,6 +345,31 @@ class Subscription:
         self.last_u = update_id
         self._sent(r.now_ms, wall, top)
         return [frame]
+
+    def _poll_kline(self, r: Readings, wall: float) -> list[fr.Frame | list[fr.Frame]]:
+        """The bar now when it changed; when a new bar opened, first the last one sent, closed
+        (coalesced: bars wholly inside one advance are not replayed — ask REST for them)."""
+        spec = self.spec
+        assert spec.symbol is not None
+        assert spec.interval is not None
+        price_kind, make = _KLINES[spec.kind]
+        inst = r.inst(spec.symbol)
+        row, first_id, last_id = r.kline(spec.symbol, spec.interval, price_kind)
+        self.pending = False
+        frames: list[fr.Frame | list[fr.Frame]] = []
+        if self.bar_open_ms is not None and row[0] != self.bar_open_ms:
+            done, done_first, done_last = r.kline(spec.symbol, spec.interval, price_kind,
+                                                  self.bar_open_ms)
+            frames.append(make(r.now_ms, inst, fr.KlineBar(done, spec.interval, done_first,
+                                                           done_last, True)))
+        key = (tuple(row), first_id, last_id)
+        if key == self.last_key and not frames:
+            return []
+        self._sent(r.now_ms, wall, key)
+        self.bar_open_ms = row[0]
+        frames.append(make(r.now_ms, inst, fr.KlineBar(row, spec.interval, first_id, last_id,
+                                                       False)))
+        return frames
 
     def _poll_trades(self, r: Readings) -> list[fr.Frame | list[fr.Frame]]:
         frames: list[fr.Frame | list[fr.Frame]] = []
