@@ -19,6 +19,9 @@ TIME = ("startTime:int", "endTime:int", "limit:int")
 INTERVAL = ("interval!:1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M",)
 ORDER_REF = ("symbol!", "orderId:int", "origClientOrderId")
 ALGO_REF = ("symbol", "algoId:int", "clientAlgoId")
+PERIOD = "period!:5m|15m|30m|1h|2h|4h|6h|12h|1d"  # /futures/data statistics
+CONTRACT = "contractType!:PERPETUAL|CURRENT_QUARTER|NEXT_QUARTER"
+CONTRACT_OR_ALL = "contractType!:ALL|PERPETUAL|CURRENT_QUARTER|NEXT_QUARTER"
 
 PUBLIC: dict[tuple[str, str], tuple[str, ...]] = {
     ("get", "/dapi/v1/depth"): ("symbol!", "limit:int"),
@@ -36,6 +39,16 @@ PUBLIC: dict[tuple[str, str], tuple[str, ...]] = {
     ("get", "/dapi/v1/ticker/price"): ("symbol", "pair"),
     ("get", "/dapi/v1/ticker/bookTicker"): ("symbol", "pair"),
     ("get", "/dapi/v1/openInterest"): ("symbol!",),
+    ("get", "/dapi/v1/premiumIndexKlines"): ("symbol!", *INTERVAL, *TIME),
+    ("get", "/api/v3/ping"): (),
+    ("get", "/api/v3/time"): (),
+    ("get", "/sapi/v1/system/status"): (),
+    ("get", "/futures/data/openInterestHist"): ("pair!", CONTRACT_OR_ALL, PERIOD, *TIME),
+    ("get", "/futures/data/takerBuySellVol"): ("pair!", CONTRACT_OR_ALL, PERIOD, *TIME),
+    ("get", "/futures/data/basis"): ("pair!", CONTRACT, PERIOD, *TIME),
+    ("get", "/futures/data/topLongShortAccountRatio"): ("pair!", PERIOD, *TIME),
+    ("get", "/futures/data/topLongShortPositionRatio"): ("pair!", PERIOD, *TIME),
+    ("get", "/futures/data/globalLongShortAccountRatio"): ("pair!", PERIOD, *TIME),
 }
 
 SIGNED: dict[tuple[str, str], tuple[str, ...]] = {
