@@ -135,6 +135,12 @@ def _add_run_options(cmd: argparse.ArgumentParser, *, scenario_default: str | No
                      help="exit when the index rises to this price")
     cmd.add_argument("--exit-below", type=_positive_decimal, default=None, metavar="USD",
                      help="exit when the index falls to this price")
+    cmd.add_argument("--topup-below", type=_positive_decimal, default=None, metavar="PCT",
+                     help="top up when liquidation is nearer than PCT %% of the mark (default 15)")
+    cmd.add_argument("--topup-to", type=_positive_decimal, default=None, metavar="PCT",
+                     help="... back out to PCT %% (default 35)")
+    cmd.add_argument("--rebalance-drift", type=_positive_decimal, default=None, metavar="PCT",
+                     help="re-size when the short is PCT %% off its target (default 5)")
     cmd.add_argument("--report", default=None, metavar="FILE",
                      help="write the HTML report here" + (
                          f" (default ./{DEMO_REPORT})" if scenario_default else ""))
@@ -204,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     from perpsim.clients import add_clients_parser
 
     add_clients_parser(sub)
+    from perpsim.sweep.cli import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
@@ -244,11 +253,15 @@ def hedge_config(args: argparse.Namespace) -> HedgeConfig:
             and args.exit_below >= args.exit_above):
         raise BadInput(f"--exit-below {args.exit_below} must be under --exit-above "
                        f"{args.exit_above}")
+    tuning = {name: value for name, value in (
+        ("topup_below_pct", getattr(args, "topup_below", None)),
+        ("topup_to_pct", getattr(args, "topup_to", None)),
+        ("rebalance_drift_pct", getattr(args, "rebalance_drift", None))) if value is not None}
     return HedgeConfig(spot_btc=args.spot, hedge_ratio=args.hedge_ratio,
                        collateral_btc=args.collateral, leverage=args.leverage,
                        margin_mode=args.margin_mode, topup=args.topup,
                        funding_budget_btc=args.funding_budget, exit_above_usd=args.exit_above,
-                       exit_below_usd=args.exit_below)
+                       exit_below_usd=args.exit_below, **tuning)
 
 
 def _scenario_ref(text: str) -> str:

@@ -1,12 +1,18 @@
 """A dry run of the hedge on perpsim: reset a stepped market, open a funded account, run.
 
 Only the control plane (reset, accounts, state, advance) is perpsim-specific; the hedge itself
-runs through real ccxt (REST + WebSocket) exactly as it would against a live venue.
+runs through real ccxt exactly as it would against a live venue.
+
+A stepped dry run reads over REST only (no ``watch_*`` streams): its clock already stops at
+every level and event a stream would have poked it for, and a stream frame racing a REST read
+would make two runs of the same config differ. So a run is a pure function of its config,
+whether the requests travel over loopback HTTP or, given a :class:`Transport`, straight into
+an in-process app (perpsim/inprocess.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,18 @@ from perpsim.strategy.runner import Progress, run_hedge
 
 class DryRunError(RuntimeError):
     """The control plane refused a set-up call."""
+
+
+@dataclass(frozen=True)
+class Transport:
+    """Where a dry run's requests go instead of a socket (duck-typed: strategy/ never imports
+    the server): ``ccxt_session`` stands in for ccxt's aiohttp session, ``http_transport`` is
+    the control-plane client's httpx transport; ``base_url`` is the URL both are addressed to.
+    """
+
+    base_url: str
+    ccxt_session: Any
+    http_transport: httpx.AsyncBaseTransport
 
 
 def scenario_ref(scenario: str | Path | dict[str, str]) -> str | dict[str, str]:
@@ -45,19 +63,28 @@ def _amount(value: Decimal) -> str:
     return format(value, "f")
 
 
-async def dry_run(base_url: str, config: HedgeConfig, *, scenario: str | Path | dict[str, str],
-                  profile: str = "binance_coinm", seed: int = 0,
-                  progress: Progress | None = None) -> RunRecord:
-    """Run ``config`` on ``scenario`` from its first row to its last (or ``config.end_ms``)."""
-    base = base_url.rstrip("/")
-    async with httpx.AsyncClient(base_url=base, timeout=120) as http:
+async def dry_run(target: str | Transport, config: HedgeConfig, *,
+                  scenario: str | Path | dict[str, str], profile: str = "binance_coinm",
+                  seed: int = 0, progress: Progress | None = None) -> RunRecord:
+    """Run ``config`` on ``scenario`` from its first row to its last (or ``config.end_ms``),
+    on the perpsim at ``target`` (a base URL, or an in-process :class:`Transport`)."""
+    transport = target if isinstance(target, Transport) else None
+    base = (target.base_url if isinstance(target, Transport) else target).rstrip("/")
+    ccxt_config: dict[str, Any] = {}
+    if transport is not None:
+        # ccxt leaves a session it was given alone (never closes it) and, with no socket to
+        # drain, need not sleep on close.
+        ccxt_config = {"session": transport.ccxt_session, "timeout_on_exit": 0}
+    async with httpx.AsyncClient(base_url=base, timeout=120,
+                                 transport=None if transport is None else
+                                 transport.http_transport) as http:
         state = await _post(http, "/control/reset", {
             "scenario": scenario_ref(scenario), "profile": profile, "seed": seed,
             "clock": "stepped"})
         end_ms = config.end_ms if config.end_ms is not None else state.get("scenario_end")
         if end_ms is not None and config.end_ms is None:
             config = replace(config, end_ms=int(end_ms))
-        ex = connect(base, None, None, mode="pro")
+        ex = connect(base, None, None, mode="async", config=ccxt_config)
         try:
             await ex.load_markets()
             market = ex.market(config.symbol)

@@ -296,7 +296,20 @@ class Monitor:
 
         await self._loop(step)
 
+    @property
+    def streaming(self) -> bool:
+        """Whether the ``watch_*`` loops run (a stepped dry run reads over REST only)."""
+        return bool(self._tasks)
+
     # ---- REST resync ---------------------------------------------------------------------------
+    async def fetch_venue_orders(self, since_ms: int) -> None:
+        """The venue's own orders on our account since ``since_ms`` (liquidation, ADL), read
+        over REST into ``live.foreign_orders``: what the order stream reports, for a client
+        that runs without streams."""
+        for order in await self.ex.fetch_orders(self.symbol, since_ms, 100):
+            if venue_order_kind(order) is not None:
+                self.live.foreign_orders.append(order)
+
     def spot_changed(self) -> None:
         """Our own transfer moved coin: re-read the spot wallet at the next resync."""
         self._spot = None

@@ -171,7 +171,10 @@ class _Run:
         assert self.monitor is not None
         assert self.record is not None
         now = await self.clock.now_ms()
+        previous_ms = self.monitor.state.time_ms if self.monitor.state else self.start_ms
         state = await self.monitor.resync(now)
+        if state.position_contracts != self.expected and not self.monitor.streaming:
+            await self.monitor.fetch_venue_orders(previous_ms)
         for time_ms, amount in self.monitor.new_income:
             self.event(time_ms, "funding.payment", {"amount": str(amount)})
         for order in self.monitor.live.foreign_orders:

@@ -1,0 +1,202 @@
+"""The in-process transport: ccxt and the control plane call the perpsim app directly.
+
+A dry run normally reaches perpsim over loopback HTTP (uvicorn in a thread). Here the same
+requests — the same URLs, headers, signed query strings and bodies — are handed straight to the
+ASGI app on the caller's event loop: no socket, no server thread, no HTTP parsing. What the
+strategy sees is unchanged: ccxt still builds, signs and parses every request (it is given an
+aiohttp-shaped ``session``), and the control plane still answers JSON to an ``httpx`` client
+(given an ``httpx`` transport). ``strategy/`` never imports this module; ``perpsim.sweep`` and
+the CLI hand its objects to ``strategy.dryrun.dry_run``.
+
+Only stepped markets are served this way (no lifespan: the realtime clock task never starts),
+and only HTTP: a stepped dry run reads over REST (see strategy/dryrun.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from perpsim.strategy.dryrun import Transport
+
+IN_PROCESS_BASE = "http://perpsim.in-process"
+_CLIENT = ("127.0.0.1", 0)
+_SERVER = ("perpsim.in-process", 80)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole HTTP answer from the app."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class InProcessError(RuntimeError):
+    """The app did not answer a request completely."""
+
+
+async def call_app(app: Any, method: str, path: str, query: bytes,
+                   headers: list[tuple[bytes, bytes]], body: bytes) -> Answer:
+    """One HTTP request through ``app`` (ASGI 3), awaited on the running loop."""
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
+             "http_version": "1.1", "method": method.upper(), "scheme": "http",
+             "path": path, "raw_path": path.encode("latin-1"), "query_string": query,
+             "root_path": "", "headers": headers, "client": _CLIENT, "server": _SERVER}
+    sent_body = False
+    finished = asyncio.Event()
+    status: int | None = None
+    answer_headers: list[tuple[bytes, bytes]] = []
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent_body
+        if not sent_body:
+            sent_body = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        # A request is never abandoned by an in-process client: "disconnect" only once the
+        # answer is complete (an app listening for it would otherwise stop early).
+        await finished.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Mapping[str, Any]) -> None:
+        nonlocal status
+        kind = message["type"]
+        if kind == "http.response.start":
+            status = int(message["status"])
+            answer_headers.extend((bytes(k), bytes(v)) for k, v in message.get("headers", []))
+        elif kind == "http.response.body":
+            chunks.append(bytes(message.get("body", b"")))
+            if not message.get("more_body", False):
+                finished.set()
+
+    await app(scope, receive, send)
+    finished.set()
+    if status is None:
+        raise InProcessError(f"{method} {path}: the app returned without an answer")
+    return Answer(status, answer_headers, b"".join(chunks))
+
+
+# ---- ccxt: an aiohttp-shaped session ------------------------------------------------------------
+class _Response:
+    """What ccxt reads from an aiohttp response inside ``async with session.get(...)``."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.status = answer.status
+        self.reason = _reason(answer.status)
+        self.content = answer.body
+        headers: dict[str, str] = {}
+        for key, value in answer.headers:
+            name = key.decode("latin-1")
+            text = value.decode("latin-1")
+            headers[name] = f"{headers[name]}, {text}" if name in headers else text
+        self.headers = headers
+
+    async def text(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self.content.decode(encoding, errors)
+
+    async def json(self) -> Any:
+        return json.loads(self.content)
+
+
+class _Request:
+    """The awaitable context manager aiohttp's ``session.get(...)`` returns."""
+
+    def __init__(self, session: AsgiSession, method: str, url: Any, data: Any,
+                 headers: Mapping[str, str] | None) -> None:
+        self.session, self.method, self.url = session, method, url
+        self.data, self.headers = data, headers
+        self.response: _Response | None = None
+
+    async def __aenter__(self) -> _Response:
+        self.response = await self.session.request(self.method, str(self.url), self.data,
+                                                   self.headers)
+        return self.response
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.response = None
+
+
+class AsgiSession:
+    """Stands in for ccxt's ``aiohttp.ClientSession`` (``session=`` in the ccxt config)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.headers: dict[str, str] = {}  # default headers ccxt merges into every request
+        self.requests = 0
+        self.closed = False
+
+    async def request(self, method: str, url: str, data: Any,
+                      headers: Mapping[str, str] | None) -> _Response:
+        parts = urlsplit(url)
+        if isinstance(data, str):
+            data = data.encode()
+        elif data is not None and not isinstance(data, bytes | bytearray):
+            raise InProcessError(f"{method} {parts.path}: unsupported body {type(data).__name__}")
+        raw = [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
+               for k, v in (headers or {}).items()]
+        raw.append((b"host", (parts.netloc or _SERVER[0]).encode("latin-1")))
+        self.requests += 1
+        answer = await call_app(self.app, method, parts.path or "/",
+                                parts.query.encode("latin-1"), raw, bytes(data or b""))
+        return _Response(answer)
+
+    def _call(self, method: str, url: Any, *, data: Any = None,
+              headers: Mapping[str, str] | None = None, **_: Any) -> _Request:
+        # timeout= and proxy= are aiohttp's; in-process there is nothing to time out or proxy.
+        return _Request(self, method, url, data, headers)
+
+    def get(self, url: Any, **kwargs: Any) -> _Request:
+        return self._call("GET", url, **kwargs)
+
+    def post(self, url: Any, **kwargs: Any) -> _Request:
+        return self._call("POST", url, **kwargs)
+
+    def put(self, url: Any, **kwargs: Any) -> _Request:
+        return self._call("PUT", url, **kwargs)
+
+    def delete(self, url: Any, **kwargs: Any) -> _Request:
+        return self._call("DELETE", url, **kwargs)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+# ---- httpx: the control plane ------------------------------------------------------------------
+class AsgiHttpxTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that answers from the app (leaner than httpx.ASGITransport, which
+    runs every request in a task group and streams the body)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.requests = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        body = await request.aread()
+        self.requests += 1
+        answer = await call_app(self.app, request.method, request.url.path,
+                                request.url.query,
+                                [(k.lower(), v) for k, v in request.headers.raw], body)
+        return httpx.Response(answer.status, headers=answer.headers, content=answer.body,
+                              request=request)
+
+
+def in_process_transport(app: Any) -> Transport:
+    """The pair a dry run needs to reach ``app`` without a socket."""
+    return Transport(base_url=IN_PROCESS_BASE, ccxt_session=AsgiSession(app),
+                     http_transport=AsgiHttpxTransport(app))
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
