@@ -13,7 +13,9 @@ Suites (``--only`` picks some; ``--quick`` shrinks every size for CI):
 * ws — market-data frames per second to 100 subscribers (ws_fanout.py);
 * e2e — the demo's 30-day hedge, wall time (e2e_demo.py);
 * data — a year at 1 s rows opened from a Parquet store: time and peak memory over the arrays
-  (data_store.py).
+  (data_store.py);
+* sweep — sweep runs/s on 1 core, 2 processes, a 2-worker Dask LocalCluster; one hedge
+  in-process vs over the wire (sweep_scaling.py).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SUITES = ("engine", "liquidation", "api", "ws", "e2e", "data")
+SUITES = ("engine", "liquidation", "api", "ws", "e2e", "data", "sweep")
 ENGINE_TARGET_S = 2.0  # 365 days at 1 s rows, engine time, on a 2-core machine
 
 
@@ -47,9 +49,13 @@ class Sizes:
     ws_seconds: float
     e2e_scenario: str
     data_days: float = 365.0
+    sweep_runs: int = 4  # runs per executor, on sweep_scenario
+    sweep_scenario: str = "calm"
+    hedge_scenario: str = "calm"  # the in-process vs wire hedge
 
 
-FULL = Sizes((30.0, 365.0, 30.0), 100_000, 300, 5.0, 8, 100, 5.0, "calm_30d", 365.0)
+FULL = Sizes((30.0, 365.0, 30.0), 100_000, 300, 5.0, 8, 100, 5.0, "calm_30d", 365.0, 24, "calm",
+             "calm_30d")
 QUICK = Sizes((1.0, 3.0, 1.0), 2_000, 50, 1.0, 8, 100, 1.0, "calm", 3.0)
 
 
@@ -92,7 +98,7 @@ def collect(sizes: Sizes, only: tuple[str, ...] = SUITES, *,
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "engine": lambda: _engine(sizes), "liquidation": lambda: _liquidation(sizes),
         "api": lambda: _api(sizes), "ws": lambda: _ws(sizes), "e2e": lambda: _e2e(sizes),
-        "data": lambda: _data(sizes)}
+        "data": lambda: _data(sizes), "sweep": lambda: _sweep(sizes)}
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
     started = time.perf_counter()
@@ -155,6 +161,12 @@ def _data(sizes: Sizes) -> dict[str, Any]:
     return data_store.run(sizes.data_days)
 
 
+def _sweep(sizes: Sizes) -> dict[str, Any]:
+    from perpsim.benchmarks import sweep_scaling
+
+    return sweep_scaling.run(sizes.sweep_runs, sizes.sweep_scenario, sizes.hedge_scenario)
+
+
 # ---- the flat figures ---------------------------------------------------------------------------
 def figures(results: Mapping[str, Any]) -> dict[str, float]:
     """Every figure and ratio by a flat name (only for the suites that ran)."""
@@ -214,6 +226,16 @@ def figures(results: Mapping[str, Any]) -> dict[str, float]:
                     "data_day_window_s": data["day"]["seconds"],
                     "data_store_over_naive_time": data["store_over_naive_time"],
                     "data_whole_over_day_time": data["whole_over_day_time"]})
+    sweep = results.get("sweep")
+    if sweep:
+        sc, tr = sweep["scaling"], sweep["transport"]
+        out.update({"sweep_runs": sc["runs"], "sweep_serial_runs_per_s": sc["serial_runs_per_s"],
+                    "sweep_processes_2_runs_per_s": sc["processes_2_runs_per_s"],
+                    "sweep_dask_2_runs_per_s": sc["dask_2_runs_per_s"],
+                    "sweep_processes_2_over_serial": sc["processes_2_over_serial"],
+                    "sweep_dask_2_over_serial": sc["dask_2_over_serial"],
+                    "hedge_in_process_s": tr["in_process_s"], "hedge_wire_s": tr["wire_s"],
+                    "hedge_wire_over_in_process": tr["wire_over_in_process"]})
     return out
 
 
@@ -230,6 +252,10 @@ def checks(results: Mapping[str, Any]) -> dict[str, bool]:
         data = results["data"]
         out["data_memory_within_target"] = data["store"]["memory_ratio"] <= data["memory_target"]
         out["data_open_under_1_s"] = data["store"]["seconds"] < 1.0
+    if "sweep" in results:
+        out["sweep_executors_agree"] = bool(results["sweep"]["scaling"]["identical_rows"])
+        out["hedge_in_process_equals_wire"] = bool(
+            results["sweep"]["transport"]["identical_records"])
     return out
 
 
@@ -272,7 +298,7 @@ def _progress(name: str) -> None:
 _LABELS = {
     "engine": "engine: event skipping", "liquidation": "liquidation at scale",
     "api": "API over ccxt (loopback)", "ws": "WebSocket fan-out", "e2e": "end to end (demo)",
-    "data": "market-data store"}
+    "data": "market-data store", "sweep": "sweeps"}
 
 
 def _print_table(report: Mapping[str, Any]) -> None:
@@ -361,4 +387,15 @@ def _table_rows(results: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
              f"{n['memory_ratio']}×"),
             ("one-day window", f"{d['seconds']} s ({r['whole_over_day_time']}× faster)"),
             ("store size on disk", f"{r['store_mb']} MB")]
+    if "sweep" in results:
+        sc, tr = results["sweep"]["scaling"], results["sweep"]["transport"]
+        rows["sweep"] = [
+            (f"{sc['runs']} runs on {sc['scenario']}: 1 core", f"{sc['serial_runs_per_s']} runs/s"),
+            ("2 processes / 1 core", f"{sc['processes_2_over_serial']}×  "
+             f"({sc['processes_2_runs_per_s']} runs/s)"),
+            ("2-worker LocalCluster / 1 core", f"{sc['dask_2_over_serial']}×  "
+             f"({sc['dask_2_runs_per_s']} runs/s)"),
+            (f"hedge on {tr['scenario']}: in-process / wire",
+             f"{tr['in_process_s']} s / {tr['wire_s']} s"),
+            ("wire / in-process", f"{tr['wire_over_in_process']}×")]
     return rows

@@ -34,6 +34,9 @@ EXPECTED = {
     "data_days", "data_rows", "data_open_s", "data_memory_ratio", "data_naive_open_s",
     "data_naive_memory_ratio", "data_day_window_s", "data_store_over_naive_time",
     "data_whole_over_day_time",
+    "sweep_runs", "sweep_serial_runs_per_s", "sweep_processes_2_runs_per_s",
+    "sweep_dask_2_runs_per_s", "sweep_processes_2_over_serial", "sweep_dask_2_over_serial",
+    "hedge_in_process_s", "hedge_wire_s", "hedge_wire_over_in_process",
 }
 
 
@@ -60,6 +63,8 @@ def test_the_suites_own_checks_hold(report: dict[str, object]) -> None:
     outcome = bench.checks(results)
     assert outcome["liq_ledger_conserved"]
     assert outcome["liq_no_survivor_past_its_level"]
+    assert outcome["sweep_executors_agree"]
+    assert outcome["hedge_in_process_equals_wire"]
     machine = report["machine"]
     assert isinstance(machine, dict)
     assert machine["nproc"]

@@ -62,19 +62,28 @@ class Executor:
         run_on_processes(runs, on_row, count, over_wire=self.over_wire)
 
 
+def process_pool(processes: int) -> ProcessPoolExecutor:
+    """A pool of ``processes`` spawned workers (nothing inherited from this process)."""
+    return ProcessPoolExecutor(max_workers=processes,
+                               mp_context=multiprocessing.get_context("spawn"))
+
+
 def run_on_processes(runs: Sequence[RunSpec], on_row: OnRow, processes: int, *,
-                     over_wire: bool = False) -> None:
-    """``processes`` spawned local workers."""
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        futures = [pool.submit(run_row, run, over_wire) for run in runs]
-        try:
-            for future in as_completed(futures):
-                on_row(future.result())
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+                     over_wire: bool = False, pool: ProcessPoolExecutor | None = None) -> None:
+    """``processes`` spawned local workers (or the ``pool`` given, left open)."""
+    own = pool is None
+    active = process_pool(processes) if pool is None else pool
+    futures = [active.submit(run_row, run, over_wire) for run in runs]
+    try:
+        for future in as_completed(futures):
+            on_row(future.result())
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    finally:
+        if own:
+            active.shutdown(wait=True, cancel_futures=True)
 
 
 def local_cluster(workers: int) -> Any:

@@ -1,0 +1,169 @@
+"""Benchmark: sweep throughput on 1 core, 2 local processes and a 2-worker Dask LocalCluster,
+and one hedge in-process vs over the wire.
+
+Run: ``python -m benchmarks.sweep_scaling [--runs 24] [--scenario calm]
+[--hedge-scenario calm_30d] [--json]``
+
+* **Scaling**: ``runs`` distinct dry-run hedges (leverage × generator seed on ``scenario``),
+  run by ``perpsim sweep``'s executors: serially in this process, on 2 spawned processes, on a
+  2-worker ``distributed.LocalCluster``. Each gets its runs per second; the ratios to serial are
+  the figures (goal: ≥ 1.8× on 2 workers). The pools' start-up is included for processes (a
+  sweep pays it) and reported apart for the cluster (a cluster is usually up already). The
+  three result sets are checked identical row for row.
+* **Transport**: the demo's hedge (``perpsim demo``'s options on ``hedge_scenario``) timed as
+  *hedge time* — ``strategy.dryrun.dry_run`` from the market reset to the record, the server
+  already listening — in-process (perpsim/inprocess.py) and over loopback HTTP; the ratio, and
+  the two records checked identical.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from perpsim.strategy.record import DEMO_PROFILE, DEMO_SCENARIO, HedgeConfig
+from perpsim.sweep.executors import (
+    Executor,
+    local_cluster,
+    process_pool,
+    run_on_dask,
+    run_on_processes,
+)
+from perpsim.sweep.run import RunSpec, ScenarioRef, run_row, same_rows
+
+LEVERAGES = (2, 3, 5)
+
+
+def specs(runs: int, scenario: str) -> list[RunSpec]:
+    """``runs`` distinct runs: leverage × seed on one scenario."""
+    out = []
+    for n in range(runs):
+        leverage = LEVERAGES[n % len(LEVERAGES)]
+        out.append(RunSpec(scenario=ScenarioRef(name=scenario), seed=n // len(LEVERAGES),
+                           profile="binance_coinm",
+                           params=(("collateral_fraction", Decimal("0.5")),
+                                   ("leverage", leverage))))
+    return out
+
+
+def _timed(job: Callable[[Callable[[dict[str, Any]], None]], None]
+           ) -> tuple[float, dict[str, dict[str, Any]]]:
+    rows: dict[str, dict[str, Any]] = {}
+
+    def keep(row: dict[str, Any]) -> None:
+        rows[str(row["run_hash"])] = row
+
+    started = time.perf_counter()
+    job(keep)
+    return time.perf_counter() - started, rows
+
+
+def scaling(runs: int, scenario: str) -> dict[str, Any]:
+    """Runs per second serially, on 2 processes and on a 2-worker LocalCluster."""
+    work = specs(runs, scenario)
+    run_row(specs(runs + 1, scenario)[runs])  # imports and first-use costs out of serial
+    serial_s, serial = _timed(lambda keep: Executor(processes=1).run(work, keep))
+    started = time.perf_counter()
+    with process_pool(2) as pool:
+        # Two other runs start both workers and their imports: the steady state is measured
+        # (the start-up is reported apart, as for the cluster).
+        run_on_processes(specs(runs + 2, scenario)[runs:], lambda row: None, 2, pool=pool)
+        procs_startup_s = time.perf_counter() - started
+        procs_s, procs = _timed(lambda keep: run_on_processes(work, keep, 2, pool=pool))
+    started = time.perf_counter()
+    cluster = local_cluster(2)
+    startup_s = time.perf_counter() - started
+    try:
+        # Two other runs first warm the workers' imports, as on a cluster that is already up.
+        run_on_dask(specs(runs + 2, scenario)[runs:], lambda row: None,
+                    scheduler=cluster.scheduler_address)
+        dask_s, on_dask = _timed(lambda keep: run_on_dask(work, keep, scheduler=cluster.
+                                                          scheduler_address))
+    finally:
+        cluster.close()
+    same = all(same_rows(serial[k], procs[k]) and same_rows(serial[k], on_dask[k])
+               for k in serial) and serial.keys() == procs.keys() == on_dask.keys()
+    return {
+        "runs": runs, "scenario": scenario, "cores": os.cpu_count(),
+        "serial_s": round(serial_s, 3), "processes_2_s": round(procs_s, 3),
+        "dask_2_s": round(dask_s, 3), "processes_2_startup_s": round(procs_startup_s, 3),
+        "dask_startup_s": round(startup_s, 3),
+        "serial_runs_per_s": round(runs / serial_s, 3),
+        "processes_2_runs_per_s": round(runs / procs_s, 3),
+        "dask_2_runs_per_s": round(runs / dask_s, 3),
+        "processes_2_over_serial": round(serial_s / procs_s, 2),
+        "dask_2_over_serial": round(serial_s / dask_s, 2),
+        "identical_rows": same,
+    }
+
+
+async def _hedge_time(target: Any, scenario: str) -> tuple[float, Any]:
+    from perpsim.strategy.dryrun import dry_run
+
+    started = time.perf_counter()
+    record = await dry_run(target, HedgeConfig(), scenario=scenario, profile=DEMO_PROFILE,
+                           seed=0)
+    return time.perf_counter() - started, record
+
+
+def transport(scenario: str = DEMO_SCENARIO, repeats: int = 2) -> dict[str, Any]:
+    """The demo's hedge, in-process vs over loopback HTTP (best of ``repeats`` each)."""
+    from perpsim.api.app import create_app
+    from perpsim.api.server import serve_in_thread
+    from perpsim.api.state import ServerConfig, ServerState
+    from perpsim.inprocess import in_process_transport
+    from perpsim.strategy.results import to_json
+
+    def market() -> Any:
+        return create_app(state=ServerState(ServerConfig(profile=DEMO_PROFILE,
+                                                         scenario=scenario, seed=0,
+                                                         clock="stepped")))
+
+    inproc, wire = [], []
+    records = []
+    requests = 0
+    for _ in range(repeats):
+        transport_ = in_process_transport(market())
+        seconds, record = asyncio.run(_hedge_time(transport_, scenario))
+        inproc.append(seconds)
+        records.append(record)
+        requests = transport_.ccxt_session.requests + getattr(transport_.http_transport,
+                                                              "requests", 0)
+        with serve_in_thread(market()) as base_url:
+            seconds, record = asyncio.run(_hedge_time(base_url, scenario))
+        wire.append(seconds)
+        records.append(record)
+    digests = {json.dumps(to_json(r), sort_keys=True) for r in records}
+    best_in, best_wire = min(inproc), min(wire)
+    return {"scenario": scenario, "in_process_s": round(best_in, 3),
+            "wire_s": round(best_wire, 3), "wire_over_in_process": round(best_wire / best_in, 2),
+            "requests": requests, "identical_records": len(digests) == 1}
+
+
+def run(runs: int = 24, scenario: str = "calm", hedge_scenario: str = DEMO_SCENARIO
+        ) -> dict[str, Any]:
+    """Both parts."""
+    return {"scaling": scaling(runs, scenario), "transport": transport(hedge_scenario)}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run and print the figures as JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=24)
+    parser.add_argument("--scenario", default="calm")
+    parser.add_argument("--hedge-scenario", default=DEMO_SCENARIO)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    result = run(args.runs, args.scenario, args.hedge_scenario)
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
