@@ -1,12 +1,12 @@
-"""Benchmark: wall time of the demo's hedge, end to end, with real ccxt over HTTP and WebSocket.
+"""Benchmark: wall time of the demo's hedge, end to end, with real ccxt over loopback HTTP.
 
 Run: ``python -m benchmarks.e2e_demo [--scenario calm_30d] [--json]``
 
 Exactly what ``perpsim demo`` runs, without the progress bar and the HTML report: the demo's
 options (``perpsim demo``'s defaults), its market built in-process, served by uvicorn on a free
-loopback port, and ``strategy.dryrun.dry_run`` hedging through the unmodified ccxt (REST and
-WebSocket) from the scenario's first row to its last. Reported: wall time, simulated days,
-simulated days per wall second, the engine's event count and how the hedge ended.
+loopback port, and ``strategy.dryrun.dry_run`` hedging through the unmodified ccxt (a stepped
+dry run reads REST only) from the scenario's first row to its last. Reported: wall time,
+simulated days, simulated days per wall second, the engine's event count and how the hedge ended.
 """
 
 from __future__ import annotations

@@ -52,53 +52,62 @@ def specs(runs: int, scenario: str) -> list[RunSpec]:
     return out
 
 
-def _timed(job: Callable[[Callable[[dict[str, Any]], None]], None]
-           ) -> tuple[float, dict[str, dict[str, Any]]]:
-    rows: dict[str, dict[str, Any]] = {}
-
+def _keeper(rows: dict[str, dict[str, Any]]) -> Callable[[dict[str, Any]], None]:
     def keep(row: dict[str, Any]) -> None:
         rows[str(row["run_hash"])] = row
 
-    started = time.perf_counter()
-    job(keep)
-    return time.perf_counter() - started, rows
+    return keep
+
+
+ROUNDS = 3  # the executors take turns, so load from elsewhere hits all three alike
 
 
 def scaling(runs: int, scenario: str) -> dict[str, Any]:
     """Runs per second serially, on 2 processes and on a 2-worker LocalCluster."""
     work = specs(runs, scenario)
-    run_row(specs(runs + 1, scenario)[runs])  # imports and first-use costs out of serial
-    serial_s, serial = _timed(lambda keep: Executor(processes=1).run(work, keep))
+    warm = specs(runs + 2, scenario)[runs:]  # other runs: imports and first-use costs
+    run_row(warm[0])
+    seconds = {"serial": 0.0, "processes": 0.0, "dask": 0.0}
+    rows: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in seconds}
     started = time.perf_counter()
-    with process_pool(2) as pool:
-        # Two other runs start both workers and their imports: the steady state is measured
-        # (the start-up is reported apart, as for the cluster).
-        run_on_processes(specs(runs + 2, scenario)[runs:], lambda row: None, 2, pool=pool)
-        procs_startup_s = time.perf_counter() - started
-        procs_s, procs = _timed(lambda keep: run_on_processes(work, keep, 2, pool=pool))
+    pool = process_pool(2)
+    run_on_processes(warm, lambda row: None, 2, pool=pool)
+    procs_startup_s = time.perf_counter() - started
     started = time.perf_counter()
     cluster = local_cluster(2)
-    startup_s = time.perf_counter() - started
+    run_on_dask(warm, lambda row: None, scheduler=cluster.scheduler_address)
+    dask_startup_s = time.perf_counter() - started
+    executors: dict[str, Callable[[list[RunSpec], Callable[[dict[str, Any]], None]], None]] = {
+        "serial": lambda chunk, keep: Executor(processes=1).run(chunk, keep),
+        "processes": lambda chunk, keep: run_on_processes(chunk, keep, 2, pool=pool),
+        "dask": lambda chunk, keep: run_on_dask(chunk, keep,
+                                                scheduler=cluster.scheduler_address)}
     try:
-        # Two other runs first warm the workers' imports, as on a cluster that is already up.
-        run_on_dask(specs(runs + 2, scenario)[runs:], lambda row: None,
-                    scheduler=cluster.scheduler_address)
-        dask_s, on_dask = _timed(lambda keep: run_on_dask(work, keep, scheduler=cluster.
-                                                          scheduler_address))
+        for n in range(ROUNDS):
+            chunk = work[n::ROUNDS]
+            for name, execute in executors.items():
+                began = time.perf_counter()
+                execute(chunk, _keeper(rows[name]))
+                seconds[name] += time.perf_counter() - began
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         cluster.close()
-    same = all(same_rows(serial[k], procs[k]) and same_rows(serial[k], on_dask[k])
-               for k in serial) and serial.keys() == procs.keys() == on_dask.keys()
+    serial = rows["serial"]
+    same = len(serial) == runs and all(
+        rows[name].keys() == serial.keys() and all(same_rows(serial[k], rows[name][k])
+                                                   for k in serial)
+        for name in ("processes", "dask"))
     return {
         "runs": runs, "scenario": scenario, "cores": os.cpu_count(),
-        "serial_s": round(serial_s, 3), "processes_2_s": round(procs_s, 3),
-        "dask_2_s": round(dask_s, 3), "processes_2_startup_s": round(procs_startup_s, 3),
-        "dask_startup_s": round(startup_s, 3),
-        "serial_runs_per_s": round(runs / serial_s, 3),
-        "processes_2_runs_per_s": round(runs / procs_s, 3),
-        "dask_2_runs_per_s": round(runs / dask_s, 3),
-        "processes_2_over_serial": round(serial_s / procs_s, 2),
-        "dask_2_over_serial": round(serial_s / dask_s, 2),
+        "serial_s": round(seconds["serial"], 3), "processes_2_s": round(seconds["processes"], 3),
+        "dask_2_s": round(seconds["dask"], 3),
+        "processes_2_startup_s": round(procs_startup_s, 3),
+        "dask_startup_s": round(dask_startup_s, 3),
+        "serial_runs_per_s": round(runs / seconds["serial"], 3),
+        "processes_2_runs_per_s": round(runs / seconds["processes"], 3),
+        "dask_2_runs_per_s": round(runs / seconds["dask"], 3),
+        "processes_2_over_serial": round(seconds["serial"] / seconds["processes"], 2),
+        "dask_2_over_serial": round(seconds["serial"] / seconds["dask"], 2),
         "identical_rows": same,
     }
 

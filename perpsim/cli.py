@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=epilog,
         description="Dry-run the hedge (hold --spot coin, short the inverse perpetual for the "
         "same USD value) on a scenario from its first to its last row, with real ccxt over HTTP "
-        "and WebSocket against an in-process perpsim. Prints a summary (or --json) and writes "
+        "against an in-process perpsim. Prints a summary (or --json) and writes "
         "an HTML report with --report.")
     _add_run_options(hedge, scenario_default=None)
     hedge.set_defaults(run=_hedge)
@@ -285,7 +285,7 @@ def _market(args: argparse.Namespace) -> ServerState:
 
 
 def run_job(args: argparse.Namespace, *, report: str | None, title: str) -> int:
-    """Run the hedge over real HTTP + WebSocket against an in-process server; print results."""
+    """Run the hedge over real HTTP against an in-process server; print results."""
     import asyncio
     import json
 

@@ -70,11 +70,11 @@ async def dry_run(target: str | Transport, config: HedgeConfig, *,
     on the perpsim at ``target`` (a base URL, or an in-process :class:`Transport`)."""
     transport = target if isinstance(target, Transport) else None
     base = (target.base_url if isinstance(target, Transport) else target).rstrip("/")
-    ccxt_config: dict[str, Any] = {}
+    # ccxt sleeps 250 ms on close for TLS connections to drain; a dry run has none (loopback
+    # HTTP, or no socket at all).
+    ccxt_config: dict[str, Any] = {"timeout_on_exit": 0}
     if transport is not None:
-        # ccxt leaves a session it was given alone (never closes it) and, with no socket to
-        # drain, need not sleep on close.
-        ccxt_config = {"session": transport.ccxt_session, "timeout_on_exit": 0}
+        ccxt_config["session"] = transport.ccxt_session  # ccxt never closes a given session
     async with httpx.AsyncClient(base_url=base, timeout=120,
                                  transport=None if transport is None else
                                  transport.http_transport) as http:

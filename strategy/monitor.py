@@ -413,7 +413,9 @@ class Monitor:
                 break
             since = self._income[-1][0] + 1
         self._income.sort(key=lambda item: item[0])
-        history = await self.ex.fetch_funding_rate_history(self.symbol, self.start_ms, 1000)
+        # Only the rates settled since the last one seen (the latest is all that is kept).
+        since = self._last_rate[0] + 1 if self._last_rate[0] is not None else self.start_ms
+        history = await self.ex.fetch_funding_rate_history(self.symbol, since, 1000)
         if history:
             last = history[-1]
             self._last_rate = (int(last.get("timestamp") or 0),
