@@ -90,6 +90,8 @@ def test_the_bundled_example_parses_into_its_360_runs() -> None:
      "spec.toml:4: grid.leverage: is also fixed in [hedge]"),
     ("[report]\nx = \"spot_btc\"\n[grid]\nleverage = [1]\n",
      "spec.toml:2: report.x: must be a varied parameter"),
+    ("[sweep]\nprofiles = [\"binance_coinm\", \"kraken\"]\n",
+     "spec.toml:2: sweep.profiles: 'kraken' is neither a bundled profile"),
 ])
 def test_a_bad_spec_names_the_file_line_and_field(tmp_path: Path, text: str,
                                                   expected: str) -> None:
@@ -98,6 +100,21 @@ def test_a_bad_spec_names_the_file_line_and_field(tmp_path: Path, text: str,
     with pytest.raises(SpecError) as caught:
         load_spec(path)
     assert str(caught.value).startswith(f"{tmp_path}/{expected}")
+
+
+def test_a_profile_file_is_checked_and_named_by_its_content(tmp_path: Path) -> None:
+    source = (REPO / "fixtures" / "profiles" / "binance_coinm.json").read_text(encoding="utf-8")
+    (tmp_path / "mine.json").write_text(source, encoding="utf-8")
+    spec = load_spec(write(tmp_path, SMALL.replace('name = "small"',
+                                                   'name = "small"\nprofiles = ["mine.json"]')))
+    assert spec.profiles == (str(tmp_path / "mine.json"),)
+    before = [run_hash(r) for r in expand(spec)]
+    (tmp_path / "mine.json").write_text(source + "\n", encoding="utf-8")
+    assert [run_hash(r) for r in expand(spec)] != before
+    (tmp_path / "broken.json").write_text("{", encoding="utf-8")
+    with pytest.raises(SpecError, match=r"spec\.toml:4: sweep\.profiles: .*broken\.json"):
+        load_spec(write(tmp_path, SMALL.replace('name = "small"',
+                                                'name = "small"\nprofiles = ["broken.json"]')))
 
 
 def test_a_missing_spec_file_is_named(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ dataclasses): ``concurrent.futures`` with ``spawn`` and Dask both call :func:`ru
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import math
@@ -127,11 +128,27 @@ def _canonical(value: Any) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def profile_sha256(profile: str) -> str:
+    """A profile file's content hash ("" for a bundled profile name)."""
+    path = Path(profile)
+    if not profile.endswith(".json") or not path.is_file():
+        return ""
+    stat = path.stat()
+    return _file_sha256(str(path), stat.st_mtime_ns, stat.st_size)
+
+
 def run_hash(run: RunSpec) -> str:
-    """The content hash that names a run (same config → same hash, on any machine)."""
+    """The content hash that names a run (same config → same hash, on any machine; an edited
+    scenario or profile file is another run)."""
     doc = {"format": ROW_FORMAT, "scenario": run.scenario.name,
            "scenario_file": run.scenario.file_name, "scenario_sha256": run.scenario.sha256,
            "seed": run.seed, "profile": run.profile,
+           "profile_sha256": profile_sha256(run.profile),
            "params": [[k, _canonical(v)] for k, v in run.params]}
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:32]

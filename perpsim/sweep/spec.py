@@ -248,6 +248,25 @@ def _strings(raw: Any, fail: Callable[[str], SpecError]) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _profile(name: str, spec_path: Path, fail: Callable[[str], SpecError]) -> str:
+    """A bundled profile name as is, or a profile JSON file (relative to the spec) made
+    absolute; checked loadable now, so a bad one fails the spec, not every run."""
+    from perpsim.sim.errors import PerpsimError
+    from perpsim.sim.profile import bundled_profiles, load_profile
+
+    if name in bundled_profiles():
+        return name
+    path = (spec_path.parent / name).resolve()
+    if not name.endswith(".json") or not path.is_file():
+        raise fail(f"{name!r} is neither a bundled profile ({', '.join(bundled_profiles())}) "
+                   "nor a profile JSON file")
+    try:
+        load_profile(path)
+    except PerpsimError as error:
+        raise fail(" ".join(str(error).split())) from None
+    return str(path)
+
+
 def _seeds(raw: Any, fail: Callable[[str], SpecError]) -> tuple[int, ...]:
     if not isinstance(raw, list) or not raw or not all(
             isinstance(item, int) and not isinstance(item, bool) and item >= 0 for item in raw):
@@ -322,6 +341,7 @@ def load_spec(path: str | Path | None,
     profiles = _strings(sweep.get("profiles", ["binance_coinm"]), fail_at("sweep", "profiles"))
     if not profiles:
         raise where.error("sweep", "profiles", "must name at least one profile")
+    profiles = tuple(_profile(name, spec_path, fail_at("sweep", "profiles")) for name in profiles)
     output = sweep.get("output", f"{spec_path.stem}.parquet")
     if not isinstance(output, str) or not output.endswith(".parquet"):
         raise where.error("sweep", "output", f"must be a .parquet file name, got {output!r}")
