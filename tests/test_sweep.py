@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import ccxt
 import pytest
 from plotly.offline import get_plotlyjs
 
@@ -18,10 +19,17 @@ from perpsim.cli import hedge_config as cli_hedge_config
 from perpsim.sweep.cli import overrides, run_sweep
 from perpsim.sweep.executors import Executor
 from perpsim.sweep.report import render
-from perpsim.sweep.run import RunSpec, ScenarioRef, hedge_command, run_hash, run_row
+from perpsim.sweep.run import (
+    RunSpec,
+    ScenarioRef,
+    environmental,
+    hedge_command,
+    run_hash,
+    run_row,
+)
 from perpsim.sweep.run import hedge_config as sweep_hedge_config
 from perpsim.sweep.spec import SpecError, expand, load_spec
-from perpsim.sweep.store import read_rows
+from perpsim.sweep.store import read_rows, write_rows
 
 REPO = Path(__file__).resolve().parent.parent
 D = Decimal
@@ -256,6 +264,23 @@ def test_resume_skips_the_runs_already_in_the_file(tmp_path: Path) -> None:
         assert json.dumps(after[key], sort_keys=True) == json.dumps(row, sort_keys=True)
     third = run_sweep(grown, Executor(processes=1), output, progress=False)
     assert (third.skipped, third.ran) == (4, 0)
+
+
+def test_a_run_the_machine_failed_runs_again_on_resume(tmp_path: Path) -> None:
+    output = tmp_path / "small.parquet"
+    spec = load_spec(write(tmp_path, SMALL.replace("[2, 3]", "[2]").replace("[1.0, 0.6]",
+                                                                            "[1.0]")))
+    run_sweep(spec, Executor(processes=1), output, progress=False)
+    (good,) = read_rows(output).values()
+    assert good["retry"] is False
+    write_rows(output, [{**good, "error": "OSError: [Errno 24] Too many open files",
+                         "retry": True, "record_digest": ""}])
+    again = run_sweep(spec, Executor(processes=1), output, progress=False)
+    assert (again.skipped, again.ran) == (0, 1)
+    assert read_rows(output)[good["run_hash"]] == good
+    assert environmental(OSError(24, "Too many open files"))
+    assert environmental(ccxt.RequestTimeout("binancecoinm GET ..."))
+    assert not environmental(ValueError("exit_below_usd 5 must be under exit_above_usd 4"))
 
 
 def test_dask_local_cluster_gives_the_same_file_as_local_processes(tmp_path: Path) -> None:

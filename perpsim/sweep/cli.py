@@ -176,7 +176,9 @@ def run_sweep(spec: SweepSpec, executor: Executor, output: str | Path, *,
     """Run every run of ``spec`` not already in ``output``; the file then holds them all."""
     runs = unique_runs(expand(spec))
     rows = read_rows(output)
-    pending = [run for run in runs if run_hash(run) not in rows]
+    # Runs already there are skipped, unless the machine failed them (see run.environmental).
+    pending = [run for run in runs
+               if run_hash(run) not in rows or rows[run_hash(run)].get("retry")]
     started = time.monotonic()
     last_write = started
     failed = 0
@@ -262,11 +264,14 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     output = Path(spec.output)
     if args.list:
-        for run in unique_runs(expand(spec)):
-            try:
-                print(hedge_command(run))
-            except ValueError as error:
-                print(f"# {run_hash(run)}: {error}")
+        try:
+            for run in unique_runs(expand(spec)):
+                try:
+                    print(hedge_command(run))
+                except ValueError as error:
+                    print(f"# {run_hash(run)}: {error}")
+        except BrokenPipeError:  # `| head`: the reader has all it wanted
+            sys.stderr.close()
         return EXIT_OK
     try:
         if args.report_only:
@@ -288,6 +293,11 @@ def run_sweep_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"interrupted: the finished runs are in {output}; run again to resume",
               file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as error:  # an executor or cluster failure: the finished runs are kept
+        print(f"perpsim: error: the sweep failed: {type(error).__name__}: "
+              f"{' '.join(str(error).split())} (the finished runs are in {output}; run again "
+              "to resume)", file=sys.stderr)
         return EXIT_FAILURE
     if args.report is not None or args.report_only:
         wanted = {run_hash(run) for run in expand(spec)}

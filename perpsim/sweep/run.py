@@ -315,18 +315,28 @@ def run_row(run: RunSpec, over_wire: bool = False) -> dict[str, Any]:
         row.update(empty_outcome())
         row["journal_digest"] = ""
         row["error"] = f"{type(error).__name__}: {' '.join(str(error).split())}"
+        row["retry"] = environmental(error)
         return row
     row.update(outcome(record))
     row["journal_digest"] = journal[0] if journal else ""
     row["error"] = ""
+    row["retry"] = False
     return row
+
+
+def environmental(error: BaseException) -> bool:
+    """An error of the machine (sockets, memory, a timeout), not of the run's config: the next
+    invocation of the sweep runs it again instead of keeping the row."""
+    import ccxt
+
+    return isinstance(error, OSError | MemoryError | ccxt.NetworkError)
 
 
 def row_columns() -> list[str]:
     """Every column of a results row, in order."""
     sample = {**config_columns(RunSpec(ScenarioRef(name="calm"), 0, "binance_coinm", ())),
               "hedge_command": "", "config_json": "", **empty_outcome(),
-              "journal_digest": "", "error": ""}
+              "journal_digest": "", "error": "", "retry": False}
     return list(sample)
 
 

@@ -40,7 +40,7 @@ def schema() -> Any:
             types[name] = pa.int64()
         elif name in OUTCOME_FLOATS:
             types[name] = pa.float64()
-        elif name == "liquidated":
+        elif name in ("liquidated", "retry"):
             types[name] = pa.bool_()
         elif name in PARAMETERS:
             kind = PARAMETERS[name].kind
