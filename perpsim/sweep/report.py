@@ -93,8 +93,9 @@ def worst_drawdown(group: Sequence[Mapping[str, Any]]) -> float | None:
 
 
 def heatmap(rows: Sequence[Mapping[str, Any]], x: str, y: str, *, title: str, statistic: Any,
-            scale: str, text_format: str) -> go.Figure:
-    """A heatmap of ``statistic(group)`` over the (x, y) cells."""
+            scale: str, text_format: str, zmax: float | None = None) -> go.Figure:
+    """A heatmap of ``statistic(group)`` over the (x, y) cells, its colours from 0 (so that
+    small differences do not look large) to ``zmax`` (default: the largest cell)."""
     xs, ys, groups = cells(rows, x, y)
     z: list[list[float | None]] = []
     text: list[list[str]] = []
@@ -108,7 +109,7 @@ def heatmap(rows: Sequence[Mapping[str, Any]], x: str, y: str, *, title: str, st
         z.append(line)
         text.append(words)
     fig = go.Figure(go.Heatmap(z=z, x=xs, y=ys, text=text, texttemplate="%{text}",
-                               colorscale=scale, hoverongaps=False))
+                               colorscale=scale, hoverongaps=False, zmin=0, zmax=zmax))
     fig.update_layout(title={"text": title}, template="plotly_white",
                       xaxis={"title": x, "type": "category"},
                       yaxis={"title": y, "type": "category"})
@@ -190,7 +191,7 @@ def render(rows: Sequence[Mapping[str, Any]], *, x: str, y: str, title: str,
             "scenario, seed and other parameter; the run count in brackets.</p>",
             _figure(heatmap(finished, x, y, title=f"liquidation probability: {y} × {x}",
                             statistic=liquidation_probability, scale="Reds",
-                            text_format=".0%")),
+                            text_format=".0%", zmax=1.0)),
             "<h2>Worst hedged drawdown</h2>",
             "<p>The largest peak-to-trough fall (percent) of the hedged portfolio's USD value "
             "among the cell's runs.</p>",
