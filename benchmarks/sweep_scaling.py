@@ -13,7 +13,8 @@ Run: ``python -m benchmarks.sweep_scaling [--runs 24] [--scenario calm]
 * **Transport**: the demo's hedge (``perpsim demo``'s options on ``hedge_scenario``) timed as
   *hedge time* — ``strategy.dryrun.dry_run`` from the market reset to the record, the server
   already listening — in-process (perpsim/inprocess.py) and over loopback HTTP; the ratio, and
-  the two records checked identical.
+  the two records checked identical. Also the CPU seconds each took (the server thread
+  included): on a busy machine the wall time is inflated by other jobs, the CPU time is not.
 """
 
 from __future__ import annotations
@@ -112,13 +113,13 @@ def scaling(runs: int, scenario: str) -> dict[str, Any]:
     }
 
 
-async def _hedge_time(target: Any, scenario: str) -> tuple[float, Any]:
+async def _hedge_time(target: Any, scenario: str) -> tuple[float, float, Any]:
     from perpsim.strategy.dryrun import dry_run
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     record = await dry_run(target, HedgeConfig(), scenario=scenario, profile=DEMO_PROFILE,
                            seed=0)
-    return time.perf_counter() - started, record
+    return time.perf_counter() - started, time.process_time() - cpu, record
 
 
 def transport(scenario: str = DEMO_SCENARIO, repeats: int = 2) -> dict[str, Any]:
@@ -134,24 +135,30 @@ def transport(scenario: str = DEMO_SCENARIO, repeats: int = 2) -> dict[str, Any]
                                                          scenario=scenario, seed=0,
                                                          clock="stepped")))
 
-    inproc, wire = [], []
+    inproc: list[tuple[float, float]] = []
+    wire: list[tuple[float, float]] = []
     records = []
     requests = 0
     for _ in range(repeats):
         transport_ = in_process_transport(market())
-        seconds, record = asyncio.run(_hedge_time(transport_, scenario))
-        inproc.append(seconds)
+        seconds, cpu, record = asyncio.run(_hedge_time(transport_, scenario))
+        inproc.append((seconds, cpu))
         records.append(record)
         requests = transport_.ccxt_session.requests + getattr(transport_.http_transport,
                                                               "requests", 0)
         with serve_in_thread(market()) as base_url:
-            seconds, record = asyncio.run(_hedge_time(base_url, scenario))
-        wire.append(seconds)
+            seconds, cpu, record = asyncio.run(_hedge_time(base_url, scenario))
+        wire.append((seconds, cpu))
         records.append(record)
     digests = {json.dumps(to_json(r), sort_keys=True) for r in records}
     best_in, best_wire = min(inproc), min(wire)
-    return {"scenario": scenario, "in_process_s": round(best_in, 3),
-            "wire_s": round(best_wire, 3), "wire_over_in_process": round(best_wire / best_in, 2),
+    return {"scenario": scenario, "in_process_s": round(best_in[0], 3),
+            "wire_s": round(best_wire[0], 3),
+            "wire_over_in_process": round(best_wire[0] / best_in[0], 2),
+            # CPU seconds of this process (client, and the server thread on the wire): what
+            # the hedge costs with a core to itself, whatever else the machine is doing.
+            "in_process_cpu_s": round(min(c for _, c in inproc), 3),
+            "wire_cpu_s": round(min(c for _, c in wire), 3),
             "requests": requests, "identical_records": len(digests) == 1}
 
 

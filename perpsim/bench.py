@@ -235,7 +235,9 @@ def figures(results: Mapping[str, Any]) -> dict[str, float]:
                     "sweep_processes_2_over_serial": sc["processes_2_over_serial"],
                     "sweep_dask_2_over_serial": sc["dask_2_over_serial"],
                     "hedge_in_process_s": tr["in_process_s"], "hedge_wire_s": tr["wire_s"],
-                    "hedge_wire_over_in_process": tr["wire_over_in_process"]})
+                    "hedge_wire_over_in_process": tr["wire_over_in_process"],
+                    "hedge_in_process_cpu_s": tr["in_process_cpu_s"],
+                    "hedge_wire_cpu_s": tr["wire_cpu_s"]})
     return out
 
 
@@ -397,5 +399,7 @@ def _table_rows(results: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
              f"({sc['dask_2_runs_per_s']} runs/s)"),
             (f"hedge on {tr['scenario']}: in-process / wire",
              f"{tr['in_process_s']} s / {tr['wire_s']} s"),
+            ("… CPU seconds: in-process / wire",
+             f"{tr['in_process_cpu_s']} s / {tr['wire_cpu_s']} s"),
             ("wire / in-process", f"{tr['wire_over_in_process']}×")]
     return rows
