@@ -15,8 +15,8 @@ async def get_state(request: Request) -> ServerState:
 
     ``async`` on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, where it
     would advance the engine concurrently with the realtime clock task on the event loop (and
-    every request would pay a hop to the thread pool: in-process dry runs take a third of the
-    time without it).
+    every request would pay a hop to the thread pool: an in-process dry run takes less than
+    half the time without it).
     """
     state: ServerState = request.app.state.perpsim
     state.follow_wall_clock()

@@ -125,6 +125,7 @@ async def _hedge_time(target: Any, scenario: str) -> tuple[float, float, Any]:
 def transport(scenario: str = DEMO_SCENARIO, repeats: int = 2) -> dict[str, Any]:
     """The demo's hedge, in-process vs over loopback HTTP (best of ``repeats`` each)."""
     from perpsim.api.app import create_app
+    from perpsim.api.security import IN_PROCESS
     from perpsim.api.server import serve_in_thread
     from perpsim.api.state import ServerConfig, ServerState
     from perpsim.inprocess import in_process_transport
@@ -133,7 +134,7 @@ def transport(scenario: str = DEMO_SCENARIO, repeats: int = 2) -> dict[str, Any]
     def market() -> Any:
         return create_app(state=ServerState(ServerConfig(profile=DEMO_PROFILE,
                                                          scenario=scenario, seed=0,
-                                                         clock="stepped")))
+                                                         clock="stepped")), security=IN_PROCESS)
 
     inproc: list[tuple[float, float]] = []
     wire: list[tuple[float, float]] = []

@@ -26,9 +26,11 @@ import httpx
 
 from perpsim.strategy.dryrun import Transport
 
-IN_PROCESS_BASE = "http://perpsim.in-process"
+# The URL ccxt and httpx address: a loopback name, because the app's Host allow-list
+# (api/security.py) accepts only those. No socket is ever opened to it.
+IN_PROCESS_BASE = "http://127.0.0.1"
 _CLIENT = ("127.0.0.1", 0)
-_SERVER = ("perpsim.in-process", 80)
+_SERVER = ("127.0.0.1", 80)
 
 
 @dataclass(frozen=True)

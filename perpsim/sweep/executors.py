@@ -101,7 +101,8 @@ def run_on_dask(runs: Sequence[RunSpec], on_row: OnRow, *, scheduler: str | None
         from distributed import Client
         from distributed import as_completed as dask_completed
     except ImportError:
-        raise RuntimeError("Dask is not installed: pip install 'perpsim[sweep]'") from None
+        raise RuntimeError("Dask is not installed: pip install 'perpsim[sweep]' (or run on "
+                           "local processes: --workers N)") from None
     cluster = None if scheduler is not None else local_cluster(workers)
     try:
         with Client(scheduler if scheduler is not None else cluster) as client:

@@ -272,6 +272,7 @@ def execute(run: RunSpec, *, over_wire: bool = False,
     """Run the hedge for ``run``; the RunRecord. ``on_market`` sees the market (the
     ServerState) after the run, e.g. for its journal digest."""
     from perpsim.api.app import create_app
+    from perpsim.api.security import IN_PROCESS
     from perpsim.api.state import ServerConfig, ServerState
     from perpsim.strategy.dryrun import dry_run
 
@@ -281,7 +282,9 @@ def execute(run: RunSpec, *, over_wire: bool = False,
     # reset by the dry run itself.
     state = ServerState(ServerConfig(profile=run.profile, scenario=scenario, seed=run.seed,
                                      clock="stepped"))
-    app = create_app(state=state)
+    # The market is this program's own (as for `perpsim hedge`): its scenario file may be
+    # anywhere, e.g. the copy a worker made of a file sent by content.
+    app = create_app(state=state, security=IN_PROCESS)
     if over_wire:
         from perpsim.api.server import serve_in_thread
 

@@ -24,7 +24,7 @@
     margin_mode = ["isolated", "cross"]
 
     [scenarios]
-    names = ["calm", "crash"]  # bundled scenarios
+    names = ["calm", "crash"]  # bundled scenarios and real-market windows (perpsim data list)
     files = ["my_path.csv"]    # CSV / JSON, relative to the spec file
     seeds = [0, 1, 2]          # generator seeds (every scenario × every seed)
 

@@ -19,15 +19,7 @@ _INT_COLUMNS = ("seed", "contracts", "samples")
 
 
 class ResultsError(RuntimeError):
-    """A results file that is not one of ours (or not readable), or no Parquet library."""
-
-
-def _pyarrow() -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise ResultsError("sweep results are Parquet files: pip install 'perpsim[sweep]' "
-                           "(pyarrow)") from None
+    """A results file that is not one of ours (or not readable)."""
 
 
 def schema() -> Any:
@@ -53,7 +45,6 @@ def schema() -> Any:
 
 def read_rows(path: str | Path) -> dict[str, dict[str, Any]]:
     """The rows already in ``path`` by run hash ({} if the file does not exist)."""
-    _pyarrow()
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -73,7 +64,6 @@ def read_rows(path: str | Path) -> dict[str, dict[str, Any]]:
 
 def write_rows(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> Path:
     """Write every row (sorted by run hash) to ``path`` atomically; the path."""
-    _pyarrow()
     import pyarrow as pa
     import pyarrow.parquet as pq
 
