@@ -18,6 +18,9 @@ formula without hedge-mode terms). Margin balance at price P is W + s·N·(1/EP 
 Optional extra MM (profile flags include_exit_fee_in_mm / include_funding_in_mm): the taker fee
 of closing at the bankruptcy price, N/BP·taker, and the funding the position would pay,
 N/BP·max(0, s·F) (a receipt is not counted on). Both are fixed coin amounts added to MM.
+Bybit cross (``cross_fee_to_close``) also leaves that fee at bankruptcy: 1/BP = (1/EP + s·W/N) /
+(1 + s·taker), and MM holds N/BP·taker (help.bybit.com 360039261334: 0.5 BTC, long 10,000 at
+8,000 → BP 5,718.57, LP 5,739.50).
 
 Return values: ``None`` means the position cannot be liquidated (bankrupted) at any positive
 price, e.g. a 1x short whose collateral is N/EP in the MM-at-LP style: its equity N/P always
@@ -85,11 +88,25 @@ def _price_from_inverse(side: int, inverse_price: Fraction) -> Decimal | None:
 
 
 def bankruptcy_price(
-    qty_contracts: object, entry_price_usd: object, contract_size_usd: object, margin_coin: object
+    qty_contracts: object,
+    entry_price_usd: object,
+    contract_size_usd: object,
+    margin_coin: object,
+    *,
+    close_fee_rate: object = 0,
 ) -> Decimal | None:
-    """Exact price where margin balance W + s·N·(1/EP − 1/BP) is zero (None: never)."""
+    """Exact price where margin balance W + s·N·(1/EP − 1/BP) is zero (None: never).
+
+    With ``close_fee_rate`` (Bybit cross) the margin left at BP is exactly the taker fee of
+    closing there, N/BP·fee: 1/BP = (1/EP + s·W/N) / (1 + s·fee), i.e. Bybit's published
+    "Bankruptcy Price (Long) = 1.00075 × Quantity / (Quantity/Avg. Entry Price + Available
+    Balance)" and "(Short) = 0.99925 × Quantity / (Quantity/Avg. Entry Price − Available Balance)".
+    """
     side, n, inv_ep, w = _position(qty_contracts, entry_price_usd, contract_size_usd, margin_coin)
-    return _price_from_inverse(side, inv_ep + side * w / n)
+    fee = exact(rate_value(close_fee_rate, "close_fee_rate"))
+    if fee < 0:
+        raise InvalidInput(f"close_fee_rate must not be negative, got {close_fee_rate!r}")
+    return _price_from_inverse(side, (inv_ep + side * w / n) / (1 + side * fee))
 
 
 def _is_infinite(value: object) -> bool:
@@ -225,6 +242,8 @@ def _prices(
     liquidation_margin: Decimal,
     bankruptcy_margin: Decimal,
     funding_rate: object,
+    *,
+    cross: bool = False,
 ) -> PositionPrices:
     if not isinstance(profile, Profile):
         raise InvalidInput(f"profile must be a Profile, got {type(profile).__name__}")
@@ -232,13 +251,23 @@ def _prices(
         raise InvalidInput(f"instrument must be an Instrument, got {type(instrument).__name__}")
     liq = profile.liquidation
     cs = instrument.contract_size_usd
-    bp_exact = bankruptcy_price(qty_contracts, entry_price_usd, cs, bankruptcy_margin)
+    # Bybit cross: the fee to close at BP is left in the account at BP and held in MM.
+    fee_to_close = cross and liq.cross_fee_to_close
+    bp_exact = bankruptcy_price(
+        qty_contracts,
+        entry_price_usd,
+        cs,
+        bankruptcy_margin,
+        close_fee_rate=profile.fees.taker_rate if fee_to_close else 0,
+    )
     rate = rate_value(funding_rate, "funding_rate")
     extra = exit_costs_coin(
         qty_contracts,
         cs,
         bp_exact,
-        exit_fee_rate=profile.fees.taker_rate if liq.include_exit_fee_in_mm else 0,
+        exit_fee_rate=profile.fees.taker_rate
+        if liq.include_exit_fee_in_mm or fee_to_close
+        else 0,
         funding_rate=rate if liq.include_funding_in_mm else 0,
     )
     solve = (
@@ -312,4 +341,5 @@ def cross_prices(
         to_dec(wallet + other_upnl - other_mm),
         to_dec(wallet + other_upnl),
         funding_rate,
+        cross=True,
     )

@@ -120,15 +120,24 @@ class MarketPricer:
         p1 = index * (1 + funding_rate * self._time_to_funding_ms(t_ms) / self._interval_ms)
         if self.profile.mark.method == "fair_price":
             return p1.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
-        last = self.reference_at(t_ms) if last is None else last
         p2 = index + self._basis_average(t_ms)
+        if not self.inst.is_perpetual:
+            # Binance "Mark Price in Quarterly Futures": Price Index + moving-average basis.
+            return p2.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
+        last = self.reference_at(t_ms) if last is None else last
         mark = sorted((p1, p2, last))[1]
         return mark.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
 
     def _time_to_funding_ms(self, t_ms: int) -> int:
+        """Time until the funding time at or after ``t_ms``: zero AT a funding instant.
+
+        BitMEX "Funding Basis = Funding Rate * (Time Until Funding / Funding Interval)": at the
+        funding timestamp the basis is gone, so the mark that values the payment is the index
+        (the published 20 XBT × 0.25 % = 0.05 XBT). Binance's P1 uses the same factor.
+        """
         if not self.inst.is_perpetual:
             return 0
-        return self.profile.funding.next_funding_time_ms(t_ms) - t_ms
+        return self.profile.funding.next_funding_time_ms(t_ms - 1) - t_ms
 
     def _basis_average(self, t_ms: int) -> Decimal:
         """Moving average of (book mid − index) over the profile's last N basis samples."""
@@ -173,13 +182,16 @@ class MarketPricer:
         if self.profile.mark.method == "fair_price":
             return p1
         p2 = index + self._basis_averages(grid_ms)
+        if not self.inst.is_perpetual:
+            return p2
         last = np.round(perp / self._tick_f) * self._tick_f
         # median of three without sorting: max(min(a, b), min(max(a, b), c))
         return np.maximum(np.minimum(p1, p2), np.minimum(np.maximum(p1, p2), last))
 
     def _next_funding_vec(self, grid_ms: np.ndarray) -> np.ndarray:
+        """Vectorised: the funding time at or after each grid time (as _time_to_funding_ms)."""
         offset = self.profile.funding.times_utc_hours[0] * 3_600_000
-        return offset + ((grid_ms - offset) // self._interval_ms + 1) * self._interval_ms
+        return offset + ((grid_ms - 1 - offset) // self._interval_ms + 1) * self._interval_ms
 
     def _basis_averages(self, grid_ms: np.ndarray) -> np.ndarray:
         step = self.profile.mark.basis_sample_interval_ms

@@ -293,8 +293,19 @@ class Liquidation(_Frozen):
     partial: StrictBool = Field(description="step down to a lower bracket before a full takeover")
     bankruptcy_price_rounding: Literal["none", "tick_conservative"]
     liquidation_price_rounding: Literal["none", "tick_conservative"]
-    adl_ranking: Literal["profit_times_leverage", "bitmex"]
+    adl_ranking: Literal["profit_times_leverage", "bitmex", "binance"] = Field(
+        description="binance: max(0,UPNL)/max(1,wallet) x MM/(wallet+UPNL); bitmex: PnL% x "
+        "|mark value|/(mark value - bankrupt value); profit_times_leverage: PnL% x value/balance"
+    )
     margin_call_ratio: Decimal = Field(gt=0, lt=1)
+    cross_fee_to_close: StrictBool = Field(
+        default=False,
+        description="Bybit cross: the bankruptcy price leaves the taker fee of closing there "
+        "(BP = (1 + fee)·Q / (Q/EP + available), long) and MM holds that fee",
+    )
+    adl_counterparty_fee: Literal["none", "maker"] = Field(
+        default="none", description="fee charged to positions closed by ADL (Bybit: maker)"
+    )
 
 
 class Rounding(_Frozen):
@@ -306,6 +317,12 @@ class Rounding(_Frozen):
     coin_rule: RoundingRule
     contract_value_floor: StrictBool = Field(
         description="BitMEX: floor each contract's coin value to coin_step before × quantity"
+    )
+    entry_lot_contracts: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        description="BitMEX: average entry from per-lot coin values (lot/price) rounded to "
+        "coin_step, floored for longs and rounded for shorts; None: exact harmonic mean",
     )
 
 

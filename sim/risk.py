@@ -54,12 +54,13 @@ def maint_margin(ex: Exchange, pos: Position, mark: Decimal | None = None) -> De
     value_at_entry = coin_value(pos.qty_contracts, pos.entry_price_usd, cs)
     b = bracket_for(inst.brackets, value_at_entry)
     mm = value_at_entry * b.mmr - b.cum_coin
-    if liq.include_exit_fee_in_mm:
+    if liq.include_exit_fee_in_mm or (liq.cross_fee_to_close and pos.margin_mode == "cross"):
         mm += coin_value(pos.qty_contracts, mark, cs) * ex.profile.fees.taker_rate
     if liq.include_funding_in_mm and inst.is_perpetual:
-        owed = -coin_value(pos.qty_contracts, mark, cs) * ex.mark_funding_rate(pos.symbol) * (
-            pos.side)
-        mm += max(ZERO, -owed) if pos.side > 0 else max(ZERO, owed)
+        # Only funding the position PAYS is held (BitMEX "+ Funding Rate"): F > 0 longs pay,
+        # F < 0 shorts pay, so the held amount is value·max(0, side·F), as in the LP solver.
+        paid_rate = max(ZERO, pos.side * ex.mark_funding_rate(pos.symbol))
+        mm += coin_value(pos.qty_contracts, mark, cs) * paid_rate
     return max(ZERO, mm)
 
 

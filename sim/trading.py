@@ -233,7 +233,8 @@ def apply_position_fill(ex: Exchange, account_id: str, inst: Instrument, signed_
     rule = ex.profile.rounding.coin_rule
     step = ex.profile.rounding.coin_step
     old_qty = pos.qty_contracts
-    result = inverse_fill(old_qty, pos.entry_price_usd, signed_qty, price, inst.contract_size_usd)
+    result = inverse_fill(old_qty, pos.entry_price_usd, signed_qty, price, inst.contract_size_usd,
+                          rounding=ex.profile.rounding)
     realised = quantize(result.realised_pnl_coin, step, rule)
     fee = quantize(fee_coin(abs(signed_qty), inst.contract_size_usd, price, fee_rate,
                             ex.profile.rounding), step, rule)
