@@ -209,12 +209,32 @@ class MarketPricer:
         """Premium index samples (mechanics §4) at the given times, from the synthetic book."""
         ref = self.references(sample_ms)[:, None]
         index = self.tape.index[self.tape.rows_at(sample_ms)]
-        coin_ask = (self._weights_usd / (ref + self._offsets_usd)).sum(axis=1)
-        coin_bid = (self._weights_usd / (ref - self._offsets_usd)).sum(axis=1)
-        notional = self._weights_usd.sum()
-        impact_ask = notional / coin_ask
-        impact_bid = notional / coin_bid
+        if self.inst.impact_notional_coin is not None:
+            impact_ask = self._impact_by_coin(ref, +1)
+            impact_bid = self._impact_by_coin(ref, -1)
+        else:
+            coin_ask = (self._weights_usd / (ref + self._offsets_usd)).sum(axis=1)
+            coin_bid = (self._weights_usd / (ref - self._offsets_usd)).sum(axis=1)
+            notional = self._weights_usd.sum()
+            impact_ask = notional / coin_ask
+            impact_bid = notional / coin_bid
         return (np.maximum(0.0, impact_bid - index) - np.maximum(0.0, index - impact_ask)) / index
+
+    def _impact_by_coin(self, ref: np.ndarray, side: int) -> np.ndarray:
+        """Average fill price of a notional set in coin (Bybit: 0.1 BTC × 100x = 10 BTC).
+
+        How much USD a level gives depends on its price, so the walk runs per sample: take
+        each level's coin until the notional is reached (all of the depth if it is thinner).
+        """
+        book = self.inst.book
+        assert self.inst.impact_notional_coin is not None
+        target = float(self.inst.impact_notional_coin)
+        steps = book.half_spread_ticks + np.arange(book.levels) * book.level_step_ticks
+        prices = ref + side * steps[None, :] * self._tick_f
+        level_coin = float(book.contracts_per_level * self.inst.contract_size_usd) / prices
+        before = np.cumsum(level_coin, axis=1) - level_coin
+        take = np.clip(target - before, 0.0, level_coin)
+        return (take * prices).sum(axis=1) / take.sum(axis=1)
 
     def window_rate(self, window_start_ms: int, until_ms: int) -> Decimal:
         """Funding rate from the premium samples taken in (window_start, until] (§4 template).
@@ -254,7 +274,8 @@ def _impact_walk(inst: Instrument) -> tuple[np.ndarray, np.ndarray]:
     """
     book = inst.book
     level_usd = float(book.contracts_per_level * inst.contract_size_usd)
-    remaining = float(inst.impact_notional_usd)
+    # A coin notional (Bybit) is walked per sample instead (MarketPricer._impact_by_coin).
+    remaining = float(inst.impact_notional_usd or 0)
     weights: list[float] = []
     offsets: list[float] = []
     for k in range(book.levels):

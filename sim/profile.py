@@ -99,8 +99,15 @@ class Instrument(_Frozen):
     price_precision: StrictInt = Field(ge=0, le=12)
     quantity_precision: StrictInt = Field(ge=0, le=12)
     funding_cap: Decimal = Field(gt=0, lt=1, description="funding rate is clamped to ±cap")
-    impact_margin_usd: Decimal = Field(
-        gt=0, description="impact notional = this × the first bracket's max leverage"
+    impact_margin_usd: Decimal | None = Field(
+        default=None,
+        gt=0,
+        description="impact notional = this × the first bracket's max leverage (Binance)",
+    )
+    impact_margin_coin: Decimal | None = Field(
+        default=None,
+        gt=0,
+        description="the same in coin (Bybit: 0.1 BTC of initial margin, 10 BTC at 100x)",
     )
     brackets: tuple[Bracket, ...] = Field(min_length=1)
     book: SyntheticBook
@@ -111,9 +118,19 @@ class Instrument(_Frozen):
         return self.contract_type == "PERPETUAL"
 
     @property
-    def impact_notional_usd(self) -> Decimal:
-        """USD notional whose average fill price defines the impact bid/ask (mechanics §4)."""
+    def impact_notional_usd(self) -> Decimal | None:
+        """USD notional whose average fill price defines the impact bid/ask (mechanics §4);
+        None when the impact notional is set in coin."""
+        if self.impact_margin_usd is None:
+            return None
         return self.impact_margin_usd * self.brackets[0].max_leverage
+
+    @property
+    def impact_notional_coin(self) -> Decimal | None:
+        """Coin notional of the impact bid/ask (Bybit), None when it is set in USD."""
+        if self.impact_margin_coin is None:
+            return None
+        return self.impact_margin_coin * self.brackets[0].max_leverage
 
     @model_validator(mode="after")
     def _consistent(self) -> Instrument:
@@ -124,6 +141,11 @@ class Instrument(_Frozen):
             )
         if self.contract_type != "PERPETUAL" and self.delivery_date_ms is None:
             raise _At("delivery_date_ms", f"a {self.contract_type} contract needs a delivery date")
+        if (self.impact_margin_usd is None) == (self.impact_margin_coin is None):
+            raise _At(
+                "impact_margin_usd",
+                "set exactly one of impact_margin_usd (Binance) and impact_margin_coin (Bybit)",
+            )
         if not self.min_qty <= self.max_qty:
             raise _At("min_qty", f"min_qty {self.min_qty} exceeds max_qty {self.max_qty}")
         if not self.min_qty <= self.market_max_qty:
@@ -326,6 +348,14 @@ class Rounding(_Frozen):
     )
 
 
+class PriceBand(_Frozen):
+    """Binance PERCENT_PRICE: a limit buy at most mark × up, a limit sell at least mark × down;
+    a market order is refused when the best counter price is outside that band."""
+
+    multiplier_up: Decimal = Field(gt=1)
+    multiplier_down: Decimal = Field(gt=0, lt=1)
+
+
 class Profile(_Frozen):
     """A whole venue: instruments, fees, funding, mark, liquidation, rounding, insurance fund."""
 
@@ -341,6 +371,7 @@ class Profile(_Frozen):
     liquidation: Liquidation
     rounding: Rounding
     insurance_fund_start: dict[str, Decimal]
+    price_band: PriceBand | None = Field(default=None, description="None: no price band")
     instruments: tuple[Instrument, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

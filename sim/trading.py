@@ -8,7 +8,7 @@ every check runs before the first mutation.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
 from perpsim.sim import algo
@@ -17,8 +17,11 @@ from perpsim.sim.errors import (
     InvalidInput,
     InvalidQuantity,
     LeverageTooHigh,
+    MarketPriceOutsideBand,
     OrderNotFound,
     PositionTooLargeForLeverage,
+    PriceAboveBand,
+    PriceBelowBand,
     ReduceOnlyRejected,
 )
 from perpsim.sim.inverse import apply_fill as inverse_fill
@@ -63,6 +66,7 @@ def place_order(ex: Exchange, account_id: str, symbol: object, side: object, ord
                          reduce_only, client_order_id)
     plan = book.plan_match(order)
     plan.raise_if_rejected()
+    _check_price_band(ex, inst, order, plan.fills)
     pos = account.position(inst.symbol, inst.margin_asset)
     _check_reduce_only(order, pos)
     _check_margin(ex, account, inst, pos, order, plan.fills)
@@ -128,6 +132,33 @@ def _build_order(ex: Exchange, account: Account, inst: Instrument, side: object,
     check_client_order_id(order, ex.books[inst.symbol].find_client_order(
         account.account_id, client_order_id))
     return order
+
+
+def _check_price_band(ex: Exchange, inst: Instrument, order: Order, fills: tuple) -> None:
+    """Binance PERCENT_PRICE against the mark: limit buys ≤ mark × up, limit sells ≥ mark ×
+    down (-4016 / -4024); a market order whose best counter price is outside is refused
+    (-4131). Only the best price is checked: a market sweep is not cut at the band."""
+    band = ex.profile.price_band
+    if band is None:
+        return
+    mark = ex.mark_price(inst.symbol)
+    cap = (mark * band.multiplier_up).quantize(inst.tick_size, rounding=ROUND_FLOOR)
+    floor = (mark * band.multiplier_down).quantize(inst.tick_size, rounding=ROUND_CEILING)
+    if order.type == "MARKET":
+        best = fills[0].price_usd if fills else None
+        if best is not None and (best > cap if order.side == "BUY" else best < floor):
+            raise MarketPriceOutsideBand(
+                f"the best {'ask' if order.side == 'BUY' else 'bid'} {best} is outside the "
+                f"price band [{floor}, {cap}] around the mark {mark}")
+        return
+    if order.price_usd is None:
+        return
+    if order.side == "BUY" and order.price_usd > cap:
+        raise PriceAboveBand(f"limit price {order.price_usd} is above {cap} (mark {mark} × "
+                             f"{band.multiplier_up})")
+    if order.side == "SELL" and order.price_usd < floor:
+        raise PriceBelowBand(f"limit price {order.price_usd} is below {floor} (mark {mark} × "
+                             f"{band.multiplier_down})")
 
 
 def _price(price: object) -> Decimal:
