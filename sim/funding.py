@@ -126,15 +126,16 @@ def settle(ex: Exchange, symbol: str, t_ms: int) -> None:
     paid = received = Decimal(0)
     count = 0
     amounts: dict[int, Decimal] = {}  # by position size: the payment is a function of it alone
-    for account in ex.accounts.values():
-        pos = account.positions.get(symbol)
-        if pos is None or not pos.is_open:
+    positions = [(a, p) for a in ex.accounts.values() for p in a.positions_on(symbol)]
+    for account, pos in positions:  # hedge mode: both legs pay or receive
+        if not pos.is_open:
             continue
         amount = amounts.get(pos.qty_contracts)
         if amount is None:
             amount = amounts[pos.qty_contracts] = quantize(funding_payment_coin(
                 pos.qty_contracts, mark, inst.contract_size_usd, rate), step, rule)
-        holder = (isolated_account(account.account_id, symbol) if pos.margin_mode == "isolated"
+        holder = (isolated_account(account.account_id, pos.margin_key)
+                  if pos.margin_mode == "isolated"
                   else wallet_account(account.account_id, coin))
         ref = f"funding:{symbol}:{t_ms}"
         if amount > 0:
@@ -149,7 +150,8 @@ def settle(ex: Exchange, symbol: str, t_ms: int) -> None:
                           rate=rate, mark=mark, position_qty=pos.qty_contracts, amount=amount,
                           coin=coin, margin_mode=pos.margin_mode,
                           wallet=ex.ledger.balance(wallet_account(account.account_id, coin)),
-                          isolated_wallet=ex.isolated_wallet(account.account_id, symbol))
+                          isolated_wallet=ex.isolated_wallet(account.account_id, pos.margin_key),
+                          position_side=pos.position_side)
     state.last_funding_rate = rate
     state.last_funding_ms = t_ms
     state.funding_history.append((t_ms, rate))

@@ -83,7 +83,9 @@ def _reached(ex: Exchange, account: Account, pos: Position) -> bool:
     if liq is None or not pos.is_open:
         return False
     mark = ex.mark_price(pos.symbol)
-    return mark <= liq if pos.side > 0 else mark >= liq
+    # A cross hedged pair triggers in the direction it is net on (risk.trigger_side).
+    side = risk.trigger_side(ex, account.account_id, pos)
+    return mark <= liq if side > 0 else mark >= liq
 
 
 def _past_bankruptcy(ex: Exchange, account: Account, pos: Position) -> bool:
@@ -92,11 +94,12 @@ def _past_bankruptcy(ex: Exchange, account: Account, pos: Position) -> bool:
     if bankrupt is None or not pos.is_open:
         return False
     mark = ex.mark_price(pos.symbol)
-    return mark <= bankrupt if pos.side > 0 else mark >= bankrupt
+    side = risk.trigger_side(ex, account.account_id, pos)
+    return mark <= bankrupt if side > 0 else mark >= bankrupt
 
 
 def _margin_call(ex: Exchange, account: Account, pos: Position) -> None:
-    view = risk.position_risk(ex, account.account_id, pos.symbol)
+    view = risk.position_risk(ex, account.account_id, pos.symbol, pos.position_side)
     threshold = ex.profile.liquidation.margin_call_ratio
     if view.margin_ratio < threshold:
         pos.margin_call_sent = False
@@ -148,16 +151,25 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position]) -> None
                                   step="partial")
                 return
     # 3. Takeover at the bankruptcy price, then the book, the insurance fund or ADL.
-    for pos in [p for p in positions if p.is_open]:
-        _take_over(ex, account, pos)
+    # A cross hedged pair (LONG and SHORT of one symbol) shares one bankruptcy price: both
+    # legs close there, the gaining leg first so the wallet never has to cover the loser alone.
+    shared: dict[int, Decimal | None] = {}
+    for pos in positions:
+        if pos.is_open and risk.hedged_pair(ex, aid, pos) is not None:
+            shared[id(pos)] = risk.liquidation_prices(ex, aid, pos)[1]
+    live = [p for p in positions if p.is_open]
+    live.sort(key=lambda p: -_pnl_at(ex, p, shared[id(p)]) if id(p) in shared else ZERO)
+    for pos in live:
+        _take_over(ex, account, pos, shared.get(id(pos)))
     ex.journal.append(ex.now_ms, "liquidation.completed", account_id=aid,
                       insurance_fund=ex.ledger.balance(insurance_account(positions[0].coin)))
     ex.watcher.replan()
 
 
 def _snapshot(ex: Exchange, account_id: str, pos: Position) -> dict[str, object]:
-    view = risk.position_risk(ex, account_id, pos.symbol)
-    return {"symbol": pos.symbol, "qty": pos.qty_contracts, "entry": pos.entry_price_usd,
+    view = risk.position_risk(ex, account_id, pos.symbol, pos.position_side)
+    return {"symbol": pos.symbol, "position_side": pos.position_side, "qty": pos.qty_contracts,
+            "entry": pos.entry_price_usd,
             "mark": view.mark_price_usd, "margin_balance": view.margin_balance_coin,
             "maint_margin": view.maint_margin_coin,
             "liquidation_price": _finite(view.liquidation_price_usd),
@@ -189,7 +201,8 @@ def _step_down(ex: Exchange, account: Account, pos: Position) -> bool:
         realised, _ = trading.apply_position_fill(ex, account.account_id, inst,
                                                   -pos.side * qty, price, ZERO,
                                                   f"liquidation:{pos.symbol}",
-                                                  release_margin=False)
+                                                  release_margin=False,
+                                                  position_side=pos.position_side)
         fee = quantize(fee_coin(qty, inst.contract_size_usd, price, fee_rate),
                        ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule)
         if fee > 0:  # what the account cannot pay of the clearance fee is waived
@@ -197,7 +210,7 @@ def _step_down(ex: Exchange, account: Account, pos: Position) -> bool:
                                        insurance_account(pos.coin),
                                        "liquidation_clearance_fee", f"liquidation:{pos.symbol}")
         trading.record_forced_fill(ex, account.account_id, inst, side, qty, price, realised,
-                                   max(fee, ZERO), "LIQUIDATION")
+                                   max(fee, ZERO), "LIQUIDATION", pos.position_side)
     ex.journal.append(ex.now_ms, "liquidation.order", account_id=account.account_id,
                       symbol=pos.symbol, kind="partial", side=opposite(_side(pos)), qty=close,
                       avg_price=_avg(inst, fills), from_bracket=bracket.bracket,
@@ -216,16 +229,27 @@ def _side_of(qty: int) -> Side:
 def _holders(account_id: str, pos: Position) -> list[str]:
     wallet = wallet_account(account_id, pos.coin)
     if pos.margin_mode == "isolated":
-        return [isolated_account(account_id, pos.symbol), wallet]
+        return [isolated_account(account_id, pos.margin_key), wallet]
     return [wallet]
 
 
-def _take_over(ex: Exchange, account: Account, pos: Position) -> None:
+def _pnl_at(ex: Exchange, pos: Position, price: Decimal | None) -> Decimal:
+    """The position's PnL if closed at ``price`` (zero when there is no finite price)."""
+    if price is None or not price.is_finite() or pos.entry_price_usd is None:
+        return ZERO
+    return pnl_coin(pos.qty_contracts, pos.entry_price_usd, price,
+                    ex.instruments[pos.symbol].contract_size_usd)
+
+
+def _take_over(ex: Exchange, account: Account, pos: Position,
+               shared_bankruptcy_usd: Decimal | None = None) -> None:
     """Close the user's position at bankruptcy; the engine works it off (book / fund / ADL)."""
     inst = ex.instruments[pos.symbol]
     aid, coin, cs = account.account_id, pos.coin, inst.contract_size_usd
     mark = ex.mark_price(pos.symbol)
     _, bankrupt = risk.liquidation_prices(ex, aid, pos)
+    if shared_bankruptcy_usd is not None:
+        bankrupt = shared_bankruptcy_usd
     bp = bankrupt if bankrupt is not None and bankrupt.is_finite() else mark
     qty, entry = pos.qty_contracts, pos.entry_price_usd
     assert entry is not None
@@ -248,7 +272,7 @@ def _take_over(ex: Exchange, account: Account, pos: Position) -> None:
     pos.qty_contracts, pos.entry_price_usd, pos.updated_ms = 0, None, ex.now_ms
     pos.margin_call_sent = False
     trading.record_forced_fill(ex, aid, inst, opposite(_side_of(qty)), abs(qty), bp, -loss, ZERO,
-                               "LIQUIDATION")
+                               "LIQUIDATION", pos.position_side)
     ex.journal.append(ex.now_ms, "liquidation.takeover", account_id=aid, symbol=pos.symbol,
                       qty=qty, entry=entry, mark=mark, bankruptcy_price=bp, loss=loss,
                       wallet=ex.ledger.balance(wallet_account(aid, coin)))
@@ -340,7 +364,7 @@ def _avg(inst: Instrument, fills: list[tuple[Decimal, int]]) -> Decimal | None:
 def _auto_deleverage(ex: Exchange, inst: Instrument, bankrupt_account: str, qty: int,
                      bp: Decimal, wanted: int) -> int:
     """Close ranked profitable opposite positions at BP; the contracts so absorbed."""
-    ranking = adl_ranking(ex, inst.symbol, opposite_of=qty)
+    ranking = adl_ranking(ex, inst.symbol, opposite_of=qty, exclude=bankrupt_account)
     ex.journal.append(ex.now_ms, "adl.ranking", symbol=inst.symbol, bankruptcy_price=bp,
                       ranking=[{"account_id": a, "qty": p.qty_contracts, "score": round(s, 8)}
                                for a, p, s in ranking])
@@ -356,8 +380,10 @@ def _auto_deleverage(ex: Exchange, inst: Instrument, bankrupt_account: str, qty:
                     if ex.profile.liquidation.adl_counterparty_fee == "maker" else ZERO)
         realised, fee = trading.apply_position_fill(ex, account_id, inst, -pos.side * take, bp,
                                                     fee_rate,
-                                                    f"adl:{inst.symbol}:{bankrupt_account}")
-        trading.record_forced_fill(ex, account_id, inst, side, take, bp, realised, fee, "ADL")
+                                                    f"adl:{inst.symbol}:{bankrupt_account}",
+                                                    position_side=pos.position_side)
+        trading.record_forced_fill(ex, account_id, inst, side, take, bp, realised, fee, "ADL",
+                                   pos.position_side)
         done += take
         ex.journal.append(ex.now_ms, "adl.fill", account_id=account_id, symbol=inst.symbol,
                           qty=take, price=bp, realized_pnl=realised, commission=fee,
@@ -367,7 +393,8 @@ def _auto_deleverage(ex: Exchange, inst: Instrument, bankrupt_account: str, qty:
     return done
 
 
-def adl_ranking(ex: Exchange, symbol: str, opposite_of: int) -> list[tuple[str, Position, Decimal]]:
+def adl_ranking(ex: Exchange, symbol: str, opposite_of: int,
+                exclude: str | None = None) -> list[tuple[str, Position, Decimal]]:
     """Every position opposite to ``opposite_of``'s side, first to be deleveraged first.
 
     Scores follow the venue's published formula (profile ``liquidation.adl_ranking``):
@@ -387,12 +414,13 @@ def adl_ranking(ex: Exchange, symbol: str, opposite_of: int) -> list[tuple[str, 
     cs = inst.contract_size_usd
     style = ex.profile.liquidation.adl_ranking
     ranked: list[tuple[str, Position, Decimal]] = []
-    for account in ex.accounts.values():
-        pos = account.positions.get(symbol)
-        if pos is None or not pos.is_open or (pos.qty_contracts > 0) == (opposite_of > 0):
+    candidates = [(a, p) for a in ex.accounts.values() if a.account_id != exclude
+                  for p in a.positions_on(symbol)]
+    for account, pos in candidates:
+        if not pos.is_open or (pos.qty_contracts > 0) == (opposite_of > 0):
             continue
         assert pos.entry_price_usd is not None
-        view = risk.position_risk(ex, account.account_id, symbol)
+        view = risk.position_risk(ex, account.account_id, symbol, pos.position_side)
         upnl = view.unrealised_pnl_coin
         if style == "binance":
             wallet = (view.isolated_margin_coin if pos.margin_mode == "isolated"

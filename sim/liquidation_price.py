@@ -343,3 +343,99 @@ def cross_prices(
         funding_rate,
         cross=True,
     )
+
+
+@dataclass(frozen=True)
+class HedgePrices:
+    """The one liquidation / bankruptcy price a symbol's LONG and SHORT share in cross hedge
+    mode, and the direction of the trigger: +1 when the mark falling to it liquidates (net
+    long), −1 when the mark rising to it does (net short)."""
+
+    liquidation_price_usd: Decimal | None
+    bankruptcy_price_usd: Decimal | None
+    side: int
+
+
+def cross_hedge_prices(
+    profile: Profile,
+    instrument: Instrument,
+    long_qty: int,
+    long_entry_usd: Decimal,
+    short_qty: int,
+    short_entry_usd: Decimal,
+    wallet_balance_coin: Decimal,
+    *,
+    other_unrealised_pnl_coin: Decimal = Decimal(0),
+    other_maint_margin_coin: Decimal = Decimal(0),
+    mark_price_usd: Decimal,
+) -> HedgePrices:
+    """Binance's cross liquidation price with the hedge-mode terms (venue-sources.md 1):
+
+        LP = [L·MMR_L + S·MMR_S + L − S] /
+             [(WB − TMM1 + UPNL1 + cum_L + cum_S)/CM + L/EP_L − S/EP_S]
+
+    (L, S in contracts, CM the contract size; N = contracts·CM). Both legs move with the same
+    mark, so they share the price. The brackets are those of each leg's value at the solved
+    price, found by re-solving from the brackets at the mark (at most one step per bracket).
+    For profiles valuing MM at entry (Bybit two-way mode) MM is the fixed entry amount and the
+    equation is the same with MMR = 0 on the price side. The exit-fee / funding extras of the
+    one-way solver are not added here (no hedge-mode venue among the profiles uses them).
+    """
+    cs = exact(instrument.contract_size_usd)
+    n_long, n_short = abs(long_qty) * cs, abs(short_qty) * cs
+    inv_l, inv_s = 1 / exact(long_entry_usd), 1 / exact(short_entry_usd)
+    w_liq = exact(wallet_balance_coin) + exact(other_unrealised_pnl_coin) - exact(
+        other_maint_margin_coin)
+    w_bankrupt = exact(wallet_balance_coin) + exact(other_unrealised_pnl_coin)
+    equity0 = n_long * inv_l - n_short * inv_s
+    table = instrument.brackets
+    bankrupt = _hedge_solve(n_long - n_short, w_bankrupt + equity0)
+    if profile.liquidation.style == "mm_at_entry":
+        fixed = Fraction(0)
+        for n, inv in ((n_long, inv_l), (n_short, inv_s)):
+            b = [x for x in table if exact(x.floor_coin) <= n * inv][-1]
+            fixed += n * inv * exact(b.mmr) - exact(b.cum_coin)
+        liq = _hedge_solve(n_long - n_short, w_liq + equity0 - fixed)
+    else:
+        x = 1 / exact(mark_price_usd)
+        liq = (None, 0)
+        for _ in range(2 * len(table) + 2):
+            b_l = [b for b in table if exact(b.floor_coin) <= n_long * x][-1]
+            b_s = [b for b in table if exact(b.floor_coin) <= n_short * x][-1]
+            d = n_long * (1 + exact(b_l.mmr)) - n_short * (1 - exact(b_s.mmr))
+            liq = _hedge_solve(d, w_liq + equity0 + exact(b_l.cum_coin) + exact(b_s.cum_coin))
+            if liq[0] is None or liq[0] <= 0:
+                break
+            if liq[0] == x:
+                break
+            x = liq[0]
+    tick = instrument.tick_size
+    rounding = profile.liquidation
+    side = liq[1] or bankrupt[1] or 1
+    return HedgePrices(
+        liquidation_price_usd=round_price(_hedge_price(liq[0], side), side, tick,
+                                          rounding.liquidation_price_rounding),
+        bankruptcy_price_usd=round_price(_hedge_price(bankrupt[0], side), side, tick,
+                                         rounding.bankruptcy_price_rounding),
+        side=side,
+    )
+
+
+def _hedge_solve(d: Fraction, n: Fraction) -> tuple[Fraction | None, int]:
+    """Solve n = x·d for the trigger in x = 1/price: (x, direction).
+
+    d > 0 (net long): liquidated once x ≥ n/d, x = 0 standing for "at every price" when n ≤ 0;
+    d < 0 (net short): once x ≤ n/d, None ("never") unless n/d > 0; d = 0: price-free."""
+    if d > 0:
+        return (n / d if n > 0 else Fraction(0)), 1
+    if d < 0:
+        return (n / d if n < 0 else None), -1
+    return (Fraction(0) if n <= 0 else None), 0
+
+
+def _hedge_price(x: Fraction | None, side: int) -> Decimal | None:
+    if x is None:
+        return None
+    if x <= 0:
+        return INFINITE_PRICE if side > 0 else None
+    return to_dec(1 / x)
