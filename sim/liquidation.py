@@ -108,7 +108,8 @@ def _margin_call(ex: Exchange, account: Account, pos: Position) -> None:
         return
     pos.margin_call_sent = True
     ex.journal.append(ex.now_ms, "margin.call", account_id=account.account_id,
-                      symbol=pos.symbol, margin_mode=pos.margin_mode, qty=pos.qty_contracts,
+                      symbol=pos.symbol, position_side=pos.position_side,
+                      margin_mode=pos.margin_mode, qty=pos.qty_contracts,
                       mark=view.mark_price_usd, margin_ratio=round(view.margin_ratio, 6),
                       margin_balance=view.margin_balance_coin,
                       maint_margin=view.maint_margin_coin,

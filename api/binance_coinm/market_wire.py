@@ -243,11 +243,11 @@ def open_interest(ex: Exchange, inst: Instrument) -> dict[str, Any]:
     """
     longs = shorts = 0
     for account in ex.accounts.values():
-        pos = account.positions.get(inst.symbol)
-        if pos is not None and pos.qty_contracts > 0:
-            longs += pos.qty_contracts
-        elif pos is not None:
-            shorts -= pos.qty_contracts
+        for pos in account.positions_on(inst.symbol):  # hedge mode: both legs
+            if pos.qty_contracts > 0:
+                longs += pos.qty_contracts
+            else:
+                shorts -= pos.qty_contracts
     return {"symbol": inst.symbol, "pair": inst.pair, "openInterest": str(max(longs, shorts)),
             "contractType": inst.contract_type, "time": ex.now_ms}
 
