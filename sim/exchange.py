@@ -40,6 +40,7 @@ from perpsim.sim.errors import (
     ScenarioError,
     UnknownAccount,
 )
+from perpsim.sim.funding_schedule import FundingSchedule
 from perpsim.sim.journal import Event, Journal
 from perpsim.sim.ledger import (
     Ledger,
@@ -135,13 +136,22 @@ class Exchange:
         self.pricers: dict[str, MarketPricer] = {}
         self.books: dict[str, OrderBook] = {}
         self.states: dict[str, SymbolState] = {}
+        # Each symbol's funding times: its interval, then the scenario's scheduled changes.
+        self.funding_schedules = {
+            inst.symbol: FundingSchedule.of(profile, inst, scenario.funding_interval_changes)
+            for inst in profile.instruments}
+        unknown = {c.symbol for c in scenario.funding_interval_changes} - set(self.instruments)
+        if unknown:
+            raise InvalidInput(f"scenario {scenario.name!r} changes the funding interval of "
+                               f"{', '.join(sorted(unknown))}, which {profile.name} does not list")
         for inst in profile.instruments:
             self.states[inst.symbol] = SymbolState()
             self.books[inst.symbol] = OrderBook(inst)
             tape = self.tapes.get(inst.pair)
             if tape is not None:
                 _check_tape_prices(scenario, tape, inst)
-                self.pricers[inst.symbol] = MarketPricer(profile, inst, tape)
+                self.pricers[inst.symbol] = MarketPricer(profile, inst, tape,
+                                                         self.funding_schedules[inst.symbol])
         self._book_rows: dict[str, tuple[int, int]] = {}
         self._marks: dict[str, tuple[tuple[object, ...], Decimal]] = {}
         self.lp_cache: dict[tuple[object, ...], tuple[Decimal | None, Decimal | None]] = {}
@@ -304,7 +314,7 @@ class Exchange:
         """Next funding time of a perpetual (None for delivery contracts)."""
         if not self.instrument(symbol).is_perpetual:
             return None
-        return self.profile.funding.next_funding_time_ms(self.now_ms)
+        return self.funding_schedules[self.instrument(symbol).symbol].next_time(self.now_ms)
 
     def set_prices(self, symbol: object, index: object, perp: object | None = None) -> list[Event]:
         """Manual scenarios: move a pair's prices now and run what that triggers."""

@@ -14,10 +14,12 @@ and leaving them out keeps funding a pure function of the scenario (documented i
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 
 import numpy as np
 
 from perpsim.sim.errors import InvalidState
+from perpsim.sim.funding_schedule import FundingSchedule
 from perpsim.sim.money import round_to_tick
 from perpsim.sim.profile import Instrument, Profile
 
@@ -95,13 +97,14 @@ class PriceTape:
 class MarketPricer:
     """Mark price and premium of one instrument over a tape, exact and vectorised."""
 
-    def __init__(self, profile: Profile, instrument: Instrument, tape: PriceTape) -> None:
+    def __init__(self, profile: Profile, instrument: Instrument, tape: PriceTape,
+                 schedule: FundingSchedule | None = None) -> None:
         self.profile = profile
         self.inst = instrument
         self.tape = tape
         self.tick = instrument.tick_size
         self._tick_f = float(instrument.tick_size)
-        self._interval_ms = profile.funding.interval_ms
+        self.schedule = schedule or FundingSchedule.of(profile, instrument)
         self._weights_usd, self._offsets_usd = _impact_walk(instrument)
 
     # ---- exact, at one instant -------------------------------------------------------------
@@ -117,7 +120,8 @@ class MarketPricer:
         the last trade price (default: the book reference).
         """
         index = self.tape.index_at(t_ms)
-        p1 = index * (1 + funding_rate * self._time_to_funding_ms(t_ms) / self._interval_ms)
+        interval = self.schedule.window_ms(t_ms) if self.inst.is_perpetual else 1
+        p1 = index * (1 + funding_rate * self._time_to_funding_ms(t_ms) / interval)
         if self.profile.mark.method == "fair_price":
             return p1.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
         p2 = index + self._basis_average(t_ms)
@@ -137,7 +141,7 @@ class MarketPricer:
         """
         if not self.inst.is_perpetual:
             return 0
-        return self.profile.funding.next_funding_time_ms(t_ms - 1) - t_ms
+        return self.schedule.next_time(t_ms - 1) - t_ms
 
     def _basis_average(self, t_ms: int) -> Decimal:
         """Moving average of (book mid − index) over the profile's last N basis samples."""
@@ -175,8 +179,8 @@ class MarketPricer:
     def _marks(self, grid_ms: np.ndarray, index: np.ndarray, perp: np.ndarray,
                funding_rate: float) -> np.ndarray:
         if self.inst.is_perpetual:
-            ttf = self._next_funding_vec(grid_ms) - grid_ms
-            p1 = index * (1.0 + funding_rate * ttf / self._interval_ms)
+            ttf = self.schedule.next_times(grid_ms) - grid_ms
+            p1 = index * (1.0 + funding_rate * ttf / self.schedule.windows(grid_ms))
         else:
             p1 = index
         if self.profile.mark.method == "fair_price":
@@ -187,11 +191,6 @@ class MarketPricer:
         last = np.round(perp / self._tick_f) * self._tick_f
         # median of three without sorting: max(min(a, b), min(max(a, b), c))
         return np.maximum(np.minimum(p1, p2), np.minimum(np.maximum(p1, p2), last))
-
-    def _next_funding_vec(self, grid_ms: np.ndarray) -> np.ndarray:
-        """Vectorised: the funding time at or after each grid time (as _time_to_funding_ms)."""
-        offset = self.profile.funding.times_utc_hours[0] * 3_600_000
-        return offset + ((grid_ms - 1 - offset) // self._interval_ms + 1) * self._interval_ms
 
     def _basis_averages(self, grid_ms: np.ndarray) -> np.ndarray:
         step = self.profile.mark.basis_sample_interval_ms
@@ -245,8 +244,13 @@ class MarketPricer:
         funding = self.profile.funding
         step = funding.premium_sample_interval_ms
         first = window_start_ms + step
+        # Binance "F = [P̄ + clamp(I − P̄, ±0.05 %)] / (8/N)": a window of N hours pays N/8 of the
+        # 8-hour template, its cap and floor scaled alike.
+        window, eight_hours = self.schedule.rate_scale(until_ms)
+        scale = Fraction(window, eight_hours)
         if until_ms < first:
-            return _template(0.0, funding.interest_rate, funding.clamp, self.inst.funding_cap)
+            return _template(0.0, funding.interest_rate, funding.clamp, self.inst.funding_cap,
+                             scale)
         samples = np.arange(first, until_ms // step * step + 1, step, dtype=np.int64)
         premium = self.premiums(samples)
         if funding.averaging == "weighted":
@@ -254,13 +258,19 @@ class MarketPricer:
             average = float((premium * weights).sum() / weights.sum())
         else:
             average = float(premium.mean())
-        return _template(average, funding.interest_rate, funding.clamp, self.inst.funding_cap)
+        return _template(average, funding.interest_rate, funding.clamp, self.inst.funding_cap,
+                         scale)
 
 
-def _template(average: float, interest: Decimal, clamp: Decimal, cap: Decimal) -> Decimal:
-    """F = P̄ + clamp(I − P̄, ±clamp), then capped at ±cap, rounded to 8 decimals."""
+def _template(average: float, interest: Decimal, clamp: Decimal, cap: Decimal,
+              scale: Fraction = Fraction(1)) -> Decimal:
+    """F = (P̄ + clamp(I − P̄, ±clamp))·scale, capped at ±cap·scale, rounded to 8 decimals
+    (scale = window / 8 h: 1 for the usual 8-hour funding)."""
     p_bar = Decimal(repr(average)).quantize(Decimal("1e-12"), rounding=ROUND_HALF_EVEN)
     rate = p_bar + min(max(interest - p_bar, -clamp), clamp)
+    if scale != 1:
+        factor = Decimal(scale.numerator) / Decimal(scale.denominator)
+        rate, cap = rate * factor, cap * factor
     rate = min(max(rate, -cap), cap)
     return rate.quantize(RATE_STEP, rounding=ROUND_HALF_EVEN)
 

@@ -99,6 +99,13 @@ class Instrument(_Frozen):
     price_precision: StrictInt = Field(ge=0, le=12)
     quantity_precision: StrictInt = Field(ge=0, le=12)
     funding_cap: Decimal = Field(gt=0, lt=1, description="funding rate is clamped to ±cap")
+    funding_interval_hours: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=24,
+        description="this symbol's funding interval (8, 4, 1 ...); None: the profile's times. "
+        "Rates, cap and floor are the 8-hour ones scaled by interval / 8 h",
+    )
     impact_margin_usd: Decimal | None = Field(
         default=None,
         gt=0,
@@ -145,6 +152,11 @@ class Instrument(_Frozen):
             raise _At(
                 "impact_margin_usd",
                 "set exactly one of impact_margin_usd (Binance) and impact_margin_coin (Bybit)",
+            )
+        if self.funding_interval_hours is not None and 24 % self.funding_interval_hours:
+            raise _At(
+                "funding_interval_hours",
+                f"{self.funding_interval_hours} h does not divide the day into equal intervals",
             )
         if not self.min_qty <= self.max_qty:
             raise _At("min_qty", f"min_qty {self.min_qty} exceeds max_qty {self.max_qty}")

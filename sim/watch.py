@@ -135,7 +135,9 @@ class Watcher:
 
 def _next_scheduled(ex: Exchange, now_ms: int) -> int:
     """Next funding time (a scheduled event that changes balances and rates)."""
-    return ex.profile.funding.next_funding_time_ms(now_ms)
+    from perpsim.sim.funding import next_funding_time
+
+    return next_funding_time(ex, now_ms)
 
 
 def collect_levels(ex: Exchange, symbol: str) -> Levels:

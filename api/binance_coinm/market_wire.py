@@ -253,9 +253,12 @@ def open_interest(ex: Exchange, inst: Instrument) -> dict[str, Any]:
 
 
 def funding_info(ex: Exchange, inst: Instrument) -> dict[str, Any]:
-    """One ``GET /dapi/v1/fundingInfo`` row: the rate cap/floor and the funding interval."""
+    """One ``GET /dapi/v1/fundingInfo`` row: the rate cap/floor and the funding interval (the
+    cap and floor of an N-hour interval are the 8-hour ones × N/8)."""
+    window = ex.funding_schedules[inst.symbol].window_ms(ex.now_ms + 1)
+    cap = inst.funding_cap * window / (8 * HOUR_MS)
     return {
-        "symbol": inst.symbol, "adjustedFundingRateCap": mark(inst.funding_cap),
-        "adjustedFundingRateFloor": mark(-inst.funding_cap),
-        "fundingIntervalHours": ex.profile.funding.interval_ms // HOUR_MS, "disclaimer": False,
+        "symbol": inst.symbol, "adjustedFundingRateCap": mark(cap),
+        "adjustedFundingRateFloor": mark(-cap),
+        "fundingIntervalHours": window // HOUR_MS, "disclaimer": False,
     }
