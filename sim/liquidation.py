@@ -143,7 +143,10 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position]) -> None
                           symbols=[p.symbol for p in positions if p.is_open])
     if ex.profile.liquidation.partial and not bankrupt:
         while True:
-            live = [p for p in positions if p.is_open]
+            # A hedged leg on the side the pair is not net on only hedges: stepping it down
+            # would add risk, so only the net side's leg (or a one-way position) steps down.
+            live = [p for p in positions if p.is_open
+                    and risk.trigger_side(ex, aid, p) == p.side]
             pos = max(live, key=lambda p: risk.mark_value_coin(ex, p), default=None)
             if pos is None or not _step_down(ex, account, pos):
                 break

@@ -207,3 +207,24 @@ def test_bybit_two_way_mode_position_idx() -> None:
     assert liq is not None
     assert fr(liq) - exact < Fraction(1, 2)  # rounded up to the tick: reached earlier
     assert fr(liq) >= exact
+
+
+def test_a_net_long_pair_steps_down_its_long_leg_only() -> None:
+    """The partial step-down reduces the leg the pair is net on; the hedging SHORT stays."""
+    ex = make_exchange()
+    account = _hedged(ex, "0.3", leverage=20)
+    trading.place_order(ex, account, BTC, "BUY", "MARKET", 3_100, position_side="LONG")
+    trading.place_order(ex, account, BTC, "SELL", "MARKET", 300, position_side="SHORT")
+    short = ex.position(account, BTC, "SHORT")
+    liq, bankrupt = risk.liquidation_prices(ex, account, short)
+    assert liq is not None
+    assert bankrupt is not None
+    assert risk.trigger_side(ex, account, short) == 1
+    ex.advance(SECOND_MS)
+    events = ex.set_prices(BTC, str(((liq + bankrupt) / 2).quantize(D("0.1"))))
+    orders = of_type(events, "liquidation.order")
+    assert orders[0].payload["kind"] == "partial"
+    assert orders[0].payload["side"] == "SELL"
+    partials = [e for e in orders if e.payload["kind"] == "partial"]
+    assert all(e.payload["side"] == "SELL" for e in partials)
+    check_invariants(ex)
