@@ -12,12 +12,23 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
+from perpsim.sim.errors import InvalidPositionSide
+
 MarginMode = Literal["cross", "isolated"]
 MARGIN_MODES: tuple[MarginMode, ...] = ("cross", "isolated")
 PositionSide = Literal["BOTH", "LONG", "SHORT"]
 POSITION_SIDES: tuple[PositionSide, ...] = ("BOTH", "LONG", "SHORT")
 # Bybit's position_idx for the same three: 0 one-way, 1 buy side, 2 sell side of two-way mode.
 BYBIT_POSITION_IDX: dict[PositionSide, int] = {"BOTH": 0, "LONG": 1, "SHORT": 2}
+
+
+def side_of_position_idx(position_idx: object) -> PositionSide:
+    """The engine's position side for Bybit's ``positionIdx`` (0, 1 or 2), for a Bybit dialect."""
+    for side, idx in BYBIT_POSITION_IDX.items():
+        if position_idx == idx and not isinstance(position_idx, bool):
+            return side
+    raise InvalidPositionSide(f"positionIdx must be 0 (one-way), 1 (buy side) or 2 (sell side) "
+                              f"of two-way mode, got {position_idx!r}")
 
 
 def position_key(symbol: str, side: PositionSide = "BOTH") -> str:

@@ -16,7 +16,7 @@ import pytest
 
 from perpsim.sim import liquidation_price as lp
 from perpsim.sim import risk, trading
-from perpsim.sim.accounts import BYBIT_POSITION_IDX
+from perpsim.sim.accounts import BYBIT_POSITION_IDX, side_of_position_idx
 from perpsim.sim.errors import (
     InvalidPositionSide,
     PositionModeAlreadySet,
@@ -188,6 +188,10 @@ def test_bybit_two_way_mode_position_idx() -> None:
     """Bybit's position_idx: 0 one-way, 1 the buy side, 2 the sell side of two-way mode; the
     engine's LONG / SHORT legs are those, with MM at entry (classic Bybit)."""
     assert BYBIT_POSITION_IDX == {"BOTH": 0, "LONG": 1, "SHORT": 2}
+    assert [side_of_position_idx(i) for i in (0, 1, 2)] == ["BOTH", "LONG", "SHORT"]
+    for bad in (3, "1", True, None):
+        with pytest.raises(InvalidPositionSide):
+            side_of_position_idx(bad)
     ex = make_exchange("bybit_inverse")
     account = _hedged(ex, "1", symbol=BYBIT_BTC)
     trading.place_order(ex, account, BYBIT_BTC, "BUY", "MARKET", 30_000, position_side="LONG")
