@@ -195,7 +195,7 @@ def apply_fill(
     ep, fp = exact(entry), exact(price)
     if (qty > 0) == (fill_qty > 0):
         if rounding is not None and rounding.entry_lot_contracts is not None:
-            lot_entry = lot_average_entry(qty, ep, fill_qty, fp, rounding)
+            lot_entry = _lot_average_entry(qty, ep, fill_qty, fp, rounding)
             return Fill(qty + fill_qty, to_dec(lot_entry), Decimal(0))
         # Adding: harmonic mean of the old entry and the fill, one rounding.
         new_entry = (abs(qty) + abs(fill_qty)) / (abs(qty) / ep + abs(fill_qty) / fp)
@@ -213,7 +213,7 @@ def apply_fill(
     return Fill(new_qty, price, realised)
 
 
-def lot_average_entry(
+def _lot_average_entry(
     qty: int, entry: Fraction, fill_qty: int, fill_price: Fraction, rounding: Rounding
 ) -> Fraction:
     """BitMEX average entry: per-lot satoshi values, floored (long) or rounded (short).

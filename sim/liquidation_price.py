@@ -39,7 +39,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
-from perpsim.sim.errors import InvalidInput, InvalidPrice
+from perpsim.sim.errors import InvalidInput, InvalidPrice, InvalidQuantity
 from perpsim.sim.inverse import contract_size, exact, rate_value, signed_contracts, to_dec
 from perpsim.sim.margin import brackets_value
 from perpsim.sim.money import positive_price, to_decimal
@@ -357,17 +357,17 @@ class HedgePrices:
 
 
 def cross_hedge_prices(
-    profile: Profile,
-    instrument: Instrument,
-    long_qty: int,
-    long_entry_usd: Decimal,
-    short_qty: int,
-    short_entry_usd: Decimal,
-    wallet_balance_coin: Decimal,
+    profile: object,
+    instrument: object,
+    long_qty: object,
+    long_entry_usd: object,
+    short_qty: object,
+    short_entry_usd: object,
+    wallet_balance_coin: object,
     *,
-    other_unrealised_pnl_coin: Decimal = Decimal(0),
-    other_maint_margin_coin: Decimal = Decimal(0),
-    mark_price_usd: Decimal,
+    other_unrealised_pnl_coin: object = 0,
+    other_maint_margin_coin: object = 0,
+    mark_price_usd: object,
 ) -> HedgePrices:
     """Binance's cross liquidation price with the hedge-mode terms (venue-sources.md 1):
 
@@ -381,12 +381,25 @@ def cross_hedge_prices(
     equation is the same with MMR = 0 on the price side. The exit-fee / funding extras of the
     one-way solver are not added here (no hedge-mode venue among the profiles uses them).
     """
+    if not isinstance(profile, Profile):
+        raise InvalidInput(f"profile must be a Profile, got {type(profile).__name__}")
+    if not isinstance(instrument, Instrument):
+        raise InvalidInput(f"instrument must be an Instrument, got {type(instrument).__name__}")
+    if signed_contracts(long_qty, "long_qty") < 0:
+        raise InvalidQuantity(f"long_qty must be positive (the LONG leg), got {long_qty!r}")
+    if signed_contracts(short_qty, "short_qty") > 0:
+        raise InvalidQuantity(f"short_qty must be negative (the SHORT leg), got {short_qty!r}")
     cs = exact(instrument.contract_size_usd)
-    n_long, n_short = abs(long_qty) * cs, abs(short_qty) * cs
-    inv_l, inv_s = 1 / exact(long_entry_usd), 1 / exact(short_entry_usd)
-    w_liq = exact(wallet_balance_coin) + exact(other_unrealised_pnl_coin) - exact(
-        other_maint_margin_coin)
-    w_bankrupt = exact(wallet_balance_coin) + exact(other_unrealised_pnl_coin)
+    n_long = abs(signed_contracts(long_qty, "long_qty")) * cs
+    n_short = abs(signed_contracts(short_qty, "short_qty")) * cs
+    inv_l = 1 / exact(positive_price(long_entry_usd, "long_entry_usd"))
+    inv_s = 1 / exact(positive_price(short_entry_usd, "short_entry_usd"))
+    wallet = exact(to_decimal(wallet_balance_coin, "wallet_balance_coin"))
+    other_upnl = exact(to_decimal(other_unrealised_pnl_coin, "other_unrealised_pnl_coin"))
+    other_mm = _extra(other_maint_margin_coin, "other_maint_margin_coin")
+    mark = positive_price(mark_price_usd, "mark_price_usd")
+    w_liq = wallet + other_upnl - other_mm
+    w_bankrupt = wallet + other_upnl
     equity0 = n_long * inv_l - n_short * inv_s
     table = instrument.brackets
     bankrupt = _hedge_solve(n_long - n_short, w_bankrupt + equity0)
@@ -397,7 +410,7 @@ def cross_hedge_prices(
             fixed += n * inv * exact(b.mmr) - exact(b.cum_coin)
         liq = _hedge_solve(n_long - n_short, w_liq + equity0 - fixed)
     else:
-        x = 1 / exact(mark_price_usd)
+        x = 1 / exact(mark)
         liq = (None, 0)
         for _ in range(2 * len(table) + 2):
             b_l = [b for b in table if exact(b.floor_coin) <= n_long * x][-1]
