@@ -90,6 +90,14 @@ def test_position_mode_switching_errors_over_the_wire(market: Market) -> None:
                          -4062)
     rows = signed(market, creds, "GET", "/dapi/v1/positionRisk", {"symbol": MARKET_ID}).json()
     assert [r["positionSide"] for r in rows] == ["LONG", "SHORT"]
+    hedged = {**order, "type": "MARKET", "positionSide": "SHORT", "side": "SELL"}
+    del hedged["price"], hedged["timeInForce"]
+    assert signed(market, creds, "POST", "/dapi/v1/order", hedged).status_code == 200
+    # The dashboard's positions table reads the snapshot's rows: one per leg, side named.
+    snapshot = market.control.get("/ui/api/snapshot", params={"history": "false"}).json()
+    [mine] = [a for a in snapshot["accounts"] if a["account_id"] == creds["account_id"]]
+    assert [(p["symbol"], p["position_side"], p["contracts"]) for p in mine["positions"]] == [
+        (MARKET_ID, "SHORT", -1)]
     account = signed(market, creds, "GET", "/dapi/v1/account").json()
     assert {(p["symbol"], p["positionSide"]) for p in account["positions"]} >= {
         (MARKET_ID, "LONG"), (MARKET_ID, "SHORT")}
