@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perpsim.api.binance_coinm.market_wire import funding_info
+from perpsim.api.binance_coinm.market_wire import funding_info, premium_index
 from perpsim.sim.errors import InvalidInput, ProfileError, ScenarioError
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.funding_schedule import FundingSchedule, IntervalChange
@@ -102,6 +102,8 @@ def test_cap_is_scaled_too() -> None:
     info = funding_info(ex, ex.instrument(BTC))
     assert (info["fundingIntervalHours"], D(info["adjustedFundingRateCap"])) == (4, D("0.0015"))
     assert funding_info(ex, ex.instrument(ETH))["fundingIntervalHours"] == 8
+    assert D(premium_index(ex, ex.instrument(BTC))["interestRate"]) == D("0.00005")
+    assert D(premium_index(ex, ex.instrument(ETH))["interestRate"]) == D("0.0001")
 
 
 # ---- a scheduled change inside a scenario ----------------------------------------------------
