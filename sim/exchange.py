@@ -140,10 +140,12 @@ class Exchange:
         self.funding_schedules = {
             inst.symbol: FundingSchedule.of(profile, inst, scenario.funding_interval_changes)
             for inst in profile.instruments}
-        unknown = {c.symbol for c in scenario.funding_interval_changes} - set(self.instruments)
+        names = set(self.instruments) | {i.pair for i in profile.instruments}
+        unknown = {c.symbol for c in scenario.funding_interval_changes} - names
         if unknown:
             raise InvalidInput(f"scenario {scenario.name!r} changes the funding interval of "
-                               f"{', '.join(sorted(unknown))}, which {profile.name} does not list")
+                               f"{', '.join(sorted(unknown))}, which {profile.name} does not "
+                               "list (name a symbol, or a pair such as BTCUSD)")
         for inst in profile.instruments:
             self.states[inst.symbol] = SymbolState()
             self.books[inst.symbol] = OrderBook(inst)

@@ -8,8 +8,9 @@ rate − premium index (P), 0.05%, −0.05%)] / (8/N)"), and so are the cap and 
 
 A schedule is a list of segments: from ``from_ms`` on, funding times are ``from_ms + k·interval``
 (the first segment is anchored at the profile's first funding hour and has no start). A change
-takes effect at a funding time of the segment before it, which is then the last time of the
-old interval and the first of the new one. Pure: no clock, no I/O.
+takes effect on a whole hour, which is itself a funding time: usually one of the old schedule
+(the venues switch there), otherwise it closes a shorter window, whose rate is scaled by its
+own length like any other. Pure: no clock, no I/O.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ _NO_START = -(2**62)
 
 @dataclass(frozen=True, slots=True)
 class IntervalChange:
-    """From ``from_ms`` (a funding time of the schedule before it) fund every ``interval_hours``."""
+    """From ``from_ms`` (a whole hour, itself a funding time) fund every ``interval_hours``.
+
+    ``symbol`` names one instrument, or a pair (``BTCUSD``) for every perpetual on it, which
+    keeps a scenario usable with any profile."""
 
     symbol: str
     from_ms: int
@@ -49,7 +53,7 @@ class FundingSchedule:
         anchor = profile.funding.times_utc_hours[0] * HOUR_MS
         schedule = cls(((_NO_START, anchor, interval),))
         sample = profile.funding.premium_sample_interval_ms
-        for change in sorted((c for c in changes if c.symbol == inst.symbol),
+        for change in sorted((c for c in changes if c.symbol in (inst.symbol, inst.pair)),
                              key=lambda c: c.from_ms):
             schedule = schedule._with(change, sample)
         return schedule
@@ -61,10 +65,10 @@ class FundingSchedule:
                 f"funding interval change of {change.symbol}: {change.interval_hours} h must be "
                 f"a whole number of hours dividing 24 and a multiple of the premium sample "
                 f"interval ({sample_ms} ms)")
-        if change.from_ms <= self.segments[-1][0] or not self.is_funding_time(change.from_ms):
+        if change.from_ms <= self.segments[-1][0] or change.from_ms % HOUR_MS:
             raise ScenarioError(
-                f"funding interval change of {change.symbol} at {change.from_ms}: it must be a "
-                "funding time of the schedule before it, after any earlier change")
+                f"funding interval change of {change.symbol} at {change.from_ms}: it must be on "
+                "a whole hour, after any earlier change")
         return FundingSchedule((*self.segments, (change.from_ms, change.from_ms, new_interval)))
 
     def _segment(self, t_ms: int) -> int:

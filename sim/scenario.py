@@ -16,7 +16,8 @@ Three kinds, all resolved by ``load_scenario``:
 A JSON spec may also schedule funding interval changes (Binance / Bybit move symbols between
 8 h, 4 h and 1 h; BitMEX announced 8 h → 2 h): ``"funding_interval_changes": [{"symbol":
 "BTCUSD_PERP", "from": "2024-01-02T00:00:00Z", "interval_hours": 4}]`` — from that funding time
-on, the symbol funds every 4 h at rates scaled by 4/8 (sim/funding_schedule.py).
+on, the symbol funds every 4 h at rates scaled by 4/8 (sim/funding_schedule.py). A pair name
+(``"BTCUSD"``) instead of a symbol changes every perpetual of the pair, on any profile.
 
 ``mode`` tells the engine where funding comes from: ``data`` when the scenario carries funding
 rates (they are settled; the premium model only predicts), ``synthetic`` when the premium model

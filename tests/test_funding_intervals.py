@@ -66,8 +66,10 @@ def test_schedule_times_windows_and_a_change() -> None:
 def test_bad_changes_are_refused(tmp_path: Path) -> None:
     p = profile("binance_coinm")
     inst = p.instrument(BTC)
-    with pytest.raises(ScenarioError, match="funding time"):
-        FundingSchedule.of(p, inst, (IntervalChange(BTC, T0 + HOUR_MS, 4),))
+    with pytest.raises(ScenarioError, match="whole hour"):
+        FundingSchedule.of(p, inst, (IntervalChange(BTC, T0 + HOUR_MS + 1, 4),))
+    with pytest.raises(ScenarioError, match="after any earlier change"):
+        FundingSchedule.of(p, inst, (IntervalChange(BTC, T0, 4), IntervalChange(BTC, T0, 2)))
     with pytest.raises(ScenarioError, match="dividing 24"):
         FundingSchedule.of(p, inst, (IntervalChange(BTC, T0, 5),))
     bad = profile("binance_coinm").model_dump(mode="json")
@@ -130,9 +132,24 @@ def test_scenario_changes_the_interval_at_a_funding_time(tmp_path: Path) -> None
     assert ex.next_funding_time_ms(BTC) == T0 + 20 * HOUR_MS
 
 
+def test_a_pair_name_changes_the_interval_on_any_profile(tmp_path: Path) -> None:
+    """"BTCUSD" moves BTCUSD_PERP on Binance and XBTUSD on BitMEX alike; 04:00 is a BitMEX
+    funding time, and on Binance it closes a 4-hour window paid at half the 8-hour rate."""
+    path = _scenario_file(tmp_path, [{"symbol": "BTCUSD", "from": "2024-01-01T04:00:00Z",
+                                      "interval_hours": 2}])
+    scenario = load_scenario(path)
+    binance = Exchange(profile("binance_coinm"), scenario)
+    bitmex = Exchange(profile("bitmex_xbtusd"), scenario)
+    assert binance.funding_schedules[BTC].window_ms(T0 + 9 * HOUR_MS) == 2 * HOUR_MS
+    assert bitmex.funding_schedules["XBTUSD"].next_time(T0 + 4 * HOUR_MS) == T0 + 6 * HOUR_MS
+    settled = _settled(binance.advance_until(T0 + 6 * HOUR_MS), BTC)
+    assert [(e.time_ms, D(e.payload["rate"])) for e in settled] == [
+        (T0 + 4 * HOUR_MS, D("0.00005")), (T0 + 6 * HOUR_MS, D("0.000025"))]
+
+
 @pytest.mark.parametrize(("changes", "error", "match"), [
-    ([{"symbol": BTC, "from": "2024-01-01T09:00:00Z", "interval_hours": 4}], ScenarioError,
-     "funding time"),
+    ([{"symbol": BTC, "from": "2024-01-01T09:30:00Z", "interval_hours": 4}], ScenarioError,
+     "whole hour"),
     ([{"symbol": "XYZUSD_PERP", "from": "2024-01-01T08:00:00Z", "interval_hours": 4}],
      InvalidInput, "XYZUSD_PERP"),
     ([{"symbol": BTC, "from": 1.5, "interval_hours": 4}], ScenarioError, "from a time"),
