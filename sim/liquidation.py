@@ -388,6 +388,7 @@ def _auto_deleverage(ex: Exchange, inst: Instrument, bankrupt_account: str, qty:
                                                     position_side=pos.position_side)
         trading.record_forced_fill(ex, account_id, inst, side, take, bp, realised, fee, "ADL",
                                    pos.position_side)
+        trading.trim_closing_orders(ex, account_id, pos)
         done += take
         ex.journal.append(ex.now_ms, "adl.fill", account_id=account_id, symbol=inst.symbol,
                           qty=take, price=bp, realized_pnl=realised, commission=fee,

@@ -182,6 +182,26 @@ def _check_hedge_close(ex: Exchange, order: Order, pos: Position) -> None:
             f"{abs(pos.qty_contracts)} it holds")
 
 
+def trim_closing_orders(ex: Exchange, account_id: str, pos: Position) -> list[Order]:
+    """Cancel a hedge leg's resting closing orders, newest first, until they fit in what the
+    leg still holds (after ADL shrank it): a closing fill never carries a leg through zero."""
+    if pos.position_side == "BOTH":
+        return []
+    closing = [o for o in ex.books[pos.symbol].open_orders(account_id)
+               if o.position_side == pos.position_side and o.sign != pos.leg_sign]
+    pending = sum(o.remaining_contracts for o in closing)
+    canceled = []
+    for order in sorted(closing, key=lambda o: o.seq, reverse=True):
+        if pending <= abs(pos.qty_contracts):
+            break
+        _cancel(ex, order, "CANCELED")
+        pending -= order.remaining_contracts
+        canceled.append(order)
+    if canceled:
+        ex.watcher.replan()
+    return canceled
+
+
 def _check_price_band(ex: Exchange, inst: Instrument, order: Order, fills: tuple) -> None:
     """Binance PERCENT_PRICE against the mark: limit buys ≤ mark × up, limit sells ≥ mark ×
     down (-4016 / -4024); a market order whose best counter price is outside is refused

@@ -37,6 +37,7 @@ from engine_helpers import (
     fr,
     fund,
     make_exchange,
+    no_insurance,
     of_type,
 )
 
@@ -231,4 +232,22 @@ def test_a_net_long_pair_steps_down_its_long_leg_only() -> None:
     assert orders[0].payload["side"] == "SELL"
     partials = [e for e in orders if e.payload["kind"] == "partial"]
     assert all(e.payload["side"] == "SELL" for e in partials)
+    check_invariants(ex)
+
+
+def test_adl_on_a_leg_trims_its_resting_closing_orders() -> None:
+    """A SHORT leg shrunk by ADL keeps only the closing orders it can still fill."""
+    ex = make_exchange(no_insurance())
+    short = _hedged(ex, "1")
+    trading.place_order(ex, short, BTC, "SELL", "MARKET", 100, position_side="SHORT")
+    closing = trading.place_order(ex, short, BTC, "BUY", "LIMIT", 100, "45000",
+                                  position_side="SHORT")
+    victim = fund(ex, "0.002", leverage=20)  # 20 contracts on 0.002 BTC: LP near 56,900
+    trading.place_order(ex, victim, BTC, "BUY", "MARKET", 20)
+    ex.advance(SECOND_MS)
+    events = ex.set_prices(BTC, "50000")
+    [fill] = of_type(events, "adl.fill")
+    assert (fill.payload["account_id"], fill.payload["qty"]) == (short, 20)
+    assert ex.position(short, BTC, "SHORT").qty_contracts == -80
+    assert closing.status == "CANCELED"  # 100 to close no longer fits in the 80 held
     check_invariants(ex)
