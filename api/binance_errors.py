@@ -16,6 +16,12 @@ PostOnlyWouldTake      −5022    Due to the order could not be ...       Exchan
 FillOrKillUnfilled     −5021    Due to the order could not be ...       ExchangeError (*)
 DuplicateClientOrderId −4116    ClientOrderId is duplicated.            ExchangeError (*)
 MarginModeAlreadySet   −4046    No need to change margin type.          MarginModeAlreadySet
+PriceAboveBand         −4016    Price is higher than mark price ...     ExchangeError (*)
+PriceBelowBand         −4024    Price is lower than mark price ...      ExchangeError (*)
+MarketPriceOutsideBand −4131    The counterparty's best price ...       ExchangeError (*)
+PositionModeAlreadySet −4059    No need to change position side.        ExchangeError (*)
+PositionModeOpenOrders −4067    Position side cannot be changed ...     ExchangeError (*)
+PositionModeOpen...    −4068    Position side cannot be changed ...     ExchangeError (*)
 UnknownSymbol          −1121    Invalid symbol.                         BadSymbol
 wrong secret           −1022    Signature for this request is not ...   AuthenticationError
 unknown API key        −2015    Invalid API-key, IP, or permissions...  AuthenticationError
@@ -117,6 +123,30 @@ ERROR_TABLE: dict[type[BaseException], WireError] = {
     domain.TooManyOpenOrders: WireError(400, -2025, "Reach max open order limit."),
     domain.PositionTooLargeForLeverage: WireError(
         400, -2027, "Exceeded the maximum allowable position at current leverage."),
+    domain.PriceAboveBand: WireError(
+        400, -4016, "Price is higher than mark price multiplier cap."
+    ),
+    domain.PriceBelowBand: WireError(
+        400, -4024, "Price is lower than mark price multiplier floor."
+    ),
+    domain.MarketPriceOutsideBand: WireError(
+        400, -4131, "The counterparty's best price does not meet the PERCENT_PRICE filter limit."
+    ),
+    domain.PositionModeAlreadySet: WireError(400, -4059, "No need to change position side."),
+    domain.PositionModeChangeRejected: WireError(
+        400, -4068, "Position side cannot be changed if there exists position."
+    ),
+    domain.PositionModeOpenOrders: WireError(
+        400, -4067, "Position side cannot be changed if there exists open orders."
+    ),
+    domain.PositionModeOpenPositions: WireError(
+        400, -4068, "Position side cannot be changed if there exists position."
+    ),
+    domain.InvalidPositionSide: WireError(400, -4060, "Invalid position side."),
+    domain.PositionSideMismatch: WireError(
+        400, -4061, "Order's position side does not match user's setting."
+    ),
+    domain.ReduceOnlyConflict: WireError(400, -4062, "Invalid or improper reduceOnly value."),
     domain.WouldTriggerImmediately: WireError(400, -2021, "Order would immediately trigger."),
     domain.OrderRejected: WireError(400, -2010, None),
     domain.OrderNotFound: WireError(400, -2013, "Order does not exist."),

@@ -162,12 +162,13 @@ async def get_account(account_id: str, state: State) -> dict[str, Any]:
     account = ex.account(account_id)
     coins = sorted(ex.ledger.coins)
     positions = []
-    for symbol, pos in account.positions.items():
+    for pos in account.positions.values():
         if not pos.is_open:
             continue
-        view = risk.position_risk(ex, account_id, symbol)
+        view = risk.position_risk(ex, account_id, pos.symbol, pos.position_side)
         positions.append({
-            "symbol": symbol, "contracts": view.qty_contracts,
+            "symbol": pos.symbol, "position_side": pos.position_side,
+            "contracts": view.qty_contracts,
             "entry_price": _str(view.entry_price_usd), "mark_price": _str(view.mark_price_usd),
             "unrealized_pnl": _str(view.unrealised_pnl_coin), "margin_mode": view.margin_mode,
             "leverage": view.leverage, "isolated_margin": _str(view.isolated_margin_coin),

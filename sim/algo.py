@@ -57,6 +57,7 @@ class AlgoOrder:
     status: str = "NEW"  # NEW → TRIGGERED | CANCELED | EXPIRED
     order_id: int | None = None  # the order placed when it fired
     reason: str = ""
+    position_side: str = "BOTH"  # hedge mode: the leg it opens or closes
 
     @property
     def is_open(self) -> bool:
@@ -79,9 +80,11 @@ def place_algo(ex: Exchange, account_id: str, symbol: object, side: object, algo
                quantity: object, trigger_price: object, price: object = None, *,
                working_type: object = "CONTRACT_PRICE", reduce_only: object = False,
                close_position: object = False, time_in_force: object = "GTC",
-               client_algo_id: object = None) -> AlgoOrder:
+               client_algo_id: object = None, position_side: object = None) -> AlgoOrder:
     """Validate and store a conditional order (nothing changes if any check fails)."""
-    ex.account(account_id)
+    from perpsim.sim.trading import position_side_for
+
+    account = ex.account(account_id)
     inst = ex.instrument(symbol)
     if side not in SIDES:
         raise InvalidInput(f"side must be BUY or SELL, got {side!r}")
@@ -94,6 +97,7 @@ def place_algo(ex: Exchange, account_id: str, symbol: object, side: object, algo
     for name, flag in (("reduceOnly", reduce_only), ("closePosition", close_position)):
         if not isinstance(flag, bool):
             raise InvalidInput(f"{name} must be true or false, got {flag!r}")
+    leg = position_side_for(account, position_side, bool(reduce_only))
     if time_in_force not in ("GTC", "IOC", "FOK", "GTX"):
         raise InvalidInput(f"timeInForce must be GTC, IOC, FOK or GTX, got {time_in_force!r}")
     trigger = check_tick(filtered_price(trigger_price, inst.tick_size, "triggerPrice"),
@@ -125,9 +129,11 @@ def place_algo(ex: Exchange, account_id: str, symbol: object, side: object, algo
         algo_id=0, client_algo_id=client_algo_id, account_id=account_id, symbol=inst.symbol,
         side=str(side), type=algo_type, qty_contracts=qty, trigger_price_usd=trigger,
         price_usd=limit, working_type=str(working_type),
-        reduce_only=bool(reduce_only or close_position), close_position=bool(close_position),
+        # Hedge mode: the leg says whether it closes, so reduceOnly is never set there.
+        reduce_only=bool(reduce_only or close_position) and leg == "BOTH",
+        close_position=bool(close_position),
         time_in_force=str(time_in_force), created_ms=ex.now_ms,
-        updated_ms=ex.now_ms,
+        updated_ms=ex.now_ms, position_side=leg,
     )
     if order.reached(_price(ex, order)):
         raise WouldTriggerImmediately("Order would immediately trigger.")
@@ -192,7 +198,8 @@ def fire_due(ex: Exchange) -> None:
         order.status, order.updated_ms = "TRIGGERED", ex.now_ms
         qty = order.qty_contracts
         if order.close_position:
-            qty = abs(ex.position(order.account_id, order.symbol).qty_contracts)
+            qty = abs(ex.position(order.account_id, order.symbol,
+                                  order.position_side).qty_contracts)
         market = order.type in ("STOP_MARKET", "TAKE_PROFIT_MARKET")
         try:
             if qty == 0:
@@ -201,7 +208,8 @@ def fire_due(ex: Exchange) -> None:
                 ex, order.account_id, order.symbol, order.side, "MARKET" if market else "LIMIT",
                 qty, None if market else order.price_usd,
                 time_in_force=None if market else order.time_in_force,
-                reduce_only=order.reduce_only, client_order_id=order.client_algo_id)
+                reduce_only=order.reduce_only, client_order_id=order.client_algo_id,
+                position_side=order.position_side)
             order.order_id = placed.order_id
         except PerpsimError as exc:
             order.status, order.reason = "EXPIRED", str(exc)
@@ -226,5 +234,5 @@ def _journal(ex: Exchange, order: AlgoOrder) -> None:
         algo_type=order.type, qty=order.qty_contracts, trigger_price=order.trigger_price_usd,
         price=order.price_usd, working_type=order.working_type, reduce_only=order.reduce_only,
         close_position=order.close_position, status=order.status, order_id=order.order_id,
-        reason=order.reason,
+        reason=order.reason, position_side=order.position_side,
     )

@@ -164,3 +164,63 @@ class InvalidState(PerpsimError):
     """A call that is not valid in the engine's current state (e.g. prices on a data scenario)."""
 
     code = "invalid_state"
+
+
+class PriceAboveBand(OrderRejected):
+    """A limit buy above mark × the profile's price-band multiplier up (Binance -4016)."""
+
+    code = "price_above_band"
+
+
+class PriceBelowBand(OrderRejected):
+    """A limit sell below mark × the price-band multiplier down (Binance -4024)."""
+
+    code = "price_below_band"
+
+
+class MarketPriceOutsideBand(OrderRejected):
+    """A market order whose best counter price is outside the price band (Binance -4131)."""
+
+    code = "market_price_outside_band"
+
+
+class PositionModeAlreadySet(PerpsimError):
+    """Switching to the position mode (one-way / hedge) already in use (Binance -4059)."""
+
+    code = "position_mode_already_set"
+
+
+class PositionModeChangeRejected(PerpsimError):
+    """Position mode cannot change while the account holds positions or open orders."""
+
+    code = "position_mode_change_rejected"
+
+
+class PositionModeOpenOrders(PositionModeChangeRejected):
+    """Position mode change refused: open orders exist (Binance -4067)."""
+
+    code = "position_mode_open_orders"
+
+
+class PositionModeOpenPositions(PositionModeChangeRejected):
+    """Position mode change refused: a position exists (Binance -4068)."""
+
+    code = "position_mode_open_positions"
+
+
+class InvalidPositionSide(InvalidInput):
+    """A positionSide other than BOTH, LONG or SHORT (Binance -4060)."""
+
+    code = "invalid_position_side"
+
+
+class PositionSideMismatch(OrderRejected):
+    """An order's positionSide does not fit the account's position mode (Binance -4061)."""
+
+    code = "position_side_mismatch"
+
+
+class ReduceOnlyConflict(OrderRejected):
+    """reduceOnly sent in hedge mode, where the position side says it (Binance -4062)."""
+
+    code = "reduce_only_conflict"

@@ -21,7 +21,7 @@ import numpy as np
 import simpy
 
 from perpsim.sim import funding, liquidation, trading, watch
-from perpsim.sim.accounts import MARGIN_MODES, Account, MarginMode, Position
+from perpsim.sim.accounts import MARGIN_MODES, POSITION_SIDES, Account, MarginMode, Position
 from perpsim.sim.algo import AlgoOrder
 from perpsim.sim.book import OrderBook
 from perpsim.sim.clock import SimClock
@@ -29,13 +29,18 @@ from perpsim.sim.containment import Containment
 from perpsim.sim.errors import (
     InsufficientFunds,
     InvalidInput,
+    InvalidPositionSide,
     InvalidPrice,
     InvalidState,
     MarginModeAlreadySet,
     MarginModeChangeRejected,
+    PositionModeAlreadySet,
+    PositionModeOpenOrders,
+    PositionModeOpenPositions,
     ScenarioError,
     UnknownAccount,
 )
+from perpsim.sim.funding_schedule import FundingSchedule
 from perpsim.sim.journal import Event, Journal
 from perpsim.sim.ledger import (
     Ledger,
@@ -45,6 +50,7 @@ from perpsim.sim.ledger import (
     spot_account,
     wallet_account,
 )
+from perpsim.sim.liquidation_price import HedgePrices
 from perpsim.sim.margin import check_leverage
 from perpsim.sim.market import MarketPricer, PriceTape, lowest_perp_price_usd
 from perpsim.sim.money import MAX_PRICE_USD, filtered_price, positive_quantity
@@ -130,16 +136,28 @@ class Exchange:
         self.pricers: dict[str, MarketPricer] = {}
         self.books: dict[str, OrderBook] = {}
         self.states: dict[str, SymbolState] = {}
+        # Each symbol's funding times: its interval, then the scenario's scheduled changes.
+        self.funding_schedules = {
+            inst.symbol: FundingSchedule.of(profile, inst, scenario.funding_interval_changes)
+            for inst in profile.instruments}
+        names = set(self.instruments) | {i.pair for i in profile.instruments}
+        unknown = {c.symbol for c in scenario.funding_interval_changes} - names
+        if unknown:
+            raise InvalidInput(f"scenario {scenario.name!r} changes the funding interval of "
+                               f"{', '.join(sorted(unknown))}, which {profile.name} does not "
+                               "list (name a symbol, or a pair such as BTCUSD)")
         for inst in profile.instruments:
             self.states[inst.symbol] = SymbolState()
             self.books[inst.symbol] = OrderBook(inst)
             tape = self.tapes.get(inst.pair)
             if tape is not None:
                 _check_tape_prices(scenario, tape, inst)
-                self.pricers[inst.symbol] = MarketPricer(profile, inst, tape)
+                self.pricers[inst.symbol] = MarketPricer(profile, inst, tape,
+                                                         self.funding_schedules[inst.symbol])
         self._book_rows: dict[str, tuple[int, int]] = {}
         self._marks: dict[str, tuple[tuple[object, ...], Decimal]] = {}
         self.lp_cache: dict[tuple[object, ...], tuple[Decimal | None, Decimal | None]] = {}
+        self.hedge_lp_cache: dict[tuple[object, ...], HedgePrices] = {}
         self.scaled_instruments: dict[tuple[str, Decimal], Instrument] = {}
         self.watcher = watch.Watcher(self)
         self.wakes: list[Wake] = []
@@ -298,7 +316,7 @@ class Exchange:
         """Next funding time of a perpetual (None for delivery contracts)."""
         if not self.instrument(symbol).is_perpetual:
             return None
-        return self.profile.funding.next_funding_time_ms(self.now_ms)
+        return self.funding_schedules[self.instrument(symbol).symbol].next_time(self.now_ms)
 
     def set_prices(self, symbol: object, index: object, perp: object | None = None) -> list[Event]:
         """Manual scenarios: move a pair's prices now and run what that triggers."""
@@ -438,27 +456,65 @@ class Exchange:
         return self.ledger.balance(wallet_account(account_id, coin))
 
     def isolated_wallet(self, account_id: str, symbol: str) -> Decimal:
-        """The isolated margin held for the account's position on ``symbol``."""
+        """The isolated margin held for the account's position on ``symbol`` (a hedge leg:
+        pass its ``Position.margin_key``, e.g. ``BTCUSD_PERP.LONG``)."""
         return self.ledger.balance(isolated_account(account_id, symbol))
 
     # ---- per-symbol settings -------------------------------------------------------------------
-    def position(self, account_id: str, symbol: object) -> Position:
-        """The account's position record on ``symbol`` (flat if never traded)."""
+    def position(self, account_id: str, symbol: object, side: object = "BOTH") -> Position:
+        """The account's position record on ``symbol`` (flat if never traded); ``side`` LONG
+        or SHORT names a hedge-mode leg."""
         inst = self.instrument(symbol)
-        return self.account(account_id).position(inst.symbol, inst.margin_asset)
+        if side not in POSITION_SIDES:
+            raise InvalidPositionSide(f"positionSide must be BOTH, LONG or SHORT, got {side!r}")
+        account = self.account(account_id)
+        return account.position(inst.symbol, inst.margin_asset,
+                                "LONG" if side == "LONG" else "SHORT" if side == "SHORT"
+                                else "BOTH")
+
+    def _symbol_positions(self, account_id: str, symbol: object) -> list[Position]:
+        """Every record on the symbol (the one-way record first): settings apply to all."""
+        first = self.position(account_id, symbol)
+        return [first] + [p for p in self.account(account_id).positions_on(first.symbol)
+                          if p is not first]
+
+    def set_position_mode(self, account_id: str, dual_side: object) -> Account:
+        """Switch one-way ↔ hedge mode (Binance POST /dapi/v1/positionSide/dual): refused
+        while the account holds any position (-4068) or open order (-4067); -4059 if already."""
+        account = self.account(account_id)
+        if not isinstance(dual_side, bool):
+            raise InvalidInput(f"dualSidePosition must be true or false, got {dual_side!r}")
+        if account.dual_side_position == dual_side:
+            raise PositionModeAlreadySet(
+                f"the account is already in {'hedge' if dual_side else 'one-way'} mode")
+        if account.open_positions():
+            raise PositionModeOpenPositions(
+                "cannot change the position mode while positions are open: "
+                + ", ".join(f"{p.symbol} {p.position_side}" for p in account.open_positions()))
+        if any(book.open_orders(account_id) for book in self.books.values()) or any(
+                o.is_open and o.account_id == account_id for o in self.algo_orders.values()):
+            raise PositionModeOpenOrders(
+                "cannot change the position mode while orders are open")
+        account.dual_side_position = dual_side
+        self.journal.append(self.now_ms, "position_mode.changed", account_id=account_id,
+                            dual_side_position=dual_side)
+        return account
 
     def set_leverage(self, account_id: str, symbol: object, leverage: object) -> Position:
         """Set leverage (an integer ≥ 1) within the cap of the position's bracket."""
-        pos = self.position(account_id, symbol)
+        records = self._symbol_positions(account_id, symbol)
+        pos = records[0]
         if isinstance(leverage, bool) or not isinstance(leverage, int | str | Decimal):
             raise InvalidInput(f"leverage must be a whole number, got {leverage!r}")
         lev = positive_quantity(leverage, "leverage")
         if lev != lev.to_integral_value():
             raise InvalidInput(f"leverage must be a whole number, got {leverage!r}")
         inst = self.instrument(pos.symbol)
-        value = mark_value_coin(self, pos) if pos.is_open else Decimal(0)
+        # Hedge mode: one leverage for both legs, capped by the larger leg's bracket.
+        value = max((mark_value_coin(self, p) for p in records if p.is_open), default=Decimal(0))
         check_leverage(inst.brackets, value, lev)
-        pos.leverage = int(lev)
+        for record in records:
+            record.leverage = int(lev)
         self.journal.append(self.now_ms, "leverage.changed", account_id=account_id,
                             symbol=pos.symbol, leverage=pos.leverage)
         self.watcher.replan()
@@ -466,27 +522,30 @@ class Exchange:
 
     def set_margin_mode(self, account_id: str, symbol: object, mode: object) -> Position:
         """Switch cross ↔ isolated: only with no position and no open orders on the symbol."""
-        pos = self.position(account_id, symbol)
+        records = self._symbol_positions(account_id, symbol)
+        pos = records[0]
         if mode not in MARGIN_MODES:
             raise InvalidInput(
                 f"margin mode must be one of {', '.join(MARGIN_MODES)}, got {mode!r}")
         new_mode: MarginMode = "cross" if mode == "cross" else "isolated"
         if pos.margin_mode == new_mode:
             raise MarginModeAlreadySet(f"{pos.symbol} is already in {new_mode} margin mode")
-        if pos.is_open or self.books[pos.symbol].open_orders(account_id):
+        if any(p.is_open for p in records) or self.books[pos.symbol].open_orders(account_id):
             raise MarginModeChangeRejected(
                 f"cannot change the margin mode of {pos.symbol} while a position or open orders "
                 "exist on it"
             )
-        pos.margin_mode = new_mode
+        for record in records:
+            record.margin_mode = new_mode
         self.journal.append(self.now_ms, "margin_mode.changed", account_id=account_id,
                             symbol=pos.symbol, margin_mode=new_mode)
         return pos
 
     def adjust_isolated_margin(self, account_id: str, symbol: object, amount: object,
-                               *, add: bool) -> Decimal:
+                               *, add: bool, position_side: object = "BOTH") -> Decimal:
         """Move coin between the wallet and an isolated position's margin; the new margin."""
-        return trading.adjust_isolated_margin(self, account_id, symbol, amount, add=add)
+        return trading.adjust_isolated_margin(self, account_id, symbol, amount, add=add,
+                                              position_side=position_side)
 
 
 def _check_tape_prices(scenario: Scenario, tape: PriceTape, inst: Instrument) -> None:

@@ -56,6 +56,7 @@ class Solver:
     tick_rounding: bool
     threshold: float  # margin-call ratio
     exit_fee: float  # taker rate counted in MM (0 if the profile does not)
+    close_fee: float  # Bybit cross: taker fee left at bankruptcy and held in MM (0: none)
     funding_in_mm: bool
     table: Table
     call_table: Table  # MMR and cum × 1/threshold: the margin-call price's brackets
@@ -76,22 +77,24 @@ class Solver:
             tick_rounding=liq.liquidation_price_rounding == "tick_conservative",
             threshold=float(ratio),
             exit_fee=float(profile.fees.taker_rate) if liq.include_exit_fee_in_mm else 0.0,
+            close_fee=float(profile.fees.taker_rate) if liq.cross_fee_to_close else 0.0,
             funding_in_mm=liq.include_funding_in_mm and inst.is_perpetual,
             table=_table(inst), call_table=_table(inst, Decimal(1) / ratio),
             ratio_table=_table(inst, divide=ratio), mm_positive=positive)
 
     # ---- the three answers ---------------------------------------------------------------------
     def liquidation_level(self, qty: int, entry: float, margin: float,
-                          rate: float) -> float | None:
+                          rate: float, *, cross: bool = False) -> float | None:
         """Bound on the rounded liquidation price (long: ≥ it, short: ≤ it); None: use exact."""
-        return self._level(qty, entry, margin, rate, self.table)
+        return self._level(qty, entry, margin, rate, self.table, cross)
 
-    def call_level(self, qty: int, entry: float, margin: float, rate: float) -> float | None:
+    def call_level(self, qty: int, entry: float, margin: float, rate: float, *,
+                   cross: bool = False) -> float | None:
         """Bound on the rounded margin-call price (MMR and cum scaled by 1 / threshold)."""
-        return self._level(qty, entry, margin, rate, self.call_table)
+        return self._level(qty, entry, margin, rate, self.call_table, cross)
 
     def ratio_boundary(self, qty: int, entry: float, margin: float,
-                       rate: float) -> tuple[float, float] | None:
+                       rate: float, *, cross: bool = False) -> tuple[float, float] | None:
         """(lo, hi) around the mark where MM / margin balance reaches the threshold; None: unknown.
 
         A long's ratio is at or above the threshold exactly when the mark is at or below that
@@ -111,7 +114,7 @@ class Solver:
             return None
         _, _, mmr, cum = bracket
         # MM = A + k·v (value at entry plus the fee and funding valued at the mark).
-        k = self.exit_fee + (max(0.0, rate) if self.funding_in_mm else 0.0)
+        k = self._fee(cross) + (max(0.0, rate) if self.funding_in_mm else 0.0)
         a = n * inv_ep
         big_a = a * mmr - cum
         t = self.threshold
@@ -126,17 +129,25 @@ class Solver:
         return _value_bounds(side, n, root, err)
 
     # ---- shared ----------------------------------------------------------------------------
+    def _fee(self, cross: bool) -> float:
+        """The taker rate MM holds: BitMEX's exit fee, or Bybit's fee to close in cross."""
+        return self.exit_fee or (self.close_fee if cross else 0.0)
+
     def _level(self, qty: int, entry: float, margin: float, rate: float,
-               table: Table) -> float | None:
+               table: Table, cross: bool) -> float | None:
         side = 1 if qty > 0 else -1
         n = abs(qty) * self.contract_size
         inv_ep = 1.0 / entry
-        # Extra MM valued at the bankruptcy price: N/BP·(fee + max(0, s·F)), 1/BP = 1/EP + s·W/N.
-        k = self.exit_fee + (max(0.0, side * rate) if self.funding_in_mm else 0.0)
+        # Extra MM valued at the bankruptcy price: N/BP·(fee + max(0, s·F)), 1/BP = 1/EP + s·W/N
+        # (Bybit cross: divided by 1 + s·fee, the fee to close being left at bankruptcy).
+        k = self._fee(cross) + (max(0.0, side * rate) if self.funding_in_mm else 0.0)
         extra = extra_err = 0.0
         if k:
             inv_bp = inv_ep + side * margin / n
             inv_bp_err = 8 * U * (inv_ep + abs(margin) / n)
+            if cross and self.close_fee:
+                inv_bp /= 1 + side * self.close_fee
+                inv_bp_err = 2 * inv_bp_err + 8 * U * abs(inv_bp)
             extra = n * max(0.0, inv_bp) * k
             extra_err = n * k * inv_bp_err + 8 * U * extra
         if self.style == "mm_at_liquidation_price":

@@ -37,14 +37,22 @@ def start(ex: Exchange) -> None:
 
 def _schedule(ex: Exchange) -> Generator[simpy.Event, Any, None]:
     while True:
-        t = ex.profile.funding.next_funding_time_ms(ex.now_ms)
+        t = next_funding_time(ex, ex.now_ms)
         yield ex.clock.timeout_until(t)
         ex.on_instant(t)
 
 
-def is_funding_time(ex: Exchange, t_ms: int) -> bool:
-    """True if ``t_ms`` is one of the profile's funding times."""
-    return ex.profile.funding.next_funding_time_ms(t_ms - 1) == t_ms
+def next_funding_time(ex: Exchange, now_ms: int) -> int:
+    """The first funding time of any perpetual strictly after ``now_ms``."""
+    return min((ex.funding_schedules[s].next_time(now_ms) for s, i in ex.instruments.items()
+                if i.is_perpetual), default=ex.profile.funding.next_funding_time_ms(now_ms))
+
+
+def is_funding_time(ex: Exchange, t_ms: int, symbol: str | None = None) -> bool:
+    """True if ``t_ms`` is a funding time of ``symbol`` (default: of any perpetual)."""
+    if symbol is not None:
+        return ex.funding_schedules[symbol].is_funding_time(t_ms)
+    return next_funding_time(ex, t_ms - 1) == t_ms
 
 
 def settle_due(ex: Exchange, t_ms: int) -> None:
@@ -56,7 +64,8 @@ def settle_due(ex: Exchange, t_ms: int) -> None:
     settled = False
     for symbol, inst in ex.instruments.items():
         state = ex.states[symbol]
-        if not inst.is_perpetual or symbol not in ex.pricers or state.last_funding_ms == t_ms:
+        if (not inst.is_perpetual or symbol not in ex.pricers or state.last_funding_ms == t_ms
+                or not is_funding_time(ex, t_ms, symbol)):
             continue
         settle(ex, symbol, t_ms)
         settled = True
@@ -69,10 +78,10 @@ def settlement_rate(ex: Exchange, symbol: str, t_ms: int) -> tuple[Decimal, str]
     recorded = _recorded_rate(ex, symbol, t_ms)
     if recorded is not None:
         return recorded, "scenario"
-    interval = ex.profile.funding.interval_ms
     pricer = ex.pricers[symbol]
     if ex.profile.funding.settles == "window_just_ended":
-        return window_rate(pricer, t_ms - interval, t_ms), "premium_window_just_ended"
+        start = ex.funding_schedules[symbol].previous_time(t_ms)
+        return window_rate(pricer, start, t_ms), "premium_window_just_ended"
     return upcoming_rate(ex, symbol, t_ms), "premium_previous_window"
 
 
@@ -82,9 +91,10 @@ def upcoming_rate(ex: Exchange, symbol: str, t_ms: int | None = None) -> Decimal
     known = ex.states[symbol].next_funding_rate
     if known is not None:
         return known
-    interval = ex.profile.funding.interval_ms
-    t = ex.profile.funding.next_funding_time_ms(ex.now_ms) if t_ms is None else t_ms
-    return window_rate(ex.pricers[symbol], t - 2 * interval, t - interval)
+    schedule = ex.funding_schedules[symbol]
+    t = schedule.next_time(ex.now_ms) if t_ms is None else t_ms
+    end = schedule.previous_time(t)
+    return window_rate(ex.pricers[symbol], schedule.previous_time(end), end)
 
 
 def window_rate(pricer: MarketPricer, window_start_ms: int, until_ms: int) -> Decimal:
@@ -126,15 +136,16 @@ def settle(ex: Exchange, symbol: str, t_ms: int) -> None:
     paid = received = Decimal(0)
     count = 0
     amounts: dict[int, Decimal] = {}  # by position size: the payment is a function of it alone
-    for account in ex.accounts.values():
-        pos = account.positions.get(symbol)
-        if pos is None or not pos.is_open:
+    positions = [(a, p) for a in ex.accounts.values() for p in a.positions_on(symbol)]
+    for account, pos in positions:  # hedge mode: both legs pay or receive
+        if not pos.is_open:
             continue
         amount = amounts.get(pos.qty_contracts)
         if amount is None:
             amount = amounts[pos.qty_contracts] = quantize(funding_payment_coin(
                 pos.qty_contracts, mark, inst.contract_size_usd, rate), step, rule)
-        holder = (isolated_account(account.account_id, symbol) if pos.margin_mode == "isolated"
+        holder = (isolated_account(account.account_id, pos.margin_key)
+                  if pos.margin_mode == "isolated"
                   else wallet_account(account.account_id, coin))
         ref = f"funding:{symbol}:{t_ms}"
         if amount > 0:
@@ -149,13 +160,14 @@ def settle(ex: Exchange, symbol: str, t_ms: int) -> None:
                           rate=rate, mark=mark, position_qty=pos.qty_contracts, amount=amount,
                           coin=coin, margin_mode=pos.margin_mode,
                           wallet=ex.ledger.balance(wallet_account(account.account_id, coin)),
-                          isolated_wallet=ex.isolated_wallet(account.account_id, symbol))
+                          isolated_wallet=ex.isolated_wallet(account.account_id, pos.margin_key),
+                          position_side=pos.position_side)
     state.last_funding_rate = rate
     state.last_funding_ms = t_ms
     state.funding_history.append((t_ms, rate))
     if ex.profile.funding.settles == "previous_window":
-        interval = ex.profile.funding.interval_ms
-        state.next_funding_rate = window_rate(ex.pricers[symbol], t_ms - interval, t_ms)
+        start = ex.funding_schedules[symbol].previous_time(t_ms)
+        state.next_funding_rate = window_rate(ex.pricers[symbol], start, t_ms)
     ex.journal.append(t_ms, "funding.settled", symbol=symbol, rate=rate, source=source,
                       mark=mark, positions=count, paid=paid, received=received, coin=coin)
 
@@ -167,6 +179,6 @@ def predicted_rate(ex: Exchange, symbol: str) -> Decimal:
         return Decimal(0)
     if ex.profile.funding.settles == "previous_window":
         return upcoming_rate(ex, inst.symbol)
-    interval = ex.profile.funding.interval_ms
-    start = ex.profile.funding.next_funding_time_ms(ex.now_ms) - interval
+    start = ex.funding_schedules[inst.symbol].previous_time(
+        ex.funding_schedules[inst.symbol].next_time(ex.now_ms))
     return ex.pricer(inst.symbol).window_rate(start, ex.now_ms)

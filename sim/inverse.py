@@ -172,8 +172,13 @@ def apply_fill(
     contract_size_usd: object,
     *,
     tick_size: object = None,
+    rounding: Rounding | None = None,
 ) -> Fill:
-    """Apply a signed fill to a position: add (harmonic entry), reduce, close, or flip."""
+    """Apply a signed fill to a position: add (harmonic entry), reduce, close, or flip.
+
+    With ``rounding.entry_lot_contracts`` (BitMEX) an add averages per-lot coin values rounded
+    to the coin step instead (see ``lot_average_entry``).
+    """
     qty = signed_contracts(qty_contracts, "qty_contracts", allow_zero=True)
     fill_qty = signed_contracts(fill_qty_contracts, "fill_qty_contracts")
     price = positive_price(fill_price_usd, "fill_price_usd")
@@ -189,6 +194,9 @@ def apply_fill(
     entry = positive_price(entry_price_usd, "entry_price_usd")
     ep, fp = exact(entry), exact(price)
     if (qty > 0) == (fill_qty > 0):
+        if rounding is not None and rounding.entry_lot_contracts is not None:
+            lot_entry = _lot_average_entry(qty, ep, fill_qty, fp, rounding)
+            return Fill(qty + fill_qty, to_dec(lot_entry), Decimal(0))
         # Adding: harmonic mean of the old entry and the fill, one rounding.
         new_entry = (abs(qty) + abs(fill_qty)) / (abs(qty) / ep + abs(fill_qty) / fp)
         return Fill(qty + fill_qty, to_dec(new_entry), Decimal(0))
@@ -203,6 +211,32 @@ def apply_fill(
         return Fill(new_qty, entry, realised)
     # A flip through zero: the excess opens a new position at the fill price.
     return Fill(new_qty, price, realised)
+
+
+def _lot_average_entry(
+    qty: int, entry: Fraction, fill_qty: int, fill_price: Fraction, rounding: Rounding
+) -> Fraction:
+    """BitMEX average entry: per-lot satoshi values, floored (long) or rounded (short).
+
+    support.bitmex.com 6205210741277: "Satoshi Value = lot size/Fill Price ... For short XBT
+    positions, round ... For long XBT positions, floor ... to the 8th decimal place"; 100 @
+    29,800 + 200 @ 30,000 = 29,933.07. perpsim keeps no separate cost, so the held part's
+    per-lot value is re-derived from its entry with the same rule: exact when that entry is a
+    fill price (the published case), within one coin step per lot after several adds.
+    """
+    assert rounding.entry_lot_contracts is not None
+    lot = rounding.entry_lot_contracts
+    step = exact(rounding.coin_step)
+
+    def lot_value(price: Fraction) -> Fraction:
+        steps = lot / price / step
+        # Longs floor; shorts round half up to the nearest step.
+        units = math.floor(steps) if qty > 0 else math.floor(steps + Fraction(1, 2))
+        return units * step
+
+    total = abs(qty) + abs(fill_qty)
+    average = (abs(qty) * lot_value(entry) + abs(fill_qty) * lot_value(fill_price)) / total
+    return lot / average
 
 
 def fee_coin(

@@ -285,7 +285,9 @@ class LevelIndex:
         account = self.ex.accounts[self.account_ids[o]]
         positions = [p for p in account.positions.values() if p.is_open]
         cross = [p.coin for p in positions if p.margin_mode == "cross"]
-        volatile = len(cross) != len(set(cross))
+        # Hedge-mode accounts are judged exactly every time (two legs per symbol).
+        volatile = len(cross) != len(set(cross)) or any(p.position_side != "BOTH"
+                                                        for p in positions)
         if volatile:
             self.volatile.add(o)
         else:
@@ -303,20 +305,21 @@ class LevelIndex:
         """(below, above, watch below, watch above) of one position."""
         ex = self.ex
         aid = account.account_id
-        margin_name = (isolated_account(aid, pos.symbol) if pos.margin_mode == "isolated"
+        margin_name = (isolated_account(aid, pos.margin_key) if pos.margin_mode == "isolated"
                        else wallet_account(aid, pos.coin))
         margin = float(ex.ledger.balance(margin_name))
         assert pos.entry_price_usd is not None
         entry, qty = float(pos.entry_price_usd), pos.qty_contracts
         rate = float(ex.mark_funding_rate(pos.symbol)) if solver.funding_in_mm else 0.0
-        liq = solver.liquidation_level(qty, entry, margin, rate)
+        cross = pos.margin_mode == "cross"
+        liq = solver.liquidation_level(qty, entry, margin, rate, cross=cross)
         if liq is None:
             liq = _exact_level(ex, aid, pos, Decimal(1))
-        boundary = solver.ratio_boundary(qty, entry, margin, rate)
+        boundary = solver.ratio_boundary(qty, entry, margin, rate, cross=cross)
         called = pos.margin_call_sent
         call: float | None = INF if pos.side > 0 else -INF  # unused after a call
         if not called:
-            call = solver.call_level(qty, entry, margin, rate)
+            call = solver.call_level(qty, entry, margin, rate, cross=cross)
         if call is None:
             call = _exact_level(ex, aid, pos, 1 / ex.profile.liquidation.margin_call_ratio)
         # Unknown boundary: always a candidate (before a call) or always re-checked (after).
@@ -340,9 +343,9 @@ class LevelIndex:
         """Open positions on ``symbol`` of the accounts judged exactly at every use."""
         for o in sorted(self.volatile):
             aid = self.account_ids[o]
-            pos = self.ex.accounts[aid].positions.get(symbol)
-            if pos is not None and pos.is_open:
-                yield aid, pos
+            for pos in self.ex.accounts[aid].positions_on(symbol):
+                if pos.is_open:
+                    yield aid, pos
 
     def candidates(self) -> Iterator[Account]:
         """Accounts ``check_all`` must examine, in creation order, found as it goes.

@@ -10,13 +10,14 @@ Then, each step a journal event with its reason and numbers:
 2. ``liquidation.triggered``;
 3. cancel the account's open orders on the symbol (cross: in the coin) — stop if that cures it;
 4. partial step-down (profiles with ``partial``): close just enough in the book to fall into the
-   next lower bracket — stop if cured;
+   next lower bracket — stop if cured. Skipped when the mark has gapped past the bankruptcy
+   price (Binance, Bybit: the whole position goes to the liquidation engine at that price);
 5. takeover: the position closes at its **bankruptcy price** (the user's margin is gone, any
    rounding remainder goes to the insurance fund), and the liquidation engine works it into
    the book. A fill better than bankruptcy pays the surplus into the **insurance fund**; a
    worse one is paid by the fund;
-6. if the fund cannot pay, **auto-deleveraging**: profitable opposite positions, ranked by profit
-   × effective leverage, are closed at the bankruptcy price instead.
+6. if the fund cannot pay, **auto-deleveraging**: opposite positions, ranked by the venue's
+   published formula (``adl_ranking``), are closed at the bankruptcy price instead.
 Whatever no one can pay is socialised to the market counterparty, so no balance goes negative
 and no coin is created or lost.
 """
@@ -82,11 +83,23 @@ def _reached(ex: Exchange, account: Account, pos: Position) -> bool:
     if liq is None or not pos.is_open:
         return False
     mark = ex.mark_price(pos.symbol)
-    return mark <= liq if pos.side > 0 else mark >= liq
+    # A cross hedged pair triggers in the direction it is net on (risk.trigger_side).
+    side = risk.trigger_side(ex, account.account_id, pos)
+    return mark <= liq if side > 0 else mark >= liq
+
+
+def _past_bankruptcy(ex: Exchange, account: Account, pos: Position) -> bool:
+    """True when the mark is at or beyond the position's bankruptcy price (a gap through it)."""
+    _, bankrupt = risk.liquidation_prices(ex, account.account_id, pos)
+    if bankrupt is None or not pos.is_open:
+        return False
+    mark = ex.mark_price(pos.symbol)
+    side = risk.trigger_side(ex, account.account_id, pos)
+    return mark <= bankrupt if side > 0 else mark >= bankrupt
 
 
 def _margin_call(ex: Exchange, account: Account, pos: Position) -> None:
-    view = risk.position_risk(ex, account.account_id, pos.symbol)
+    view = risk.position_risk(ex, account.account_id, pos.symbol, pos.position_side)
     threshold = ex.profile.liquidation.margin_call_ratio
     if view.margin_ratio < threshold:
         pos.margin_call_sent = False
@@ -95,7 +108,8 @@ def _margin_call(ex: Exchange, account: Account, pos: Position) -> None:
         return
     pos.margin_call_sent = True
     ex.journal.append(ex.now_ms, "margin.call", account_id=account.account_id,
-                      symbol=pos.symbol, margin_mode=pos.margin_mode, qty=pos.qty_contracts,
+                      symbol=pos.symbol, position_side=pos.position_side,
+                      margin_mode=pos.margin_mode, qty=pos.qty_contracts,
                       mark=view.mark_price_usd, margin_ratio=round(view.margin_ratio, 6),
                       margin_balance=view.margin_balance_coin,
                       maint_margin=view.maint_margin_coin,
@@ -120,10 +134,19 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position]) -> None
             ex.journal.append(ex.now_ms, "liquidation.cured", account_id=aid,
                               step="orders_canceled")
             return
-    # 2. Partial step-down to a lower bracket, where the venue does it.
-    if ex.profile.liquidation.partial:
+    # 2. Partial step-down to a lower bracket, where the venue does it — unless the mark has
+    # gapped past a bankruptcy price: nothing is left to save, so the whole position goes to
+    # the liquidation engine at its bankruptcy price (step 3), none of it through the book.
+    bankrupt = any(_past_bankruptcy(ex, account, p) for p in positions)
+    if bankrupt:
+        ex.journal.append(ex.now_ms, "liquidation.past_bankruptcy", account_id=aid,
+                          symbols=[p.symbol for p in positions if p.is_open])
+    if ex.profile.liquidation.partial and not bankrupt:
         while True:
-            live = [p for p in positions if p.is_open]
+            # A hedged leg on the side the pair is not net on only hedges: stepping it down
+            # would add risk, so only the net side's leg (or a one-way position) steps down.
+            live = [p for p in positions if p.is_open
+                    and risk.trigger_side(ex, aid, p) == p.side]
             pos = max(live, key=lambda p: risk.mark_value_coin(ex, p), default=None)
             if pos is None or not _step_down(ex, account, pos):
                 break
@@ -132,16 +155,25 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position]) -> None
                                   step="partial")
                 return
     # 3. Takeover at the bankruptcy price, then the book, the insurance fund or ADL.
-    for pos in [p for p in positions if p.is_open]:
-        _take_over(ex, account, pos)
+    # A cross hedged pair (LONG and SHORT of one symbol) shares one bankruptcy price: both
+    # legs close there, the gaining leg first so the wallet never has to cover the loser alone.
+    shared: dict[int, Decimal | None] = {}
+    for pos in positions:
+        if pos.is_open and risk.hedged_pair(ex, aid, pos) is not None:
+            shared[id(pos)] = risk.liquidation_prices(ex, aid, pos)[1]
+    live = [p for p in positions if p.is_open]
+    live.sort(key=lambda p: -_pnl_at(ex, p, shared[id(p)]) if id(p) in shared else ZERO)
+    for pos in live:
+        _take_over(ex, account, pos, shared.get(id(pos)))
     ex.journal.append(ex.now_ms, "liquidation.completed", account_id=aid,
                       insurance_fund=ex.ledger.balance(insurance_account(positions[0].coin)))
     ex.watcher.replan()
 
 
 def _snapshot(ex: Exchange, account_id: str, pos: Position) -> dict[str, object]:
-    view = risk.position_risk(ex, account_id, pos.symbol)
-    return {"symbol": pos.symbol, "qty": pos.qty_contracts, "entry": pos.entry_price_usd,
+    view = risk.position_risk(ex, account_id, pos.symbol, pos.position_side)
+    return {"symbol": pos.symbol, "position_side": pos.position_side, "qty": pos.qty_contracts,
+            "entry": pos.entry_price_usd,
             "mark": view.mark_price_usd, "margin_balance": view.margin_balance_coin,
             "maint_margin": view.maint_margin_coin,
             "liquidation_price": _finite(view.liquidation_price_usd),
@@ -173,7 +205,8 @@ def _step_down(ex: Exchange, account: Account, pos: Position) -> bool:
         realised, _ = trading.apply_position_fill(ex, account.account_id, inst,
                                                   -pos.side * qty, price, ZERO,
                                                   f"liquidation:{pos.symbol}",
-                                                  release_margin=False)
+                                                  release_margin=False,
+                                                  position_side=pos.position_side)
         fee = quantize(fee_coin(qty, inst.contract_size_usd, price, fee_rate),
                        ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule)
         if fee > 0:  # what the account cannot pay of the clearance fee is waived
@@ -181,7 +214,7 @@ def _step_down(ex: Exchange, account: Account, pos: Position) -> bool:
                                        insurance_account(pos.coin),
                                        "liquidation_clearance_fee", f"liquidation:{pos.symbol}")
         trading.record_forced_fill(ex, account.account_id, inst, side, qty, price, realised,
-                                   max(fee, ZERO), "LIQUIDATION")
+                                   max(fee, ZERO), "LIQUIDATION", pos.position_side)
     ex.journal.append(ex.now_ms, "liquidation.order", account_id=account.account_id,
                       symbol=pos.symbol, kind="partial", side=opposite(_side(pos)), qty=close,
                       avg_price=_avg(inst, fills), from_bracket=bracket.bracket,
@@ -200,16 +233,27 @@ def _side_of(qty: int) -> Side:
 def _holders(account_id: str, pos: Position) -> list[str]:
     wallet = wallet_account(account_id, pos.coin)
     if pos.margin_mode == "isolated":
-        return [isolated_account(account_id, pos.symbol), wallet]
+        return [isolated_account(account_id, pos.margin_key), wallet]
     return [wallet]
 
 
-def _take_over(ex: Exchange, account: Account, pos: Position) -> None:
+def _pnl_at(ex: Exchange, pos: Position, price: Decimal | None) -> Decimal:
+    """The position's PnL if closed at ``price`` (zero when there is no finite price)."""
+    if price is None or not price.is_finite() or pos.entry_price_usd is None:
+        return ZERO
+    return pnl_coin(pos.qty_contracts, pos.entry_price_usd, price,
+                    ex.instruments[pos.symbol].contract_size_usd)
+
+
+def _take_over(ex: Exchange, account: Account, pos: Position,
+               shared_bankruptcy_usd: Decimal | None = None) -> None:
     """Close the user's position at bankruptcy; the engine works it off (book / fund / ADL)."""
     inst = ex.instruments[pos.symbol]
     aid, coin, cs = account.account_id, pos.coin, inst.contract_size_usd
     mark = ex.mark_price(pos.symbol)
     _, bankrupt = risk.liquidation_prices(ex, aid, pos)
+    if shared_bankruptcy_usd is not None:
+        bankrupt = shared_bankruptcy_usd
     bp = bankrupt if bankrupt is not None and bankrupt.is_finite() else mark
     qty, entry = pos.qty_contracts, pos.entry_price_usd
     assert entry is not None
@@ -232,7 +276,7 @@ def _take_over(ex: Exchange, account: Account, pos: Position) -> None:
     pos.qty_contracts, pos.entry_price_usd, pos.updated_ms = 0, None, ex.now_ms
     pos.margin_call_sent = False
     trading.record_forced_fill(ex, aid, inst, opposite(_side_of(qty)), abs(qty), bp, -loss, ZERO,
-                               "LIQUIDATION")
+                               "LIQUIDATION", pos.position_side)
     ex.journal.append(ex.now_ms, "liquidation.takeover", account_id=aid, symbol=pos.symbol,
                       qty=qty, entry=entry, mark=mark, bankruptcy_price=bp, loss=loss,
                       wallet=ex.ledger.balance(wallet_account(aid, coin)))
@@ -324,7 +368,7 @@ def _avg(inst: Instrument, fills: list[tuple[Decimal, int]]) -> Decimal | None:
 def _auto_deleverage(ex: Exchange, inst: Instrument, bankrupt_account: str, qty: int,
                      bp: Decimal, wanted: int) -> int:
     """Close ranked profitable opposite positions at BP; the contracts so absorbed."""
-    ranking = adl_ranking(ex, inst.symbol, opposite_of=qty)
+    ranking = adl_ranking(ex, inst.symbol, opposite_of=qty, exclude=bankrupt_account)
     ex.journal.append(ex.now_ms, "adl.ranking", symbol=inst.symbol, bankruptcy_price=bp,
                       ranking=[{"account_id": a, "qty": p.qty_contracts, "score": round(s, 8)}
                                for a, p, s in ranking])
@@ -334,43 +378,84 @@ def _auto_deleverage(ex: Exchange, inst: Instrument, bankrupt_account: str, qty:
             break
         take = min(abs(pos.qty_contracts), wanted - done)
         side = opposite(_side(pos))
-        realised, _ = trading.apply_position_fill(ex, account_id, inst, -pos.side * take, bp,
-                                                  ZERO, f"adl:{inst.symbol}:{bankrupt_account}")
-        trading.record_forced_fill(ex, account_id, inst, side, take, bp, realised, ZERO, "ADL")
+        # Binance, BitMEX: no fee on ADL; Bybit: "Maker fee will be charged to the positions of
+        # selected traders" (help.bybit.com 900000031623).
+        fee_rate = (ex.profile.fees.maker_rate
+                    if ex.profile.liquidation.adl_counterparty_fee == "maker" else ZERO)
+        realised, fee = trading.apply_position_fill(ex, account_id, inst, -pos.side * take, bp,
+                                                    fee_rate,
+                                                    f"adl:{inst.symbol}:{bankrupt_account}",
+                                                    position_side=pos.position_side)
+        trading.record_forced_fill(ex, account_id, inst, side, take, bp, realised, fee, "ADL",
+                                   pos.position_side)
+        trading.trim_closing_orders(ex, account_id, pos)
         done += take
         ex.journal.append(ex.now_ms, "adl.fill", account_id=account_id, symbol=inst.symbol,
-                          qty=take, price=bp, realized_pnl=realised, score=round(score, 8),
+                          qty=take, price=bp, realized_pnl=realised, commission=fee,
+                          score=round(score, 8),
                           position_qty=pos.qty_contracts,
                           counterparty_of=bankrupt_account)
     return done
 
 
-def adl_ranking(ex: Exchange, symbol: str, opposite_of: int) -> list[tuple[str, Position, Decimal]]:
-    """Profitable positions opposite to ``opposite_of``'s side, best ADL candidates first.
+def adl_ranking(ex: Exchange, symbol: str, opposite_of: int,
+                exclude: str | None = None) -> list[tuple[str, Position, Decimal]]:
+    """Every position opposite to ``opposite_of``'s side, first to be deleveraged first.
 
-    Score = PnL% × effective leverage (mechanics §5). PnL% is unrealised PnL over the position's
-    cost in coin; effective leverage is value at mark over margin balance ("profit_times_
-    leverage"), or BitMEX's |mark value| / (mark value − bankrupt value).
+    Scores follow the venue's published formula (profile ``liquidation.adl_ranking``):
+    * ``binance`` (Binance announcement 360033525471, dev.binance.vision/t/17801):
+      max(0, UPNL) / max(1, wallet) × margin ratio, margin ratio = MM / (wallet + UPNL), 0 when
+      wallet + UPNL ≤ 0 (wallet: the isolated margin, or the cross wallet with the account's
+      cross MM and UPNL in the ratio, as Binance's cross margin ratio is account-wide);
+    * ``bitmex`` (bitmex.com/app/autoDeleveraging): PnL% × effective leverage if PnL% > 0, else
+      PnL% / effective leverage; PnL% = (mark value − entry value) / |entry value|, effective
+      leverage = |mark value| / (mark value − bankrupt value), 1 for a position that cannot go
+      bankrupt;
+    * ``profit_times_leverage`` (Bybit, whose formula column is cut off in the stored copy):
+      the same shape with effective leverage = value at mark / margin balance.
+    Positions at a loss are ranked too, after the profitable ones, as the venues queue everyone.
     """
     inst = ex.instruments[symbol]
     cs = inst.contract_size_usd
+    style = ex.profile.liquidation.adl_ranking
     ranked: list[tuple[str, Position, Decimal]] = []
-    for account in ex.accounts.values():
-        pos = account.positions.get(symbol)
-        if pos is None or not pos.is_open or (pos.qty_contracts > 0) == (opposite_of > 0):
+    candidates = [(a, p) for a in ex.accounts.values() if a.account_id != exclude
+                  for p in a.positions_on(symbol)]
+    for account, pos in candidates:
+        if not pos.is_open or (pos.qty_contracts > 0) == (opposite_of > 0):
             continue
-        view = risk.position_risk(ex, account.account_id, symbol)
-        if view.unrealised_pnl_coin <= 0 or pos.entry_price_usd is None:
-            continue
-        pnl_pct = view.unrealised_pnl_coin / coin_value(pos.qty_contracts, pos.entry_price_usd, cs)
-        if ex.profile.liquidation.adl_ranking == "bitmex" and view.bankruptcy_price_usd and \
-                view.bankruptcy_price_usd.is_finite():
-            bankrupt_value = coin_value(pos.qty_contracts, view.bankruptcy_price_usd, cs)
-            gap = abs(view.value_coin - bankrupt_value)
-            leverage = view.value_coin / gap if gap else Decimal(10**6)
-        else:
+        assert pos.entry_price_usd is not None
+        view = risk.position_risk(ex, account.account_id, symbol, pos.position_side)
+        upnl = view.unrealised_pnl_coin
+        if style == "binance":
+            wallet = (view.isolated_margin_coin if pos.margin_mode == "isolated"
+                      else ex.wallet_balance(account.account_id, pos.coin))
             balance = view.margin_balance_coin
-            leverage = view.value_coin / balance if balance > 0 else Decimal(10**6)
-        ranked.append((account.account_id, pos, pnl_pct * leverage))
+            ratio = view.maint_margin_coin / balance if balance > 0 else ZERO
+            score = max(ZERO, upnl) / max(Decimal(1), wallet) * ratio
+        else:
+            pnl_pct = upnl / coin_value(pos.qty_contracts, pos.entry_price_usd, cs)
+            leverage = _effective_leverage(view, pos, cs, bitmex=style == "bitmex")
+            score = pnl_pct * leverage if pnl_pct > 0 else pnl_pct / leverage
+        ranked.append((account.account_id, pos, score))
     ranked.sort(key=lambda r: -r[2])  # stable: ties keep account creation order
     return ranked
+
+
+_UNBOUNDED_LEVERAGE = Decimal(10**6)  # a position at or past bankruptcy: first in the queue
+
+
+def _effective_leverage(view: risk.PositionRisk, pos: Position, cs: Decimal, *,
+                        bitmex: bool) -> Decimal:
+    if not bitmex:
+        balance = view.margin_balance_coin
+        return view.value_coin / balance if balance > 0 else _UNBOUNDED_LEVERAGE
+    bankrupt = view.bankruptcy_price_usd
+    if bankrupt is None:
+        return Decimal(1)  # cannot go bankrupt (BitMEX: leverage 1)
+    if not bankrupt.is_finite():
+        return _UNBOUNDED_LEVERAGE
+    # BitMEX values are signed (a long's value is negative): mark value − bankrupt value =
+    # side · (N/BP − N/MP), positive while the position is solvent.
+    gap = pos.side * (coin_value(pos.qty_contracts, bankrupt, cs) - view.value_coin)
+    return view.value_coin / gap if gap > 0 else _UNBOUNDED_LEVERAGE

@@ -18,6 +18,9 @@ formula without hedge-mode terms). Margin balance at price P is W + s·N·(1/EP 
 Optional extra MM (profile flags include_exit_fee_in_mm / include_funding_in_mm): the taker fee
 of closing at the bankruptcy price, N/BP·taker, and the funding the position would pay,
 N/BP·max(0, s·F) (a receipt is not counted on). Both are fixed coin amounts added to MM.
+Bybit cross (``cross_fee_to_close``) also leaves that fee at bankruptcy: 1/BP = (1/EP + s·W/N) /
+(1 + s·taker), and MM holds N/BP·taker (help.bybit.com 360039261334: 0.5 BTC, long 10,000 at
+8,000 → BP 5,718.57, LP 5,739.50).
 
 Return values: ``None`` means the position cannot be liquidated (bankrupted) at any positive
 price, e.g. a 1x short whose collateral is N/EP in the MM-at-LP style: its equity N/P always
@@ -36,7 +39,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
-from perpsim.sim.errors import InvalidInput, InvalidPrice
+from perpsim.sim.errors import InvalidInput, InvalidPrice, InvalidQuantity
 from perpsim.sim.inverse import contract_size, exact, rate_value, signed_contracts, to_dec
 from perpsim.sim.margin import brackets_value
 from perpsim.sim.money import positive_price, to_decimal
@@ -85,11 +88,25 @@ def _price_from_inverse(side: int, inverse_price: Fraction) -> Decimal | None:
 
 
 def bankruptcy_price(
-    qty_contracts: object, entry_price_usd: object, contract_size_usd: object, margin_coin: object
+    qty_contracts: object,
+    entry_price_usd: object,
+    contract_size_usd: object,
+    margin_coin: object,
+    *,
+    close_fee_rate: object = 0,
 ) -> Decimal | None:
-    """Exact price where margin balance W + s·N·(1/EP − 1/BP) is zero (None: never)."""
+    """Exact price where margin balance W + s·N·(1/EP − 1/BP) is zero (None: never).
+
+    With ``close_fee_rate`` (Bybit cross) the margin left at BP is exactly the taker fee of
+    closing there, N/BP·fee: 1/BP = (1/EP + s·W/N) / (1 + s·fee), i.e. Bybit's published
+    "Bankruptcy Price (Long) = 1.00075 × Quantity / (Quantity/Avg. Entry Price + Available
+    Balance)" and "(Short) = 0.99925 × Quantity / (Quantity/Avg. Entry Price − Available Balance)".
+    """
     side, n, inv_ep, w = _position(qty_contracts, entry_price_usd, contract_size_usd, margin_coin)
-    return _price_from_inverse(side, inv_ep + side * w / n)
+    fee = exact(rate_value(close_fee_rate, "close_fee_rate"))
+    if fee < 0:
+        raise InvalidInput(f"close_fee_rate must not be negative, got {close_fee_rate!r}")
+    return _price_from_inverse(side, (inv_ep + side * w / n) / (1 + side * fee))
 
 
 def _is_infinite(value: object) -> bool:
@@ -225,6 +242,8 @@ def _prices(
     liquidation_margin: Decimal,
     bankruptcy_margin: Decimal,
     funding_rate: object,
+    *,
+    cross: bool = False,
 ) -> PositionPrices:
     if not isinstance(profile, Profile):
         raise InvalidInput(f"profile must be a Profile, got {type(profile).__name__}")
@@ -232,13 +251,23 @@ def _prices(
         raise InvalidInput(f"instrument must be an Instrument, got {type(instrument).__name__}")
     liq = profile.liquidation
     cs = instrument.contract_size_usd
-    bp_exact = bankruptcy_price(qty_contracts, entry_price_usd, cs, bankruptcy_margin)
+    # Bybit cross: the fee to close at BP is left in the account at BP and held in MM.
+    fee_to_close = cross and liq.cross_fee_to_close
+    bp_exact = bankruptcy_price(
+        qty_contracts,
+        entry_price_usd,
+        cs,
+        bankruptcy_margin,
+        close_fee_rate=profile.fees.taker_rate if fee_to_close else 0,
+    )
     rate = rate_value(funding_rate, "funding_rate")
     extra = exit_costs_coin(
         qty_contracts,
         cs,
         bp_exact,
-        exit_fee_rate=profile.fees.taker_rate if liq.include_exit_fee_in_mm else 0,
+        exit_fee_rate=profile.fees.taker_rate
+        if liq.include_exit_fee_in_mm or fee_to_close
+        else 0,
         funding_rate=rate if liq.include_funding_in_mm else 0,
     )
     solve = (
@@ -312,4 +341,114 @@ def cross_prices(
         to_dec(wallet + other_upnl - other_mm),
         to_dec(wallet + other_upnl),
         funding_rate,
+        cross=True,
     )
+
+
+@dataclass(frozen=True)
+class HedgePrices:
+    """The one liquidation / bankruptcy price a symbol's LONG and SHORT share in cross hedge
+    mode, and the direction of the trigger: +1 when the mark falling to it liquidates (net
+    long), −1 when the mark rising to it does (net short)."""
+
+    liquidation_price_usd: Decimal | None
+    bankruptcy_price_usd: Decimal | None
+    side: int
+
+
+def cross_hedge_prices(
+    profile: object,
+    instrument: object,
+    long_qty: object,
+    long_entry_usd: object,
+    short_qty: object,
+    short_entry_usd: object,
+    wallet_balance_coin: object,
+    *,
+    other_unrealised_pnl_coin: object = 0,
+    other_maint_margin_coin: object = 0,
+    mark_price_usd: object,
+) -> HedgePrices:
+    """Binance's cross liquidation price with the hedge-mode terms (venue-sources.md 1):
+
+        LP = [L·MMR_L + S·MMR_S + L − S] /
+             [(WB − TMM1 + UPNL1 + cum_L + cum_S)/CM + L/EP_L − S/EP_S]
+
+    (L, S in contracts, CM the contract size; N = contracts·CM). Both legs move with the same
+    mark, so they share the price. The brackets are those of each leg's value at the solved
+    price, found by re-solving from the brackets at the mark (at most one step per bracket).
+    For profiles valuing MM at entry (Bybit two-way mode) MM is the fixed entry amount and the
+    equation is the same with MMR = 0 on the price side. The exit-fee / funding extras of the
+    one-way solver are not added here (no hedge-mode venue among the profiles uses them).
+    """
+    if not isinstance(profile, Profile):
+        raise InvalidInput(f"profile must be a Profile, got {type(profile).__name__}")
+    if not isinstance(instrument, Instrument):
+        raise InvalidInput(f"instrument must be an Instrument, got {type(instrument).__name__}")
+    if signed_contracts(long_qty, "long_qty") < 0:
+        raise InvalidQuantity(f"long_qty must be positive (the LONG leg), got {long_qty!r}")
+    if signed_contracts(short_qty, "short_qty") > 0:
+        raise InvalidQuantity(f"short_qty must be negative (the SHORT leg), got {short_qty!r}")
+    cs = exact(instrument.contract_size_usd)
+    n_long = abs(signed_contracts(long_qty, "long_qty")) * cs
+    n_short = abs(signed_contracts(short_qty, "short_qty")) * cs
+    inv_l = 1 / exact(positive_price(long_entry_usd, "long_entry_usd"))
+    inv_s = 1 / exact(positive_price(short_entry_usd, "short_entry_usd"))
+    wallet = exact(to_decimal(wallet_balance_coin, "wallet_balance_coin"))
+    other_upnl = exact(to_decimal(other_unrealised_pnl_coin, "other_unrealised_pnl_coin"))
+    other_mm = _extra(other_maint_margin_coin, "other_maint_margin_coin")
+    mark = positive_price(mark_price_usd, "mark_price_usd")
+    w_liq = wallet + other_upnl - other_mm
+    w_bankrupt = wallet + other_upnl
+    equity0 = n_long * inv_l - n_short * inv_s
+    table = instrument.brackets
+    bankrupt = _hedge_solve(n_long - n_short, w_bankrupt + equity0)
+    if profile.liquidation.style == "mm_at_entry":
+        fixed = Fraction(0)
+        for n, inv in ((n_long, inv_l), (n_short, inv_s)):
+            b = [x for x in table if exact(x.floor_coin) <= n * inv][-1]
+            fixed += n * inv * exact(b.mmr) - exact(b.cum_coin)
+        liq = _hedge_solve(n_long - n_short, w_liq + equity0 - fixed)
+    else:
+        x = 1 / exact(mark)
+        liq = (None, 0)
+        for _ in range(2 * len(table) + 2):
+            b_l = [b for b in table if exact(b.floor_coin) <= n_long * x][-1]
+            b_s = [b for b in table if exact(b.floor_coin) <= n_short * x][-1]
+            d = n_long * (1 + exact(b_l.mmr)) - n_short * (1 - exact(b_s.mmr))
+            liq = _hedge_solve(d, w_liq + equity0 + exact(b_l.cum_coin) + exact(b_s.cum_coin))
+            if liq[0] is None or liq[0] <= 0:
+                break
+            if liq[0] == x:
+                break
+            x = liq[0]
+    tick = instrument.tick_size
+    rounding = profile.liquidation
+    side = liq[1] or bankrupt[1] or 1
+    return HedgePrices(
+        liquidation_price_usd=round_price(_hedge_price(liq[0], side), side, tick,
+                                          rounding.liquidation_price_rounding),
+        bankruptcy_price_usd=round_price(_hedge_price(bankrupt[0], side), side, tick,
+                                         rounding.bankruptcy_price_rounding),
+        side=side,
+    )
+
+
+def _hedge_solve(d: Fraction, n: Fraction) -> tuple[Fraction | None, int]:
+    """Solve n = x·d for the trigger in x = 1/price: (x, direction).
+
+    d > 0 (net long): liquidated once x ≥ n/d, x = 0 standing for "at every price" when n ≤ 0;
+    d < 0 (net short): once x ≤ n/d, None ("never") unless n/d > 0; d = 0: price-free."""
+    if d > 0:
+        return (n / d if n > 0 else Fraction(0)), 1
+    if d < 0:
+        return (n / d if n < 0 else None), -1
+    return (Fraction(0) if n <= 0 else None), 0
+
+
+def _hedge_price(x: Fraction | None, side: int) -> Decimal | None:
+    if x is None:
+        return None
+    if x <= 0:
+        return INFINITE_PRICE if side > 0 else None
+    return to_dec(1 / x)

@@ -14,10 +14,12 @@ and leaving them out keeps funding a pure function of the scenario (documented i
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 
 import numpy as np
 
 from perpsim.sim.errors import InvalidState
+from perpsim.sim.funding_schedule import FundingSchedule
 from perpsim.sim.money import round_to_tick
 from perpsim.sim.profile import Instrument, Profile
 
@@ -95,13 +97,14 @@ class PriceTape:
 class MarketPricer:
     """Mark price and premium of one instrument over a tape, exact and vectorised."""
 
-    def __init__(self, profile: Profile, instrument: Instrument, tape: PriceTape) -> None:
+    def __init__(self, profile: Profile, instrument: Instrument, tape: PriceTape,
+                 schedule: FundingSchedule | None = None) -> None:
         self.profile = profile
         self.inst = instrument
         self.tape = tape
         self.tick = instrument.tick_size
         self._tick_f = float(instrument.tick_size)
-        self._interval_ms = profile.funding.interval_ms
+        self.schedule = schedule or FundingSchedule.of(profile, instrument)
         self._weights_usd, self._offsets_usd = _impact_walk(instrument)
 
     # ---- exact, at one instant -------------------------------------------------------------
@@ -117,18 +120,28 @@ class MarketPricer:
         the last trade price (default: the book reference).
         """
         index = self.tape.index_at(t_ms)
-        p1 = index * (1 + funding_rate * self._time_to_funding_ms(t_ms) / self._interval_ms)
+        interval = self.schedule.window_ms(t_ms) if self.inst.is_perpetual else 1
+        p1 = index * (1 + funding_rate * self._time_to_funding_ms(t_ms) / interval)
         if self.profile.mark.method == "fair_price":
             return p1.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
-        last = self.reference_at(t_ms) if last is None else last
         p2 = index + self._basis_average(t_ms)
+        if not self.inst.is_perpetual:
+            # Binance "Mark Price in Quarterly Futures": Price Index + moving-average basis.
+            return p2.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
+        last = self.reference_at(t_ms) if last is None else last
         mark = sorted((p1, p2, last))[1]
         return mark.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
 
     def _time_to_funding_ms(self, t_ms: int) -> int:
+        """Time until the funding time at or after ``t_ms``: zero AT a funding instant.
+
+        BitMEX "Funding Basis = Funding Rate * (Time Until Funding / Funding Interval)": at the
+        funding timestamp the basis is gone, so the mark that values the payment is the index
+        (the published 20 XBT × 0.25 % = 0.05 XBT). Binance's P1 uses the same factor.
+        """
         if not self.inst.is_perpetual:
             return 0
-        return self.profile.funding.next_funding_time_ms(t_ms) - t_ms
+        return self.schedule.next_time(t_ms - 1) - t_ms
 
     def _basis_average(self, t_ms: int) -> Decimal:
         """Moving average of (book mid − index) over the profile's last N basis samples."""
@@ -166,20 +179,18 @@ class MarketPricer:
     def _marks(self, grid_ms: np.ndarray, index: np.ndarray, perp: np.ndarray,
                funding_rate: float) -> np.ndarray:
         if self.inst.is_perpetual:
-            ttf = self._next_funding_vec(grid_ms) - grid_ms
-            p1 = index * (1.0 + funding_rate * ttf / self._interval_ms)
+            ttf = self.schedule.next_times(grid_ms) - grid_ms
+            p1 = index * (1.0 + funding_rate * ttf / self.schedule.windows(grid_ms))
         else:
             p1 = index
         if self.profile.mark.method == "fair_price":
             return p1
         p2 = index + self._basis_averages(grid_ms)
+        if not self.inst.is_perpetual:
+            return p2
         last = np.round(perp / self._tick_f) * self._tick_f
         # median of three without sorting: max(min(a, b), min(max(a, b), c))
         return np.maximum(np.minimum(p1, p2), np.minimum(np.maximum(p1, p2), last))
-
-    def _next_funding_vec(self, grid_ms: np.ndarray) -> np.ndarray:
-        offset = self.profile.funding.times_utc_hours[0] * 3_600_000
-        return offset + ((grid_ms - offset) // self._interval_ms + 1) * self._interval_ms
 
     def _basis_averages(self, grid_ms: np.ndarray) -> np.ndarray:
         step = self.profile.mark.basis_sample_interval_ms
@@ -197,12 +208,32 @@ class MarketPricer:
         """Premium index samples (mechanics §4) at the given times, from the synthetic book."""
         ref = self.references(sample_ms)[:, None]
         index = self.tape.index[self.tape.rows_at(sample_ms)]
-        coin_ask = (self._weights_usd / (ref + self._offsets_usd)).sum(axis=1)
-        coin_bid = (self._weights_usd / (ref - self._offsets_usd)).sum(axis=1)
-        notional = self._weights_usd.sum()
-        impact_ask = notional / coin_ask
-        impact_bid = notional / coin_bid
+        if self.inst.impact_notional_coin is not None:
+            impact_ask = self._impact_by_coin(ref, +1)
+            impact_bid = self._impact_by_coin(ref, -1)
+        else:
+            coin_ask = (self._weights_usd / (ref + self._offsets_usd)).sum(axis=1)
+            coin_bid = (self._weights_usd / (ref - self._offsets_usd)).sum(axis=1)
+            notional = self._weights_usd.sum()
+            impact_ask = notional / coin_ask
+            impact_bid = notional / coin_bid
         return (np.maximum(0.0, impact_bid - index) - np.maximum(0.0, index - impact_ask)) / index
+
+    def _impact_by_coin(self, ref: np.ndarray, side: int) -> np.ndarray:
+        """Average fill price of a notional set in coin (Bybit: 0.1 BTC × 100x = 10 BTC).
+
+        How much USD a level gives depends on its price, so the walk runs per sample: take
+        each level's coin until the notional is reached (all of the depth if it is thinner).
+        """
+        book = self.inst.book
+        assert self.inst.impact_notional_coin is not None
+        target = float(self.inst.impact_notional_coin)
+        steps = book.half_spread_ticks + np.arange(book.levels) * book.level_step_ticks
+        prices = ref + side * steps[None, :] * self._tick_f
+        level_coin = float(book.contracts_per_level * self.inst.contract_size_usd) / prices
+        before = np.cumsum(level_coin, axis=1) - level_coin
+        take = np.clip(target - before, 0.0, level_coin)
+        return (take * prices).sum(axis=1) / take.sum(axis=1)
 
     def window_rate(self, window_start_ms: int, until_ms: int) -> Decimal:
         """Funding rate from the premium samples taken in (window_start, until] (§4 template).
@@ -213,8 +244,13 @@ class MarketPricer:
         funding = self.profile.funding
         step = funding.premium_sample_interval_ms
         first = window_start_ms + step
+        # Binance "F = [P̄ + clamp(I − P̄, ±0.05 %)] / (8/N)": a window of N hours pays N/8 of the
+        # 8-hour template, its cap and floor scaled alike.
+        window, eight_hours = self.schedule.rate_scale(until_ms)
+        scale = Fraction(window, eight_hours)
         if until_ms < first:
-            return _template(0.0, funding.interest_rate, funding.clamp, self.inst.funding_cap)
+            return _template(0.0, funding.interest_rate, funding.clamp, self.inst.funding_cap,
+                             scale)
         samples = np.arange(first, until_ms // step * step + 1, step, dtype=np.int64)
         premium = self.premiums(samples)
         if funding.averaging == "weighted":
@@ -222,13 +258,19 @@ class MarketPricer:
             average = float((premium * weights).sum() / weights.sum())
         else:
             average = float(premium.mean())
-        return _template(average, funding.interest_rate, funding.clamp, self.inst.funding_cap)
+        return _template(average, funding.interest_rate, funding.clamp, self.inst.funding_cap,
+                         scale)
 
 
-def _template(average: float, interest: Decimal, clamp: Decimal, cap: Decimal) -> Decimal:
-    """F = P̄ + clamp(I − P̄, ±clamp), then capped at ±cap, rounded to 8 decimals."""
+def _template(average: float, interest: Decimal, clamp: Decimal, cap: Decimal,
+              scale: Fraction = Fraction(1)) -> Decimal:
+    """F = (P̄ + clamp(I − P̄, ±clamp))·scale, capped at ±cap·scale, rounded to 8 decimals
+    (scale = window / 8 h: 1 for the usual 8-hour funding)."""
     p_bar = Decimal(repr(average)).quantize(Decimal("1e-12"), rounding=ROUND_HALF_EVEN)
     rate = p_bar + min(max(interest - p_bar, -clamp), clamp)
+    if scale != 1:
+        factor = Decimal(scale.numerator) / Decimal(scale.denominator)
+        rate, cap = rate * factor, cap * factor
     rate = min(max(rate, -cap), cap)
     return rate.quantize(RATE_STEP, rounding=ROUND_HALF_EVEN)
 
@@ -242,7 +284,8 @@ def _impact_walk(inst: Instrument) -> tuple[np.ndarray, np.ndarray]:
     """
     book = inst.book
     level_usd = float(book.contracts_per_level * inst.contract_size_usd)
-    remaining = float(inst.impact_notional_usd)
+    # A coin notional (Bybit) is walked per sample instead (MarketPricer._impact_by_coin).
+    remaining = float(inst.impact_notional_usd or 0)
     weights: list[float] = []
     offsets: list[float] = []
     for k in range(book.levels):

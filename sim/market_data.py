@@ -103,7 +103,13 @@ def _prices_in(ex: Exchange, symbol: str, kind: PriceKind, open_ms: int,
         return [Decimal(repr(float(x))).quantize(Decimal("0.00000001"))
                 for x in pricer.premiums(grid)]
     marks = pricer.marks(grid, float(ex.mark_funding_rate(symbol)))
-    return [Decimal(repr(float(x))).quantize(Decimal("0.00000001")) for x in marks]
+    out = [Decimal(repr(float(x))).quantize(Decimal("0.00000001")) for x in marks]
+    if close_ms == ex.now_ms:
+        # The bar still open ends at the live mark, which also counts users' last trade
+        # (the grid's marks use the tape's price as "last"; with the 30-second basis the two
+        # can differ by the trade's distance from the book centre).
+        out.append(ex.mark_price(symbol))
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Literal
 
+from perpsim.sim.accounts import PositionSide
 from perpsim.sim.errors import (
     DuplicateClientOrderId,
     InvalidInput,
@@ -60,6 +61,7 @@ class Order:
     status: OrderStatus = "NEW"
     filled_contracts: int = 0
     filled_value_coin: Decimal = ZERO
+    position_side: PositionSide = "BOTH"  # BOTH (one-way), LONG or SHORT (hedge mode)
 
     @property
     def sign(self) -> int:

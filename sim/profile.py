@@ -99,8 +99,22 @@ class Instrument(_Frozen):
     price_precision: StrictInt = Field(ge=0, le=12)
     quantity_precision: StrictInt = Field(ge=0, le=12)
     funding_cap: Decimal = Field(gt=0, lt=1, description="funding rate is clamped to ±cap")
-    impact_margin_usd: Decimal = Field(
-        gt=0, description="impact notional = this × the first bracket's max leverage"
+    funding_interval_hours: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=24,
+        description="this symbol's funding interval (8, 4, 1 ...); None: the profile's times. "
+        "Rates, cap and floor are the 8-hour ones scaled by interval / 8 h",
+    )
+    impact_margin_usd: Decimal | None = Field(
+        default=None,
+        gt=0,
+        description="impact notional = this × the first bracket's max leverage (Binance)",
+    )
+    impact_margin_coin: Decimal | None = Field(
+        default=None,
+        gt=0,
+        description="the same in coin (Bybit: 0.1 BTC of initial margin, 10 BTC at 100x)",
     )
     brackets: tuple[Bracket, ...] = Field(min_length=1)
     book: SyntheticBook
@@ -111,9 +125,19 @@ class Instrument(_Frozen):
         return self.contract_type == "PERPETUAL"
 
     @property
-    def impact_notional_usd(self) -> Decimal:
-        """USD notional whose average fill price defines the impact bid/ask (mechanics §4)."""
+    def impact_notional_usd(self) -> Decimal | None:
+        """USD notional whose average fill price defines the impact bid/ask (mechanics §4);
+        None when the impact notional is set in coin."""
+        if self.impact_margin_usd is None:
+            return None
         return self.impact_margin_usd * self.brackets[0].max_leverage
+
+    @property
+    def impact_notional_coin(self) -> Decimal | None:
+        """Coin notional of the impact bid/ask (Bybit), None when it is set in USD."""
+        if self.impact_margin_coin is None:
+            return None
+        return self.impact_margin_coin * self.brackets[0].max_leverage
 
     @model_validator(mode="after")
     def _consistent(self) -> Instrument:
@@ -124,6 +148,16 @@ class Instrument(_Frozen):
             )
         if self.contract_type != "PERPETUAL" and self.delivery_date_ms is None:
             raise _At("delivery_date_ms", f"a {self.contract_type} contract needs a delivery date")
+        if (self.impact_margin_usd is None) == (self.impact_margin_coin is None):
+            raise _At(
+                "impact_margin_usd",
+                "set exactly one of impact_margin_usd (Binance) and impact_margin_coin (Bybit)",
+            )
+        if self.funding_interval_hours is not None and 24 % self.funding_interval_hours:
+            raise _At(
+                "funding_interval_hours",
+                f"{self.funding_interval_hours} h does not divide the day into equal intervals",
+            )
         if not self.min_qty <= self.max_qty:
             raise _At("min_qty", f"min_qty {self.min_qty} exceeds max_qty {self.max_qty}")
         if not self.min_qty <= self.market_max_qty:
@@ -293,8 +327,19 @@ class Liquidation(_Frozen):
     partial: StrictBool = Field(description="step down to a lower bracket before a full takeover")
     bankruptcy_price_rounding: Literal["none", "tick_conservative"]
     liquidation_price_rounding: Literal["none", "tick_conservative"]
-    adl_ranking: Literal["profit_times_leverage", "bitmex"]
+    adl_ranking: Literal["profit_times_leverage", "bitmex", "binance"] = Field(
+        description="binance: max(0,UPNL)/max(1,wallet) x MM/(wallet+UPNL); bitmex: PnL% x "
+        "|mark value|/(mark value - bankrupt value); profit_times_leverage: PnL% x value/balance"
+    )
     margin_call_ratio: Decimal = Field(gt=0, lt=1)
+    cross_fee_to_close: StrictBool = Field(
+        default=False,
+        description="Bybit cross: the bankruptcy price leaves the taker fee of closing there "
+        "(BP = (1 + fee)·Q / (Q/EP + available), long) and MM holds that fee",
+    )
+    adl_counterparty_fee: Literal["none", "maker"] = Field(
+        default="none", description="fee charged to positions closed by ADL (Bybit: maker)"
+    )
 
 
 class Rounding(_Frozen):
@@ -307,6 +352,20 @@ class Rounding(_Frozen):
     contract_value_floor: StrictBool = Field(
         description="BitMEX: floor each contract's coin value to coin_step before × quantity"
     )
+    entry_lot_contracts: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        description="BitMEX: average entry from per-lot coin values (lot/price) rounded to "
+        "coin_step, floored for longs and rounded for shorts; None: exact harmonic mean",
+    )
+
+
+class PriceBand(_Frozen):
+    """Binance PERCENT_PRICE: a limit buy at most mark × up, a limit sell at least mark × down;
+    a market order is refused when the best counter price is outside that band."""
+
+    multiplier_up: Decimal = Field(gt=1)
+    multiplier_down: Decimal = Field(gt=0, lt=1)
 
 
 class Profile(_Frozen):
@@ -324,6 +383,7 @@ class Profile(_Frozen):
     liquidation: Liquidation
     rounding: Rounding
     insurance_fund_start: dict[str, Decimal]
+    price_band: PriceBand | None = Field(default=None, description="None: no price band")
     instruments: tuple[Instrument, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

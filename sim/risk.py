@@ -17,7 +17,7 @@ from perpsim.sim.margin import bracket_for, initial_margin_coin
 from perpsim.sim.margin import margin_ratio as exact_margin_ratio
 
 if TYPE_CHECKING:
-    from perpsim.sim.accounts import Position
+    from perpsim.sim.accounts import Position, PositionSide
     from perpsim.sim.exchange import Exchange
     from perpsim.sim.profile import Instrument
 
@@ -54,12 +54,13 @@ def maint_margin(ex: Exchange, pos: Position, mark: Decimal | None = None) -> De
     value_at_entry = coin_value(pos.qty_contracts, pos.entry_price_usd, cs)
     b = bracket_for(inst.brackets, value_at_entry)
     mm = value_at_entry * b.mmr - b.cum_coin
-    if liq.include_exit_fee_in_mm:
+    if liq.include_exit_fee_in_mm or (liq.cross_fee_to_close and pos.margin_mode == "cross"):
         mm += coin_value(pos.qty_contracts, mark, cs) * ex.profile.fees.taker_rate
     if liq.include_funding_in_mm and inst.is_perpetual:
-        owed = -coin_value(pos.qty_contracts, mark, cs) * ex.mark_funding_rate(pos.symbol) * (
-            pos.side)
-        mm += max(ZERO, -owed) if pos.side > 0 else max(ZERO, owed)
+        # Only funding the position PAYS is held (BitMEX "+ Funding Rate"): F > 0 longs pay,
+        # F < 0 shorts pay, so the held amount is value·max(0, side·F), as in the LP solver.
+        paid_rate = max(ZERO, pos.side * ex.mark_funding_rate(pos.symbol))
+        mm += coin_value(pos.qty_contracts, mark, cs) * paid_rate
     return max(ZERO, mm)
 
 
@@ -82,8 +83,8 @@ def order_im(ex: Exchange, account_id: str, coin: str) -> Decimal:
         inst = ex.instruments[symbol]
         if inst.margin_asset != coin:
             continue
-        pos = account.position(symbol, coin)
         for order in book.open_orders(account_id):
+            pos = account.position(symbol, coin, order.position_side)
             opening = opening_contracts(pos, order.sign, order.remaining_contracts)
             if opening and order.price_usd is not None:
                 total += initial_margin_coin(opening, order.price_usd, inst.contract_size_usd,
@@ -142,7 +143,7 @@ def cross_available(ex: Exchange, account_id: str, coin: str) -> Decimal:
 
 def isolated_margin_balance(ex: Exchange, account_id: str, pos: Position) -> Decimal:
     """Isolated margin plus unrealised PnL."""
-    return ex.isolated_wallet(account_id, pos.symbol) + unrealised_pnl(ex, pos)
+    return ex.isolated_wallet(account_id, pos.margin_key) + unrealised_pnl(ex, pos)
 
 
 def isolated_liquidatable(ex: Exchange, account_id: str, pos: Position) -> bool:
@@ -154,7 +155,7 @@ def isolated_liquidatable(ex: Exchange, account_id: str, pos: Position) -> bool:
 def removable_isolated_margin(ex: Exchange, account_id: str, pos: Position) -> Decimal:
     """How much isolated margin can leave while the rest still covers the initial margin."""
     balance = isolated_margin_balance(ex, account_id, pos)
-    wallet = ex.isolated_wallet(account_id, pos.symbol)
+    wallet = ex.isolated_wallet(account_id, pos.margin_key)
     return max(ZERO, min(wallet, balance - position_im(ex, pos)))
 
 
@@ -186,11 +187,13 @@ class PositionRisk:
     margin_ratio: Decimal
     liquidation_price_usd: Decimal | None
     bankruptcy_price_usd: Decimal | None
+    position_side: str = "BOTH"
 
 
-def position_risk(ex: Exchange, account_id: str, symbol: str) -> PositionRisk:
-    """The risk view of one position now."""
-    pos = ex.position(account_id, symbol)
+def position_risk(ex: Exchange, account_id: str, symbol: str,
+                  side: PositionSide = "BOTH") -> PositionRisk:
+    """The risk view of one position (one-way, or one leg in hedge mode) now."""
+    pos = ex.position(account_id, symbol, side)
     mark = ex.mark_price(pos.symbol)
     if pos.margin_mode == "isolated":
         balance = isolated_margin_balance(ex, account_id, pos)
@@ -204,10 +207,11 @@ def position_risk(ex: Exchange, account_id: str, symbol: str) -> PositionRisk:
         mark_price_usd=mark, unrealised_pnl_coin=unrealised_pnl(ex, pos, mark),
         value_coin=mark_value_coin(ex, pos) if pos.is_open else ZERO,
         margin_mode=pos.margin_mode, leverage=pos.leverage,
-        isolated_margin_coin=ex.isolated_wallet(account_id, pos.symbol),
+        isolated_margin_coin=ex.isolated_wallet(account_id, pos.margin_key),
         initial_margin_coin=position_im(ex, pos), maint_margin_coin=mm,
         margin_balance_coin=balance, margin_ratio=margin_ratio(mm, balance),
         liquidation_price_usd=liq, bankruptcy_price_usd=bankrupt,
+        position_side=pos.position_side,
     )
 
 
@@ -221,18 +225,22 @@ def liquidation_prices(ex: Exchange, account_id: str, pos: Position,
     """
     if not pos.is_open or pos.entry_price_usd is None:
         return None, None
+    pair = hedged_pair(ex, account_id, pos)
+    if pair is not None:
+        shared = _pair_prices(ex, account_id, pair, mmr_scale)
+        return shared.liquidation_price_usd, shared.bankruptcy_price_usd
     inst = _scaled(ex, pos.symbol, mmr_scale)
     rate = ex.mark_funding_rate(pos.symbol) if inst.is_perpetual else ZERO
     if pos.margin_mode == "isolated":
-        margin: tuple[Decimal, ...] = (ex.isolated_wallet(account_id, pos.symbol),)
+        margin: tuple[Decimal, ...] = (ex.isolated_wallet(account_id, pos.margin_key),)
     else:
-        others = [p for p in cross_positions(ex, account_id, pos.coin) if p.symbol != pos.symbol]
+        others = [p for p in cross_positions(ex, account_id, pos.coin) if p is not pos]
         margin = (ex.wallet_balance(account_id, pos.coin),
                   sum((unrealised_pnl(ex, p) for p in others), ZERO),
                   sum((maint_margin(ex, p) for p in others), ZERO))
     # The solver is pure: memoise it on every input, so a cached answer is never stale.
     key = (pos.symbol, pos.qty_contracts, pos.entry_price_usd, pos.margin_mode, margin, rate,
-           mmr_scale)
+           mmr_scale, pos.position_side)
     cached = ex.lp_cache.get(key)
     if cached is not None:
         return cached
@@ -248,6 +256,54 @@ def liquidation_prices(ex: Exchange, account_id: str, pos: Position,
     result = (prices.liquidation_price_usd, prices.bankruptcy_price_usd)
     ex.lp_cache[key] = result
     return result
+
+
+def hedged_pair(ex: Exchange, account_id: str, pos: Position) -> tuple[Position, Position] | None:
+    """(LONG, SHORT) when ``pos`` is a cross hedge leg whose opposite leg is open too: then
+    the two share one liquidation price (Binance's formula with both L and S terms)."""
+    if pos.position_side == "BOTH" or pos.margin_mode != "cross":
+        return None
+    account = ex.accounts[account_id]
+    legs = {p.position_side: p for p in account.positions_on(pos.symbol) if p.is_open}
+    if "LONG" not in legs or "SHORT" not in legs:
+        return None
+    return legs["LONG"], legs["SHORT"]
+
+
+def trigger_side(ex: Exchange, account_id: str, pos: Position) -> int:
+    """+1 when the mark falling to the liquidation price liquidates ``pos``, −1 when rising:
+    its own side, or for a cross hedged pair the side the pair is net on."""
+    pair = hedged_pair(ex, account_id, pos)
+    if pair is None:
+        return pos.side
+    return _pair_prices(ex, account_id, pair, Decimal(1)).side
+
+
+def _pair_prices(ex: Exchange, account_id: str, pair: tuple[Position, Position],
+                 mmr_scale: Decimal) -> lp.HedgePrices:
+    long_, short = pair
+    assert long_.entry_price_usd is not None
+    assert short.entry_price_usd is not None
+    inst = _scaled(ex, long_.symbol, mmr_scale)
+    others = [p for p in cross_positions(ex, account_id, long_.coin) if p.symbol != long_.symbol]
+    wallet = ex.wallet_balance(account_id, long_.coin)
+    other_upnl = sum((unrealised_pnl(ex, p) for p in others), ZERO)
+    other_mm = sum((maint_margin(ex, p) for p in others), ZERO)
+    mark = ex.mark_price(long_.symbol)
+    key = ("hedge", long_.symbol, long_.qty_contracts, long_.entry_price_usd,
+           short.qty_contracts, short.entry_price_usd, wallet, other_upnl, other_mm, mark,
+           mmr_scale)
+    cached = ex.hedge_lp_cache.get(key)
+    if cached is not None:
+        return cached
+    prices = lp.cross_hedge_prices(ex.profile, inst, long_.qty_contracts, long_.entry_price_usd,
+                                   short.qty_contracts, short.entry_price_usd, wallet,
+                                   other_unrealised_pnl_coin=other_upnl,
+                                   other_maint_margin_coin=other_mm, mark_price_usd=mark)
+    if len(ex.hedge_lp_cache) > 100_000:  # bounded memory on huge runs
+        ex.hedge_lp_cache.clear()
+    ex.hedge_lp_cache[key] = prices
+    return prices
 
 
 def _scaled(ex: Exchange, symbol: str, scale: Decimal) -> Instrument:

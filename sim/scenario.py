@@ -13,6 +13,12 @@ Three kinds, all resolved by ``load_scenario``:
 * ``manual``: one row per pair at the start time (BTCUSD 60,000, ETHUSD 3,000, index = perp);
   the control plane moves prices from there.
 
+A JSON spec may also schedule funding interval changes (Binance / Bybit move symbols between
+8 h, 4 h and 1 h; BitMEX announced 8 h → 2 h): ``"funding_interval_changes": [{"symbol":
+"BTCUSD_PERP", "from": "2024-01-02T00:00:00Z", "interval_hours": 4}]`` — from that funding time
+on, the symbol funds every 4 h at rates scaled by 4/8 (sim/funding_schedule.py). A pair name
+(``"BTCUSD"``) instead of a symbol changes every perpetual of the pair, on any profile.
+
 ``mode`` tells the engine where funding comes from: ``data`` when the scenario carries funding
 rates (they are settled; the premium model only predicts), ``synthetic`` when the premium model
 sets the rate, ``manual`` when prices are set by hand.
@@ -20,6 +26,7 @@ sets the rate, ``manual`` when prices are set by hand.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +38,7 @@ from perpsim.fixtures import SCENARIOS_DIR
 from perpsim.sim import synthetic
 from perpsim.sim.bounded_json import too_deep
 from perpsim.sim.errors import ScenarioError
+from perpsim.sim.funding_schedule import IntervalChange
 from perpsim.sim.scenario_csv import read_scenario_csv
 from perpsim.sim.synthetic import format_time_ms
 
@@ -136,6 +144,7 @@ class Scenario:
     seed: int
     description: str
     source: str  # the CSV or JSON file, or "manual"
+    funding_interval_changes: tuple[IntervalChange, ...] = ()
 
     def path(self, pair: str) -> PricePath:
         """The path of ``pair``, or ScenarioError naming the pairs it has."""
@@ -226,6 +235,8 @@ def _load_spec(
         raise ScenarioError(f"{path}: cannot read the file ({exc.strerror})") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ScenarioError(f"{path}: not valid JSON ({exc})") from None
+    changes = _interval_changes(data.pop("funding_interval_changes", None)
+                                if isinstance(data, dict) else None, path)
     spec = synthetic.parse_spec(data, str(path))
     try:
         gen = synthetic.generate(
@@ -237,7 +248,33 @@ def _load_spec(
         gen.times_ms, gen.index, gen.perp, gen.funding_times_ms, gen.funding_rates
     )
     description = spec.description or f"{spec.generator} path from {path.name}"
-    return _scenario_of(path.stem, {spec.pair: price_path}, seed, description, str(path))
+    scenario = _scenario_of(path.stem, {spec.pair: price_path}, seed, description, str(path))
+    return dataclasses.replace(scenario, funding_interval_changes=changes)
+
+
+def _interval_changes(raw: object, path: Path) -> tuple[IntervalChange, ...]:
+    """The spec's ``funding_interval_changes`` (see the module docstring), validated."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ScenarioError(f"{path}: funding_interval_changes must be a list of objects")
+    changes = []
+    for i, item in enumerate(raw):
+        where = f"{path}: funding_interval_changes[{i}]"
+        if not isinstance(item, dict) or set(item) != {"symbol", "from", "interval_hours"}:
+            raise ScenarioError(f"{where} must be an object with exactly symbol, from and "
+                                "interval_hours")
+        hours = item["interval_hours"]
+        if isinstance(hours, bool) or not isinstance(hours, int) or not isinstance(
+                item["symbol"], str) or not isinstance(item["from"], str | int):
+            raise ScenarioError(f"{where}: symbol must be a string, from a time and "
+                                "interval_hours an integer")
+        try:
+            from_ms = synthetic.parse_time_ms(item["from"], "from")
+        except (ValueError, ScenarioError) as exc:
+            raise ScenarioError(f"{where}: {exc}") from None
+        changes.append(IntervalChange(item["symbol"], from_ms, hours))
+    return tuple(changes)
 
 
 def _bundled_files() -> dict[str, Path]:

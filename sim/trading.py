@@ -8,17 +8,25 @@ every check runs before the first mutation.
 from __future__ import annotations
 
 import re
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
 from perpsim.sim import algo
+from perpsim.sim.accounts import POSITION_SIDES, PositionSide
 from perpsim.sim.errors import (
     InsufficientFunds,
     InvalidInput,
+    InvalidPositionSide,
     InvalidQuantity,
+    InvalidState,
     LeverageTooHigh,
+    MarketPriceOutsideBand,
     OrderNotFound,
+    PositionSideMismatch,
     PositionTooLargeForLeverage,
+    PriceAboveBand,
+    PriceBelowBand,
+    ReduceOnlyConflict,
     ReduceOnlyRejected,
 )
 from perpsim.sim.inverse import apply_fill as inverse_fill
@@ -54,17 +62,25 @@ _CLIENT_ID = re.compile(r"^[.A-Z:/a-z0-9_-]{1,36}$")
 
 def place_order(ex: Exchange, account_id: str, symbol: object, side: object, order_type: object,
                 quantity: object, price: object = None, *, time_in_force: object = None,
-                reduce_only: object = False, client_order_id: object = None) -> Order:
-    """Validate, margin-check, match and apply an order; returns its record."""
+                reduce_only: object = False, client_order_id: object = None,
+                position_side: object = None) -> Order:
+    """Validate, margin-check, match and apply an order; returns its record.
+
+    ``position_side``: None or BOTH in one-way mode; LONG or SHORT in hedge mode, where a BUY
+    on LONG (SELL on SHORT) opens and the other side closes that leg (Binance positionSide).
+    """
     account = ex.account(account_id)
     inst = ex.instrument(symbol)
     book = ex.refresh_book(inst.symbol)
     order = _build_order(ex, account, inst, side, order_type, quantity, price, time_in_force,
                          reduce_only, client_order_id)
+    order.position_side = position_side_for(account, position_side, order.reduce_only)
     plan = book.plan_match(order)
     plan.raise_if_rejected()
-    pos = account.position(inst.symbol, inst.margin_asset)
+    _check_price_band(ex, inst, order, plan.fills)
+    pos = account.position(inst.symbol, inst.margin_asset, order.position_side)
     _check_reduce_only(order, pos)
+    _check_hedge_close(ex, order, pos)
     _check_margin(ex, account, inst, pos, order, plan.fills)
     # -- every check passed: from here on, apply ---------------------------------------------
     order.order_id = ex.next_id("order")
@@ -130,6 +146,89 @@ def _build_order(ex: Exchange, account: Account, inst: Instrument, side: object,
     return order
 
 
+def position_side_for(account: Account, position_side: object,
+                      reduce_only: bool) -> PositionSide:
+    """The order's position side for the account's mode (Binance -4060 / -4061 / -1106)."""
+    if position_side is not None and position_side not in POSITION_SIDES:
+        raise InvalidPositionSide(f"positionSide must be BOTH, LONG or SHORT, got "
+                                  f"{position_side!r}")
+    if not account.dual_side_position:
+        if position_side not in (None, "BOTH"):
+            raise PositionSideMismatch(f"positionSide {position_side} needs hedge mode; this "
+                                       "account is in one-way mode (send BOTH or nothing)")
+        return "BOTH"
+    if position_side not in ("LONG", "SHORT"):
+        raise PositionSideMismatch("in hedge mode every order needs positionSide LONG or SHORT, "
+                                   f"got {position_side!r}")
+    if reduce_only:
+        # Binance: "reduceOnly ... Cannot be sent in Hedge Mode" — the side says it.
+        raise ReduceOnlyConflict("reduceOnly cannot be sent in hedge mode: a SELL on LONG or a "
+                                 "BUY on SHORT closes")
+    return "LONG" if position_side == "LONG" else "SHORT"
+
+
+def _check_hedge_close(ex: Exchange, order: Order, pos: Position) -> None:
+    """A hedge-mode order closing a leg may close at most what the leg holds, counting the
+    leg's other open closing orders (Binance -2022)."""
+    if pos.position_side == "BOTH" or order.sign == pos.leg_sign:
+        return
+    book = ex.books[order.symbol]
+    pending = sum(o.remaining_contracts for o in book.open_orders(order.account_id)
+                  if o.position_side == pos.position_side and o.sign == order.sign)
+    if order.qty_contracts + pending > abs(pos.qty_contracts):
+        raise ReduceOnlyRejected(
+            f"{order.side} on {pos.position_side} closes that leg: {order.qty_contracts} "
+            f"contracts (plus {pending} in open closing orders) exceed the "
+            f"{abs(pos.qty_contracts)} it holds")
+
+
+def trim_closing_orders(ex: Exchange, account_id: str, pos: Position) -> list[Order]:
+    """Cancel a hedge leg's resting closing orders, newest first, until they fit in what the
+    leg still holds (after ADL shrank it): a closing fill never carries a leg through zero."""
+    if pos.position_side == "BOTH":
+        return []
+    closing = [o for o in ex.books[pos.symbol].open_orders(account_id)
+               if o.position_side == pos.position_side and o.sign != pos.leg_sign]
+    pending = sum(o.remaining_contracts for o in closing)
+    canceled = []
+    for order in sorted(closing, key=lambda o: o.seq, reverse=True):
+        if pending <= abs(pos.qty_contracts):
+            break
+        _cancel(ex, order, "CANCELED")
+        pending -= order.remaining_contracts
+        canceled.append(order)
+    if canceled:
+        ex.watcher.replan()
+    return canceled
+
+
+def _check_price_band(ex: Exchange, inst: Instrument, order: Order, fills: tuple) -> None:
+    """Binance PERCENT_PRICE against the mark: limit buys ≤ mark × up, limit sells ≥ mark ×
+    down (-4016 / -4024); a market order whose best counter price is outside is refused
+    (-4131). Only the best price is checked: a market sweep is not cut at the band."""
+    band = ex.profile.price_band
+    if band is None:
+        return
+    mark = ex.mark_price(inst.symbol)
+    cap = (mark * band.multiplier_up).quantize(inst.tick_size, rounding=ROUND_FLOOR)
+    floor = (mark * band.multiplier_down).quantize(inst.tick_size, rounding=ROUND_CEILING)
+    if order.type == "MARKET":
+        best = fills[0].price_usd if fills else None
+        if best is not None and (best > cap if order.side == "BUY" else best < floor):
+            raise MarketPriceOutsideBand(
+                f"the best {'ask' if order.side == 'BUY' else 'bid'} {best} is outside the "
+                f"price band [{floor}, {cap}] around the mark {mark}")
+        return
+    if order.price_usd is None:
+        return
+    if order.side == "BUY" and order.price_usd > cap:
+        raise PriceAboveBand(f"limit price {order.price_usd} is above {cap} (mark {mark} × "
+                             f"{band.multiplier_up})")
+    if order.side == "SELL" and order.price_usd < floor:
+        raise PriceBelowBand(f"limit price {order.price_usd} is below {floor} (mark {mark} × "
+                             f"{band.multiplier_down})")
+
+
 def _price(price: object) -> Decimal:
     return positive_price(price, "price")  # the price filter is checked by check_order
 
@@ -151,6 +250,8 @@ def _check_reduce_only(order: Order, pos: Position) -> None:
 
 def opening_contracts(pos: Position, sign: int, qty: int) -> int:
     """How many of ``qty`` contracts on side ``sign`` would open or grow the position."""
+    if pos.position_side != "BOTH":  # a hedge leg: its own side opens, the other only closes
+        return qty if sign == pos.leg_sign else 0
     if pos.qty_contracts == 0 or sign == pos.side:
         return qty
     return max(0, qty - abs(pos.qty_contracts))
@@ -214,26 +315,33 @@ def _execute(ex: Exchange, inst: Instrument, order: Order, qty: int, price: Deci
         order.apply_fill(qty, price, inst.contract_size_usd, ex.now_ms)
     rate = ex.profile.fees.taker_rate if taker else ex.profile.fees.maker_rate
     realised, fee = apply_position_fill(ex, order.account_id, inst, order.sign * qty, price,
-                                        rate, f"order:{order.order_id}")
+                                        rate, f"order:{order.order_id}",
+                                        position_side=order.position_side)
     _journal_order(ex, order, "TRADE", trade_id=trade_id, last_qty=qty, last_price=price,
                    realized_pnl=realised, commission=fee, maker=not taker)
 
 
 def apply_position_fill(ex: Exchange, account_id: str, inst: Instrument, signed_qty: int,
                         price: Decimal, fee_rate: Decimal, ref: str, *,
-                        release_margin: bool = True) -> tuple[Decimal, Decimal]:
+                        release_margin: bool = True,
+                        position_side: PositionSide = "BOTH") -> tuple[Decimal, Decimal]:
     """Move a position by ``signed_qty`` at ``price``; post PnL, fee and margin. (PnL, fee).
 
     ``release_margin=False`` (a partial liquidation) keeps a reduced isolated position's margin
     with the position instead of returning the closed part's share to the wallet.
     """
     account = ex.account(account_id)
-    pos = account.position(inst.symbol, inst.margin_asset)
+    pos = account.position(inst.symbol, inst.margin_asset, position_side)
     coin = inst.margin_asset
     rule = ex.profile.rounding.coin_rule
     step = ex.profile.rounding.coin_step
     old_qty = pos.qty_contracts
-    result = inverse_fill(old_qty, pos.entry_price_usd, signed_qty, price, inst.contract_size_usd)
+    result = inverse_fill(old_qty, pos.entry_price_usd, signed_qty, price, inst.contract_size_usd,
+                          rounding=ex.profile.rounding)
+    if pos.leg_sign and result.qty_contracts * pos.leg_sign < 0:
+        # A hedge leg never crosses zero; _check_hedge_close keeps closing orders within it.
+        raise InvalidState(f"a fill of {signed_qty} would carry the {pos.position_side} leg of "
+                           f"{inst.symbol} ({old_qty}) through zero")
     realised = quantize(result.realised_pnl_coin, step, rule)
     fee = quantize(fee_coin(abs(signed_qty), inst.contract_size_usd, price, fee_rate,
                             ex.profile.rounding), step, rule)
@@ -243,7 +351,7 @@ def apply_position_fill(ex: Exchange, account_id: str, inst: Instrument, signed_
     opened = abs(signed_qty) - closed
     with ex.ledger.transaction():
         if pos.margin_mode == "isolated":
-            iso = ex.ledger.open_isolated(account_id, inst.symbol, coin)
+            iso = ex.ledger.open_isolated(account_id, pos.margin_key, coin)
             margin_before = ex.ledger.balance(iso)
             _settle(ex, coin, realised, iso, "realized_pnl", ref)
             if closed and (release_margin or result.qty_contracts == 0):
@@ -387,9 +495,10 @@ def find_order(ex: Exchange, account_id: str, symbol: str, order_id: object,
 
 
 def adjust_isolated_margin(ex: Exchange, account_id: str, symbol: object, amount: object,
-                           *, add: bool) -> Decimal:
-    """Add wallet coin to, or remove it from, an isolated position's margin."""
-    pos = ex.position(account_id, symbol)
+                           *, add: bool, position_side: object = "BOTH") -> Decimal:
+    """Add wallet coin to, or remove it from, an isolated position's margin (a hedge leg's
+    with ``position_side`` LONG / SHORT)."""
+    pos = ex.position(account_id, symbol, position_side)
     if pos.margin_mode != "isolated" or not pos.is_open:
         raise InvalidInput(f"{pos.symbol} has no open isolated position to adjust margin on")
     value = positive_quantity(amount, "amount")
@@ -397,7 +506,7 @@ def adjust_isolated_margin(ex: Exchange, account_id: str, symbol: object, amount
     if quantize(value, step, "down") != value:
         raise InvalidInput(f"amount {value} has more decimals than the coin step {step}")
     coin = pos.coin
-    iso = ex.ledger.open_isolated(account_id, pos.symbol, coin)
+    iso = ex.ledger.open_isolated(account_id, pos.margin_key, coin)
     wallet = wallet_account(account_id, coin)
     if add:
         available = cross_available(ex, account_id, coin)
@@ -414,6 +523,7 @@ def adjust_isolated_margin(ex: Exchange, account_id: str, symbol: object, amount
                                     "leave the position without breaking its initial margin")
         ex.ledger.post(iso, wallet, coin, value, "isolated_margin_remove", "transfer", ex.now_ms)
     ex.journal.append(ex.now_ms, "margin.transfer", account_id=account_id, symbol=pos.symbol,
+                      position_side=pos.position_side,
                       coin=coin, amount=value if add else -value,
                       isolated_margin=ex.ledger.balance(iso), wallet=ex.ledger.balance(wallet))
     ex.watcher.replan()
@@ -440,7 +550,8 @@ def run_triggers(ex: Exchange) -> None:
 
 
 def record_forced_fill(ex: Exchange, account_id: str, inst: Instrument, side: Side, qty: int,
-                       price: Decimal, realised: Decimal, fee: Decimal, kind: str) -> None:
+                       price: Decimal, realised: Decimal, fee: Decimal, kind: str,
+                       position_side: PositionSide = "BOTH") -> None:
     """Record a fill the venue forced on an account (kind LIQUIDATION or ADL) as a filled
     order of its own, as Binance does (client ids ``autoclose-…`` / ``adl_autoclose-…``), so
     it shows in the account's orders, trades and user stream. Its money is already posted."""
@@ -449,7 +560,8 @@ def record_forced_fill(ex: Exchange, account_id: str, inst: Instrument, side: Si
     order = Order(order_id=order_id, client_order_id=f"{prefix}-{order_id}",
                   account_id=account_id, symbol=inst.symbol, side=side, type="MARKET",
                   qty_contracts=qty, price_usd=None, time_in_force="IOC", reduce_only=True,
-                  created_ms=ex.now_ms, updated_ms=ex.now_ms, seq=ex.next_id("seq"))
+                  created_ms=ex.now_ms, updated_ms=ex.now_ms, seq=ex.next_id("seq"),
+                  position_side=position_side)
     order.apply_fill(qty, price, inst.contract_size_usd, ex.now_ms)
     ex.orders[order_id] = order
     _journal_order(ex, order, "TRADE", order_type=kind, trade_id=ex.next_id("trade"),
@@ -460,7 +572,8 @@ def record_forced_fill(ex: Exchange, account_id: str, inst: Instrument, side: Si
 def _journal_order(ex: Exchange, order: Order, execution: str, *, order_type: str | None = None,
                    **fill: object) -> None:
     inst = ex.instruments[order.symbol]
-    pos = ex.accounts[order.account_id].position(order.symbol, inst.margin_asset)
+    pos = ex.accounts[order.account_id].position(order.symbol, inst.margin_asset,
+                                                 order.position_side)
     ex.journal.append(
         ex.now_ms, "order.update", account_id=order.account_id, symbol=order.symbol,
         execution=execution, order_id=order.order_id, client_order_id=order.client_order_id,
@@ -468,8 +581,8 @@ def _journal_order(ex: Exchange, order: Order, execution: str, *, order_type: st
         reduce_only=order.reduce_only, price=order.price_usd, qty=order.qty_contracts,
         filled=order.filled_contracts, avg_price=order.avg_price_usd(inst.contract_size_usd),
         status=order.status, position_qty=pos.qty_contracts, position_entry=pos.entry_price_usd,
-        margin_mode=pos.margin_mode, coin=inst.margin_asset,
+        margin_mode=pos.margin_mode, coin=inst.margin_asset, position_side=order.position_side,
         wallet=ex.wallet_balance(order.account_id, inst.margin_asset),
-        isolated_wallet=ex.isolated_wallet(order.account_id, order.symbol), **fill,
+        isolated_wallet=ex.isolated_wallet(order.account_id, pos.margin_key), **fill,
     )
 

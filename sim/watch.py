@@ -135,12 +135,14 @@ class Watcher:
 
 def _next_scheduled(ex: Exchange, now_ms: int) -> int:
     """Next funding time (a scheduled event that changes balances and rates)."""
-    return ex.profile.funding.next_funding_time_ms(now_ms)
+    from perpsim.sim.funding import next_funding_time
+
+    return next_funding_time(ex, now_ms)
 
 
 def collect_levels(ex: Exchange, symbol: str) -> Levels:
     """Every level that could trigger something on ``symbol`` now."""
-    from perpsim.sim.risk import liquidation_prices
+    from perpsim.sim.risk import liquidation_prices, trigger_side
 
     levels = Levels()
     # Positions: the level index's bounds (sim/level_index.py); accounts with several cross
@@ -148,13 +150,14 @@ def collect_levels(ex: Exchange, symbol: str) -> Levels:
     levels.mark_lo, levels.mark_hi = ex.watcher.index.watch_range(symbol)
     call_scale = 1 / ex.profile.liquidation.margin_call_ratio
     for account_id, pos in ex.watcher.index.volatile_positions(symbol):
+        below = trigger_side(ex, account_id, pos) > 0  # a hedged pair: its net side
         liq, _ = liquidation_prices(ex, account_id, pos)
         if liq is not None:
-            levels.add_mark(liq, fires_below=pos.side > 0)
+            levels.add_mark(liq, fires_below=below)
         if not pos.margin_call_sent:
             call, _ = liquidation_prices(ex, account_id, pos, call_scale)
             if call is not None:
-                levels.add_mark(call, fires_below=pos.side > 0)
+                levels.add_mark(call, fires_below=below)
     add_order_levels(ex, symbol, levels)
     return levels
 

@@ -329,6 +329,18 @@ CROSS = {
     "other_maint_margin_coin": 0,
     "funding_rate": 0,
 }
+HEDGE = {
+    "profile": BINANCE,
+    "instrument": BTC,
+    "long_qty": 3,
+    "long_entry_usd": 50_000,
+    "short_qty": -1,
+    "short_entry_usd": 50_000,
+    "wallet_balance_coin": D("0.001"),
+    "other_unrealised_pnl_coin": 0,
+    "other_maint_margin_coin": 0,
+    "mark_price_usd": 50_000,
+}
 SOLVED_PRICES = [None, "abc", 1, D(0), D(-1), D("NaN"), D("sNaN"), D("-Infinity")]
 
 LIQUIDATION: list[Row] = [
@@ -360,6 +372,8 @@ LIQUIDATION: list[Row] = [
     (lp.bankruptcy_price, BP, "entry_price_usd", PRICES, InvalidPrice),
     (lp.bankruptcy_price, BP, "contract_size_usd", POSITIVE, InvalidQuantity),
     (lp.bankruptcy_price, BP, "margin_coin", AMOUNTS, InvalidInput),
+    (lp.bankruptcy_price, {**BP, "close_fee_rate": "0.00075"}, "close_fee_rate",
+     [*RATES, "-0.0001"], InvalidInput),
     (lp.exit_costs_coin, EXIT, "qty_contracts", SIGNED_QTY, InvalidQuantity),
     (lp.exit_costs_coin, EXIT, "contract_size_usd", POSITIVE, InvalidQuantity),
     (lp.exit_costs_coin, EXIT, "bankruptcy_price_usd", SOLVED_PRICES[1:], InvalidPrice),
@@ -383,6 +397,16 @@ LIQUIDATION: list[Row] = [
     (lp.cross_prices, CROSS, "other_unrealised_pnl_coin", AMOUNTS, InvalidInput),
     (lp.cross_prices, CROSS, "other_maint_margin_coin", NON_NEGATIVE, InvalidInput),
     (lp.cross_prices, CROSS, "funding_rate", RATES, InvalidInput),
+    (lp.cross_hedge_prices, HEDGE, "profile", NOT_A_MODEL, InvalidInput),
+    (lp.cross_hedge_prices, HEDGE, "instrument", NOT_A_MODEL, InvalidInput),
+    (lp.cross_hedge_prices, HEDGE, "long_qty", [*SIGNED_QTY, -3], InvalidQuantity),
+    (lp.cross_hedge_prices, HEDGE, "short_qty", [*SIGNED_QTY, 3], InvalidQuantity),
+    (lp.cross_hedge_prices, HEDGE, "long_entry_usd", PRICES, InvalidPrice),
+    (lp.cross_hedge_prices, HEDGE, "short_entry_usd", PRICES, InvalidPrice),
+    (lp.cross_hedge_prices, HEDGE, "wallet_balance_coin", AMOUNTS, InvalidInput),
+    (lp.cross_hedge_prices, HEDGE, "other_unrealised_pnl_coin", AMOUNTS, InvalidInput),
+    (lp.cross_hedge_prices, HEDGE, "other_maint_margin_coin", NON_NEGATIVE, InvalidInput),
+    (lp.cross_hedge_prices, HEDGE, "mark_price_usd", PRICES, InvalidPrice),
 ]
 
 LEVELS = [(D(100), 10), (D("100.5"), 10)]

@@ -341,7 +341,9 @@ BAD_ACCOUNT_CALLS: list[tuple[str, str, dict[str, Any] | str, int | None]] = [
     ("GET", "/dapi/v1/positionRisk", {"symbol": "BTCUSD"}, -1121),
     ("GET", "/dapi/v2/leverageBracket", {"symbol": "XYZ"}, -1121),
     ("GET", "/dapi/v1/positionMargin/history", {}, -1102),
-    ("POST", "/dapi/v1/positionSide/dual", {"dualSidePosition": "true"}, -5000),
+    ("POST", "/dapi/v1/positionSide/dual", {"dualSidePosition": "false"}, -4059),
+    ("POST", "/dapi/v1/positionSide/dual", {}, -1102),
+    ("POST", "/dapi/v1/positionSide/dual", {"dualSidePosition": "maybe"}, -1130),
 ]
 
 

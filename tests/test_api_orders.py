@@ -285,7 +285,10 @@ BAD_ORDER_CALLS: list[tuple[str, str, dict[str, Any] | str, int | None]] = [
     ("POST", "/dapi/v1/order", {**ORDER, "type": "STOP_MARKET", "stopPrice": "40000"}, -4120),
     ("POST", "/dapi/v1/order", {**ORDER, "timeInForce": "GTD"}, None),
     ("POST", "/dapi/v1/order", {**ORDER, "reduceOnly": "maybe"}, None),
-    ("POST", "/dapi/v1/order", {**ORDER, "positionSide": "LONG"}, None),
+    ("POST", "/dapi/v1/order", {**ORDER, "positionSide": "LONG"}, -4061),  # one-way mode
+    ("POST", "/dapi/v1/order", {**ORDER, "positionSide": "UP"}, -4060),
+    ("POST", "/dapi/v1/order", {**ORDER, "price": "70000"}, -4016),  # mark 60,000 × 1.15
+    ("POST", "/dapi/v1/order", {**ORDER, "side": "SELL", "price": "50000"}, -4024),
     ("POST", "/dapi/v1/order", {**ORDER, "newClientOrderId": "has spaces!"}, None),
     ("POST", "/dapi/v1/order", {**ORDER, "newOrderRespType": "FULL"}, None),
     ("POST", "/dapi/v1/order", {**ORDER, "symbol": "BTCUSD"}, -1121),

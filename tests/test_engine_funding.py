@@ -235,10 +235,11 @@ def test_bitmex_pays_at_t_the_rate_known_since_the_previous_funding_time() -> No
     [at_12] = _settled(events, XBT)
     assert at_12.payload["source"] == "premium_previous_window"
     assert Decimal(at_12.payload["rate"]) == predicted
-    # Fair price = index · (1 + F · time-to-funding / interval) = 60,000 · 1.0001 at 12:00.
-    assert Decimal(at_12.payload["mark"]) == Decimal("60006")
-    # BitMEX floors every posting: the long pays ⌊−1,000/60,006·0.0001⌋ = −0.00000167 and the
-    # short receives ⌊+0.0000016665⌋ = 0.00000166 (the satoshi goes to the venue).
+    # Fair price = index · (1 + F · time-until-funding / interval): AT 12:00 the time until
+    # funding is zero, so the payment is valued at the index (bitmex.com/app/fairPriceMarking).
+    assert Decimal(at_12.payload["mark"]) == Decimal("60000")
+    # BitMEX floors every posting: the long pays ⌊−1,000/60,000·0.0001⌋ = −0.00000167 and the
+    # short receives ⌊+0.0000016667⌋ = 0.00000166 (the satoshi goes to the venue).
     [paid] = _payments(events, long_)
     [got] = _payments(events, short)
     assert Decimal(paid.payload["amount"]) == Decimal("-0.00000167")

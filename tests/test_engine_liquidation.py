@@ -236,7 +236,7 @@ def _shorts_for_adl(ex: Exchange) -> tuple[str, str]:
     return low, high
 
 
-def test_adl_when_the_fund_is_empty_ranked_by_profit_times_leverage() -> None:
+def test_adl_when_the_fund_is_empty_ranked_by_binance_leverage_pnl() -> None:
     ex = _venue(no_insurance())
     assert _fund_balance(ex) == 0
     low, high = _shorts_for_adl(ex)
@@ -248,14 +248,15 @@ def test_adl_when_the_fund_is_empty_ranked_by_profit_times_leverage() -> None:
     ranked = [r["account_id"] for r in ranking.payload["ranking"]]
     assert ranked == [high, low]  # not creation order: the score decides
     scores = [Decimal(r["score"]) for r in ranking.payload["ranking"]]
-    # score = PnL% × value / margin balance. PnL% = (1/50,000 − 1/EP)·EP is the same ≈ 20 % for
-    # both shorts (entry 59,999.9); value / balance is ≈ 1.0004 for ``high``, ≈ 0.19 for ``low``.
-    pnl_pct = fr("59999.9") / 50_000 - 1
+    # Binance's published Leverage PnL (dev.binance.vision/t/17801): max(0, UPNL)/max(1, wallet)
+    # × MM/(wallet + UPNL). Both wallets are at most 1 BTC, so max(1, wallet) = 1.
     for account_id, qty, score in ((high, 60, scores[0]), (low, 100, scores[1])):
         n = qty * 100
-        balance = fr(wallets[account_id]) + n * (
-            1 / Fraction(50_000) - 1 / fr("59999.9"))
-        assert _close(fr(score), pnl_pct * Fraction(n, 50_000) / balance, Fraction(1, 10**8))
+        upnl = n * (1 / Fraction(50_000) - 1 / fr("59999.9"))
+        wallet = fr(wallets[account_id])
+        mm = Fraction(n, 50_000) * Fraction(4, 1000)
+        expected = max(0, upnl) / max(1, wallet) * mm / (wallet + upnl)
+        assert _close(fr(score), expected, Fraction(1, 10**8))
     assert scores[0] > scores[1] > 0
     bp = fr(of_type(events, "liquidation.takeover")[0].payload["bankruptcy_price"])
     fills = of_type(events, "adl.fill")

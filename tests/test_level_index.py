@@ -103,8 +103,9 @@ def test_float_levels_bound_the_exact_prices_on_the_safe_side(
     assert pos.entry_price_usd is not None
     args = (pos.qty_contracts, float(pos.entry_price_usd), margin, float(rate))
     call_scale = 1 / p.liquidation.margin_call_ratio
-    for bound, scale_ in ((solver.liquidation_level(*args), Decimal(1)),
-                          (solver.call_level(*args), call_scale)):
+    cross = mode == "cross"
+    for bound, scale_ in ((solver.liquidation_level(*args, cross=cross), Decimal(1)),
+                          (solver.call_level(*args, cross=cross), call_scale)):
         exact, _ = liquidation_prices(ex, aid, pos, scale_)
         if bound is None:
             continue  # too close to call: the index uses the exact price
@@ -119,7 +120,7 @@ def test_float_levels_bound_the_exact_prices_on_the_safe_side(
         else:
             assert bound <= exact_f * (1 + 1e-15)
             assert bound >= exact_f * (1 - 1e-9) - 1.01 * tick or exact_f > 1e12
-    boundary = solver.ratio_boundary(*args)
+    boundary = solver.ratio_boundary(*args, cross=cross)
     if boundary is None:
         return
     lo, hi = boundary

@@ -17,7 +17,7 @@ from perpsim.sim.errors import ProfileError, UnknownSymbol
 from perpsim.sim.profile import PROFILE_DIR, Profile, bundled_profiles, load_profile
 
 D = Decimal
-BUNDLED = ("binance_coinm", "bitmex_xbtusd", "bybit_inverse")
+BUNDLED = ("binance_coinm", "binance_coinm_2024", "bitmex_xbtusd", "bybit_inverse")
 
 
 def _ms(dt: datetime) -> int:
@@ -34,7 +34,18 @@ def _raw(name: str) -> dict[str, Any]:
 
 
 def test_bundled_profiles_are_the_three_venues() -> None:
+    # Three venues, plus Binance's dated variant for replays before 2025-09-18.
     assert bundled_profiles() == BUNDLED
+
+
+def test_binance_2024_differs_only_in_the_mark_basis_window() -> None:
+    """Binance moved Price 2 of the mark from a 2.5-minute basis average (30 samples every 5 s)
+    to a 30-second one (30 samples, once a second) on 2025-09-18 (venue-sources.md 3)."""
+    now, then = load_profile("binance_coinm"), load_profile("binance_coinm_2024")
+    assert (now.mark.basis_samples, now.mark.basis_sample_interval_ms) == (30, 1000)
+    assert (then.mark.basis_samples, then.mark.basis_sample_interval_ms) == (30, 5000)
+    same = {"name": "x", "description": "", "mark": now.mark}
+    assert now.model_copy(update=same) == then.model_copy(update=same)
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -179,13 +190,13 @@ def test_binance_instruments_and_venue_parameters() -> None:
     assert (p.mark.method, p.mark.basis_samples, p.mark.basis_sample_interval_ms) == (
         "median3",
         30,
-        5000,
+        1000,
     )
     liq = p.liquidation
     assert not liq.include_exit_fee_in_mm
     assert not liq.include_funding_in_mm
     assert liq.partial
-    assert liq.adl_ranking == "profit_times_leverage"
+    assert liq.adl_ranking == "binance"
     assert p.bracket_cum == "deduction"
     assert p.rounding.coin_step == D("0.00000001")
 

@@ -273,9 +273,10 @@ def test_insurance_fund_and_adl_ranking_are_the_journals(lessons: dict[str, Less
     assert n["ranking"] == [name_of[r["account_id"]] for r in rows]
     assert n["scores"] == [dec(r, "score") for r in rows]
     assert n["scores"] == sorted(n["scores"], reverse=True)
-    # score = PnL % × effective leverage, rebuilt by the lesson, = the engine's to 8 places
-    for leverage, score in zip(n["leverages"], n["scores"], strict=True):
-        assert abs(n["pnl_pct"] * leverage - score) < Decimal("1e-8")
+    # Binance's score, max(0, UPNL)/max(1, wallet) × MM/(wallet + UPNL), rebuilt by the
+    # lesson, = the engine's to 8 places
+    for pnl, ratio, score in zip(n["pnl_pcts"], n["margin_ratios"], n["scores"], strict=True):
+        assert abs(pnl * ratio - score) < Decimal("1e-8")
     [fill] = events(lesson, "adl.fill")
     assert name_of[fill.payload["account_id"]] == n["adl_victim"] == n["ranking"][0]
     [takeover_b] = events(lesson, "liquidation.takeover", account_id=lesson.accounts["B"])

@@ -1,19 +1,65 @@
-"""Every worked example of mechanics.md §6, through its exchange profile, at published rounding.
+"""Every worked example of mechanics.md §6 and of venue-sources.md, at published rounding.
 
 Each case computes the figure with perpsim's functions and the profile the table names, then
 shows it at the precision (and with the rounding) the exchange published.
+
+Where each published example of venue-sources.md (numbered as there) is tested:
+
+=====  ===========================================================  ==============================
+entry  published example or figure                                  test
+=====  ===========================================================  ==============================
+1      300 BTC position: MMR 12.5 %, maintenance amount 11.605 BTC   VENUE_CASES "VS1 300 BTC ..."
+1      cum rule floor·(MMR_n − MMR_n−1) + cum_n−1                    test_binance_cum_rule_...
+1      100 × 100 / 25,000 = 0.4 BTC, MM 0.0016 BTC                   CASES "09 ..."
+1      LP = N(MMR + side)/(W' + cum + side·N/EP), bracket re-solved  test_binance_lp_formula_...
+1      hedge-mode terms (L, S) of the same formula                   test_engine_hedge_mode.py
+2      BTCUSD / ETHUSD leverage table, IMR = 1/L, default 20x        test_binance_leverage_tables
+3      P1 = index·(1 + F·time-to-funding/8 h), mark = median         test_binance_mark_p1_...
+3      quarterly mark = index + moving-average basis                  test_venue_rules.py (3.)
+3      30-second basis from 2025-09-18; F = [...] / (8/N)            test_funding_intervals.py
+4      0.01 % interest per interval, 5,760 samples per 8 h           VENUE_CASES "VS4 ..."
+4      impact notional 200 USD × max leverage, cap 0.75·(IMR − MMR)  VENUE_CASES "VS4 ..."
+4      premium index formula; F template                            test_premium_index_..., CASES 14
+5      Leverage PnL ranking; no fee on ADL                           test_venue_rules.py (5.),
+                                                                    test_engine_liquidation.py
+6      cross 0.5 BTC, 10,000 @ 8,000: BP 5,718.57, LP 5,739.50       test_venue_rules.py (2.)
+6      isolated classic LP/BP at 8,000 and 50x; MMR 0.5 %            VENUE_CASES "VS6 ..."
+7      bankruptcy price rounded up (long) / down (short) to 0.5      VENUE_CASES "VS6 ..."
+8      5,000 @ 7,890.08, 50x: LP 7,773.50, BP 7,735.50; maker fee    VENUE_CASES "VS8 ...",
+                                                                    test_venue_rules.py (5.)
+9      UTA isolated LP = Q / [PV + (IM − MM)], MM with deduction     test_bybit_uta_isolated_...
+10     weighted premium average (1..480); I = (0.06 % − 0.03 %)/3    test_bybit_funding_...
+10     impact margin notional 0.1 BTC                                test_venue_rules.py (9.)
+11     20 XBT, F = (1 % − 0.25 %)/3, 0.05 XBT, PnL 1.25, 04/12/20     CASES 01–03, VENUE_CASES VS11
+11     the funding instant's mark                                    test_venue_rules.py (7.)
+12     fair price = index·(1 + F·time-until-funding/interval)        test_bitmex_fair_price_...
+13     PnL = contracts·(1/entry − 1/exit)                            CASES 03, 04
+14     MM = 0.5 % + exit taker fee + funding paid                    test_venue_rules.py (1.)
+15     ADL = PnL % × effective leverage                              test_venue_rules.py (5.)
+16     100 @ 29,800 + 200 @ 30,000 = 29,933.07                       test_venue_rules.py (6.)
+17     8 h → 2 h interval change                                     test_funding_intervals.py
+18     taker 0.075 %, maker rebate 0.025 %                           VENUE_CASES "VS18 ..."
+=====  ===========================================================  ==============================
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from decimal import ROUND_CEILING, ROUND_DOWN
 from decimal import Decimal as D
+from fractions import Fraction
 
 import pytest
 
-from perpsim.sim.funding_math import funding_payment_coin, funding_rate_for
-from perpsim.sim.inverse import apply_fill, coin_value, fee_coin, pnl_coin
+from perpsim.sim.accounts import DEFAULT_LEVERAGE
+from perpsim.sim.funding_math import (
+    average_premium,
+    funding_payment_coin,
+    funding_rate_for,
+    premium_sample,
+)
+from perpsim.sim.inverse import apply_fill, coin_value, fee_coin, pnl_coin, to_dec
 from perpsim.sim.liquidation_price import isolated_prices
 from perpsim.sim.margin import (
     bracket_for,
@@ -170,3 +216,183 @@ def test_bitmex_postings_floor_each_contract() -> None:
     posted = coin_value(15_000, 750, XBT.contract_size_usd, BITMEX.rounding)
     assert posted == D("19.99995")
     assert coin_value(2_000, "1160.72", XBT.contract_size_usd, BITMEX.rounding) == D("1.72306")
+
+
+# ---- venue-sources.md examples ---------------------------------------------------------------
+
+ETH_BRACKETS = ETH.brackets
+
+
+def vs1_bracket_at_300_btc() -> tuple[D, D]:
+    bracket = bracket_for(BTC.brackets, 300)
+    return bracket.mmr, bracket.cum_coin
+
+
+def vs6_isolated(qty: int, what: str) -> D:
+    """Bybit classic isolated at 8,000 and 50x: LP = EP·L/(L ± 1 ∓ MMR·L), BP = EP·L/(L ± 1)."""
+    margin = initial_margin_coin(qty, 8_000, 1, 50)
+    prices = isolated_prices(BYBIT, BYBIT_BTC, qty, 8_000, margin)
+    value = prices.liquidation_price_usd if what == "lp" else prices.bankruptcy_price_usd
+    assert value is not None
+    return value
+
+
+def vs8_bybit_adl_example(what: str) -> D:
+    margin = initial_margin_coin(5_000, "7890.08", 1, 50)
+    prices = isolated_prices(BYBIT, BYBIT_BTC, 5_000, "7890.08", margin)
+    if what == "bp_exact":
+        assert prices.bankruptcy_exact_usd is not None
+        return prices.bankruptcy_exact_usd.quantize(D("0.000001"))
+    value = prices.liquidation_price_usd if what == "lp" else prices.bankruptcy_price_usd
+    assert value is not None
+    return value
+
+
+VENUE_CASES: list[tuple[str, Callable[[], object], object]] = [
+    ("VS1 300 BTC: MMR 12.5 %, maintenance amount 11.605", vs1_bracket_at_300_btc,
+     (D("0.125"), D("11.605"))),
+    ("VS2 default leverage 20x", lambda: D(DEFAULT_LEVERAGE), D(20)),
+    ("VS4 interest 0.01 % per interval", lambda: BINANCE.funding.interest_rate, D("0.0001")),
+    ("VS4 5,760 premium samples per 8 h",
+     lambda: BINANCE.funding.interval_ms // BINANCE.funding.premium_sample_interval_ms, 5_760),
+    ("VS4 impact notional 200 USD × 125 = 25,000 USD", lambda: BTC.impact_notional_usd,
+     D(25_000)),
+    ("VS4 cap 0.75·(IMR − MMR) BTC 0.3 %",
+     lambda: D("0.75") * (1 / BTC.brackets[0].max_leverage - BTC.brackets[0].mmr),
+     BTC.funding_cap),
+    ("VS4 cap 0.75·(IMR − MMR) ETH 0.375 %",
+     lambda: D("0.75") * (1 / ETH.brackets[0].max_leverage - ETH.brackets[0].mmr),
+     ETH.funding_cap),
+    ("VS6 Bybit minimum MMR 0.5 %", lambda: BYBIT_BTC.brackets[0].mmr, D("0.005")),
+    ("VS6 isolated long LP 7,881.77 → 7,882.0", lambda: vs6_isolated(10_000, "lp"),
+     D("7882.0")),
+    ("VS6 isolated short LP 8,121.83 → 8,121.5", lambda: vs6_isolated(-10_000, "lp"),
+     D("8121.5")),
+    ("VS7 long BP 7,843.14 rounded up to 7,843.5", lambda: vs6_isolated(10_000, "bp"),
+     D("7843.5")),
+    ("VS7 short BP 8,163.27 rounded down to 8,163.0", lambda: vs6_isolated(-10_000, "bp"),
+     D("8163.0")),
+    ("VS8 BP 7,735.372549", lambda: vs8_bybit_adl_example("bp_exact"), D("7735.372549")),
+    ("VS8 BP ≈ 7,735.50", lambda: vs8_bybit_adl_example("bp"), D("7735.5")),
+    ("VS8 LP 7,773.50", lambda: vs8_bybit_adl_example("lp"), D("7773.5")),
+    ("VS8 Bybit charges the maker fee on ADL", lambda: BYBIT.liquidation.adl_counterparty_fee,
+     "maker"),
+    ("VS5 Binance: no fee on ADL", lambda: BINANCE.liquidation.adl_counterparty_fee, "none"),
+    ("VS10 Bybit interest (0.06 % − 0.03 %)/3", lambda: (D("0.0006") - D("0.0003")) / 3,
+     BYBIT.funding.interest_rate),
+    ("VS11 BitMEX funding rate (1 % − 0.25 %)/3 = 0.25 %",
+     lambda: (D("0.01") - D("0.0025")) / 3, D("0.0025")),
+    ("VS11 BitMEX funding at 04, 12 and 20 UTC", lambda: BITMEX.funding.times_utc_hours,
+     (4, 12, 20)),
+    ("VS18 BitMEX taker 0.075 %, maker rebate 0.025 %",
+     lambda: (BITMEX.fees.taker_rate, BITMEX.fees.maker_rate), (D("0.00075"), D("-0.00025"))),
+]
+
+
+@pytest.mark.parametrize(("compute", "published"), [(c, p) for _, c, p in VENUE_CASES],
+                         ids=[name for name, _, _ in VENUE_CASES])
+def test_venue_sources_example(compute: Callable[[], object], published: object) -> None:
+    assert compute() == published
+
+
+def test_binance_cum_rule_gives_every_published_maintenance_amount() -> None:
+    """venue-sources.md 1: "Maintenance Amount = [Floor of Position Bracket on Level n *
+    difference between Maintenance Margin Rate on Level n and Maintenance Margin Rate on Level
+    n-1] + Maintenance Amount on Level n-1" — 200 × (12.5 % − 10 %) + 6.605 = 11.605."""
+    for table in (BTC.brackets, ETH_BRACKETS):
+        for prev, cur in itertools.pairwise(table):
+            assert cur.cum_coin == cur.floor_coin * (cur.mmr - prev.mmr) + prev.cum_coin
+    assert D(200) * (D("0.125") - D("0.1")) + D("6.605") == D("11.605")
+
+
+@pytest.mark.parametrize("qty", [1, -1, 700, -700, 4_000])
+def test_binance_lp_formula_one_way(qty: int) -> None:
+    """venue-sources.md 1, one-way: LP = N(MMR + side)/(W' + cum + side·N/EP) with the bracket
+    of the solved price (re-solved when it differs from the assumed one)."""
+    margin = initial_margin_coin(qty, 60_000, BTC.contract_size_usd, 20 if abs(qty) < 4_000 else 10)
+    prices = isolated_prices(BINANCE, BTC, qty, 60_000, margin)
+    assert prices.bracket is not None
+    n, side = Fraction(abs(qty) * 100), 1 if qty > 0 else -1
+    b = prices.bracket
+    formula = n * (Fraction(b.mmr) + side) / (Fraction(margin) + Fraction(b.cum_coin)
+                                              + side * n / 60_000)
+    assert prices.liquidation_price_usd is not None
+    assert Fraction(prices.liquidation_price_usd) == pytest.approx(formula, rel=1e-25)
+    assert bracket_for(BTC.brackets, to_dec(n / formula)) == b  # the bracket at the solved LP
+
+
+def test_binance_leverage_tables() -> None:
+    """venue-sources.md 2: BTCUSD 125x to 5 BTC, 100x to 10, 50x to 20, 20x to 50, 10x to 100,
+    5x to 200, 4x to 400, 3x to 1,000, 2x above; ETHUSD 100x to 100, 75x to 500, 50x to 1,000,
+    20x to 2,000, 10x to 4,000, 5x to 6,000, 4x to 8,000, 3x to 10,000, 2x above; IMR = 1/L."""
+    btc = [(125, 5), (100, 10), (50, 20), (20, 50), (10, 100), (5, 200), (4, 400), (3, 1_000),
+           (2, None)]
+    eth = [(100, 100), (75, 500), (50, 1_000), (20, 2_000), (10, 4_000), (5, 6_000),
+           (4, 8_000), (3, 10_000), (2, None)]
+    for table, published in ((BTC.brackets, btc), (ETH_BRACKETS, eth)):
+        assert [(int(b.max_leverage), b.cap_coin) for b in table] == [
+            (lev, None if cap is None else D(cap)) for lev, cap in published]
+    assert initial_margin_coin(100, 25_000, 100, 125) == D("0.4") * D("0.008")  # 0.80 %
+
+
+def test_binance_mark_p1_and_median() -> None:
+    """venue-sources.md 3: "Mark Price = Median (Price 1, Price 2, Contract Price); Price 1 =
+    Price Index * (1 + Last Funding Rate*(Time Until Funding / 8))"."""
+    import numpy as np
+
+    from perpsim.sim.market import MarketPricer, PriceTape
+
+    t0 = 1_704_067_200_000
+    tape = PriceTape("BTCUSD", np.array([t0]), np.array([60_000.0]), np.array([60_000.0]))
+    pricer = MarketPricer(BINANCE, BTC, tape)
+    two_hours_in = t0 + 2 * 3_600_000
+    # 6 of 8 hours to go: P1 = 60,000 × (1 + 0.001 × 6/8) = 60,045; P2 = last = 60,000.
+    assert pricer.mark_at(two_hours_in, D("0.001"), D("60100")) == D("60045")
+    assert pricer.mark_at(two_hours_in, D("0.001"), D("59000")) == D("60000")
+
+
+def test_premium_index_formula() -> None:
+    """venue-sources.md 4: "Premium Index = [Max (0, Impact Bid Price − Index Price) − Max (0,
+    Index Price − Impact Ask Price)] / Index Price"."""
+    assert premium_sample(60_060, 60_070, 60_000) == D("0.001")
+    assert premium_sample(59_930, 59_940, 60_000) == D("-0.001")
+    assert premium_sample(59_990, 60_010, 60_000) == 0
+
+
+def test_bybit_funding_weights_1_to_480() -> None:
+    """venue-sources.md 10: "(Premium Index_1 * 1 + ... + Premium Index_480 * 480)/(1 + 2 + ...
+    + 480)" — Bybit's weighted average, one sample a minute over 8 h."""
+    samples = [D(i) / 10**6 for i in range(1, 481)]
+    weighted = sum(i * s for i, s in enumerate(samples, 1)) / sum(range(1, 481))
+    assert average_premium(samples, BYBIT.funding.averaging) == weighted
+    assert BYBIT.funding.interval_ms // BYBIT.funding.premium_sample_interval_ms == 480
+
+
+def test_bybit_uta_isolated_formula_is_mm_at_entry() -> None:
+    """venue-sources.md 9 (2024 version): "Liquidation Price (Long) = Contract Quantity /
+    [Position Value + (Initial Margin − Maintenance Margin)] ... Position Value = Contract
+    Quantity / Average Entry Price ... Maintenance Margin = (Position Value x MMR) − Maintenance
+    Margin Deduction" — here at tier 2 (deduction 0.75 BTC)."""
+    qty, entry = 10_000_000, D(60_000)  # 166.67 BTC: tier 2, MMR 1 %, deduction 0.75
+    im = initial_margin_coin(qty, entry, 1, 50)
+    prices = isolated_prices(BYBIT, BYBIT_BTC, qty, entry, im)
+    value = Fraction(qty) / Fraction(entry)
+    tier = bracket_for(BYBIT_BTC.brackets, to_dec(value))
+    assert tier.cum_coin == D("0.75")
+    mm = value * Fraction(tier.mmr) - Fraction(tier.cum_coin)
+    assert prices.liquidation_exact_usd is not None
+    assert Fraction(prices.liquidation_exact_usd) == pytest.approx(
+        qty / (value + (Fraction(im) - mm)), rel=1e-25)
+
+
+def test_bitmex_fair_price_formula() -> None:
+    """venue-sources.md 12: "Funding Basis = Funding Rate * (Time Until Funding / Funding
+    Interval); Fair Price = Index Price * (1 + Funding Basis)"."""
+    import numpy as np
+
+    from perpsim.sim.market import MarketPricer, PriceTape
+
+    t0 = 1_704_067_200_000  # 00:00; BitMEX funds at 04:00
+    tape = PriceTape("BTCUSD", np.array([t0]), np.array([60_000.0]), np.array([61_000.0]))
+    pricer = MarketPricer(BITMEX, XBT, tape)
+    assert pricer.mark_at(t0, D("0.0025")) == D(60_000) * (1 + D("0.0025") * 4 / 8)

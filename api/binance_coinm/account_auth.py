@@ -121,10 +121,10 @@ class Params:
             raise InvalidInput("Start time is greater than end time.")
         return start, end
 
-    def position_side(self) -> None:
-        """Only one-way mode exists: ``positionSide`` may be absent or BOTH."""
-        self.choice("positionSide", ("BOTH",), message="Order's position side does not match "
-                    "user's setting.")
+    def position_side(self) -> str | None:
+        """``positionSide`` as sent (None when absent); the engine checks it against the
+        account's position mode (−4060 unknown side, −4061 wrong for the mode)."""
+        return self.get("positionSide")
 
 
 @dataclass(frozen=True, slots=True)

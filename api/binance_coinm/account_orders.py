@@ -78,14 +78,15 @@ async def new_order(call: Signed) -> dict[str, Any]:
     reduce_only = p.boolean("reduceOnly")
     resp_type = p.choice("newOrderRespType", RESP_TYPES, default="ACK",
                          message="Invalid newOrderRespType.")
-    p.position_side()
+    position_side = p.position_side()
     if p.boolean("closePosition"):
         raise InvalidInput("closePosition is only allowed on conditional orders (/algoOrder).")
     _check_open_order_limit(len(call.ex.books[inst.symbol].open_orders(call.account_id)),
                             inst.symbol, "orders")
     order = trading.place_order(
         call.ex, call.account_id, inst.symbol, side, order_type, quantity, limit_price,
-        time_in_force=tif, reduce_only=reduce_only, client_order_id=p.get("newClientOrderId"))
+        time_in_force=tif, reduce_only=reduce_only, client_order_id=p.get("newClientOrderId"),
+        position_side=position_side)
     return wire.order_json(call.ex, order, ack=resp_type == "ACK")
 
 
@@ -183,14 +184,14 @@ async def new_algo_order(call: Signed) -> dict[str, Any]:
     reduce_only = p.boolean("reduceOnly")
     p.boolean("priceProtect")
     p.choice("newOrderRespType", RESP_TYPES, default="ACK", message="Invalid newOrderRespType.")
-    p.position_side()
+    position_side = p.position_side()
     _check_open_order_limit(sum(1 for o in call.ex.algo_orders.values() if o.is_open and
                                 o.account_id == call.account_id and o.symbol == inst.symbol),
                             inst.symbol, "conditional orders")
     order = algo.place_algo(
         call.ex, call.account_id, inst.symbol, side, algo_type, quantity, trigger, limit_price,
         working_type=working_type, reduce_only=reduce_only, close_position=close_position,
-        time_in_force=tif, client_algo_id=p.get("clientAlgoId"))
+        time_in_force=tif, client_algo_id=p.get("clientAlgoId"), position_side=position_side)
     return wire.algo_json(call.ex, order)
 
 

@@ -45,10 +45,12 @@ async def position_risk(call: Signed) -> list[dict[str, Any]]:
     inst = call.params.optional_instrument()
     pair = call.params.get("pair")
     asset = call.params.get("marginAsset")
-    return [wire.position_risk_row(call.ex, call.account_id, i)
+    # Hedge mode: a LONG and a SHORT row per symbol, as Binance sends them.
+    sides = call.ex.account(call.account_id).sides()
+    return [wire.position_risk_row(call.ex, call.account_id, i, side)
             for i in wire.priced_instruments(call.ex)
             if (inst is None or i.symbol == inst.symbol) and (pair is None or i.pair == pair)
-            and (asset is None or i.margin_asset == asset)]
+            and (asset is None or i.margin_asset == asset) for side in sides]
 
 
 @router.get("/dapi/v2/leverageBracket")
@@ -102,8 +104,9 @@ async def position_margin(call: Signed) -> dict[str, Any]:
     inst = p.instrument()
     amount = p.decimal("amount", required=True)
     kind = p.choice("type", ("1", "2"), required=True, message="Invalid type.")
-    p.position_side()
-    call.ex.adjust_isolated_margin(call.account_id, inst.symbol, amount, add=kind == "1")
+    side = p.position_side() or "BOTH"
+    call.ex.adjust_isolated_margin(call.account_id, inst.symbol, amount, add=kind == "1",
+                                   position_side=side)
     return {"amount": float(amount or 0), "code": 200,
             "msg": "Successfully modify position margin.", "type": int(kind or 0)}
 
@@ -126,7 +129,7 @@ async def position_margin_history(call: Signed) -> list[dict[str, Any]]:
             continue
         rows.append({"amount": p["amount"].lstrip("-"), "asset": p["coin"],
                      "symbol": inst.symbol, "time": event.time_ms, "type": 1 if adds else 2,
-                     "positionSide": "BOTH"})
+                     "positionSide": p.get("position_side", "BOTH")})
     return wire.select_window(rows, "time", start, end, limit)
 
 
@@ -156,8 +159,17 @@ async def commission_rate(call: Signed) -> dict[str, Any]:
 
 @router.get(f"{V1}/positionSide/dual")
 async def position_mode(call: Signed) -> dict[str, Any]:
-    """Hedge mode is not offered: always one-way."""
-    return {"dualSidePosition": False}
+    """The account's position mode: true is hedge mode (dual-side positions)."""
+    return {"dualSidePosition": call.ex.account(call.account_id).dual_side_position}
+
+
+@router.post(f"{V1}/positionSide/dual")
+async def set_position_mode(call: Signed) -> dict[str, Any]:
+    """Switch one-way ↔ hedge mode for every symbol (−4059 already, −4067 open orders, −4068
+    open positions)."""
+    call.params.required("dualSidePosition")
+    call.ex.set_position_mode(call.account_id, call.params.boolean("dualSidePosition"))
+    return {"code": 200, "msg": "success"}
 
 
 # ---- user data stream keys (API key only, no signature) -----------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 from perpsim.api.deps import dec
 from perpsim.sim import risk
-from perpsim.sim.accounts import DEFAULT_LEVERAGE
+from perpsim.sim.accounts import DEFAULT_LEVERAGE, PositionSide, position_key
 from perpsim.sim.algo import AlgoOrder
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.inverse import coin_value
@@ -82,7 +82,7 @@ def order_json(ex: Exchange, order: Order, *, ack: bool = False) -> dict[str, An
         "reduceOnly": order.reduce_only,
         "closePosition": False,
         "side": order.side,
-        "positionSide": "BOTH",
+        "positionSide": order.position_side,
         "stopPrice": "0",
         "workingType": "CONTRACT_PRICE",
         "priceProtect": False,
@@ -115,7 +115,7 @@ def algo_json(ex: Exchange, algo: AlgoOrder) -> dict[str, Any]:
         "symbol": algo.symbol,
         "pair": inst.pair,
         "side": algo.side,
-        "positionSide": "BOTH",
+        "positionSide": algo.position_side,
         "timeInForce": algo.time_in_force,
         "quantity": str(algo.qty_contracts),
         "algoStatus": algo_status(ex, algo),
@@ -180,7 +180,7 @@ def trade_json(ex: Exchange, event: Event) -> dict[str, Any]:
         "commission": coin(Decimal(p["commission"])),
         "commissionAsset": inst.margin_asset,
         "time": event.time_ms,
-        "positionSide": "BOTH",
+        "positionSide": p.get("position_side", "BOTH"),
         "buyer": p["side"] == "BUY",
         "maker": bool(p["maker"]),
     }
@@ -238,11 +238,16 @@ def max_qty_coin(inst: Instrument, leverage: int) -> str:
     return "1000000000" if caps[-1] is None else dec(caps[-1])
 
 
-def position_risk_row(ex: Exchange, account_id: str, inst: Instrument) -> dict[str, Any]:
-    """One /dapi/v1/positionRisk row; a flat position has entryPrice 0 (ccxt drops it)."""
-    pos = ex.accounts[account_id].positions.get(inst.symbol)
-    leverage = pos.leverage if pos is not None else DEFAULT_LEVERAGE
-    mode = pos.margin_mode if pos is not None else "cross"
+def position_risk_row(ex: Exchange, account_id: str, inst: Instrument,
+                      side: PositionSide = "BOTH") -> dict[str, Any]:
+    """One /dapi/v1/positionRisk row (``side`` LONG / SHORT: a hedge-mode leg, whose SHORT
+    amount is negative); a flat position has entryPrice 0 (ccxt drops it)."""
+    account = ex.accounts[account_id]
+    pos = account.positions.get(position_key(inst.symbol, side))
+    # Leverage and margin type are the symbol's, shared by its legs.
+    settings = pos or next(iter(account.positions_on(inst.symbol)), None)
+    leverage = settings.leverage if settings is not None else DEFAULT_LEVERAGE
+    mode = settings.margin_mode if settings is not None else "cross"
     row: dict[str, Any] = {
         "symbol": inst.symbol,
         "positionAmt": "0",
@@ -255,15 +260,16 @@ def position_risk_row(ex: Exchange, account_id: str, inst: Instrument) -> dict[s
         "marginType": mode,
         "isolatedMargin": coin(Decimal(0)),
         "isAutoAddMargin": "false",
-        "positionSide": "BOTH",
+        "positionSide": side,
         "notionalValue": "0",
-        "isolatedWallet": coin(ex.isolated_wallet(account_id, inst.symbol)),
+        "isolatedWallet": coin(ex.isolated_wallet(
+            account_id, pos.margin_key if pos is not None else inst.symbol)),
         "updateTime": pos.updated_ms if pos is not None else 0,
         "breakEvenPrice": "0.0",
     }
     if pos is None or not pos.is_open:
         return row
-    view = risk.position_risk(ex, account_id, inst.symbol)
+    view = risk.position_risk(ex, account_id, inst.symbol, side)
     notional = view.value_coin if view.qty_contracts > 0 else -view.value_coin
     row.update({
         "positionAmt": str(view.qty_contracts),
@@ -280,13 +286,14 @@ def position_risk_row(ex: Exchange, account_id: str, inst: Instrument) -> dict[s
     return row
 
 
-def account_position_row(ex: Exchange, account_id: str, inst: Instrument) -> dict[str, Any]:
-    """One entry of /dapi/v1/account ``positions[]``."""
-    risk_row = position_risk_row(ex, account_id, inst)
-    pos = ex.accounts[account_id].positions.get(inst.symbol)
+def account_position_row(ex: Exchange, account_id: str, inst: Instrument,
+                         side: PositionSide = "BOTH") -> dict[str, Any]:
+    """One entry of /dapi/v1/account ``positions[]`` (one per leg in hedge mode)."""
+    risk_row = position_risk_row(ex, account_id, inst, side)
+    pos = ex.accounts[account_id].positions.get(position_key(inst.symbol, side))
     im = mm = Decimal(0)
     if pos is not None and pos.is_open:
-        view = risk.position_risk(ex, account_id, inst.symbol)
+        view = risk.position_risk(ex, account_id, inst.symbol, side)
         im, mm = view.initial_margin_coin, risk.maint_margin(ex, pos)
     return {
         "symbol": inst.symbol,
@@ -298,7 +305,7 @@ def account_position_row(ex: Exchange, account_id: str, inst: Instrument) -> dic
         "openOrderInitialMargin": coin(Decimal(0)),
         "leverage": risk_row["leverage"],
         "isolated": risk_row["marginType"] == "isolated",
-        "positionSide": "BOTH",
+        "positionSide": side,
         "entryPrice": risk_row["entryPrice"],
         "maxQty": risk_row["maxQty"],
         "notionalValue": risk_row["notionalValue"],
@@ -319,7 +326,8 @@ def asset_json(ex: Exchange, account_id: str, coin_name: str) -> dict[str, Any]:
     account = ex.accounts[account_id]
     touched = bool(ex.ledger.history(wallet_account(account_id, coin_name)))
     cross = risk.cross_state(ex, account_id, coin_name)
-    isolated = [risk.position_risk(ex, account_id, p.symbol) for p in account.open_positions()
+    isolated = [risk.position_risk(ex, account_id, p.symbol, p.position_side)
+                for p in account.open_positions()
                 if p.coin == coin_name and p.margin_mode == "isolated"]
     iso_wallet = sum((v.isolated_margin_coin for v in isolated), Decimal(0))
     iso_pnl = sum((v.unrealised_pnl_coin for v in isolated), Decimal(0))
@@ -360,7 +368,8 @@ def account_json(ex: Exchange, account_id: str) -> dict[str, Any]:
     account = ex.accounts[account_id]
     return {
         "assets": [asset_json(ex, account_id, c) for c in sorted(ex.ledger.coins)],
-        "positions": [account_position_row(ex, account_id, i) for i in priced_instruments(ex)],
+        "positions": [account_position_row(ex, account_id, i, side)
+                      for i in priced_instruments(ex) for side in ex.accounts[account_id].sides()],
         "canDeposit": True,
         "canTrade": True,
         "canWithdraw": True,

@@ -127,8 +127,8 @@ def symbol_info(profile: Profile, instrument: Instrument, now_ms: int) -> dict[s
             {"filterType": "MAX_NUM_ORDERS", "limit": MAX_NUM_ORDERS},
             {
                 "filterType": "PERCENT_PRICE",
-                "multiplierUp": PERCENT_PRICE_UP,
-                "multiplierDown": PERCENT_PRICE_DOWN,
+                "multiplierUp": _multiplier(profile, "multiplier_up", PERCENT_PRICE_UP),
+                "multiplierDown": _multiplier(profile, "multiplier_down", PERCENT_PRICE_DOWN),
                 "multiplierDecimal": PERCENT_PRICE_DECIMAL,
             },
         ],
@@ -137,6 +137,13 @@ def symbol_info(profile: Profile, instrument: Instrument, now_ms: int) -> dict[s
         "liquidationFee": format(profile.fees.liquidation_clearance_rate, ".6f"),
         "marketTakeBound": MARKET_TAKE_BOUND,
     }
+
+
+def _multiplier(profile: Profile, name: str, default: str) -> str:
+    """PERCENT_PRICE multiplier the engine enforces (profile price_band), 4 decimals."""
+    if profile.price_band is None:
+        return default
+    return format(getattr(profile.price_band, name), ".4f")
 
 
 def exchange_info(profile: Profile, now_ms: int) -> dict[str, Any]:

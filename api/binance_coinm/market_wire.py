@@ -158,7 +158,10 @@ def premium_index(ex: Exchange, inst: Instrument) -> dict[str, Any]:
         "markPrice": mark(ex.mark_price(inst.symbol)), "indexPrice": mark(index),
         "estimatedSettlePrice": mark(index),
         "lastFundingRate": mark(ex.predicted_funding_rate(inst.symbol)) if perpetual else "",
-        "interestRate": mark(ex.profile.funding.interest_rate) if perpetual else "",
+        # The interest of the symbol's interval: 0.01 % per 8 h, scaled for 4 h / 1 h funding.
+        "interestRate": mark(ex.profile.funding.interest_rate
+                             * ex.funding_schedules[inst.symbol].window_ms(ex.now_ms + 1)
+                             / (8 * HOUR_MS)) if perpetual else "",
         "nextFundingTime": ex.next_funding_time_ms(inst.symbol) or 0,
         "time": ex.now_ms,
     }
@@ -243,19 +246,22 @@ def open_interest(ex: Exchange, inst: Instrument) -> dict[str, Any]:
     """
     longs = shorts = 0
     for account in ex.accounts.values():
-        pos = account.positions.get(inst.symbol)
-        if pos is not None and pos.qty_contracts > 0:
-            longs += pos.qty_contracts
-        elif pos is not None:
-            shorts -= pos.qty_contracts
+        for pos in account.positions_on(inst.symbol):  # hedge mode: both legs
+            if pos.qty_contracts > 0:
+                longs += pos.qty_contracts
+            else:
+                shorts -= pos.qty_contracts
     return {"symbol": inst.symbol, "pair": inst.pair, "openInterest": str(max(longs, shorts)),
             "contractType": inst.contract_type, "time": ex.now_ms}
 
 
 def funding_info(ex: Exchange, inst: Instrument) -> dict[str, Any]:
-    """One ``GET /dapi/v1/fundingInfo`` row: the rate cap/floor and the funding interval."""
+    """One ``GET /dapi/v1/fundingInfo`` row: the rate cap/floor and the funding interval (the
+    cap and floor of an N-hour interval are the 8-hour ones × N/8)."""
+    window = ex.funding_schedules[inst.symbol].window_ms(ex.now_ms + 1)
+    cap = inst.funding_cap * window / (8 * HOUR_MS)
     return {
-        "symbol": inst.symbol, "adjustedFundingRateCap": mark(inst.funding_cap),
-        "adjustedFundingRateFloor": mark(-inst.funding_cap),
-        "fundingIntervalHours": ex.profile.funding.interval_ms // HOUR_MS, "disclaimer": False,
+        "symbol": inst.symbol, "adjustedFundingRateCap": mark(cap),
+        "adjustedFundingRateFloor": mark(-cap),
+        "fundingIntervalHours": window // HOUR_MS, "disclaimer": False,
     }

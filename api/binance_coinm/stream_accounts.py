@@ -30,13 +30,15 @@ MarkReader = Callable[[str, int], Decimal | None]  # (symbol, event time ms) →
 
 @dataclass(slots=True)
 class PositionView:
-    """Last stated position: contracts, entry, margin mode, isolated wallet."""
+    """Last stated position: contracts, entry, margin mode, isolated wallet (and, for a
+    hedge-mode leg, its side)."""
 
     qty: int = 0
     entry: Decimal | None = None
     margin_mode: str = "cross"
     isolated_wallet: Decimal = ZERO
     realized: Decimal = ZERO  # realised PnL of every fill so far (ACCOUNT_UPDATE ``cr``)
+    side: str = "BOTH"
 
 
 @dataclass(slots=True)
@@ -44,7 +46,7 @@ class AccountView:
     """Last stated cross wallet per coin and position per symbol."""
 
     wallets: dict[str, Decimal] = field(default_factory=dict)
-    positions: dict[str, PositionView] = field(default_factory=dict)
+    positions: dict[str, PositionView] = field(default_factory=dict)  # by position_key
 
 
 def _dec(value: object) -> Decimal:
@@ -80,16 +82,17 @@ class AccountViews:
             view = self.accounts[account_id] = AccountView()
         return view
 
-    def position(self, account_id: str, symbol: str) -> PositionView:
-        """The account's view of one position."""
+    def position(self, account_id: str, symbol: str, side: str = "BOTH") -> PositionView:
+        """The account's view of one position (``side`` LONG / SHORT: a hedge-mode leg)."""
         positions = self.account(account_id).positions
-        pos = positions.get(symbol)
+        key = symbol if side == "BOTH" else f"{symbol}:{side}"
+        pos = positions.get(key)
         if pos is None:
-            pos = positions[symbol] = PositionView()
+            pos = positions[key] = PositionView(side=side)
         return pos
 
-    def _coin(self, symbol: str) -> str:
-        return self.instruments[symbol].margin_asset
+    def _coin(self, key: str) -> str:
+        return self.instruments[key.split(":")[0]].margin_asset
 
     def balance_row(self, account_id: str, coin: str, change: Decimal = ZERO) -> fr.BalanceRow:
         """a.B for ``coin``: wallet = cross + isolated wallets (as walletBalance on REST)."""
@@ -99,10 +102,11 @@ class AccountViews:
                         if self._coin(s) == coin and p.margin_mode == "isolated"), ZERO)
         return fr.BalanceRow(coin, cross + isolated, cross, change)
 
-    def position_row(self, account_id: str, symbol: str,
-                     mark: Decimal | None = None) -> fr.PositionRow:
-        """a.P for one symbol (``up`` at ``mark``: the event's own, or the mark then)."""
-        pos = self.position(account_id, symbol)
+    def position_row(self, account_id: str, symbol: str, mark: Decimal | None = None,
+                     side: str = "BOTH") -> fr.PositionRow:
+        """a.P for one position, a hedge-mode leg by ``side`` (``up`` at ``mark``: the event's
+        own, or the mark then)."""
+        pos = self.position(account_id, symbol, side)
         inst = self.instruments[symbol]
         unrealized = None
         if pos.qty == 0:
@@ -111,7 +115,7 @@ class AccountViews:
             unrealized = pnl_coin(pos.qty, pos.entry, mark, inst.contract_size_usd)
         iso = pos.isolated_wallet if pos.margin_mode == "isolated" else ZERO
         return fr.PositionRow(inst, pos.qty, pos.entry, pos.margin_mode, iso, unrealized,
-                              pos.realized)
+                              pos.realized, pos.side)
 
     # ---- events ------------------------------------------------------------------------------
     def apply(self, time_ms: int, kind: str, p: Mapping[str, Any],
@@ -125,10 +129,11 @@ class AccountViews:
         return frames if want_frames else []
 
     def _update(self, t: int, aid: str, reason: str, coin: str, symbol: str | None = None, *,
-                change: Decimal = ZERO, mark: Decimal | None = None) -> fr.Frame:
+                change: Decimal = ZERO, mark: Decimal | None = None,
+                side: str = "BOTH") -> fr.Frame:
         if symbol is not None and mark is None and self._want_frames:
             mark = self.mark_of(symbol, t)
-        positions = [] if symbol is None else [self.position_row(aid, symbol, mark)]
+        positions = [] if symbol is None else [self.position_row(aid, symbol, mark, side)]
         return fr.account_update(t, aid, reason, [self.balance_row(aid, coin, change)],
                                  positions)
 
@@ -154,7 +159,8 @@ class AccountViews:
     def _order(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
         aid, symbol, coin = p["account_id"], p["symbol"], p["coin"]
         self.account(aid).wallets[coin] = _dec(p["wallet"])
-        pos = self.position(aid, symbol)
+        side = p.get("position_side", "BOTH")
+        pos = self.position(aid, symbol, side)
         pos.qty, pos.entry = int(p["position_qty"]), _opt_dec(p.get("position_entry"))
         pos.margin_mode, pos.isolated_wallet = p["margin_mode"], _dec(p["isolated_wallet"])
         update = fr.order_trade_update(t, self.instruments[symbol], p)
@@ -162,7 +168,7 @@ class AccountViews:
             return [update]
         pos.realized += _opt_dec(p.get("realized_pnl")) or ZERO
         # A fill moves the wallet and the position: Binance pushes both, the account first.
-        return [self._update(t, aid, "ORDER", coin, symbol), update]
+        return [self._update(t, aid, "ORDER", coin, symbol, side=side), update]
 
     def _algo(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
         return [fr.algo_update(t, self.instruments[p["symbol"]], p)]
@@ -170,7 +176,8 @@ class AccountViews:
     def _funding(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
         aid, symbol, coin = p["account_id"], p["symbol"], p["coin"]
         self.account(aid).wallets[coin] = _dec(p["wallet"])
-        pos = self.position(aid, symbol)
+        side = p.get("position_side", "BOTH")
+        pos = self.position(aid, symbol, side)
         pos.qty, pos.margin_mode = int(p["position_qty"]), p["margin_mode"]
         pos.isolated_wallet = _dec(p["isolated_wallet"])
         if _dec(p["amount"]) == 0:
@@ -178,17 +185,21 @@ class AccountViews:
         # Binance: a cross funding fee pushes only the balance; an isolated one adds its position.
         isolated = pos.margin_mode == "isolated"
         return [self._update(t, aid, "FUNDING_FEE", coin, symbol if isolated else None,
-                             mark=_opt_dec(p.get("mark")))]
+                             mark=_opt_dec(p.get("mark")), side=side)]
 
     def _margin_transfer(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
         aid, symbol, coin = p["account_id"], p["symbol"], p["coin"]
         wallets = self.account(aid).wallets
         wallets[coin] = wallets.get(coin, ZERO) - _dec(p["amount"])  # amount: + add, − remove
-        self.position(aid, symbol).isolated_wallet = _dec(p["isolated_margin"])
-        return [self._update(t, aid, "ISOLATED_MARGIN_TRANSFER", coin, symbol)]
+        side = p.get("position_side", "BOTH")
+        self.position(aid, symbol, side).isolated_wallet = _dec(p["isolated_margin"])
+        return [self._update(t, aid, "ISOLATED_MARGIN_TRANSFER", coin, symbol, side=side)]
 
     def _margin_mode(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
         aid, symbol = p["account_id"], p["symbol"]
+        for key, view in self.account(aid).positions.items():
+            if key.split(":")[0] == symbol:  # every leg: the margin type is the symbol's
+                view.margin_mode = p["margin_mode"]
         self.position(aid, symbol).margin_mode = p["margin_mode"]
         return [self._update(t, aid, "MARGIN_TYPE_CHANGE", self._coin(symbol), symbol)]
 
@@ -198,7 +209,7 @@ class AccountViews:
     def _margin_call(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
         aid, symbol = p["account_id"], p["symbol"]
         inst = self.instruments[symbol]
-        pos = self.position(aid, symbol)
+        pos = self.position(aid, symbol, p.get("position_side", "BOTH"))
         qty = int(p["qty"])
         unrealized = None
         if pos.entry is not None and qty:

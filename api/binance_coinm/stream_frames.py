@@ -60,8 +60,8 @@ def order_trade_update(time_ms: int, inst: Instrument, p: Mapping[str, Any]) -> 
         "T": time_ms, "t": p.get("trade_id") or 0,
         "rp": coin(_d(p.get("realized_pnl")) or ZERO), "b": "0", "a": "0",
         "m": bool(p.get("maker", False)), "R": bool(p["reduce_only"]), "wt": "CONTRACT_PRICE",
-        "ot": order_type, "ps": "BOTH", "cp": False, "pP": False, "si": 0, "ss": 0,
-        "pm": "NONE",
+        "ot": order_type, "ps": p.get("position_side", "BOTH"), "cp": False, "pP": False,
+        "si": 0, "ss": 0, "pm": "NONE",
     })
     return {"e": "ORDER_TRADE_UPDATE", "E": time_ms, "T": time_ms,
             "i": _alias(p["account_id"]), "o": o}
@@ -88,6 +88,7 @@ class PositionRow:
     isolated_wallet: Decimal
     unrealized: Decimal | None = None  # None: no mark known at the event (``up`` left out)
     realized: Decimal = ZERO  # accumulated realised PnL of the symbol (``cr``)
+    side: str = "BOTH"  # positionSide: LONG / SHORT for a hedge-mode leg
 
 
 def account_update(time_ms: int, account_id: str, reason: str, balances: Sequence[BalanceRow],
@@ -105,7 +106,7 @@ def account_update(time_ms: int, account_id: str, reason: str, balances: Sequenc
             row["up"] = coin(ZERO)
         elif pos.unrealized is not None:
             row["up"] = coin(pos.unrealized)
-        row.update({"mt": pos.margin_mode, "iw": coin(pos.isolated_wallet), "ps": "BOTH"})
+        row.update({"mt": pos.margin_mode, "iw": coin(pos.isolated_wallet), "ps": pos.side})
         rows_p.append(row)
     return {"e": "ACCOUNT_UPDATE", "E": time_ms, "T": time_ms, "i": _alias(account_id),
             "a": {"m": reason, "B": rows_b, "P": rows_p}}
@@ -116,7 +117,8 @@ def algo_update(time_ms: int, inst: Instrument, p: Mapping[str, Any]) -> Frame:
     order_id = p.get("order_id")
     o: Frame = {
         "caid": p["client_algo_id"], "aid": p["algo_id"], "at": "CONDITIONAL",
-        "o": p["algo_type"], "s": p["symbol"], "S": p["side"], "ps": "BOTH", "f": "GTC",
+        "o": p["algo_type"], "s": p["symbol"], "S": p["side"],
+        "ps": p.get("position_side", "BOTH"), "f": "GTC",
         "q": str(p["qty"]), "X": p["status"], "ai": "" if order_id is None else str(order_id),
         "tp": price(_d(p["trigger_price"]), inst), "p": price(_d(p.get("price")), inst),
         "wt": p["working_type"], "pm": "NONE", "cp": bool(p["close_position"]), "pP": False,
@@ -133,7 +135,7 @@ def margin_call(time_ms: int, inst: Instrument, p: Mapping[str, Any],
                 unrealized: Decimal | None) -> Frame:
     """MARGIN_CALL from a ``margin.call`` payload (plus what the stream knows of the wallet)."""
     isolated = p["margin_mode"] == "isolated"
-    row: Frame = {"s": p["symbol"], "ps": "BOTH", "pa": str(p["qty"]),
+    row: Frame = {"s": p["symbol"], "ps": p.get("position_side", "BOTH"), "pa": str(p["qty"]),
                   "mt": "ISOLATED" if isolated else "CROSSED",
                   "iw": coin(isolated_wallet if isolated and isolated_wallet is not None
                              else ZERO),

@@ -204,16 +204,20 @@ class StreamHub:
         for event in ex.journal:  # ``cr``: the realised PnL of every fill so far
             p = event.payload
             if event.type == "order.update" and p["execution"] == "TRADE":
-                key = (p["account_id"], p["symbol"])
+                side = p.get("position_side", "BOTH")
+                key = (p["account_id"],
+                       p["symbol"] if side == "BOTH" else f"{p['symbol']}:{side}")
                 realized[key] = realized.get(key, ZERO) + Decimal(str(p.get("realized_pnl")
                                                                       or 0))
         for account_id, account in ex.accounts.items():
             wallets = {coin: ex.wallet_balance(account_id, coin) for coin in ex.ledger.coins}
-            positions = {symbol: PositionView(pos.qty_contracts, pos.entry_price_usd,
-                                              pos.margin_mode,
-                                              ex.isolated_wallet(account_id, symbol),
-                                              realized.get((account_id, symbol), ZERO))
-                         for symbol, pos in account.positions.items()}
+            # Keys as Account.positions: the symbol, or symbol:SIDE for a hedge-mode leg.
+            positions = {key: PositionView(pos.qty_contracts, pos.entry_price_usd,
+                                           pos.margin_mode,
+                                           ex.isolated_wallet(account_id, pos.margin_key),
+                                           realized.get((account_id, key), ZERO),
+                                           pos.position_side)
+                         for key, pos in account.positions.items()}
             self.views.seed(account_id, wallets, positions)
 
     def _mark_at(self, symbol: str, time_ms: int) -> Decimal | None:

@@ -362,7 +362,10 @@
         const tr = document.createElement("tr");
         tr.dataset.account = acct.account_id;
         tr.dataset.symbol = p.symbol;
-        tr.append(who(), text("td", p.symbol),
+        // Hedge mode: a LONG and a SHORT row per symbol, the side named after the symbol.
+        const hedged = p.position_side && p.position_side !== "BOTH";
+        if (hedged) tr.dataset.side = p.position_side;
+        tr.append(who(), text("td", hedged ? `${p.symbol} ${p.position_side}` : p.symbol),
           text("td", String(p.contracts), p.contracts > 0 ? "long" : "short"),
           text("td", p.margin_mode), text("td", `${p.leverage}x`),
           text("td", fmtPrice(p.entry_price)), text("td", fmtPrice(p.mark_price), "mark"),

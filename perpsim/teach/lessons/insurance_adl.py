@@ -15,6 +15,7 @@ from typing import Any
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.inverse import pnl_coin
 from perpsim.sim.ledger import insurance_account
+from perpsim.sim.margin import maintenance_margin_coin
 from perpsim.sim.profile import load_profile
 from perpsim.teach.lessons._common import BTC, COIN, account, market, of_type, step_to, venue
 from perpsim.teach.model import (
@@ -82,11 +83,12 @@ def run() -> Lesson:
         name = names[row["account_id"]]
         qty = -int(row["qty"])
         upnl = pnl_coin(-qty, short_entry, GAP_USD, cs)
-        value = Decimal(qty) * cs / GAP_USD
-        effective = value / (wallets[name] + upnl)  # value / margin balance
-        pnl_share = upnl / (Decimal(qty) * cs / short_entry)
+        maint = maintenance_margin_coin(qty, GAP_USD, cs, ex.instrument(BTC).brackets)
+        # Binance's Leverage PnL: max(0, UPNL) / max(1, wallet) × MM / (wallet + UPNL).
+        ratio = maint / (wallets[name] + upnl)
+        pnl_share = max(Decimal(0), upnl) / max(Decimal(1), wallets[name])
         ranked.append({"name": name, "qty": qty, "upnl": upnl, "pnl_pct": pnl_share,
-                       "leverage": effective, "score": Decimal(str(row["score"]))})
+                       "ratio": ratio, "score": Decimal(str(row["score"]))})
     [fill] = fills
     victim = names[fill.payload["account_id"]]
     numbers: dict[str, Any] = {
@@ -101,7 +103,8 @@ def run() -> Lesson:
         "a_deficit_btc": payload_decimal(order["A"].payload, "insurance_delta"),
         "fund_after_a_btc": balances[2][1], "b_bp_usd": b_bp, "b_would_cost_btc": b_would_cost,
         "ranking": [r["name"] for r in ranked], "scores": [r["score"] for r in ranked],
-        "leverages": [r["leverage"] for r in ranked], "pnl_pct": ranked[0]["pnl_pct"],
+        "margin_ratios": [r["ratio"] for r in ranked],
+        "pnl_pcts": [r["pnl_pct"] for r in ranked],
         "adl_victim": victim, "adl_qty": int(fill.payload["qty"]),
         "adl_price_usd": payload_decimal(fill.payload, "price"),
         "adl_realised_btc": payload_decimal(fill.payload, "realized_pnl"),
@@ -124,8 +127,9 @@ def run() -> Lesson:
         f"{btc(n['fund_after_a_btc'])}.",
         f"B (BP {usd(b_bp)}) would cost {btc(b_would_cost)}, more than the fund holds: "
         "auto-deleveraging (ADL) instead.",
-        f"ADL ranks the profitable shorts by PnL % × effective leverage (value / margin "
-        f"balance): {board}. Same PnL ({pct(n['pnl_pct'], 2)}), different leverage.",
+        "ADL ranks the shorts by Binance's Leverage PnL, max(0, unrealised PnL) / max(1, "
+        f"wallet) × margin ratio (MM / (wallet + unrealised PnL)): {board}. The thinner the "
+        "margin behind a winner, the earlier it is deleveraged.",
         f"First in the queue, {victim} is closed against B: {contracts(n['adl_qty'])} at B's "
         f"bankruptcy price {usd(n['adl_price_usd'])}, realising "
         f"{signed_btc(n['adl_realised_btc'])} instead of the "
@@ -137,10 +141,10 @@ def run() -> Lesson:
     ]
     tables = [
         Table("The ADL queue at the gap (journal adl.ranking, components rebuilt)",
-              ("rank", "short", "contracts", "unrealised PnL", "PnL %", "eff. leverage",
-               "score"), tuple(
+              ("rank", "short", "contracts", "unrealised PnL", "PnL / max(1, wallet)",
+               "margin ratio", "score"), tuple(
                   (str(i), r["name"], str(r["qty"]), signed_btc(r["upnl"]), pct(r["pnl_pct"]),
-                   f"{r['leverage']:.3f}x", f"{r['score']:.8f}")
+                   pct(r["ratio"]), f"{r['score']:.8f}")
                   for i, r in enumerate(ranked, 1))),
         Table("The insurance fund, step by step", ("after", "fund"),
               tuple((label, btc(value)) for label, value in balances)),
@@ -151,14 +155,14 @@ def run() -> Lesson:
                   Series("insurance fund", [b[0] for b in balances],
                          floats(b[1] for b in balances), kind="bar", color="#6d28d9"),
               )),
-        Chart("The ADL queue: score = PnL % × effective leverage", "short (queue order)",
-              "ADL score", (
+        Chart("The ADL queue: score = PnL / max(1, wallet) × margin ratio",
+              "short (queue order)", "ADL score", (
                   Series("score", [r["name"] for r in ranked], floats(r["score"] for r in ranked),
                          kind="bar", color="#b91c1c"),
-                  Series("effective leverage", [r["name"] for r in ranked],
-                         floats(r["leverage"] for r in ranked), kind="markers",
+                  Series("margin ratio", [r["name"] for r in ranked],
+                         floats(r["ratio"] for r in ranked), kind="markers",
                          color="#1d4ed8", right_axis=True),
-              ), y2_title="effective leverage (x)"),
+              ), y2_title="margin ratio"),
     ]
     return Lesson(TOPIC, TITLE, SUMMARY, narrative, numbers, tables, charts, ex,
                   {name: account_id for name, account_id in ids.items()})
