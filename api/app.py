@@ -64,11 +64,12 @@ def create_app(config: ServerConfig | None = None, *, state: ServerState | None 
 
 
 def _include_dialect(app: FastAPI) -> None:
-    """Mount the Binance COIN-M routers and WebSocket endpoints (whichever are present)."""
-    from perpsim.api.binance_coinm.routes import ROUTERS
+    """Mount every registered dialect's routers (api/dialects.py): their paths do not collide."""
+    from perpsim.api.dialects import DIALECTS, routers
 
-    for router in ROUTERS:
-        app.include_router(router)
+    for name in DIALECTS:
+        for router in routers(name):
+            app.include_router(router)
 
 
 async def _follow_wall_clock(state: ServerState) -> None:

@@ -25,7 +25,7 @@ import ccxt.pro
 Mode = Literal["sync", "async", "pro"]
 
 # URL sets ccxt switches to for set_sandbox_mode(True) / enable_demo_trading(True).
-_URL_SETS = ("api", "test", "demo", "apiBackup")
+_URL_SETS = ("api", "test", "demo", "apiBackup", "demotrading")  # demotrading: ccxt.bybit
 
 _DEFAULT_OPTIONS: dict[str, Any] = {
     # True would make load_markets call /sapi/v1/capital/config/getall with the user's keys.

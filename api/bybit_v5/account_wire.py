@@ -1,0 +1,376 @@
+"""Private v5 answers on the wire: orders (plain and conditional), executions, positions,
+wallet balances and the transaction log; pure functions of the engine's records.
+
+Ids: a plain order's ``orderId`` is its engine id as text; a conditional order's is
+``cond-<id>`` (Bybit keeps one id through trigger and fill, so the order it places when it
+fires is shown inside the conditional row, never as a row of its own). Orders the venue forced
+on an account (liquidation, ADL) carry ``createType`` CreateByLiq / CreateByAdl_PassThrough and
+their executions ``execType`` BustTrade / AdlTrade, as on Bybit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import Any
+
+from perpsim.api.bybit_v5.market_wire import COIN_PLACES, price, rate
+from perpsim.api.deps import dec
+from perpsim.sim import risk
+from perpsim.sim.accounts import DEFAULT_LEVERAGE
+from perpsim.sim.algo import AlgoOrder
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.inverse import coin_value
+from perpsim.sim.journal import Event
+from perpsim.sim.ledger import Posting
+from perpsim.sim.orders import Order
+from perpsim.sim.profile import Instrument
+
+CONDITIONAL_PREFIX = "cond-"
+ORDER_STATUS = {"NEW": "New", "PARTIALLY_FILLED": "PartiallyFilled", "FILLED": "Filled",
+                "CANCELED": "Cancelled", "EXPIRED": "Cancelled", "REJECTED": "Rejected"}
+TIF_OUT = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK", "GTX": "PostOnly"}
+TRIGGER_BY_OUT = {"MARK_PRICE": "MarkPrice", "CONTRACT_PRICE": "LastPrice"}
+RISE, FALL = 1, 2
+
+
+def coin(value: Decimal | int | None) -> str:
+    """A coin amount with 8 decimals."""
+    return dec(value, COIN_PLACES)
+
+
+def side_out(side: str) -> str:
+    """BUY/SELL → Buy/Sell."""
+    return "Buy" if side == "BUY" else "Sell"
+
+
+def create_type(order: Order) -> str:
+    """How the order came to be: by the user, or forced by liquidation / ADL."""
+    if order.client_order_id.startswith("adl_autoclose"):
+        return "CreateByAdl_PassThrough"
+    if order.client_order_id.startswith("autoclose"):
+        return "CreateByLiq"
+    return "CreateByUser"
+
+
+def link_id(order: Order) -> str:
+    """The user's ``orderLinkId`` (empty for orders the venue placed)."""
+    return "" if create_type(order) != "CreateByUser" else order.client_order_id
+
+
+def trigger_direction(algo: AlgoOrder) -> int:
+    """1 (rise) for a buy stop / sell take-profit, 2 (fall) for a sell stop / buy take-profit."""
+    is_stop = algo.type.startswith("STOP")
+    return RISE if (algo.side == "BUY") == is_stop else FALL
+
+
+def algo_type_for(side: str, direction: int, *, limit: bool) -> str:
+    """The engine's conditional type for a Bybit side and ``triggerDirection``."""
+    is_stop = (side == "BUY") == (direction == RISE)
+    base = "STOP" if is_stop else "TAKE_PROFIT"
+    return base if limit else f"{base}_MARKET"
+
+
+def _fill_part(ex: Exchange, inst: Instrument, order: Order | None) -> dict[str, Any]:
+    if order is None:
+        return {"cumExecQty": "0", "cumExecValue": coin(Decimal(0)), "cumExecFee": coin(0),
+                "avgPrice": "", "leavesQty": None, "leavesValue": "0"}
+    avg = order.avg_price_usd(inst.contract_size_usd)
+    return {"cumExecQty": str(order.filled_contracts),
+            "cumExecValue": coin(order.filled_value_coin),
+            "cumExecFee": coin(order_fee(ex, order)),
+            "avgPrice": price(inst, avg) if avg is not None else "",
+            "leavesQty": str(order.remaining_contracts if order.is_open else 0),
+            "leavesValue": "0"}
+
+
+def order_fee(ex: Exchange, order: Order) -> Decimal:
+    """Commission charged on ``order``'s fills so far (from the journal)."""
+    return sum((Decimal(e.payload["commission"]) for e in fills_of(ex, order.account_id)
+                if e.payload["order_id"] == order.order_id), Decimal(0))
+
+
+def order_row(ex: Exchange, order: Order) -> dict[str, Any]:
+    """One plain order as /v5/order/realtime and /history answer."""
+    inst = ex.instruments[order.symbol]
+    row: dict[str, Any] = {
+        "orderId": str(order.order_id), "orderLinkId": link_id(order), "blockTradeId": "",
+        "symbol": order.symbol, "price": price(inst, order.price_usd) or "0",
+        "qty": str(order.qty_contracts), "side": side_out(order.side), "isLeverage": "",
+        "positionIdx": 0, "orderStatus": ORDER_STATUS[order.status],
+        "createType": create_type(order),
+        "cancelType": "UNKNOWN" if order.status not in ("CANCELED", "EXPIRED") else
+        ("CancelByLiq" if "autoclose" in order.client_order_id else "CancelByUser"),
+        "rejectReason": "EC_NoError", "orderType": "Market" if order.type == "MARKET" else
+        "Limit", "stopOrderType": "", "orderIv": "",
+        "timeInForce": "IOC" if order.type == "MARKET" else TIF_OUT[order.time_in_force],
+        "triggerPrice": "", "takeProfit": "", "stopLoss": "", "tpTriggerBy": "",
+        "slTriggerBy": "", "triggerDirection": 0, "triggerBy": "", "lastPriceOnCreated": "",
+        "reduceOnly": order.reduce_only, "closeOnTrigger": False, "smpType": "None",
+        "smpGroup": 0, "smpOrderId": "", "tpslMode": "", "tpLimitPrice": "",
+        "slLimitPrice": "", "placeType": "", "createdTime": str(order.created_ms),
+        "updatedTime": str(order.updated_ms),
+    }
+    row.update(_fill_part(ex, inst, order))
+    return row
+
+
+def algo_status(algo: AlgoOrder, placed: Order | None) -> str:
+    """Untriggered → (Triggered while its order works, then that order's status) /
+    Deactivated (cancelled before the trigger)."""
+    if algo.status == "NEW":
+        return "Untriggered"
+    if algo.status == "CANCELED" and placed is None:
+        return "Deactivated"
+    if placed is None:
+        return "Rejected" if algo.status == "EXPIRED" else "Triggered"
+    if placed.status == "NEW":
+        return "Triggered"
+    return ORDER_STATUS[placed.status]
+
+
+def algo_row(ex: Exchange, algo: AlgoOrder) -> dict[str, Any]:
+    """One conditional order (stopOrderType ``Stop``) with its trigger, any status."""
+    inst = ex.instruments[algo.symbol]
+    placed = ex.orders.get(algo.order_id) if algo.order_id is not None else None
+    limit = algo.price_usd is not None
+    row: dict[str, Any] = {
+        "orderId": f"{CONDITIONAL_PREFIX}{algo.algo_id}", "orderLinkId": algo.client_algo_id,
+        "blockTradeId": "", "symbol": algo.symbol,
+        "price": price(inst, algo.price_usd) if limit else "0",
+        "qty": str(algo.qty_contracts), "side": side_out(algo.side), "isLeverage": "",
+        "positionIdx": 0, "orderStatus": algo_status(algo, placed),
+        "createType": "CreateByUser",
+        "cancelType": "CancelByUser" if algo.status == "CANCELED" else "UNKNOWN",
+        "rejectReason": "EC_NoError", "orderType": "Limit" if limit else "Market",
+        "stopOrderType": "Stop", "orderIv": "",
+        "timeInForce": TIF_OUT.get(algo.time_in_force, "GTC") if limit else "IOC",
+        "triggerPrice": price(inst, algo.trigger_price_usd), "takeProfit": "", "stopLoss": "",
+        "tpTriggerBy": "", "slTriggerBy": "", "triggerDirection": trigger_direction(algo),
+        "triggerBy": TRIGGER_BY_OUT.get(algo.working_type, "LastPrice"),
+        "lastPriceOnCreated": "", "reduceOnly": algo.reduce_only,
+        "closeOnTrigger": algo.close_position, "smpType": "None", "smpGroup": 0,
+        "smpOrderId": "", "tpslMode": "", "tpLimitPrice": "", "slLimitPrice": "",
+        "placeType": "", "createdTime": str(algo.created_ms),
+        "updatedTime": str(max(algo.updated_ms, placed.updated_ms if placed else 0)),
+    }
+    row.update(_fill_part(ex, inst, placed))
+    if row["leavesQty"] is None:
+        row["leavesQty"] = str(algo.qty_contracts if algo.is_open else 0)
+    return row
+
+
+def fired_order_ids(ex: Exchange) -> set[int]:
+    """Ids of the orders conditional orders placed (shown inside their conditional row)."""
+    return {a.order_id for a in ex.algo_orders.values() if a.order_id is not None}
+
+
+# ---- executions ---------------------------------------------------------------------------------
+def fills_of(ex: Exchange, account_id: str) -> Iterator[Event]:
+    """The account's fills: journal ``order.update`` events with execution TRADE."""
+    for event in ex.journal:
+        p = event.payload
+        if (event.type == "order.update" and p["execution"] == "TRADE"
+                and p["account_id"] == account_id):
+            yield event
+
+
+EXEC_TYPES = {"LIQUIDATION": "BustTrade", "ADL": "AdlTrade"}
+
+
+def execution_row(ex: Exchange, event: Event, conditional_of: dict[int, AlgoOrder]
+                  ) -> dict[str, Any]:
+    """One fill as /v5/execution/list and the ``execution`` stream send it."""
+    p = event.payload
+    inst = ex.instruments[p["symbol"]]
+    fill_price = Decimal(p["last_price"])
+    qty = int(p["last_qty"])
+    order = ex.orders.get(int(p["order_id"]))
+    algo = conditional_of.get(int(p["order_id"]))
+    order_id = f"{CONDITIONAL_PREFIX}{algo.algo_id}" if algo else str(p["order_id"])
+    value = coin_value(qty, fill_price, inst.contract_size_usd)
+    fee = Decimal(p["commission"])
+    return {
+        "symbol": p["symbol"], "orderId": order_id,
+        "orderLinkId": algo.client_algo_id if algo else (link_id(order) if order else ""),
+        "side": side_out(p["side"]), "orderPrice": price(inst, order.price_usd) if order
+        and order.price_usd is not None else "0",
+        "orderQty": str(p["qty"]), "leavesQty": str(int(p["qty"]) - int(p["filled"])),
+        "createType": create_type(order) if order else "CreateByUser",
+        "orderType": "Market" if p["order_type"] != "LIMIT" else "Limit",
+        "stopOrderType": "Stop" if algo else "", "execFee": coin(fee),
+        "execId": str(p["trade_id"]), "execPrice": price(inst, fill_price),
+        "execQty": str(qty), "execType": EXEC_TYPES.get(p["order_type"], "Trade"),
+        "execValue": coin(value), "execTime": str(event.time_ms), "feeCurrency": inst.margin_asset,
+        "isMaker": bool(p["maker"]),
+        "feeRate": rate(fee / value) if value else rate(Decimal(0)),
+        "tradeIv": "", "markIv": "", "markPrice": "", "indexPrice": "", "underlyingPrice": "",
+        "blockTradeId": "", "closedSize": "", "seq": event.seq,
+    }
+
+
+def funding_execution_row(ex: Exchange, event: Event) -> dict[str, Any]:
+    """A funding payment as Bybit lists it: execType Funding, ``execFee`` the amount paid
+    (negative when received), ``feeRate`` the funding rate."""
+    p = event.payload
+    inst = ex.instruments[p["symbol"]]
+    qty = int(p["position_qty"])
+    mark = Decimal(p["mark"])
+    return {
+        "symbol": p["symbol"], "orderId": "", "orderLinkId": "",
+        "side": "Buy" if qty > 0 else "Sell", "orderPrice": "0", "orderQty": "0",
+        "leavesQty": "0", "createType": "", "orderType": "UNKNOWN", "stopOrderType": "",
+        "execFee": coin(-Decimal(p["amount"])), "execId": f"funding-{event.seq}",
+        "execPrice": price(inst, mark), "execQty": str(abs(qty)), "execType": "Funding",
+        "execValue": coin(coin_value(abs(qty), mark, inst.contract_size_usd)),
+        "execTime": str(event.time_ms), "feeCurrency": inst.margin_asset, "isMaker": False,
+        "feeRate": rate(Decimal(p["rate"])), "tradeIv": "", "markIv": "",
+        "markPrice": rate(mark), "indexPrice": "", "underlyingPrice": "", "blockTradeId": "",
+        "closedSize": "", "seq": event.seq,
+    }
+
+
+# ---- positions ----------------------------------------------------------------------------------
+def realised_pnl(ex: Exchange, account_id: str, symbol: str) -> Decimal:
+    """Cumulative realised PnL of the account on ``symbol``: closed PnL minus fees plus
+    funding (Bybit's cumRealisedPnl)."""
+    return sum((Decimal(r["change"]) for r in transaction_rows(ex, account_id)
+                if r["symbol"] == symbol and not r["type"].startswith("TRANSFER")), Decimal(0))
+
+
+def position_row(ex: Exchange, account_id: str, inst: Instrument) -> dict[str, Any]:
+    """One /v5/position/list row (a flat position: side "" and size 0)."""
+    pos = ex.accounts[account_id].positions.get(inst.symbol)
+    leverage = pos.leverage if pos is not None else DEFAULT_LEVERAGE
+    isolated = pos is not None and pos.margin_mode == "isolated"
+    row: dict[str, Any] = {
+        "positionIdx": 0, "riskId": 1, "riskLimitValue": "", "symbol": inst.symbol,
+        "side": "", "size": "0", "avgPrice": "0", "positionValue": "0",
+        "tradeMode": 1 if isolated else 0, "autoAddMargin": 0, "positionStatus": "Normal",
+        "leverage": str(leverage), "markPrice": rate(ex.mark_price(inst.symbol)),
+        "liqPrice": "", "bustPrice": "", "positionIM": coin(0), "positionMM": coin(0),
+        "positionBalance": coin(0), "takeProfit": "", "stopLoss": "", "trailingStop": "",
+        "sessionAvgPrice": "", "delta": "", "gamma": "", "vega": "", "theta": "",
+        "unrealisedPnl": coin(0), "curRealisedPnl": coin(0),
+        "cumRealisedPnl": coin(realised_pnl(ex, account_id, inst.symbol)),
+        "adlRankIndicator": 0, "createdTime": str(pos.updated_ms if pos else 0),
+        "updatedTime": str(pos.updated_ms if pos else 0), "seq": 0, "isReduceOnly": False,
+        "mmrSysUpdatedTime": "", "leverageSysUpdatedTime": "",
+    }
+    if pos is None or not pos.is_open:
+        return row
+    view = risk.position_risk(ex, account_id, inst.symbol)
+    tier = next((b for b in inst.brackets
+                 if b.cap_coin is None or view.value_coin <= b.cap_coin), inst.brackets[-1])
+    row.update({
+        "riskId": tier.bracket,
+        "riskLimitValue": dec(tier.cap_coin) if tier.cap_coin is not None else "",
+        "side": "Buy" if view.qty_contracts > 0 else "Sell",
+        "size": str(abs(view.qty_contracts)),
+        "avgPrice": rate(view.entry_price_usd) if view.entry_price_usd else "0",
+        "positionValue": coin(view.value_coin),
+        "liqPrice": _level(inst, view.liquidation_price_usd),
+        "bustPrice": _level(inst, view.bankruptcy_price_usd),
+        "positionIM": coin(view.initial_margin_coin),
+        "positionMM": coin(view.maint_margin_coin),
+        "positionBalance": coin(view.isolated_margin_coin if isolated
+                                else view.initial_margin_coin),
+        "unrealisedPnl": coin(view.unrealised_pnl_coin),
+        "adlRankIndicator": 1,
+    })
+    return row
+
+
+def _level(inst: Instrument, value: Decimal | None) -> str:
+    return price(inst, value) if value is not None and value.is_finite() and value > 0 else ""
+
+
+# ---- wallet -------------------------------------------------------------------------------------
+def contract_coin_row(ex: Exchange, account_id: str, coin_name: str) -> dict[str, Any]:
+    """One ``coin[]`` entry of the CONTRACT wallet (classic account): wallet balance
+    (cross wallet plus isolated margins), equity, margins and what can be withdrawn."""
+    account = ex.accounts[account_id]
+    cross = risk.cross_state(ex, account_id, coin_name)
+    isolated = [risk.position_risk(ex, account_id, p.symbol) for p in account.open_positions()
+                if p.coin == coin_name and p.margin_mode == "isolated"]
+    iso_wallet = sum((v.isolated_margin_coin for v in isolated), Decimal(0))
+    iso_pnl = sum((v.unrealised_pnl_coin for v in isolated), Decimal(0))
+    position_im = cross.position_im_coin + sum((v.initial_margin_coin for v in isolated),
+                                               Decimal(0))
+    maint = cross.maint_coin + sum((v.maint_margin_coin for v in isolated), Decimal(0))
+    wallet = cross.wallet_coin + iso_wallet
+    unrealised = cross.unrealised_coin + iso_pnl
+    withdrawable = min(cross.available_coin, cross.wallet_coin)
+    return {
+        "coin": coin_name, "equity": coin(wallet + unrealised), "usdValue": "",
+        "walletBalance": coin(wallet), "free": "", "locked": "0",
+        "spotHedgingQty": "0", "borrowAmount": "", "availableToWithdraw": coin(withdrawable),
+        "availableToBorrow": "", "accruedInterest": "", "totalOrderIM": coin(cross.order_im_coin),
+        "totalPositionIM": coin(position_im), "totalPositionMM": coin(maint),
+        "unrealisedPnl": coin(unrealised), "cumRealisedPnl": coin(sum(
+            (realised_pnl(ex, account_id, inst.symbol) for inst in ex.profile.instruments
+             if inst.margin_asset == coin_name), Decimal(0))),
+        "bonus": "0", "marginCollateral": True, "collateralSwitch": True,
+    }
+
+
+def spot_coin_row(ex: Exchange, account_id: str, coin_name: str) -> dict[str, Any]:
+    """One ``coin[]`` entry of the SPOT wallet: coin held, not margin."""
+    held = coin(ex.spot_balance(account_id, coin_name))
+    return {"coin": coin_name, "equity": held, "walletBalance": held, "free": held,
+            "locked": "0", "availableToWithdraw": held, "usdValue": "", "borrowAmount": "",
+            "totalOrderIM": "0", "totalPositionIM": "0", "totalPositionMM": "0",
+            "unrealisedPnl": "0", "cumRealisedPnl": "0", "bonus": "0"}
+
+
+# ---- transaction log (from the ledger) -----------------------------------------------------------
+TX_TYPES = {"deposit": "TRANSFER_IN", "withdrawal": "TRANSFER_OUT", "transfer": "TRANSFER",
+            "realized_pnl": "TRADE", "commission": "TRADE", "funding_fee": "SETTLEMENT",
+            "liquidation_pnl": "LIQUIDATION", "liquidation_loss": "LIQUIDATION",
+            "liquidation_clearance": "LIQUIDATION", "liquidation_clearance_fee": "LIQUIDATION"}
+
+
+def _owned(name: str, account_id: str) -> bool:
+    parts = name.split(":")
+    return len(parts) >= 3 and parts[0] in ("wallet", "isolated") and parts[1] == account_id
+
+
+def _symbol_of(ex: Exchange, ref: str) -> str:
+    kind, _, rest = ref.partition(":")
+    if kind == "order":
+        order = ex.orders.get(int(rest)) if rest.isdigit() else None
+        return order.symbol if order is not None else ""
+    if kind in ("funding", "liquidation", "adl"):
+        return rest.split(":")[0]
+    return ""
+
+
+def transaction_rows(ex: Exchange, account_id: str,
+                     postings: Iterable[Posting] | None = None) -> list[dict[str, Any]]:
+    """Every posting between the account's contract wallet and the outside, oldest first,
+    with the running contract balance (moves inside the account are not transactions)."""
+    rows = []
+    balance: dict[str, Decimal] = {}
+    for posting in postings if postings is not None else ex.ledger.history_of(account_id):
+        into = _owned(posting.destination, account_id)
+        out_of = _owned(posting.source, account_id)
+        if into == out_of:
+            continue
+        change = posting.amount if into else -posting.amount
+        balance[posting.coin] = balance.get(posting.coin, Decimal(0)) + change
+        kind = TX_TYPES.get(posting.reason, "TRADE")
+        if kind == "TRANSFER":
+            kind = "TRANSFER_IN" if into else "TRANSFER_OUT"
+        rows.append({
+            "id": str(posting.seq), "symbol": _symbol_of(ex, posting.ref),
+            "category": "inverse", "side": "None", "transactionTime": str(posting.time_ms),
+            "type": kind, "qty": "0", "size": "0", "currency": posting.coin,
+            "tradePrice": "0",
+            "funding": coin(change) if posting.reason == "funding_fee" else "0",
+            "fee": coin(-change) if posting.reason == "commission" else "0",
+            "cashFlow": coin(change) if posting.reason == "realized_pnl" else "0",
+            "change": coin(change), "cashBalance": coin(balance[posting.coin]),
+            "feeRate": "0", "bonusChange": "0", "tradeId": "", "orderId": "",
+            "orderLinkId": "",
+        })
+    return rows

@@ -1,0 +1,34 @@
+"""The APIRoute every Bybit v5 router uses: any error becomes Bybit's envelope, never FastAPI's.
+
+Catching inside the route (rather than in app-wide exception handlers) keeps the dialect one
+folder: the app's handlers stay those of whichever dialect owns a path prefix, and this
+dialect needs no line in them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
+from perpsim.api.bybit_v5.errors import error_response
+
+
+class BybitRoute(APIRoute):
+    """A route whose failures answer ``{"retCode": <Bybit code>, ...}`` with HTTP 200."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def answer(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except Exception as exc:  # every failure is a Bybit answer (unknown: 10016, logged)
+                state = getattr(request.app.state, "perpsim", None)
+                now_ms = state.exchange.now_ms if state is not None else 0
+                return error_response(exc, now_ms)
+
+        return answer

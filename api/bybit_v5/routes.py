@@ -1,0 +1,5 @@
+"""Every router of the Bybit v5 dialect, in the order the app mounts them."""
+
+from perpsim.api.bybit_v5 import account_routes, market_routes, order_routes, streams
+
+ROUTERS = (market_routes.router, order_routes.router, account_routes.router, streams.router)

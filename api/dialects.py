@@ -1,0 +1,33 @@
+"""The registry of wire dialects: one line per dialect, naming the module with its ROUTERS.
+
+A dialect is one folder under api/ (routes, wire shapes, signing, errors, streams) over the
+dialect-neutral core (state, control plane, faults, recording, dashboard). Every registered
+dialect is mounted on every server (their paths do not collide), so one market can be traded
+through several wires at once; a profile's ``dialect`` (or ``perpsim serve --dialect``) only
+names the default: the one perpsim's own clients (hedge, demo, the pytest plugin) speak.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Any
+
+DIALECTS: dict[str, str] = {
+    "binance_coinm": "perpsim.api.binance_coinm.routes",
+    "bybit_v5": "perpsim.api.bybit_v5.routes",
+}
+DEFAULT_DIALECT = "binance_coinm"
+
+
+def check_dialect(name: object) -> str:
+    """``name`` if it is a registered dialect, else ValueError listing them."""
+    if not isinstance(name, str) or name not in DIALECTS:
+        raise ValueError(f"dialect must be one of {', '.join(DIALECTS)}, got {name!r}")
+    return name
+
+
+def routers(name: str) -> Sequence[Any]:
+    """The routers (HTTP and WebSocket) of dialect ``name``, in mounting order."""
+    module = importlib.import_module(DIALECTS[check_dialect(name)])
+    return tuple(module.ROUTERS)
