@@ -34,3 +34,12 @@ def market(perpsim_server: tuple[str, ServerState]) -> Iterator[Market]:
         handle.post("reset", {"profile": "binance_coinm", "scenario": "manual", "seed": 0,
                               "start": START, "clock": "stepped", "speed": 1.0})
         yield handle
+
+
+@pytest.fixture(scope="module")
+def bybit_market() -> Iterator[Market]:
+    """A perpsim server on the ``bybit_inverse`` profile (its default wire: Bybit v5)."""
+    state = ServerState(ServerConfig(profile="bybit_inverse", start=START))
+    with serve_in_thread(create_app(state=state)) as base_url, \
+            httpx.Client(base_url=base_url, timeout=30) as client:
+        yield Market(base_url, state, client)

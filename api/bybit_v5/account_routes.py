@@ -144,16 +144,16 @@ async def contract_transaction_log(call: Private) -> dict[str, Any]:
 # ---- positions -------------------------------------------------------------------------------
 @router.get("/position/list")
 async def position_list(call: Private) -> dict[str, Any]:
-    """The caller's position on a symbol, or on every contract of ``settleCoin``."""
+    """The caller's position on a symbol, on every contract of ``settleCoin``, or (inverse
+    needs neither, as on Bybit) on every contract."""
     p = call.params
-    p.category()
+    if not p.serves_category():
+        return _ok(call, {"category": p.get("category"), "list": [], "nextPageCursor": ""})
     inst = p.optional_instrument()
     settle = p.get("settleCoin")
-    if inst is None and settle is None:
-        raise InvalidInput("symbol or settleCoin is required")
     chosen = [inst] if inst is not None else [
         i for i in call.ex.profile.instruments
-        if i.margin_asset == settle and i.symbol in call.ex.pricers]
+        if (settle is None or i.margin_asset == settle) and i.symbol in call.ex.pricers]
     rows = [wire.position_row(call.ex, call.account_id, i) for i in chosen]
     return _ok(call, {"category": CATEGORY, "list": rows, "nextPageCursor": ""})
 

@@ -28,6 +28,12 @@ KLINE_LIMIT = (200, 1000)
 FUNDING_LIMIT = (200, 200)
 
 
+def _empty(q: Params) -> dict[str, Any]:
+    """A list answer for a category perpsim lists nothing in."""
+    return envelope({"category": q.get("category"), "list": [], "nextPageCursor": ""},
+                    q.ex.now_ms)
+
+
 def _quoted(ex: Exchange) -> list[Instrument]:
     return [inst for inst in ex.profile.instruments if inst.symbol in ex.pricers]
 
@@ -56,7 +62,8 @@ async def server_time(q: Public) -> dict[str, Any]:
 @router.get("/instruments-info")
 async def instruments_info(q: Public) -> dict[str, Any]:
     """The inverse contracts (ccxt's load_markets asks twice: a second time for PreLaunch)."""
-    q.category()
+    if not q.serves_category():
+        return _empty(q)
     status = q.choice("status", ("Trading", "PreLaunch", "Settling", "Delivering", "Closed"))
     rows = [] if status not in (None, "Trading") else [
         wire.instrument_row(q.ex, inst) for inst in _selection(q)]
@@ -66,7 +73,8 @@ async def instruments_info(q: Public) -> dict[str, Any]:
 @router.get("/tickers")
 async def tickers(q: Public) -> dict[str, Any]:
     """24-hour statistics, best prices, mark, index and funding of a symbol or all."""
-    q.category()
+    if not q.serves_category():
+        return _empty(q)
     rows = [wire.ticker_row(q.ex, inst) for inst in _selection(q)]
     return envelope({"category": CATEGORY, "list": rows}, q.ex.now_ms)
 

@@ -137,6 +137,12 @@ async def cancel_all(call: Private) -> dict[str, Any]:
     return envelope({"list": rows, "success": "1"}, call.ex.now_ms)
 
 
+def _empty(call: Call) -> dict[str, Any]:
+    """A list answer for a category perpsim lists nothing in."""
+    return envelope({"category": call.params.get("category"), "list": [],
+                     "nextPageCursor": ""}, call.ex.now_ms)
+
+
 def _rows(call: Call, *, open_only: bool) -> list[dict[str, Any]]:
     """The caller's orders, newest first, filtered by symbol / orderId / orderLinkId /
     orderFilter (Order or StopOrder)."""
@@ -168,7 +174,8 @@ def _rows(call: Call, *, open_only: bool) -> list[dict[str, Any]]:
 @router.get("/order/realtime")
 async def open_orders(call: Private) -> dict[str, Any]:
     """Open orders (and, asked by id, recent closed ones), newest first, with a cursor."""
-    call.params.category()
+    if not call.params.serves_category():
+        return _empty(call)
     by_id = call.params.get("orderId") or call.params.get("orderLinkId")
     # Bybit's realtime answers a closed order too when it is asked for by id.
     chosen, cursor = page(_rows(call, open_only=not by_id), call.params, *LIST_LIMIT)
@@ -179,7 +186,8 @@ async def open_orders(call: Private) -> dict[str, Any]:
 @router.get("/order/history")
 async def order_history(call: Private) -> dict[str, Any]:
     """Orders of every status, newest first, with a cursor."""
-    call.params.category()
+    if not call.params.serves_category():
+        return _empty(call)
     start, end = call.params.time_range()
     rows = [r for r in _rows(call, open_only=False)
             if (start is None or int(r["createdTime"]) >= start)
@@ -193,7 +201,8 @@ async def order_history(call: Private) -> dict[str, Any]:
 async def executions(call: Private) -> dict[str, Any]:
     """The caller's fills and funding payments, newest first (``execType`` filters)."""
     p = call.params
-    p.category()
+    if not p.serves_category():
+        return _empty(call)
     inst = p.optional_instrument()
     exec_type = p.choice("execType", ("Trade", "Funding", "BustTrade", "AdlTrade",
                                       "Settle", "BlockTrade", "MovePosition"))

@@ -25,6 +25,7 @@ from perpsim.sim.exchange import Exchange
 from perpsim.sim.profile import Instrument
 
 CATEGORY = "inverse"
+OTHER_CATEGORIES = ("linear", "spot", "option")
 _INT_RE = re.compile(r"^-?[0-9]{1,19}$")
 
 
@@ -50,6 +51,15 @@ class Params:
         if value is None:
             raise InvalidInput(f"{name} is required")
         return value
+
+    def serves_category(self) -> bool:
+        """For list endpoints: True for ``inverse``; False for Bybit's other categories (the
+        answer is then an empty list, as Bybit gives an account with nothing there)."""
+        value = self.required("category")
+        if value in OTHER_CATEGORIES:
+            return False
+        self.category()
+        return True
 
     def category(self, *, required: bool = True) -> None:
         """``category`` is ``inverse`` (the only one perpsim serves)."""
