@@ -88,7 +88,8 @@ async def _cycle(market: Market, ex: Any, creds: dict[str, str], pro: bool) -> d
     await asyncio.to_thread(market.advance, 2 * MINUTE_MS)
     await _move(market, "61000", 3 * MINUTE_MS)
     ticker = await _run(ex.fetch_ticker(SYMBOL))
-    assert ticker["last"] == 61_000 and ticker["bid"] < ticker["ask"]
+    assert ticker["last"] == 61_000
+    assert ticker["bid"] < ticker["ask"]
     assert _d(ticker["info"]["indexPrice"]) == 61_000
     book = await _run(ex.fetch_order_book(SYMBOL, 5))
     assert len(book["bids"]) == len(book["asks"]) == 5
@@ -98,7 +99,7 @@ async def _cycle(market: Market, ex: Any, creds: dict[str, str], pro: bool) -> d
         bars = await _run(ex.fetch_ohlcv(SYMBOL, "1m", limit=10, params=params))
         assert len(bars) == 6, price  # 00:00 … 00:05, oldest first after ccxt's reversal
         assert bars[0][0] < bars[-1][0]
-        assert bars[0][1] == 60_000 and bars[-1][4] == pytest.approx(61_000, rel=1e-3), price
+        assert (bars[0][1], bars[-1][4]) == (60_000, pytest.approx(61_000, rel=1e-3)), price
     rate = await _run(ex.fetch_funding_rate(SYMBOL))
     assert rate["fundingTimestamp"] == 1_704_096_000_000  # next funding: 08:00 UTC
     tiers = await _run(ex.fetch_leverage_tiers([SYMBOL]))
@@ -238,5 +239,6 @@ def test_every_api_url_points_at_perpsim() -> None:
 
     ex = connect_bybit("http://127.0.0.1:9", "k", "s", mode="pro")
     urls = [u for u in all_api_urls(ex) if "://" in u]
-    assert urls and all(u.startswith(("http://127.0.0.1:9", "ws://127.0.0.1:9")) for u in urls)
+    assert urls
+    assert all(u.startswith(("http://127.0.0.1:9", "ws://127.0.0.1:9")) for u in urls)
     assert ex.urls["api"]["ws"]["private"]["contract"] == "ws://127.0.0.1:9/v5/private"

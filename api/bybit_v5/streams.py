@@ -40,6 +40,10 @@ router = APIRouter(tags=["bybit v5 websocket"])
 log = logging.getLogger("perpsim.bybit_v5.streams")
 
 POLL_S = 0.05
+# pybit 5.17 sends a subscribe request *before* it records the request id and the topic's
+# callback (_websocket_stream.subscribe): an answer faster than a network round trip finds
+# neither, raises in its reader thread and makes it reconnect. Bybit is never that fast.
+SUBSCRIBE_ANSWER_DELAY_S = 0.05
 PRIVATE_TOPICS = ("order", "execution", "position", "wallet")
 # Journal events that change what an account's private topics show.
 ACCOUNT_EVENTS = ("order.update", "funding.payment", "balance.transfer", "margin.transfer",
@@ -241,6 +245,8 @@ async def _serve(websocket: WebSocket, *, private: bool) -> None:
             text = message.get("text")
             if text is None and message.get("bytes") is not None:
                 text = message["bytes"].decode("utf-8", "replace")
+            if '"subscribe"' in (text or ""):
+                await asyncio.sleep(SUBSCRIBE_ANSWER_DELAY_S)
             _request(hub, conn, text or "")
     except WebSocketDisconnect:
         return
