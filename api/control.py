@@ -64,6 +64,7 @@ class ResetBody(_Body):
     start: str | StrictInt | None = None
     clock: Literal["stepped", "realtime"] | None = None
     speed: float | None = Field(default=None, gt=0, le=1_000_000)
+    dialect: str | None = None  # the default wire (api/dialects.py); None keeps the current
 
 
 class AccountBody(_Body):
@@ -268,7 +269,8 @@ def market_state(state: ServerState) -> dict[str, Any]:
         }
     return {
         "now": ex.now_ms, "clock": state.config.clock, "speed": state.config.speed,
-        "profile": ex.profile.name, "scenario": ex.scenario.name, "seed": ex.seed,
+        "profile": ex.profile.name, "dialect": state.dialect, "scenario": ex.scenario.name,
+        "seed": ex.seed,
         "scenario_end": ex.scenario.end_ms, "symbols": symbols,
         "insurance_fund": {c: _str(ex.ledger.balance(insurance_account(c))) for c in coins},
         "ledger": {"total": {c: _str(ex.ledger.total(c)) for c in coins},

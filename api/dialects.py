@@ -31,3 +31,9 @@ def routers(name: str) -> Sequence[Any]:
     """The routers (HTTP and WebSocket) of dialect ``name``, in mounting order."""
     module = importlib.import_module(DIALECTS[check_dialect(name)])
     return tuple(module.ROUTERS)
+
+
+def describe(name: str) -> tuple[str, str, str]:
+    """``(title, REST path, WebSocket path)`` of dialect ``name`` (for ``perpsim serve``)."""
+    module = importlib.import_module(DIALECTS[check_dialect(name)])
+    return str(module.TITLE), str(module.REST_PATH), str(module.WS_PATH)

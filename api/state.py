@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from perpsim.api.dialects import check_dialect
 from perpsim.sim.errors import InvalidInput
 from perpsim.sim.exchange import Exchange, random_token
 from perpsim.sim.journal import Event
@@ -36,6 +37,7 @@ class ServerConfig:
     start: str | int | None = None
     clock: ClockMode = "stepped"
     speed: float = 1.0
+    dialect: str | None = None  # the default wire; None: the profile's (api/dialects.py)
 
     def scenario_ref(self) -> str:
         """The scenario as a name or path."""
@@ -56,6 +58,10 @@ def build_exchange(config: ServerConfig,
     except ValueError as exc:
         raise InvalidInput(str(exc)) from None
     profile = load_profile(config.profile)
+    try:
+        check_dialect(config.dialect or profile.dialect)
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from None
     scenario = load_scenario(config.scenario_ref(), seed=config.seed, start_ms=start_ms)
     return Exchange(profile, scenario, seed=config.seed, token_source=token_source)
 
@@ -108,6 +114,12 @@ class ServerState:
 
     def _token(self, n: int) -> str:
         return self.token_source(n)
+
+    @property
+    def dialect(self) -> str:
+        """The wire perpsim's own clients speak to this server: ``--dialect`` or the profile's
+        (every registered dialect is served either way)."""
+        return self.config.dialect or self.exchange.profile.dialect
 
     def _attach(self) -> None:
         for listener in self.listeners:

@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bundled profile name or path to a profile JSON")
     serve.add_argument("--scenario", default="manual", help="bundled name or CSV/JSON path")
     serve.add_argument("--seed", type=_seed, default=0)
+    serve.add_argument("--dialect", default=None, help="default wire for perpsim's clients "
+                       "(binance_coinm, bybit_v5; default: the profile's); all are served")
     serve.add_argument("--start", default=None, help="start time (ISO 8601 UTC or epoch ms)")
     serve.add_argument("--clock", choices=("stepped", "realtime"), default="stepped")
     serve.add_argument("--speed", type=_positive_float, default=1.0,

@@ -105,7 +105,7 @@ def build_server(args: argparse.Namespace) -> tuple[Any, Any]:
     else:
         state = ServerState(ServerConfig(profile=args.profile, scenario=args.scenario,
                                          seed=args.seed, start=args.start, clock=args.clock,
-                                         speed=args.speed))
+                                         speed=args.speed, dialect=args.dialect))
         app = create_app(state=state, security=security)
         harness = install_harness(app)
     if args.state_dir:
@@ -146,8 +146,11 @@ def run_serve(args: argparse.Namespace) -> int:
     ex = state.exchange
     print(f"perpsim: {ex.profile.name} · scenario {ex.scenario.name} · clock "
           f"{state.config.clock}")
-    print(f"  REST (Binance COIN-M):  {base}/dapi/v1")
-    print(f"  WebSocket:              {base.replace('http', 'ws', 1)}/ws")
+    from perpsim.api.dialects import DIALECTS, describe
+
+    for name in sorted(DIALECTS, key=lambda n: n != state.dialect):  # the default first
+        title, rest, ws = describe(name)
+        print(f"  {title + ':':22}  {base}{rest}   {base.replace('http', 'ws', 1)}{ws}")
     print(f"  control plane:          {base}/control   (API docs: {base}/docs)")
     print(f"  live dashboard:         {base}/ui")
     print("  create an account:      curl -X POST " + base +

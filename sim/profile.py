@@ -374,6 +374,8 @@ class Profile(_Frozen):
     name: str = Field(min_length=1)
     venue: str
     description: str = ""
+    dialect: str = Field(default="binance_coinm", min_length=1, description="the wire the "
+                         "venue speaks: perpsim's own clients use it by default (api/dialects.py)")
     bracket_cum: Literal["deduction", "none"] = Field(
         description="deduction: cum_n = floor_n·(MMR_n − MMR_n−1) + cum_n−1; none: all zero"
     )

@@ -9,5 +9,9 @@ from perpsim.api.binance_coinm import (
     wallet_routes,
 )
 
+TITLE = "Binance COIN-M"
+REST_PATH = "/dapi/v1"
+WS_PATH = "/ws"
+
 ROUTERS = (market_routes.router, account_routes.router, wallet_routes.router, streams.router,
            venue_routes.router, futures_data_routes.router)

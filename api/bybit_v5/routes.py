@@ -2,4 +2,8 @@
 
 from perpsim.api.bybit_v5 import account_routes, market_routes, order_routes, streams
 
+TITLE = "Bybit v5 inverse"
+REST_PATH = "/v5"  # ccxt.bybit / pybit: the bare base URL
+WS_PATH = "/v5/public/inverse"  # and /v5/private
+
 ROUTERS = (market_routes.router, order_routes.router, account_routes.router, streams.router)
