@@ -37,3 +37,12 @@ def describe(name: str) -> tuple[str, str, str]:
     """``(title, REST path, WebSocket path)`` of dialect ``name`` (for ``perpsim serve``)."""
     module = importlib.import_module(DIALECTS[check_dialect(name)])
     return str(module.TITLE), str(module.REST_PATH), str(module.WS_PATH)
+
+
+def signed_headers() -> tuple[str, ...]:
+    """Every dialect's authentication headers, lower case (what a recording keeps)."""
+    names: list[str] = []
+    for name in DIALECTS:
+        module = importlib.import_module(DIALECTS[name])
+        names += [h for h in module.SIGNED_HEADERS if h not in names]
+    return tuple(names)

@@ -36,13 +36,14 @@ from typing import Any, TextIO
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from perpsim.api.dialects import signed_headers
 from perpsim.api.security import confined_path
 from perpsim.api.state import ServerState
 from perpsim.sim.errors import InvalidInput, InvalidState
 
 FORMAT = "perpsim-recording"
 VERSION = 1
-RECORDED_HEADERS = ("x-mbx-apikey", "content-type")
+RECORDED_HEADERS = (*signed_headers(), "content-type")  # every dialect's (api/dialects.py)
 # Paths never recorded: the recorder's own control calls, health, and the API docs.
 UNRECORDED = ("/control/record", "/control/snapshot", "/control/health", "/docs", "/redoc",
               "/openapi.json")

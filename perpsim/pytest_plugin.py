@@ -195,14 +195,15 @@ class Perpsim:
     # ---- ccxt ----------------------------------------------------------------------------------
     def ccxt(self, creds: dict[str, str] | None = None, mode: Mode = "sync",
              **config: Any) -> Any:
-        """A ccxt ``binancecoinm`` pointed at this server (``mode`` sync, async or pro), logged
-        in with ``creds`` if given. Async and pro clients live on the caller's event loop:
-        close them there (``async with ex:`` or ``await ex.close()``)."""
+        """A ccxt client for the server's wire (``binancecoinm``, or ``bybit`` on a Bybit
+        profile) pointed at this server (``mode`` sync, async or pro), logged in with ``creds``
+        if given. Async and pro clients live on the caller's event loop: close them there
+        (``async with ex:`` or ``await ex.close()``)."""
         from perpsim.strategy.connect import connect
 
         creds = creds or {}
         return connect(self.base_url, creds.get("api_key"), creds.get("api_secret"),
-                       mode=mode, config=config or None)
+                       mode=mode, config=config or None, dialect=self.state()["dialect"])
 
     def close(self) -> None:
         """End of the test: drop its faults, close the control-plane client."""
@@ -339,5 +340,6 @@ def perpsim_account(perpsim: Perpsim, request: pytest.FixtureRequest) -> dict[st
 
 @pytest.fixture
 def perpsim_exchange(perpsim: Perpsim, perpsim_account: dict[str, str]) -> Any:
-    """A sync ccxt ``binancecoinm`` client logged in to ``perpsim_account``."""
+    """A sync ccxt client (``binancecoinm``; ``bybit`` on a Bybit profile) logged in to
+    ``perpsim_account``."""
     return perpsim.ccxt(perpsim_account)

@@ -101,13 +101,22 @@ def connect(
     ws_base_url: str | None = None,
     options: Mapping[str, Any] | None = None,
     config: Mapping[str, Any] | None = None,
+    dialect: str = "binance_coinm",
 ) -> Any:
     """A ccxt ``binancecoinm`` (sync, async_support or pro) talking only to perpsim.
 
     ``options`` deep-merges into ccxt's ``options``; ``config`` into the constructor config
     (e.g. ``{"timeout": 5000}``). The async and pro clients must be closed by the caller
-    (``await ex.close()``).
+    (``await ex.close()``). ``dialect="bybit_v5"`` (the venue's wire, as ``/control/state``
+    names it) gives a ccxt ``bybit`` instead (strategy/connect_bybit.py).
     """
+    if dialect == "bybit_v5":
+        from perpsim.strategy.connect_bybit import connect_bybit
+
+        return connect_bybit(base_url, api_key, secret, mode=mode, ws_base_url=ws_base_url,
+                             options=options, config=config)
+    if dialect != "binance_coinm":
+        raise ValueError(f"dialect must be binance_coinm or bybit_v5, got {dialect!r}")
     ws_base = _check_base(ws_base_url or default_ws_base(base_url), ("ws", "wss"), "ws_base_url")
     # ccxt.pro treats a connection whose URL contains "/stream" as a spot one
     # (binance.is_spot_url) and would then resolve COIN-M stream symbols as spot markets.

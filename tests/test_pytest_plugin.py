@@ -199,3 +199,22 @@ def test_autoloads_from_its_entry_point(tmp_path: Path) -> None:
                           text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "2 passed" in done.stdout
+
+
+def test_a_bybit_profile_gives_a_ccxt_bybit(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_bybit_bot=textwrap.dedent('''
+        import ccxt
+        import pytest
+
+        SYMBOL = "BTC/USD:BTC"
+
+        @pytest.mark.perpsim(profile="bybit_inverse")
+        def test_the_short_earns_funding_on_bybit(perpsim, perpsim_exchange):
+            assert isinstance(perpsim_exchange, ccxt.bybit)
+            perpsim.prices(index="60000", perp="60060", symbol="BTCUSD")
+            perpsim_exchange.create_order(SYMBOL, "market", "sell", 30000)  # 1 USD contracts
+            perpsim.advance(hours=8)
+            (payment,) = perpsim_exchange.fetch_funding_history(SYMBOL)
+            assert payment["amount"] < 0  # Bybit's execFee: negative when received
+    '''))
+    inner(pytester).assert_outcomes(passed=1)

@@ -12,6 +12,7 @@ from perpsim.api.binance_coinm import (
 TITLE = "Binance COIN-M"
 REST_PATH = "/dapi/v1"
 WS_PATH = "/ws"
+SIGNED_HEADERS = ("x-mbx-apikey",)  # the signature itself travels in the parameters
 
 ROUTERS = (market_routes.router, account_routes.router, wallet_routes.router, streams.router,
            venue_routes.router, futures_data_routes.router)
