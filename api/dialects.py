@@ -46,3 +46,13 @@ def signed_headers() -> tuple[str, ...]:
         module = importlib.import_module(DIALECTS[name])
         names += [h for h in module.SIGNED_HEADERS if h not in names]
     return tuple(names)
+
+
+def path_owner(path: str) -> Any | None:
+    """The routes module of the dialect whose ``PATH_PREFIXES`` cover ``path`` (None: no
+    dialect's, e.g. the control plane). Faults apply only to dialect paths."""
+    for name in DIALECTS:
+        module = importlib.import_module(DIALECTS[name])
+        if path.startswith(tuple(module.PATH_PREFIXES)):
+            return module
+    return None

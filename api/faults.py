@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from perpsim.api.binance_errors import UNKNOWN_ERROR_MSG, is_binance_path
+from perpsim.api.binance_errors import UNKNOWN_ERROR_MSG
+from perpsim.api.dialects import path_owner
 from perpsim.api.fault_rates import HttpError, RateBudget
 
 if TYPE_CHECKING:
@@ -155,6 +156,7 @@ class HttpDecision:
     delay_s: float = 0.0
     error: HttpError | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    budgets: list[RateBudget] = field(default_factory=list)  # rate limits the request met
 
 
 @dataclass
@@ -192,7 +194,7 @@ class FaultRule:
         elif spec.kind == "rate_limit":
             path = path or "/dapi/*"  # the COIN-M IP weight pool (/sapi, /api have their own)
         if path is None:
-            if not is_binance_path(req.path):
+            if path_owner(req.path) is None:
                 return False
         elif not fnmatch.fnmatchcase(req.path, path):
             return False
@@ -346,6 +348,7 @@ class FaultRegistry:
                 error = rule.charge(req, wall)
                 assert rule.budget is not None
                 decision.headers.update(rule.budget.used_headers())
+                decision.budgets.append(rule.budget)
                 if error is not None:
                     errors.setdefault("rate_limit", error)
             elif rule.fires():

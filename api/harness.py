@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI
 
 from perpsim.api import durable, fault_routes, recording
-from perpsim.api.binance_errors import is_binance_path
+from perpsim.api.dialects import path_owner
 from perpsim.api.faults import FaultRegistry, HttpDecision, HttpError, HttpRequest
 from perpsim.api.recording import (
     RECORDED_HEADERS,
@@ -171,10 +171,14 @@ class HarnessMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", [])}
         decision = HttpDecision()
-        if h.faults.active and is_binance_path(path):
+        dialect = path_owner(path) if h.faults.active else None
+        if dialect is not None:
             request = HttpRequest(method, path, dict(parse_qsl(query, keep_blank_values=True)),
-                                  _account(state, headers.get("x-mbx-apikey")))
+                                  _account(state, headers.get(dialect.SIGNED_HEADERS[0])))
             decision = h.faults.decide_http(request, state.exchange.now_ms)
+            answer = getattr(dialect, "fault_answer", None)  # the dialect's own error shapes
+            if answer is not None:
+                decision = answer(decision, state.exchange.now_ms)
         if decision.delay_s:
             await asyncio.sleep(decision.delay_s)
         error = decision.error

@@ -8,10 +8,12 @@ from perpsim.api.binance_coinm import (
     venue_routes,
     wallet_routes,
 )
+from perpsim.api.binance_errors import BINANCE_PREFIXES
 
 TITLE = "Binance COIN-M"
 REST_PATH = "/dapi/v1"
 WS_PATH = "/ws"
+PATH_PREFIXES = BINANCE_PREFIXES
 SIGNED_HEADERS = ("x-mbx-apikey",)  # the signature itself travels in the parameters
 
 ROUTERS = (market_routes.router, account_routes.router, wallet_routes.router, streams.router,

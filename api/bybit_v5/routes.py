@@ -1,11 +1,15 @@
 """Every router of the Bybit v5 dialect, in the order the app mounts them."""
 
 from perpsim.api.bybit_v5 import account_routes, market_routes, order_routes, streams
+from perpsim.api.bybit_v5.faults import fault_answer
 
 TITLE = "Bybit v5 inverse"
 REST_PATH = "/v5"  # ccxt.bybit / pybit: the bare base URL
 WS_PATH = "/v5/public/inverse"  # and /v5/private
+PATH_PREFIXES = ("/v5/",)
 # Headers a request is authenticated by (recordings keep them so a replay re-checks them).
 SIGNED_HEADERS = ("x-bapi-api-key", "x-bapi-timestamp", "x-bapi-sign", "x-bapi-recv-window")
+
+__all__ = ["fault_answer"]  # the harness turns injected faults into Bybit answers
 
 ROUTERS = (market_routes.router, order_routes.router, account_routes.router, streams.router)

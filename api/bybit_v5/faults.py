@@ -1,0 +1,66 @@
+"""Injected faults (api/faults.py) as Bybit answers them, for requests on the v5 paths.
+
+The fault registry decides in the venue-neutral terms of its rules (a rate budget exceeded, a
+ban, a 5xx, a downtime, an order reject) and writes Binance-shaped answers; this module turns a
+decision into Bybit's:
+
+* a request that meets a rate limit carries ``X-Bapi-Limit`` (the budget),
+  ``X-Bapi-Limit-Status`` (what is left in the window) and ``X-Bapi-Limit-Reset-Timestamp``
+  (wall ms the window ends), as Bybit adds to every answer of a limited endpoint;
+* over the budget: HTTP 200 with ``retCode`` 10006 "Too many visits!" (ccxt:
+  RateLimitExceeded); banned (a client that kept sending): HTTP 403 "access too frequent",
+  Bybit's IP ban (ccxt maps 403 to RateLimitExceeded too);
+* a 5xx or a downtime keeps its HTTP status; a JSON body becomes the envelope with 10016
+  (Bybit's "server error, try again") — a gateway's HTML text stays as it is;
+* an order reject is HTTP 200 with the rule's ``code`` as the retCode (Bybit's codes are
+  positive; a rule without one, or with a Binance code, answers 10001 "params error").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from perpsim.api.bybit_v5.errors import INTERNAL_ERROR, PARAMS_ERROR, RATE_LIMIT, envelope
+from perpsim.api.fault_rates import HttpError
+from perpsim.api.faults import HttpDecision
+
+BANNED_TEXT = "access too frequent"  # Bybit's 403 body for a banned IP
+
+
+def _limit_headers(decision: HttpDecision) -> dict[str, str]:
+    if not decision.budgets:
+        return {}
+    budget = decision.budgets[0]
+    spec = budget.spec
+    window_end = budget.installed_wall_ms + (max(budget.window, 0) + 1) * spec.interval_ms
+    return {"X-Bapi-Limit": str(spec.limit),
+            "X-Bapi-Limit-Status": str(max(0, spec.limit - budget.used)),
+            "X-Bapi-Limit-Reset-Timestamp": str(window_end)}
+
+
+def _answer(error: HttpError, now_ms: int) -> HttpError:
+    body = error.body or {}
+    if error.status == 429:
+        return dataclasses.replace(error, status=200, headers={}, body=envelope(
+            {}, now_ms, ret_code=RATE_LIMIT, ret_msg="Too many visits!"))
+    if error.status == 418:
+        return dataclasses.replace(error, status=403, body=None, text=BANNED_TEXT, headers={})
+    if error.status >= 500:
+        if error.body is None:
+            return error
+        return dataclasses.replace(error, body=envelope(
+            {}, now_ms, ret_code=INTERNAL_ERROR, ret_msg=str(body.get("msg") or
+                                                              "Internal server error.")))
+    code = body.get("code")
+    ret_code = code if isinstance(code, int) and code > 0 else PARAMS_ERROR
+    message = str(body.get("msg") or "order rejected")
+    if ret_code == PARAMS_ERROR:
+        message = f"params error: {message}"
+    return dataclasses.replace(error, status=200, body=envelope({}, now_ms, ret_code=ret_code,
+                                                                ret_msg=message))
+
+
+def fault_answer(decision: HttpDecision, now_ms: int) -> HttpDecision:
+    """``decision`` with Bybit's headers and, if it answers an error, Bybit's answer."""
+    error = None if decision.error is None else _answer(decision.error, now_ms)
+    return dataclasses.replace(decision, error=error, headers=_limit_headers(decision))
