@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from perpsim.api.binance_errors import is_binance_path
+from perpsim.api.dialects import path_owner
 from perpsim.api.state import ServerState
 
 Scope = MutableMapping[str, Any]
@@ -63,8 +64,12 @@ class BrokenMarketGuard:
         path, method = str(scope.get("path", "")), str(scope.get("method", ""))
         broken = state.exchange.containment.broken
         if broken is not None and not _exempt(path):
-            if is_binance_path(path):
-                body: dict[str, Any] = {"code": -1001, "msg": broken.describe()}
+            shape = getattr(path_owner(path), "broken_body", None)  # a dialect's own answer
+            body: dict[str, Any]
+            if shape is not None:
+                body = shape(broken.describe(), state.exchange.now_ms)
+            elif is_binance_path(path):
+                body = {"code": -1001, "msg": broken.describe()}
             else:
                 body = {"error": "market_broken", "message": broken.describe()}
             data = json.dumps(body).encode()

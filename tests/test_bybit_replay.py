@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from perpsim.api.app import create_app
+from perpsim.api.security import IN_PROCESS
 from perpsim.api.server import serve_in_thread
 from perpsim.api.state import ServerConfig
 from perpsim.replay import EXIT_EQUAL, run
@@ -22,8 +23,9 @@ SYMBOL = "BTC/USD:BTC"
 
 def test_a_recorded_bybit_session_replays_to_the_same_digest(tmp_path: Path) -> None:
     path = tmp_path / "bybit.jsonl"
-    with serve_in_thread(create_app(ServerConfig(profile="bybit_inverse", start=START))) as url, \
-            httpx.Client(base_url=url, timeout=30) as http:
+    app = create_app(ServerConfig(profile="bybit_inverse", start=START),
+                     security=IN_PROCESS)  # records into pytest's tmp_path
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as http:
         assert http.post("/control/record", json={"path": str(path)}).status_code == 200
         creds = http.post("/control/accounts", json={"balances": {"BTC": "1"}}).json()
         ex = connect_bybit(url, creds["api_key"], creds["api_secret"])

@@ -164,3 +164,21 @@ def test_websocket_ops_refuse_what_bybit_refuses(bybit_market: Market) -> None:
         assert json.loads(ws.recv(timeout=10))["success"] is False
         ws.send(json.dumps({"op": "ping", "req_id": "p"}))
         assert json.loads(ws.recv(timeout=10))["op"] == "pong"
+
+
+def test_an_unexpected_error_breaks_the_market_and_v5_says_so(
+        bybit: Signed, monkeypatch: pytest.MonkeyPatch) -> None:
+    from perpsim.sim import trading
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise ZeroDivisionError("simulated bug in trading")
+
+    monkeypatch.setattr(trading, "place_order", explode)
+    answer = bybit.post("/v5/order/create", {"category": "inverse", "symbol": "BTCUSD",
+                                             "side": "Buy", "orderType": "Market", "qty": "1"})
+    assert (answer["retCode"], answer["retMsg"]) == (10016, "Internal server error.")
+    later = bybit.client.get("/v5/market/time")
+    assert later.status_code == 503
+    assert later.json()["retCode"] == 10016
+    assert "simulated bug in trading" in later.json()["retMsg"]
+    assert bybit.client.get("/control/health").json()["status"] == "broken"

@@ -94,6 +94,16 @@ class BybitError(Exception):
         super().__init__(message)
 
 
+def is_expected(exc: BaseException) -> bool:
+    """True for the refusals the table maps (anything else is a fault of the server)."""
+    return isinstance(exc, BybitError) or any(cls in RET_CODES for cls in type(exc).__mro__)
+
+
+def broken_body(message: str, now_ms: int) -> dict[str, Any]:
+    """What a request on a broken market answers (api/health.py; HTTP 503)."""
+    return envelope({}, now_ms, ret_code=INTERNAL_ERROR, ret_msg=message)
+
+
 def ret_code_of(exc: BaseException) -> tuple[int, str]:
     """``(retCode, retMsg)`` for any exception (unknown ones are 10016, and logged)."""
     if isinstance(exc, BybitError):

@@ -14,7 +14,8 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from perpsim.api.bybit_v5.errors import error_response
+from perpsim.api.bybit_v5.errors import error_response, is_expected
+from perpsim.api.health import STATE_CHANGING
 
 
 class BybitRoute(APIRoute):
@@ -29,6 +30,12 @@ class BybitRoute(APIRoute):
             except Exception as exc:  # every failure is a Bybit answer (unknown: 10016, logged)
                 state = getattr(request.app.state, "perpsim", None)
                 now_ms = state.exchange.now_ms if state is not None else 0
+                if state is not None and not is_expected(exc) and \
+                        request.method in STATE_CHANGING:
+                    # The state it left may be half applied: the market is broken (api/health.py
+                    # would do this if the error escaped; here it is answered, not raised).
+                    state.exchange.containment.mark(exc, now_ms,
+                                                    f"{request.method} {request.url.path}")
                 return error_response(exc, now_ms)
 
         return answer

@@ -1,6 +1,7 @@
 """Every router of the Bybit v5 dialect, in the order the app mounts them."""
 
 from perpsim.api.bybit_v5 import account_routes, market_routes, order_routes, streams
+from perpsim.api.bybit_v5.errors import broken_body
 from perpsim.api.bybit_v5.faults import fault_answer
 
 TITLE = "Bybit v5 inverse"
@@ -10,6 +11,7 @@ PATH_PREFIXES = ("/v5/",)
 # Headers a request is authenticated by (recordings keep them so a replay re-checks them).
 SIGNED_HEADERS = ("x-bapi-api-key", "x-bapi-timestamp", "x-bapi-sign", "x-bapi-recv-window")
 
-__all__ = ["fault_answer"]  # the harness turns injected faults into Bybit answers
+# The harness shapes injected faults, and the broken-market guard its 503, as Bybit answers.
+__all__ = ["broken_body", "fault_answer"]
 
 ROUTERS = (market_routes.router, order_routes.router, account_routes.router, streams.router)
