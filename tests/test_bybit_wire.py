@@ -182,3 +182,19 @@ def test_an_unexpected_error_breaks_the_market_and_v5_says_so(
     assert later.json()["retCode"] == 10016
     assert "simulated bug in trading" in later.json()["retMsg"]
     assert bybit.client.get("/control/health").json()["status"] == "broken"
+
+
+def test_every_refusal_of_the_engine_has_a_bybit_code() -> None:
+    import inspect as inspect_module
+
+    from perpsim.api.bybit_v5.errors import INTERNAL_ERROR, ret_code_of
+    from perpsim.sim import errors
+
+    server_faults = (errors.LedgerError, errors.ProfileError, errors.ScenarioError)
+    refusals = [cls for _, cls in inspect_module.getmembers(errors, inspect_module.isclass)
+                if issubclass(cls, errors.PerpsimError) and cls is not errors.PerpsimError
+                and not issubclass(cls, server_faults)]
+    assert len(refusals) > 15
+    unmapped = [cls.__name__ for cls in refusals if ret_code_of(cls("x"))[0] == INTERNAL_ERROR]
+    assert unmapped == []
+    assert ret_code_of(errors.PositionTooLargeForLeverage("x"))[0] == 110016

@@ -21,6 +21,8 @@ ReduceOnlyRejected         110017   current position is zero, cannot fix        
 MarginModeAlreadySet       110026   Cross/isolated margin mode is not modified  MarginModeAlreadySet
 leverage unchanged         110043   Set leverage not modified                   BadRequest
 DuplicateClientOrderId     110072   OrderLinkedID is duplicate                  InvalidOrder
+TooManyOpenOrders          110020   number of active orders greater than …      InvalidOrder
+PositionTooLargeFor…       110016   Requested quantity of contracts exceeds …   InvalidOrder
 WouldTriggerImmediately    110092/3 expect Rising/Falling, but trigger_price …  InvalidOrder
 anything unexpected        10016    Internal server error.                      ExchangeError
 =========================  =======  ==========================================  ===================
@@ -74,6 +76,9 @@ RET_CODES: dict[type[BaseException], tuple[int, str | None]] = {
                                 "order qty"),
     domain.MarginModeAlreadySet: (110026, "Cross/isolated margin mode is not modified"),
     domain.DuplicateClientOrderId: (110072, "OrderLinkedID is duplicate"),
+    domain.TooManyOpenOrders: (110020, "number of active orders greater than the limit"),
+    domain.PositionTooLargeForLeverage: (110016, "Requested quantity of contracts exceeds risk "
+                                         "limit, please adjust your risk limit level"),
     domain.PostOnlyWouldTake: (PARAMS_ERROR, "EC_PostOnlyWillTakeLiquidity: the PostOnly order "
                                "would take liquidity"),
     domain.FillOrKillUnfilled: (PARAMS_ERROR, "EC_CancelForNoFullFill: the FOK order cannot be "
