@@ -198,3 +198,40 @@ def test_every_refusal_of_the_engine_has_a_bybit_code() -> None:
     unmapped = [cls.__name__ for cls in refusals if ret_code_of(cls("x"))[0] == INTERNAL_ERROR]
     assert unmapped == []
     assert ret_code_of(errors.PositionTooLargeForLeverage("x"))[0] == 110016
+
+
+def _liquidated_long(market: Market) -> None:
+    """A fresh account goes 50x long and the price falls through its liquidation."""
+    from perpsim.strategy.connect_bybit import connect_bybit
+
+    creds = market.account({"BTC": "1"})
+    ex = connect_bybit(market.base_url, creds["api_key"], creds["api_secret"])
+    ex.set_margin_mode("isolated", "BTC/USD:BTC", {"leverage": 50})
+    ex.create_order("BTC/USD:BTC", "market", "buy", 6000)
+    market.prices("50000", "50000", "BTCUSD")
+    market.advance(60_000)
+
+
+def test_streams_survive_a_reset_with_a_fresh_snapshot(bybit_market: Market) -> None:
+    reset = {"profile": "bybit_inverse", "scenario": "manual", "seed": 0, "start": START,
+             "clock": "stepped", "speed": 1.0}
+    bybit_market.post("reset", reset)
+    ws_base = bybit_market.base_url.replace("http://", "ws://")
+    with ws_connect(ws_base + "/v5/public/inverse", open_timeout=10) as ws:
+        ws.send(json.dumps({"op": "subscribe", "req_id": "s",
+                            "args": ["tickers.BTCUSD", "allLiquidation.BTCUSD"]}))
+        frames = [json.loads(ws.recv(timeout=10)) for _ in range(2)]  # ack, ticker snapshot
+        assert (frames[0]["success"], frames[1]["type"]) == (True, "snapshot")
+
+        def next_frame(topic: str) -> dict[str, Any]:
+            while True:
+                frame = json.loads(ws.recv(timeout=10))
+                if frame.get("topic") == topic:
+                    return frame
+
+        _liquidated_long(bybit_market)
+        assert next_frame("allLiquidation.BTCUSD")["data"][0]["S"] == "Buy"
+        bybit_market.post("reset", reset)
+        assert next_frame("tickers.BTCUSD")["type"] == "snapshot"
+        _liquidated_long(bybit_market)  # the new market's journal counts from 1 again
+        assert next_frame("allLiquidation.BTCUSD")["data"][0]["v"] == "6000"

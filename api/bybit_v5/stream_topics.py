@@ -44,6 +44,12 @@ class Topic:
     last_event_seq: int = -1
     bar_open_ms: int = -1
 
+    def restart(self) -> None:
+        """Forget what was sent (a reset built a new market): the next frame is a snapshot.
+        ``seq`` keeps counting, so a client never sees the book's sequence go back."""
+        self.last, self.book = {}, None
+        self.last_trade_id = self.last_event_seq = self.bar_open_ms = -1
+
     def frames(self, ex: Exchange, liquidations: list[Event]) -> list[dict[str, Any]]:
         """The frames due now (possibly none)."""
         try:

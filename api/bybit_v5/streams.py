@@ -84,10 +84,11 @@ class Hub:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.conns: set[Connection] = set()
-        self._pending: list[Event] = []
+        self._pending: list[tuple[Exchange, Event]] = []  # with the market that wrote it
         self._lock = threading.Lock()  # the listener may run on a worker thread
         self.liquidations: list[Event] = []
         self.task: asyncio.Task[None] | None = None
+        self.market: Exchange = state.exchange  # the market the topics last looked at
         state.add_listener(self._on_event)
 
     def _on_event(self, event: Event) -> None:
@@ -95,7 +96,7 @@ class Hub:
             return
         if event.type in ACCOUNT_EVENTS or event.type == "liquidation.order":
             with self._lock:
-                self._pending.append(event)
+                self._pending.append((self.state.exchange, event))
 
     def start(self) -> None:
         """Run the pump (once per event loop)."""
@@ -113,8 +114,15 @@ class Hub:
     def tick(self) -> None:
         """Deliver what happened since the last tick, then each public topic's changes."""
         ex = self.state.exchange
+        if ex is not self.market:  # a reset: the new market's topics start from a snapshot
+            self.market = ex
+            self.liquidations.clear()
+            for conn in list(self.conns):
+                for topic in conn.topics.values():
+                    topic.restart()
         with self._lock:
-            events, self._pending = self._pending, []
+            pending, self._pending = self._pending, []
+        events = [event for market, event in pending if market is ex]
         for event in events:
             if event.type == "liquidation.order":
                 self.liquidations.append(event)
