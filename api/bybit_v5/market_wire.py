@@ -77,7 +77,7 @@ def instrument_row(ex: Exchange, inst: Instrument) -> dict[str, Any]:
         "deliveryFeeRate": "",
         "priceScale": str(inst.price_precision),
         "leverageFilter": {"minLeverage": "1", "maxLeverage": plain(top.max_leverage),
-                           "leverageStep": "0.01"},
+                           "leverageStep": "1"},  # the engine takes whole leverage
         "priceFilter": {"minPrice": plain(inst.tick_size), "maxPrice": plain(MAX_PRICE_USD),
                         "tickSize": plain(inst.tick_size)},
         # ccxt takes minOrderQty as the contract size: the contracts are 1 USD each, qty 1.
@@ -187,7 +187,7 @@ def risk_limit_row(inst: Instrument, bracket: Bracket) -> dict[str, Any]:
     return {
         "id": bracket.bracket, "symbol": inst.symbol, "riskLimitValue": plain(cap),
         "maintenanceMargin": plain(bracket.mmr),
-        "initialMargin": plain(1 / bracket.max_leverage),
+        "initialMargin": plain((1 / bracket.max_leverage).quantize(Decimal("1e-8"))),
         "isLowestRisk": 1 if bracket.bracket == 1 else 0,
         "maxLeverage": dec(bracket.max_leverage, 2),
         "mmDeduction": plain(bracket.cum_coin),
