@@ -235,3 +235,27 @@ def test_streams_survive_a_reset_with_a_fresh_snapshot(bybit_market: Market) -> 
         assert next_frame("tickers.BTCUSD")["type"] == "snapshot"
         _liquidated_long(bybit_market)  # the new market's journal counts from 1 again
         assert next_frame("allLiquidation.BTCUSD")["data"][0]["v"] == "6000"
+
+
+def test_closed_pnl_recovers_entry_and_exit_exactly(bybit_market: Market) -> None:
+    from decimal import Decimal
+
+    from perpsim.strategy.connect_bybit import connect_bybit
+
+    bybit_market.post("reset", {"profile": "bybit_inverse", "scenario": "manual", "seed": 0,
+                                "start": START, "clock": "stepped", "speed": 1.0})
+    creds = bybit_market.account({"BTC": "1"})
+    ex = connect_bybit(bybit_market.base_url, creds["api_key"], creds["api_secret"])
+    ex.create_order("BTC/USD:BTC", "market", "buy", 3000)
+    bybit_market.prices("66000", "66000", "BTCUSD")
+    ex.create_order("BTC/USD:BTC", "market", "sell", 1000)  # closes a third
+    (row,) = ex.fetch_positions_history(["BTC/USD:BTC"])
+    info = row["info"]
+    fills = {t["order"]: t for t in ex.fetch_my_trades("BTC/USD:BTC")}
+    entry, exit_ = (Decimal(str(t["price"])) for t in fills.values())
+    assert (info["closedSize"], Decimal(info["avgEntryPrice"]), Decimal(info["avgExitPrice"])) \
+        == ("1000", entry, exit_)
+    gross = Decimal(1000) / entry - Decimal(1000) / exit_
+    fee = Decimal(str(fills[info["orderId"]]["fee"]["cost"]))
+    assert Decimal(info["closedPnl"]) == (gross - fee).quantize(Decimal("1e-8"))
+    assert row["side"] == "long"  # ccxt reads a history row's Sell as a closed long

@@ -158,6 +158,24 @@ async def position_list(call: Private) -> dict[str, Any]:
     return _ok(call, {"category": CATEGORY, "list": rows, "nextPageCursor": ""})
 
 
+@router.get("/position/closed-pnl")
+async def closed_pnl(call: Private) -> dict[str, Any]:
+    """Orders that closed contracts, newest first, with their entry, exit and net PnL."""
+    p = call.params
+    if not p.serves_category():
+        return _ok(call, {"category": p.get("category"), "list": [], "nextPageCursor": ""})
+    inst = p.optional_instrument()
+    start, end = p.time_range()
+    conditional_of = {a.order_id: a for a in call.ex.algo_orders.values()
+                      if a.order_id is not None}
+    rows = [r for r in reversed(wire.closed_pnl_rows(call.ex, call.account_id, conditional_of))
+            if (inst is None or r["symbol"] == inst.symbol)
+            and (start is None or int(r["updatedTime"]) >= start)
+            and (end is None or int(r["updatedTime"]) <= end)]
+    chosen, cursor = page(rows, p, *TRANSACTION_LIMIT)
+    return _ok(call, {"category": CATEGORY, "list": chosen, "nextPageCursor": cursor})
+
+
 def _leverage(call: Call, name: str) -> int:
     value = call.params.decimal(name, required=True)
     assert value is not None

@@ -230,6 +230,69 @@ def funding_execution_row(ex: Exchange, event: Event) -> dict[str, Any]:
     }
 
 
+# ---- closed PnL ---------------------------------------------------------------------------------
+def closed_contracts(event: Event) -> int:
+    """Contracts of the position a fill closed (0 for a fill that only opened or added)."""
+    p = event.payload
+    signed = int(p["last_qty"]) if p["side"] == "BUY" else -int(p["last_qty"])
+    before = int(p["position_qty"]) - signed
+    if before == 0 or (before > 0) == (signed > 0):
+        return 0
+    return min(abs(signed), abs(before))
+
+
+def closed_pnl_rows(ex: Exchange, account_id: str,
+                    conditional_of: dict[int, AlgoOrder]) -> list[dict[str, Any]]:
+    """/v5/position/closed-pnl: one row per order that closed contracts, oldest first.
+
+    Every change of a position is a fill (the user's, the liquidation engine's, ADL's), so the
+    entry price a fill closed at is the one the previous fill of the symbol left;
+    ``closedPnl`` is the realised PnL net of the fills' fees."""
+    rows: dict[int, dict[str, Any]] = {}
+    totals: dict[int, list[Decimal]] = {}  # order → [closed, entry value, exit value, pnl, n]
+    entry_of: dict[str, Decimal] = {}  # symbol → entry price after the latest fill
+    for event in fills_of(ex, account_id):
+        p = event.payload
+        closed = closed_contracts(event)
+        entry_before = entry_of.get(p["symbol"])
+        if p.get("position_entry") is not None:
+            entry_of[p["symbol"]] = Decimal(p["position_entry"])
+        if not closed or entry_before is None:
+            continue
+        inst = ex.instruments[p["symbol"]]
+        order_id = int(p["order_id"])
+        exit_price = Decimal(p["last_price"])
+        pnl = Decimal(p["realized_pnl"])
+        size = closed * inst.contract_size_usd
+        entry_value = size / entry_before
+        total = totals.setdefault(order_id, [Decimal(0)] * 5)
+        for i, value in enumerate((Decimal(closed), entry_value, size / exit_price,
+                                   pnl - Decimal(p["commission"]), Decimal(1))):
+            total[i] += value
+        order = ex.orders.get(order_id)
+        conditional = conditional_of.get(order_id)
+        rows[order_id] = {
+            "symbol": inst.symbol, "orderType": "Market" if p["order_type"] != "LIMIT"
+            else "Limit", "leverage": str(ex.position(account_id, inst.symbol).leverage),
+            "updatedTime": str(event.time_ms), "side": side_out(p["side"]),
+            "orderId": f"{CONDITIONAL_PREFIX}{conditional.algo_id}" if conditional
+            else str(order_id), "qty": str(p["qty"]),
+            "orderPrice": price(inst, order.price_usd) if order and order.price_usd else "0",
+            "execType": EXEC_TYPES.get(p["order_type"], "Trade"),
+            "createdTime": str(order.created_ms if order else event.time_ms),
+        }
+        closed_total, entry_total, exit_total, net, fills = total
+        cs = inst.contract_size_usd
+        rows[order_id].update({
+            "closedSize": str(int(closed_total)), "cumEntryValue": coin(entry_total),
+            "avgEntryPrice": price(inst, closed_total * cs / entry_total),
+            "cumExitValue": coin(exit_total),
+            "avgExitPrice": price(inst, closed_total * cs / exit_total),
+            "closedPnl": coin(net), "fillCount": str(int(fills)),
+        })
+    return list(rows.values())
+
+
 # ---- positions ----------------------------------------------------------------------------------
 def realised_pnl(ex: Exchange, account_id: str, symbol: str) -> Decimal:
     """Cumulative realised PnL of the account on ``symbol``: closed PnL minus fees plus
