@@ -259,3 +259,17 @@ def test_closed_pnl_recovers_entry_and_exit_exactly(bybit_market: Market) -> Non
     fee = Decimal(str(fills[info["orderId"]]["fee"]["cost"]))
     assert Decimal(info["closedPnl"]) == (gross - fee).quantize(Decimal("1e-8"))
     assert row["side"] == "long"  # ccxt reads a history row's Sell as a closed long
+
+
+def test_a_servers_stream_hub_does_not_keep_it_alive() -> None:
+    import gc
+    import weakref
+
+    from perpsim.api.bybit_v5.streams import hub_for
+
+    state = ServerState(ServerConfig(profile="bybit_inverse", start=START))
+    hub_for(state)
+    gone = weakref.ref(state)
+    del state
+    gc.collect()
+    assert gone() is None

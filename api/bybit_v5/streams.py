@@ -82,14 +82,23 @@ class Hub:
     """One server's v5 connections, the events waiting for them, and the pump."""
 
     def __init__(self, state: ServerState) -> None:
-        self.state = state
+        # Weak: _HUBS is keyed weakly by the state, and a value holding its key would keep it.
+        self._state = weakref.ref(state)
         self.conns: set[Connection] = set()
         self._pending: list[tuple[Exchange, Event]] = []  # with the market that wrote it
         self._lock = threading.Lock()  # the listener may run on a worker thread
         self.liquidations: list[Event] = []
         self.task: asyncio.Task[None] | None = None
-        self.market: Exchange = state.exchange  # the market the topics last looked at
+        # The market the topics last looked at (weak: it holds its server's state).
+        self._market: weakref.ref[Exchange] = weakref.ref(state.exchange)
         state.add_listener(self._on_event)
+
+    @property
+    def state(self) -> ServerState:
+        """The server this hub delivers for."""
+        state = self._state()
+        assert state is not None  # a hub lives only as long as its server's state
+        return state
 
     def _on_event(self, event: Event) -> None:
         if not self.conns:
@@ -110,12 +119,14 @@ class Hub:
             except Exception:  # a bad frame must not stop every stream
                 log.exception("bybit v5 stream pump failed")
             await asyncio.sleep(POLL_S)
+        with self._lock:  # nobody to deliver to: keep no market alive for them
+            self._pending.clear()
 
     def tick(self) -> None:
         """Deliver what happened since the last tick, then each public topic's changes."""
         ex = self.state.exchange
-        if ex is not self.market:  # a reset: the new market's topics start from a snapshot
-            self.market = ex
+        if ex is not self._market():  # a reset: the new market's topics start from a snapshot
+            self._market = weakref.ref(ex)
             self.liquidations.clear()
             for conn in list(self.conns):
                 for topic in conn.topics.values():
