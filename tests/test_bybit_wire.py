@@ -70,6 +70,9 @@ def test_signing_failures_are_bybits_codes(bybit: Signed) -> None:
                       ts=int(time.time() * 1000) - 60_000)
     assert stale["retCode"] == 10002
     assert "recvWindow" in stale["retMsg"] or "ms old" in stale["retMsg"]
+    # A client that synced its clock to /v5/market/time (simulated time) is fresh too.
+    synced = bybit.client.get("/v5/market/time").json()["time"]
+    assert bybit.get("/v5/position/list", "category=inverse", ts=synced)["retCode"] == 0
     huge = bybit.get("/v5/position/list", "category=inverse", window="600000")
     assert huge["retCode"] == 10001
     unsigned = bybit.client.get("/v5/position/list?category=inverse").json()

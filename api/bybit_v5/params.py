@@ -192,7 +192,7 @@ async def private_call(request: Request) -> Call:
     body = await request.body()
     api_key = verify_request(method=request.method, query=request.url.query, body=body,
                              headers=request.headers, secret_for=_secret_for(ex),
-                             now_ms=state.wall_ms())
+                             now_ms=(ex.now_ms, state.wall_ms()))
     state.follow_wall_clock()
     account = ex.account_by_api_key(api_key)
     assert account is not None  # verify_request found its secret

@@ -3,7 +3,8 @@
 ``X-BAPI-SIGN = hex(HMAC_SHA256(secret, timestamp + apiKey + recvWindow + payload))`` where the
 payload is the raw query string of a GET and the raw JSON body of a POST, exactly as sent
 (ccxt 4.5.90 and pybit 5.17 both sign what they send). Freshness is Bybit's rule, the same as
-Binance's: ``now − recvWindow ≤ timestamp < now + 1000``; ``now_ms`` comes from the caller.
+Binance's: ``now − recvWindow ≤ timestamp < now + 1000``, against any of the clocks the caller
+passes (the reported server time or the wall clock, as the Binance dialect accepts).
 Failures are the shared :mod:`perpsim.api.signing` error classes, so api/bybit_v5/errors.py
 maps them to retCodes 10002-10004 in one table. WebSocket auth signs ``"GET/realtime" +
 expires``.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from perpsim.api.signing import (
     MAX_API_KEY_LENGTH,
@@ -25,7 +26,7 @@ from perpsim.api.signing import (
     RecvWindowTooLarge,
     TimestampExpired,
     UnknownApiKey,
-    check_freshness,
+    check_freshness_any,
     sign,
 )
 
@@ -74,7 +75,7 @@ def _check_signature(payload: str, signature: str | None, secret: str) -> None:
 
 
 def verify_request(*, method: str, query: str, body: bytes, headers: Mapping[str, str],
-                   secret_for: Callable[[str], str | None], now_ms: int) -> str:
+                   secret_for: Callable[[str], str | None], now_ms: int | Sequence[int]) -> str:
     """Authenticate a private v5 request; return its API key or raise a SigningError."""
     api_key, secret = _known_key(_header(headers, API_KEY_HEADER), secret_for)
     raw_ts = _header(headers, TIMESTAMP_HEADER)
@@ -90,14 +91,19 @@ def verify_request(*, method: str, query: str, body: bytes, headers: Mapping[str
         window = int(raw_window)
         if window > MAX_RECV_WINDOW_MS:
             raise RecvWindowTooLarge(f"recv_window {window} is above {MAX_RECV_WINDOW_MS}")
-    check_freshness(int(raw_ts), window, now_ms)
+    check_freshness_any(int(raw_ts), window, _clocks(now_ms))
     payload = query if method.upper() in ("GET", "DELETE") else body.decode("utf-8", "replace")
     _check_signature(raw_ts + api_key + (raw_window or "") + payload,
                      _header(headers, SIGN_HEADER), secret)
     return api_key
 
 
-def verify_ws_auth(args: object, secret_for: Callable[[str], str | None], now_ms: int) -> str:
+def _clocks(now_ms: int | Sequence[int]) -> list[int]:
+    return [now_ms] if isinstance(now_ms, int) else list(now_ms)
+
+
+def verify_ws_auth(args: object, secret_for: Callable[[str], str | None],
+                   now_ms: int | Sequence[int]) -> str:
     """Check ``{"op": "auth", "args": [apiKey, expires, signature]}``; return the API key."""
     if not isinstance(args, list) or len(args) != 3:
         raise MissingParameter("args", "auth takes args [apiKey, expires, signature]")
@@ -105,7 +111,7 @@ def verify_ws_auth(args: object, secret_for: Callable[[str], str | None], now_ms
     api_key, secret = _known_key(api_key, secret_for)
     if not _INT_RE.match(expires):
         raise MissingParameter("expires", "expires must be a whole number of ms")
-    if int(expires) <= now_ms:
+    if all(int(expires) <= now for now in _clocks(now_ms)):
         raise TimestampExpired(f"auth expires {expires} is in the past (server {now_ms})")
     _check_signature(WS_AUTH_PREFIX + expires, signature, secret)
     return api_key

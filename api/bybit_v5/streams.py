@@ -306,7 +306,7 @@ def _request(hub: Hub, conn: Connection, text: str) -> None:
             conn.push(_reply(conn, "ping", req_id, ret_msg="pong"))
     elif op == "auth" and conn.private:
         try:
-            api_key = verify_ws_auth(args, _secret_lookup(ex), hub.state.wall_ms())
+            api_key = verify_ws_auth(args, _secret_lookup(ex), (ex.now_ms, hub.state.wall_ms()))
         except SigningError as exc:
             conn.push({**_reply(conn, "auth", req_id, success=False,
                                 ret_msg=f"error:{exc}"), "retCode": 10004})
