@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from perpsim.api import control, health
+from perpsim.api.binance_coinm.errors import install_error_handlers
 from perpsim.api.binance_coinm.openapi_params import install_openapi
-from perpsim.api.binance_errors import install_error_handlers
 from perpsim.api.harness import install_harness
 from perpsim.api.health import BrokenMarketGuard
 from perpsim.api.security import SecurityConfig, SecurityMiddleware

@@ -1,7 +1,7 @@
 """The control plane (docs/contract.md): reset, accounts, prices, advance, state, journal.
 
 Dull on purpose: parse with pydantic, call the engine, serialise. Errors are
-``{"error": code, "message": text}`` with a 4xx status (api/binance_errors.py), and a rejected
+``{"error": code, "message": text}`` with a 4xx status (api/binance_coinm/errors.py), and a rejected
 call changes nothing because the engine checks everything before it mutates.
 """
 

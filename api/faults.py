@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from perpsim.api.binance_errors import UNKNOWN_ERROR_MSG
+from perpsim.api.binance_coinm.errors import UNKNOWN_ERROR_MSG
 from perpsim.api.dialects import path_owner
 from perpsim.api.fault_rates import HttpError, RateBudget
 

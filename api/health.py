@@ -1,9 +1,10 @@
 """Fault containment on the wire: ``GET /control/health`` and the broken-market guard.
 
 When an internal error broke the market (sim/containment.py), every request except the few
-that inspect or rebuild it answers 503 with the breakage (control shape or Binance shape), so a
-client never trades on a market whose funding or watcher process died. Unexpected exceptions in
-a state-changing request break the market too: the state it left may be half applied.
+that inspect or rebuild it answers 503 with the breakage (control shape, or the shape of the
+dialect owning the path: its ``broken_body``), so a client never trades on a market whose
+funding or watcher process died. Unexpected exceptions in a state-changing request break the
+market too: the state it left may be half applied.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from perpsim.api.binance_errors import is_binance_path
 from perpsim.api.dialects import path_owner
 from perpsim.api.state import ServerState
 
@@ -68,8 +68,6 @@ class BrokenMarketGuard:
             body: dict[str, Any]
             if shape is not None:
                 body = shape(broken.describe(), state.exchange.now_ms)
-            elif is_binance_path(path):
-                body = {"code": -1001, "msg": broken.describe()}
             else:
                 body = {"error": "market_broken", "message": broken.describe()}
             data = json.dumps(body).encode()

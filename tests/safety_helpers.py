@@ -12,8 +12,8 @@ from urllib.parse import urlencode
 import httpx
 
 from perpsim.api.app import create_app
+from perpsim.api.binance_coinm.signing import sign
 from perpsim.api.security import SecurityConfig
-from perpsim.api.signing import sign
 from perpsim.api.state import ServerConfig, ServerState
 
 from api_helpers import AsgiClient

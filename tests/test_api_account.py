@@ -22,7 +22,7 @@ from ccxt.test.exchange.base.test_balance import test_balance as check_balance
 from ccxt.test.exchange.base.test_leverage_tier import test_leverage_tier as check_tier
 from ccxt.test.exchange.base.test_position import test_position as check_position
 
-from perpsim.api.signing import sign
+from perpsim.api.binance_coinm.signing import sign
 from perpsim.strategy.connect import connect
 
 from conftest import START_MS, Market

@@ -1,4 +1,5 @@
-"""api/binance_errors.py: each error becomes Binance JSON that real ccxt maps to the right class."""
+"""api/binance_coinm/errors.py: each error becomes Binance JSON that real ccxt maps to the right
+class."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import ccxt
 import pytest
 from fastapi import FastAPI
 
-from perpsim.api import signing
-from perpsim.api.binance_errors import (
+from perpsim.api.binance_coinm import signing
+from perpsim.api.binance_coinm.errors import (
     ERROR_TABLE,
     install_error_handlers,
     is_binance_path,
@@ -70,7 +71,7 @@ def ccxt_class(exchange: Any, status: int, body: dict[str, Any], url: str = URL)
 
 @pytest.mark.parametrize("cls", domain_classes(), ids=lambda c: c.__name__)
 def test_every_domain_error_is_in_the_table(cls: type[domain.PerpsimError]) -> None:
-    assert cls in ERROR_TABLE, f"add {cls.__name__} to api/binance_errors.ERROR_TABLE"
+    assert cls in ERROR_TABLE, f"add {cls.__name__} to api/binance_coinm/errors.ERROR_TABLE"
     status, body = to_binance_error(make(cls))
     assert set(body) == {"code", "msg"}
     assert isinstance(body["code"], int)

@@ -20,8 +20,8 @@ import httpx
 import pytest
 from safety_helpers import app_client
 
+from perpsim.api.binance_coinm.signing import sign
 from perpsim.api.server import free_port
-from perpsim.api.signing import sign
 from perpsim.replay import main as replay_main
 
 HOUR_MS = 3_600_000

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 
 from perpsim.api.app import create_app
 from perpsim.api.binance_coinm.openapi_params import KEY_ONLY, PUBLIC, SIGNED
-from perpsim.api.signing import sign
+from perpsim.api.binance_coinm.signing import sign
 from perpsim.api.state import ServerConfig, ServerState
 
 from api_helpers import AsgiClient

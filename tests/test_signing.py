@@ -1,4 +1,5 @@
-"""api/signing.py: Binance HMAC authentication, checked against Binance's own example."""
+"""api/binance_coinm/signing.py: Binance HMAC authentication, checked against Binance's own
+example."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from urllib.parse import urlencode
 
 import pytest
 
-from perpsim.api import signing
-from perpsim.api.signing import (
+from perpsim.api.binance_coinm import signing
+from perpsim.api.binance_coinm.signing import (
     BadSignature,
     DuplicateParameter,
     MalformedApiKey,

@@ -1,10 +1,11 @@
 """Signed-request authentication and strict parameter parsing for the private COIN-M endpoints.
 
 Every private route depends on :data:`Signed` and nothing else, so the Binance HMAC check
-(api/signing.py) runs before any parameter is looked at. The parameters are then read from the
+(api/binance_coinm/signing.py) runs before any parameter is looked at. The parameters are then
+read from the
 exact signed query string (GET/DELETE) or form body (POST/PUT) through :class:`Params`, whose
 getters check types the way Binance does: a malformed number is −1100, a missing mandatory
-parameter −1102, an unknown symbol −1121, an unusable value −1130 (api/binance_errors.py).
+parameter −1102, an unknown symbol −1121, an unusable value −1130 (api/binance_coinm/errors.py).
 The API-key-only endpoints (listenKey) use :data:`KeyOnly`.
 """
 
@@ -18,7 +19,12 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from perpsim.api.signing import MalformedParameter, MissingParameter, api_key_only, verify_request
+from perpsim.api.binance_coinm.signing import (
+    MalformedParameter,
+    MissingParameter,
+    api_key_only,
+    verify_request,
+)
 from perpsim.api.state import ServerState
 from perpsim.sim.errors import InvalidInput
 from perpsim.sim.exchange import Exchange

@@ -15,9 +15,9 @@ from fastapi.responses import JSONResponse
 
 from perpsim.api.binance_coinm import account_wire as wire
 from perpsim.api.binance_coinm.account_auth import Call, Signed
+from perpsim.api.binance_coinm.errors import AlgoOrderRequired, to_binance_error
 from perpsim.api.binance_coinm.market_info import MAX_NUM_ORDERS
-from perpsim.api.binance_errors import AlgoOrderRequired, to_binance_error
-from perpsim.api.signing import MissingParameter
+from perpsim.api.binance_coinm.signing import MissingParameter
 from perpsim.sim import algo, trading
 from perpsim.sim.algo import ALGO_TYPES, WORKING_TYPES, AlgoOrder
 from perpsim.sim.errors import InvalidInput, InvalidPrice, OrderNotFound, TooManyOpenOrders

@@ -15,8 +15,8 @@ from fastapi import APIRouter, Request
 from perpsim.api.binance_coinm import futures_data as fd
 from perpsim.api.binance_coinm import market_wire as wire
 from perpsim.api.binance_coinm.account_auth import Params
+from perpsim.api.binance_coinm.signing import parse_params
 from perpsim.api.deps import State, dec
-from perpsim.api.signing import parse_params
 from perpsim.sim.errors import InvalidInput
 from perpsim.sim.profile import Instrument
 

@@ -181,7 +181,7 @@ def symbol_brackets(instrument: Instrument) -> dict[str, Any]:
 def leverage_brackets(profile: Profile, symbol: str | None = None) -> list[dict[str, Any]]:
     """The ``GET /dapi/v2/leverageBracket`` body: every symbol, or the one asked for.
 
-    An unknown ``symbol`` raises UnknownSymbol (mapped to -1121 by api/binance_errors.py).
+    An unknown ``symbol`` raises UnknownSymbol (mapped to -1121 by api/binance_coinm/errors.py).
     """
     if symbol is None:
         return [symbol_brackets(inst) for inst in profile.instruments]

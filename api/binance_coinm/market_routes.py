@@ -20,8 +20,8 @@ from perpsim.api.binance_coinm import market_wire as wire
 from perpsim.api.binance_coinm.account_auth import Params
 from perpsim.api.binance_coinm.market_info import exchange_info
 from perpsim.api.binance_coinm.sequence import depth_update_id
+from perpsim.api.binance_coinm.signing import api_key_only, parse_params
 from perpsim.api.deps import State
-from perpsim.api.signing import api_key_only, parse_params
 from perpsim.api.state import ServerState
 from perpsim.sim import market_data
 from perpsim.sim.exchange import Exchange, Trade

@@ -40,7 +40,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from perpsim.api import signing
+from perpsim.api import auth as signing
 from perpsim.sim import errors as domain
 
 log = logging.getLogger(__name__)

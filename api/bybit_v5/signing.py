@@ -5,8 +5,8 @@ payload is the raw query string of a GET and the raw JSON body of a POST, exactl
 (ccxt 4.5.90 and pybit 5.17 both sign what they send). Freshness is Bybit's rule, the same as
 Binance's: ``now − recvWindow ≤ timestamp < now + 1000``, against any of the clocks the caller
 passes (the reported server time or the wall clock, as the Binance dialect accepts).
-Failures are the shared :mod:`perpsim.api.signing` error classes, so api/bybit_v5/errors.py
-maps them to retCodes 10002-10004 in one table. WebSocket auth signs ``"GET/realtime" +
+Failures are the shared :mod:`perpsim.api.auth` error classes, so api/bybit_v5/errors.py maps
+them to retCodes 10002-10004 in one table. WebSocket auth signs ``"GET/realtime" +
 expires``.
 """
 
@@ -16,7 +16,7 @@ import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
 
-from perpsim.api.signing import (
+from perpsim.api.auth import (
     MAX_API_KEY_LENGTH,
     BadSignature,
     MalformedApiKey,

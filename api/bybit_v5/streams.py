@@ -26,11 +26,11 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from perpsim.api.auth import SigningError
 from perpsim.api.bybit_v5 import account_wire as wire
 from perpsim.api.bybit_v5.params import CATEGORY
 from perpsim.api.bybit_v5.signing import verify_ws_auth
 from perpsim.api.bybit_v5.stream_topics import Topic, UnknownTopic, parse_topic
-from perpsim.api.signing import SigningError
 from perpsim.api.state import ServerState
 from perpsim.sim.errors import PerpsimError
 from perpsim.sim.exchange import Exchange

@@ -1,6 +1,6 @@
 """THE table from perpsim's errors to Binance COIN-M error responses, and the FastAPI hooks.
 
-Every domain error (sim/errors.py) and every authentication error (api/signing.py) becomes
+Every domain error (sim/errors.py) and every authentication error (api/auth.py) becomes
 ``(HTTP status, {"code": <negative int>, "msg": <text>})`` here and nowhere else. Codes and
 messages are Binance's own, chosen so that ccxt 4.5.90, with the COIN-M table restored
 (strategy/connect.py), raises the class a Binance user would see (docs/dialect-notes.md §2):
@@ -43,7 +43,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from perpsim.api import signing
+from perpsim.api.binance_coinm import signing
 from perpsim.sim import errors as domain
 
 # Paths that speak the Binance dialect (connect() maps every ccxt base URL onto one of these);
@@ -81,7 +81,7 @@ def _illegal(name: str) -> str:
 
 # Most specific class first does not matter: lookup walks the exception's MRO.
 ERROR_TABLE: dict[type[BaseException], WireError] = {
-    # authentication (api/signing.py)
+    # authentication (api/binance_coinm/signing.py)
     signing.MissingApiKey: WireError(401, -2014, "API-key format invalid."),
     signing.MalformedApiKey: WireError(401, -2014, "API-key format invalid."),
     signing.UnknownApiKey: WireError(
@@ -269,6 +269,12 @@ def _param_name(problem: Any) -> str:
 def unknown_path_body(method: str, path: str) -> dict[str, Any]:
     """What Binance's futures gateway sends, with HTTP 404, for a path/method it lacks."""
     return {"code": -5000, "msg": f"Path {path}, Method {method} is invalid"}
+
+
+def broken_body(message: str, now_ms: int) -> dict[str, Any]:
+    """What a request on a broken market answers (api/health.py; HTTP 503): −1001, Binance's
+    "internal error; unable to process your request"."""
+    return {"code": -1001, "msg": message}
 
 
 def is_binance_path(path: str) -> bool:

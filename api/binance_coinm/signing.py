@@ -10,85 +10,51 @@ Freshness follows Binance's rule: accept when ``timestamp < now + 1000`` and
 ``now − timestamp ≤ recvWindow``. ``now_ms`` is passed in by the caller — one clock, or several
 (perpsim passes the server time it reports *and* the wall clock: a timestamp fresh against
 either is accepted, docs/dialect-notes.md "Clock"); this module never reads a clock. Every
-failure is a typed :class:`SigningError`; api/binance_errors.py maps the classes to Binance
-codes.
+failure is a typed :class:`SigningError` (api/auth.py, shared by the dialects);
+api/binance_coinm/errors.py maps the classes to Binance codes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from perpsim.api.auth import (  # re-exported: the Binance modules and tests name them here
+    MAX_AHEAD_MS,
+    MAX_API_KEY_LENGTH,
+    BadSignature,
+    DuplicateParameter,
+    MalformedApiKey,
+    MalformedParameter,
+    MissingApiKey,
+    MissingParameter,
+    RecvWindowTooLarge,
+    SigningError,
+    TimestampAhead,
+    TimestampExpired,
+    UnknownApiKey,
+    check_freshness,
+    check_freshness_any,
+    sign,
+)
+
+__all__ = ["MAX_AHEAD_MS", "BadSignature", "DuplicateParameter", "MalformedApiKey",
+           "MalformedParameter", "MissingApiKey", "MissingParameter", "RecvWindowTooLarge",
+           "SignedRequest", "SigningError", "TimestampAhead", "TimestampExpired",
+           "UnknownApiKey", "api_key_only", "check_api_key", "check_freshness",
+           "check_freshness_any", "header_api_key", "parse_params", "sign", "signed_payload",
+           "verify_request"]
+
 API_KEY_HEADER = "X-MBX-APIKEY"
 DEFAULT_RECV_WINDOW_MS = 5000
 MAX_RECV_WINDOW_MS = 60000
-# Binance rejects a timestamp this far or more ahead of its clock, whatever the recvWindow.
-MAX_AHEAD_MS = 1000
-MAX_API_KEY_LENGTH = 128
 
 _API_KEY_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
 _HEX64_RE = re.compile(r"^[0-9a-fA-F]{64}$")
 _INT_RE = re.compile(r"^[0-9]{1,19}$")
-
-
-class SigningError(Exception):
-    """Base of every authentication failure; ``str(exc)`` explains it for a log."""
-
-
-class MissingApiKey(SigningError):
-    """No (or an empty) X-MBX-APIKEY header on an endpoint that needs one."""
-
-
-class MalformedApiKey(SigningError):
-    """An API key that cannot be a key (too long, spaces, non-ASCII)."""
-
-
-class UnknownApiKey(SigningError):
-    """A well-formed API key that no account holds."""
-
-
-class MissingParameter(SigningError):
-    """A mandatory parameter (``timestamp`` or ``signature``) absent, empty or malformed."""
-
-    def __init__(self, name: str, detail: str = "") -> None:
-        self.name = name
-        super().__init__(detail or f"mandatory parameter {name!r} missing or malformed")
-
-
-class MalformedParameter(SigningError):
-    """An optional parameter with an unusable value (e.g. ``recvWindow=abc``)."""
-
-    def __init__(self, name: str, detail: str = "") -> None:
-        self.name = name
-        super().__init__(detail or f"parameter {name!r} has an illegal value")
-
-
-class DuplicateParameter(SigningError):
-    """The same parameter sent twice (Binance refuses rather than guess which counts)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        super().__init__(f"parameter {name!r} was sent more than once")
-
-
-class BadSignature(SigningError):
-    """The signature is not the HMAC of the payload under the key's secret."""
-
-
-class TimestampAhead(SigningError):
-    """``timestamp`` is ``MAX_AHEAD_MS`` or more ahead of the server clock."""
-
-
-class TimestampExpired(SigningError):
-    """``timestamp`` is older than ``recvWindow`` milliseconds."""
-
-
-class RecvWindowTooLarge(SigningError):
-    """``recvWindow`` above ``MAX_RECV_WINDOW_MS``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +65,6 @@ class SignedRequest:
     params: dict[str, str]  # every parameter except ``signature``
     timestamp_ms: int
     recv_window_ms: int
-
-
-def sign(payload: str | bytes, secret: str) -> str:
-    """Hex HMAC-SHA256 of ``payload`` keyed with ``secret`` (what a client appends)."""
-    data = payload.encode() if isinstance(payload, str) else payload
-    return hmac.new(secret.encode(), data, hashlib.sha256).hexdigest()
 
 
 def _text(raw: str | bytes | None) -> str:
@@ -204,40 +164,6 @@ def _recv_window(params: Mapping[str, str], default_ms: int, max_ms: int) -> int
     if int(raw) > max_ms:
         raise RecvWindowTooLarge(f"recvWindow {raw} is above the maximum {max_ms}")
     return int(raw)
-
-
-def check_freshness(timestamp_ms: int, recv_window_ms: int, now_ms: int) -> None:
-    """Binance's rule: ``timestamp < now + 1000`` and ``now − timestamp ≤ recvWindow``."""
-    if timestamp_ms >= now_ms + MAX_AHEAD_MS:
-        raise TimestampAhead(
-            f"timestamp {timestamp_ms} is {timestamp_ms - now_ms} ms ahead of the server "
-            f"time {now_ms}"
-        )
-    if now_ms - timestamp_ms > recv_window_ms:
-        raise TimestampExpired(
-            f"timestamp {timestamp_ms} is {now_ms - timestamp_ms} ms old, more than the "
-            f"recvWindow of {recv_window_ms} ms (server time {now_ms})"
-        )
-
-
-def check_freshness_any(timestamp_ms: int, recv_window_ms: int, clocks_ms: Sequence[int]) -> None:
-    """Fresh against at least one of ``clocks_ms``; else the error against the nearest clock.
-
-    The nearest clock is the one the client most likely meant (a client that synced to the
-    server time, or one that signs with its own wall clock), so its error explains the most.
-    """
-    if not clocks_ms:
-        raise ValueError("check_freshness_any needs at least one clock")
-    errors: list[SigningError] = []
-    for now_ms in clocks_ms:
-        try:
-            check_freshness(timestamp_ms, recv_window_ms, now_ms)
-        except (TimestampAhead, TimestampExpired) as exc:
-            errors.append(exc)
-        else:
-            return
-    nearest = min(range(len(clocks_ms)), key=lambda i: abs(clocks_ms[i] - timestamp_ms))
-    raise errors[nearest]
 
 
 def verify_request(
