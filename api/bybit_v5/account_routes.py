@@ -216,12 +216,15 @@ async def switch_isolated(call: Private) -> dict[str, Any]:
 
 @router.post("/position/switch-mode")
 async def switch_mode(call: Private) -> dict[str, Any]:
-    """Position mode: only one-way (mode 0) exists for inverse perpetuals here."""
+    """Position mode: one-way (mode 0). Hedge mode (3) exists in the engine (the Binance wire
+    serves it) but this dialect does not speak positionIdx 1/2 yet, so it is refused."""
     call.params.category()
     call.params.choice("mode", ("0", "3"), required=True)
     if call.params.get("mode") == "3":
-        raise InvalidInput("hedge mode (3) is not simulated: positions are one-way")
-    raise BybitError(110025, "Position mode is not modified")
+        raise InvalidInput("hedge mode (3) is not served by the Bybit dialect: positions are "
+                           "one-way (positionIdx 0)")
+    call.ex.set_position_mode(call.account_id, False)  # 110025 when it already is
+    return _ok(call, {})
 
 
 @router.post("/position/add-margin")

@@ -20,6 +20,9 @@ ReduceOnlyRejected         110017   current position is zero, cannot fix        
                                     reduce-only order qty
 MarginModeAlreadySet       110026   Cross/isolated margin mode is not modified  MarginModeAlreadySet
 leverage unchanged         110043   Set leverage not modified                   BadRequest
+PositionModeAlreadySet     110025   Position mode is not modified               NoChange
+PositionModeOpenOrders     110028   Open orders exist, so you cannot change …   BadRequest
+PositionModeOpenPositions  110024   You have an existing position, so …         BadRequest
 DuplicateClientOrderId     110072   OrderLinkedID is duplicate                  InvalidOrder
 TooManyOpenOrders          110020   number of active orders greater than …      InvalidOrder
 PositionTooLargeFor…       110016   Requested quantity of contracts exceeds …   InvalidOrder
@@ -75,6 +78,11 @@ RET_CODES: dict[type[BaseException], tuple[int, str | None]] = {
     domain.ReduceOnlyRejected: (110017, "current position is zero, cannot fix reduce-only "
                                 "order qty"),
     domain.MarginModeAlreadySet: (110026, "Cross/isolated margin mode is not modified"),
+    domain.PositionModeAlreadySet: (110025, "Position mode is not modified"),
+    domain.PositionModeOpenOrders: (110028, "Open orders exist, so you cannot change position "
+                                    "mode"),
+    domain.PositionModeChangeRejected: (110024, "You have an existing position, so position "
+                                        "mode cannot be switched"),
     domain.DuplicateClientOrderId: (110072, "OrderLinkedID is duplicate"),
     domain.TooManyOpenOrders: (110020, "number of active orders greater than the limit"),
     domain.PositionTooLargeForLeverage: (110016, "Requested quantity of contracts exceeds risk "
