@@ -1,4 +1,5 @@
-"""The FastAPI application factory: one market, the Binance COIN-M dialect, the control plane.
+"""The FastAPI application factory: one market, every wire dialect (api/dialects.py), the control
+plane.
 
 Every route is ``async`` and the engine is synchronous, so requests run one at a time on the
 event loop: the engine needs no locks. In realtime mode a background task moves simulated
@@ -46,7 +47,8 @@ def create_app(config: ServerConfig | None = None, *, state: ServerState | None 
 
     app = FastAPI(title="perpsim", version="0.1.0", lifespan=lifespan,
                   description="A mock exchange for inverse perpetual futures: the Binance "
-                  "COIN-M dialect plus a control plane to reset, fund, move prices and time.")
+                  "COIN-M and Bybit v5 inverse dialects plus a control plane to reset, fund, "
+                  "move prices and time.")
     app.state.perpsim = server_state
     app.state.perpsim_security = security
     install_error_handlers(app)
