@@ -83,6 +83,8 @@ async def _cycle(market: Market, ex: Any, creds: dict[str, str], pro: bool) -> d
         assert first["last"] == 60_000
         book = await ex.watch_order_book(SYMBOL, 50)
         assert book["bids"][0][0] < book["asks"][0][0]
+        (bar,) = (await ex.watch_ohlcv(SYMBOL, "1m"))[-1:]
+        assert bar[4] == 60_000
 
     # Market data: two minutes at 60,000 then three at 61,000 give six one-minute candles.
     await asyncio.to_thread(market.advance, 2 * MINUTE_MS)

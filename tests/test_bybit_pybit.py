@@ -165,6 +165,9 @@ def _cycle(market: Market, http: Any, public: Any, private: Any, public_inbox: I
     private_inbox.wait_for(lambda m: m["topic"] == "order" and any(
         r["orderId"] == short["orderId"] and r["orderStatus"] == "Filled" for r in m["data"]),
         "the filled short on the order stream")
+    trade = public_inbox.wait_for(lambda m: m["topic"] == f"publicTrade.{SYMBOL}",
+                                  "the short on the public trade stream")
+    assert (trade["data"][0]["S"], trade["data"][0]["v"]) == ("Sell", "30000")
     market.prices("64500", "64500", SYMBOL)
     market.advance(MINUTE_MS)
     (fired,) = _rows(http.get_order_history(category="inverse", symbol=SYMBOL,
