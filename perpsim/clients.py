@@ -1,4 +1,4 @@
-"""``perpsim clients``: how to point each Binance COIN-M client at a perpsim server.
+"""``perpsim clients``: how to point each client (Binance COIN-M and Bybit v5) at a perpsim server.
 
 Prints, for a server URL, the constructor arguments / URL settings of every client perpsim is
 tested with (tests/test_real_clients.py, tests/test_hedge_cycle.py); docs/clients.md explains
@@ -91,11 +91,36 @@ const ex = new ccxt.pro.binancecoinm({
 ''', base)
 
 
+def ccxt_bybit(base: str) -> str:
+    """ccxt.bybit for Python, on the Bybit v5 wire (docs/bybit-dialect-notes.md)."""
+    return _fill('''# ccxt.bybit for Python, Bybit v5 wire (pip install ccxt==4.5.90)
+from perpsim.strategy.connect_bybit import connect_bybit   # rewrites every ccxt.bybit URL
+
+ex = connect_bybit("__BASE__", API_KEY, API_SECRET, mode="pro")   # or "sync", "async"
+''', base)
+
+
+def pybit(base: str) -> str:
+    """pybit 5.17 (Bybit's SDK), on the Bybit v5 wire: an endpoint attribute and the WebSocket
+    URL templates (pybit's only URL knobs for them)."""
+    return _fill('''# pybit, Bybit v5 wire (pip install pybit==5.17.0)
+from pybit import unified_trading
+
+http = unified_trading.HTTP(api_key=API_KEY, api_secret=API_SECRET)
+http.endpoint = "__BASE__"
+unified_trading.PUBLIC_WSS = "__WS__/v5/public/{CHANNEL_TYPE}"   # before any WebSocket(...)
+unified_trading.PRIVATE_WSS = "__WS__/v5/private"
+# ws = unified_trading.WebSocket(testnet=False, channel_type="inverse")
+''', base)
+
+
 SNIPPETS: dict[str, Callable[[str], str]] = {
     "python-binance": python_binance,
     "binance-futures-connector": futures_connector,
     "ccxt": ccxt_python,
     "ccxt-node": ccxt_node,
+    "ccxt-bybit": ccxt_bybit,
+    "pybit": pybit,
 }
 
 
@@ -121,10 +146,11 @@ def _run(args: argparse.Namespace) -> int:
 def add_clients_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``perpsim clients``."""
     cmd = sub.add_parser(
-        "clients", help="print how to point each Binance COIN-M client at a perpsim server",
+        "clients", help="print how to point each client at a perpsim server",
         description="Print the constructor arguments / URL settings that point python-binance, "
-        "binance-futures-connector, ccxt (Python) and ccxt (Node) at a perpsim server "
-        "(docs/clients.md).")
+        "binance-futures-connector, ccxt (Python) and ccxt (Node), and for the Bybit wire "
+        "ccxt.bybit and pybit, at a perpsim server (docs/clients.md, "
+        "docs/bybit-dialect-notes.md).")
     cmd.add_argument("--url", default=DEFAULT_URL, help=f"the server (default {DEFAULT_URL})")
     cmd.add_argument("--client", action="append", choices=list(SNIPPETS),
                      help="only this client (repeatable)")

@@ -212,3 +212,28 @@ def _cycle(market: Market, http: Any, public: Any, private: Any, public_inbox: I
     state = market.control.get("/control/state").json()
     assert state["ledger"]["total"] == state["ledger"]["deposits"]
     assert json.dumps(state)  # the control plane stays dialect-neutral JSON
+
+
+def test_the_printed_pybit_snippet_reaches_the_server(bybit_market: Market) -> None:
+    import subprocess
+    import sys
+
+    from perpsim.clients import client_snippets
+
+    bybit_market.post("reset", {"profile": "bybit_inverse", "scenario": "manual", "seed": 0,
+                                "start": START, "clock": "stepped", "speed": 1.0})
+    creds = bybit_market.account({"BTC": "1"})
+    program = (f"API_KEY, API_SECRET = {creds['api_key']!r}, {creds['api_secret']!r}\n"
+               + client_snippets(bybit_market.base_url, ["pybit"])
+               + "import json\n"
+               "wallet = http.get_wallet_balance(accountType='CONTRACT')['result']['list'][0]\n"
+               "ws = unified_trading.WebSocket(testnet=False, channel_type='inverse')\n"
+               "print(json.dumps({'time': http.get_server_time()['time'],\n"
+               "                  'btc': wallet['coin'][0]['walletBalance'],\n"
+               "                  'ws': ws.is_connected()}))\n"
+               "ws.exit()\n")
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"time": bybit_market.state.exchange.now_ms,
+                                       "btc": "1.00000000", "ws": True}
