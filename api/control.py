@@ -27,10 +27,11 @@ from pydantic import (
 from perpsim.api.deps import State
 from perpsim.api.security import confined_path, confined_ref
 from perpsim.api.state import ServerState
+from perpsim.numbers import readable
 from perpsim.sim import risk
 from perpsim.sim.errors import InvalidInput, InvalidState
 from perpsim.sim.exchange import Exchange, Wake
-from perpsim.sim.journal import Event
+from perpsim.sim.journal import Event, is_event_type
 from perpsim.sim.ledger import insurance_account
 from perpsim.sim.money import filtered_price
 from perpsim.sim.profile import bundled_profiles
@@ -113,7 +114,8 @@ class AdvanceBody(_Body):
 def _str(value: Decimal | None) -> str | None:
     if value is None or not value.is_finite():
         return None
-    return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+    # whole amounts as integers ("100"), others as the venue shows them (perpsim/numbers.py)
+    return format(value.normalize(), "f") if value == value.to_integral() else readable(value)
 
 
 def event_json(event: Event) -> dict[str, Any]:
@@ -279,7 +281,29 @@ def market_state(state: ServerState) -> dict[str, Any]:
 
 
 @router.get("/journal", response_class=PlainTextResponse)
-async def journal(state: State, since: Annotated[int, Query(ge=0)] = 0) -> PlainTextResponse:
-    """The event journal after ``since``, as JSON lines."""
-    return PlainTextResponse(state.exchange.journal.to_jsonl(since=since),
+async def journal(
+    state: State, since: Annotated[int, Query(ge=0)] = 0,
+    types: Annotated[str | None, Query(max_length=4000, description=(
+        "only these event types, comma-separated: funding.payment,margin.call"))] = None,
+    account_id: Annotated[str | None, Query(max_length=64, description=(
+        "only the events whose payload names this account"))] = None,
+) -> PlainTextResponse:
+    """The event journal after ``since``, as JSON lines (filtered here, not by the client)."""
+    ex = state.exchange
+    wanted = None if types is None else _event_types(types)
+    if account_id is not None:
+        ex.account(account_id)  # an unknown account is a 404 naming it
+    events = [e for e in ex.journal.since(since)
+              if (wanted is None or e.type in wanted)
+              and (account_id is None or e.payload.get("account_id") == account_id)]
+    return PlainTextResponse("".join(e.to_json() + "\n" for e in events),
                              media_type="application/x-ndjson")
+
+
+def _event_types(text: str) -> frozenset[str]:
+    names = [name.strip() for name in text.split(",")]
+    for name in names:
+        if not is_event_type(name):
+            raise InvalidInput(f"types: {name!r} is not an event type name (dotted lower-case "
+                               "words, comma-separated: funding.payment,margin.call)")
+    return frozenset(names)

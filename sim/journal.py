@@ -1,10 +1,11 @@
 """The event journal: every state change of the venue, in order, with sim time and a payload.
 
 Events are numbered from 1 without gaps and their times never go backwards. Payloads are made
-JSON-able and read-only when appended (Decimal → its exact ``str``, tuples → lists on output,
-mappings → read-only mappings with string keys); floats are refused because money never travels
-as a float here. The canonical JSON line of an event has sorted keys and no spaces and is pure
-ASCII, so the same run gives the same bytes and the same ``digest()``.
+JSON-able and read-only when appended (Decimal → fixed-point text by perpsim/numbers.py: exact
+to the satoshi, never an exponent, a quotient's tail rounded to 8 decimals; tuples → lists on
+output, mappings → read-only mappings with string keys); floats are refused because money never
+travels as a float here. The canonical JSON line of an event has sorted keys and no spaces and
+is pure ASCII, so the same run gives the same bytes and the same ``digest()``.
 
 Subscribers are called synchronously, in subscription order, right after an event is stored.
 A subscriber that raises is unsubscribed and its error kept in ``subscriber_errors``; the
@@ -24,11 +25,17 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, cast
 
+from perpsim.numbers import readable
 from perpsim.sim.errors import InvalidInput, InvalidState
 
 _TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 
 Subscriber = Callable[["Event"], object]
+
+
+def is_event_type(name: str) -> bool:
+    """True for a well-formed event type name: dotted lower-case words (``funding.payment``)."""
+    return bool(_TYPE.fullmatch(name))
 
 
 def _freeze(value: object, where: str) -> object:
@@ -39,7 +46,9 @@ def _freeze(value: object, where: str) -> object:
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise InvalidInput(f"{where} must be finite, got {value!r}")
-        return str(value)  # str of a Decimal round-trips exactly
+        # Ledger amounts and prices are on a grid of at most 8 decimals and stay exact;
+        # quotients (averages, liquidation prices) are written as a venue shows them.
+        return readable(value)
     if isinstance(value, Mapping):
         out: dict[str, object] = {}
         for key, item in value.items():

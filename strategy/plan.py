@@ -21,6 +21,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from perpsim.numbers import readable
 from perpsim.strategy.record import HedgeConfig
 
 _CTX = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
@@ -270,7 +271,7 @@ class HedgePlan:
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON-friendly numbers (Decimals as strings) plus its explanation."""
         def s(value: Decimal | None) -> str | None:
-            return None if value is None else str(value)
+            return None if value is None else readable(value)
 
         return {
             "symbol": self.symbol, "market_id": self.market_id, "coin": self.coin,

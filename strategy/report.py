@@ -10,6 +10,7 @@ events timeline. Nothing in it depends on the wall clock: the same run gives the
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,6 +20,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from perpsim.numbers import readable
 from perpsim.strategy.record import RunRecord
 from perpsim.strategy.results import (
     attribution_rows,
@@ -145,19 +147,8 @@ def _plan_html(plan: dict[str, Any]) -> str:
     numbers = [(k, v) for k, v in plan.items() if k not in _EXPLANATION_KEYS]
     if numbers:
         parts.append(_table(("plan item", "value"),
-                            ((k, _short(_cell(plain(v)))) for k, v in numbers), numeric=(1,)))
+                            ((k, _cell(plain(v))) for k, v in numbers), numeric=(1,)))
     return '<div class="explain">' + ("".join(parts) or "<p>(no plan recorded)</p>") + "</div>"
-
-
-def _short(text: str) -> str:
-    """A long decimal string rounded to 8 places for reading (others unchanged)."""
-    try:
-        value = Decimal(text)
-    except ArithmeticError:
-        return text
-    if not value.is_finite() or -value.as_tuple().exponent <= 8:  # type: ignore[operator]
-        return text
-    return format(value.quantize(Decimal("1e-8")).normalize(), "f")
 
 
 def _cell(value: Any) -> str:
@@ -165,6 +156,8 @@ def _cell(value: Any) -> str:
         return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
     if isinstance(value, list):
         return ", ".join(_cell(v) for v in value)
+    if isinstance(value, float) and math.isfinite(value):
+        return readable(value)  # a ccxt float: 1e-05 is written 0.00001
     return "" if value is None else str(value)
 
 

@@ -31,6 +31,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
+from perpsim.numbers import readable
 from perpsim.strategy.record import RunRecord, Sample
 
 ZERO = Decimal(0)
@@ -286,7 +287,7 @@ def min_liquidation_distance_pct(record: RunRecord) -> Decimal | None:
 def plain(value: Any) -> Any:
     """``value`` with Decimals as strings, tuples as lists, recursively (JSON-safe)."""
     if isinstance(value, Decimal):
-        return format(value, "f") if value.is_finite() else None
+        return readable(value) if value.is_finite() else None
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

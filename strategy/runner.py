@@ -22,6 +22,7 @@ from typing import Any
 
 import ccxt
 
+from perpsim.numbers import readable
 from perpsim.strategy.clock import Clock, WaitResult
 from perpsim.strategy.execution import ExecutionError, Executor, LegResult
 from perpsim.strategy.monitor import SPOT_BALANCE, Monitor, MonitorState, venue_order_kind
@@ -143,7 +144,7 @@ class _Run:
         self.record = RunRecord(config=config, plan=plan.as_dict(), start_ms=self.start_ms,
                                 start_index_usd=index, start_btc=held)
         self.event(self.start_ms, "plan", {"contracts": plan.contracts,
-                                           "usd_locked": str(plan.usd_locked),
+                                           "usd_locked": readable(plan.usd_locked),
                                            "explain": plan.explain()})
         plan.check()
         if wallet < plan.collateral_btc:

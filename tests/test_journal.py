@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from perpsim.numbers import readable
 from perpsim.sim.errors import InvalidInput, InvalidState
 from perpsim.sim.journal import Event, Journal
 
@@ -204,7 +205,7 @@ json_values = st.recursive(
 
 def expected_plain(value: object) -> object:
     if isinstance(value, Decimal):
-        return str(value)
+        return readable(value)  # fixed point, 8 decimals at most (perpsim/numbers.py)
     if isinstance(value, list):
         return [expected_plain(v) for v in value]
     if isinstance(value, dict):

@@ -31,6 +31,11 @@ WAIT_S = 5.0
 T = TypeVar("T")
 
 
+def shown(value: Decimal | None) -> Decimal | None:
+    """``value`` rounded half-even to 8 decimals, as the dashboard writes it."""
+    return None if value is None else value.quantize(Decimal("1e-8"))
+
+
 def open_position(market: Market, side: str, contracts: int, leverage: int,
                   balance: str = "0.01") -> dict[str, str]:
     """A new account holding a cross position, opened through real ccxt."""
@@ -125,10 +130,11 @@ def test_snapshot_holds_what_the_page_shows(market: Market) -> None:
         (pos,) = by_id[aid]["positions"]
         view = risk.position_risk(ex, aid, MARKET_ID)
         assert pos["contracts"] == sign * 100 == view.qty_contracts
-        assert Decimal(pos["entry_price"]) == view.entry_price_usd
-        assert Decimal(pos["liquidation_price"]) == view.liquidation_price_usd
-        assert Decimal(pos["bankruptcy_price"]) == view.bankruptcy_price_usd
-        assert Decimal(pos["margin_ratio"]) == view.margin_ratio
+        # the engine's numbers as the venue shows them: 8 decimals at most
+        assert Decimal(pos["entry_price"]) == shown(view.entry_price_usd)
+        assert Decimal(pos["liquidation_price"]) == shown(view.liquidation_price_usd)
+        assert Decimal(pos["bankruptcy_price"]) == shown(view.bankruptcy_price_usd)
+        assert Decimal(pos["margin_ratio"]) == shown(view.margin_ratio)
         # the same numbers as the control plane's account view
         assert pos == market.control.get(f"/control/accounts/{aid}").json()["positions"][0]
     types = [e["type"] for e in body["events"]]

@@ -12,6 +12,7 @@ from typing import Any
 
 from perpsim.api import control
 from perpsim.api.state import ServerState
+from perpsim.numbers import readable
 from perpsim.sim import market_data
 from perpsim.sim.exchange import Exchange
 
@@ -22,7 +23,7 @@ HISTORY_BARS = 300  # price-chart bars: the finest interval that covers the mark
 
 
 def _num(value: Decimal) -> str:
-    return format(value, "f")
+    return readable(value)
 
 
 def default_symbol(ex: Exchange) -> str | None:

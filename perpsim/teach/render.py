@@ -1,7 +1,7 @@
 """Show a lesson: rich text in the terminal, and one self-contained HTML chart file.
 
 The HTML file opens offline: plotly's JavaScript is inlined once, nothing refers to the network.
-It holds the narrative, the tables, the charts and every number the lesson quotes, exactly as
+It holds the narrative, the tables, the charts and every number the lesson quotes, as
 the engine produced it, plus the run's journal digest so a reader can tell two runs apart.
 """
 
@@ -22,6 +22,7 @@ from rich.panel import Panel
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from perpsim.numbers import readable
 from perpsim.teach.model import Chart, Lesson, Series, Table
 
 _CSS = """
@@ -122,7 +123,7 @@ def _short(value: float) -> str:
         return f"{value:,.0f}"
     if abs(value) >= 1:
         return f"{value:,.2f}"
-    return f"{value:.5g}"
+    return format(Decimal(f"{value:.5g}"), "f")  # 5 significant digits, never 1.2e-05
 
 
 # ---- HTML ------------------------------------------------------------------------------------
@@ -178,8 +179,8 @@ def _html_table(table: Table) -> str:
 
 
 def _plain(value: object) -> str:
-    if isinstance(value, Decimal):
-        return format(value, "f") if value.is_finite() else str(value)
+    if isinstance(value, Decimal | float):
+        return readable(value) if math.isfinite(value) else str(value)
     if isinstance(value, list | tuple):
         return ", ".join(_plain(v) for v in value)
     return str(value)
@@ -191,7 +192,7 @@ def lesson_html(lesson: Lesson) -> str:
     meta = (f"profile <b>{html.escape(ex.profile.name)}</b> · scenario "
             f"<b>{html.escape(ex.scenario.name)}</b> · seed <b>{ex.seed}</b> · "
             f"journal {len(ex.journal)} events, digest <code>{ex.journal.digest()[:16]}</code>")
-    numbers = Table("Every number the lesson quotes, exactly as the engine produced it",
+    numbers = Table("Every number the lesson quotes, as the engine produced it (8 decimals)",
                     ("name", "value"), tuple((k, _plain(v)) for k, v in lesson.numbers.items()))
     body = [
         f"<h1>{html.escape(lesson.title)}</h1>",
