@@ -21,7 +21,8 @@ Settings (marker > command line > ini file > default): ``--perpsim-profile`` /
 per test ``@pytest.mark.perpsim(scenario="crash", seed=3, clock="stepped", balances={...})``.
 ``--perpsim-record DIR`` records every test that uses ``perpsim`` (requests and journal) and
 keeps the file of each failing test as ``DIR/<test>.jsonl``: ``perpsim replay FILE`` rebuilds
-that run exactly.
+that run exactly. The failing test's report names its file and that command (a "perpsim
+recording" section), and the terminal summary lists them all.
 
 PYTEST_DONT_REWRITE: nothing here needs assertion rewriting, and a conftest may import this
 module before pytest loads it as a plugin.
@@ -32,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import shlex
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -46,6 +48,8 @@ HOUR_MS = 3_600_000
 DEFAULT_BALANCES = {"BTC": "1"}
 _SETTINGS = ("profile", "scenario", "seed", "start", "clock", "speed")
 _FAILED = pytest.StashKey[bool]()
+_RECORDING = pytest.StashKey[Path]()  # where a failing test's recording is kept
+_KEPT = pytest.StashKey[list[str]]()  # nodeid → recording lines for the terminal summary
 
 
 class PerpsimError(AssertionError):
@@ -141,11 +145,11 @@ class Perpsim:
     def journal(self, *types: str, since: int = 0) -> list[dict[str, Any]]:
         """The event journal as ``{"type", "time", "seq", **payload}`` dicts (only ``types``
         if given, e.g. ``journal("funding.payment")``)."""
-        text = self._call("GET", "journal", since=since)
+        filters = {"types": ",".join(types)} if types else {}
+        text = self._call("GET", "journal", since=since, **filters)  # filtered by the server
         rows = [json.loads(line) for line in str(text).splitlines() if line.strip()]
-        events = [{"type": r["type"], "time": r["time_ms"], "seq": r["seq"], **r["payload"]}
-                  for r in rows]
-        return [e for e in events if not types or e["type"] in types]
+        return [{"type": r["type"], "time": r["time_ms"], "seq": r["seq"], **r["payload"]}
+                for r in rows]
 
     def journal_digest(self) -> str:
         """SHA-256 of the journal's canonical JSON lines (equal runs give equal digests)."""
@@ -244,7 +248,26 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if report.failed:
         item.stash[_FAILED] = True
+        keep = item.stash.get(_RECORDING, None)
+        if keep is not None:  # written at the fixture's teardown, before the summary prints
+            report.sections.append(("perpsim recording", _replay_hint(keep)))
+            kept = item.config.stash.setdefault(_KEPT, [])
+            if str(keep) not in kept:
+                kept.append(str(keep))
     return report
+
+
+def _replay_hint(path: Path) -> str:
+    return f"recorded to {path}\nreplay it: perpsim replay {shlex.quote(str(path))}"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """List the recordings of failing tests, with the command that replays each."""
+    kept = config.stash.get(_KEPT, [])
+    if kept:
+        terminalreporter.section("perpsim recordings of failing tests")
+        for path in kept:
+            terminalreporter.write_line(f"perpsim replay {shlex.quote(path)}")
 
 
 def _option(config: pytest.Config, name: str) -> Any:
@@ -316,12 +339,14 @@ def perpsim(_perpsim_session: PerpsimServer, request: pytest.FixtureRequest,
         if record_dir:
             target = Path(tmp_path_factory.mktemp("perpsim-record")) / "run.jsonl"
             handle.record(target)
+            request.node.stash[_RECORDING] = (
+                Path(record_dir) / _test_file_name(request.node.nodeid)).resolve()
         handle.reset()
         yield handle
         if target is not None:
             handle.stop_recording()
             if request.node.stash.get(_FAILED, False):
-                keep = Path(record_dir) / _test_file_name(request.node.nodeid)
+                keep = request.node.stash[_RECORDING]
                 keep.parent.mkdir(parents=True, exist_ok=True)
                 keep.write_bytes(target.read_bytes())
     finally:

@@ -175,10 +175,21 @@ def test_record_keeps_failing_tests_and_they_replay(pytester: pytest.Pytester,
             assert perpsim.journal("funding.payment") == []
     '''))
     target = tmp_path / "recordings"
-    inner(pytester, f"--perpsim-record={target}").assert_outcomes(passed=1, failed=1)
+    result = inner(pytester, f"--perpsim-record={target}")
+    result.assert_outcomes(passed=1, failed=1)
     (kept,) = target.iterdir()
     assert kept.name == "test_recorded.py_test_fails.jsonl"
     assert run(kept) == EXIT_EQUAL
+    # the failure's report names the file and the command that replays it, once per test
+    output = result.stdout.str()
+    failure = output[output.index("test_fails"):output.index("perpsim recordings of failing")]
+    assert "perpsim recording" in failure
+    assert f"recorded to {kept}" in failure
+    assert f"replay it: perpsim replay {kept}" in failure
+    summary = output[output.index("perpsim recordings of failing tests"):]
+    assert summary.count("perpsim replay ") == 1
+    assert f"perpsim replay {kept}" in summary
+    assert "test_passes" not in summary
 
 
 def test_autoloads_from_its_entry_point(tmp_path: Path) -> None:
