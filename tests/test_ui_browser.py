@@ -6,9 +6,10 @@ the price with its own control until the long is liquidated, and shows it on the
 Screenshots go to ``artifacts/`` (git-ignored): ``ui-before-liquidation.png`` and
 ``ui-liquidation.png``.
 
-No skipping: CI installs Chromium (``apt-get install -y chromium``) and Playwright (the test
-extra); without them this test fails and says what to install. ``playwright install`` is never
-needed (and fails offline): Playwright drives the system executable.
+No skipping: ``make test`` installs Chromium (Debian's ``chromium``, when it runs as root) and
+Playwright (the test extra); without them this test fails and says what to install.
+``playwright install`` is never needed (and fails offline): Playwright drives the system
+executable.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def _chromium() -> str:
     found = CHROMIUM if os.access(CHROMIUM, os.X_OK) else shutil.which("chromium")
     if found is None:
         pytest.fail(f"Chromium not found at {CHROMIUM} nor on PATH: install the Debian package "
-                    "(apt-get install -y chromium) or set PERPSIM_CHROMIUM to its path")
+                    "(sudo apt-get install chromium; `make test` does it when run as root) or "
+                    "set PERPSIM_CHROMIUM to a Chromium or Chrome binary")
     return found
 
 
