@@ -75,8 +75,15 @@ def test_the_page_is_served_with_its_controls(market: Market) -> None:
 
 
 def test_nothing_is_loaded_from_the_network(market: Market) -> None:
-    for name in ("dashboard.html", "dashboard.js", "dashboard.css"):
+    static = resources.files("perpsim.api.ui").joinpath("static")
+    names = sorted(f.name for f in static.iterdir() if f.is_file())
+    assert {"dashboard.html", "dashboard.js", "dashboard.css", "charts.js"} <= set(names)
+    js = "".join(static.joinpath(n).read_text("utf-8") for n in names if n.endswith(".js"))
+    imported = set(re.findall(r'from "\./([\w.]+)"', js))
+    assert imported <= set(names), imported - set(names)  # every module the page imports ships
+    for name in names:
         served = market.control.get("/ui" if name.endswith(".html") else f"/ui/static/{name}")
+        assert served.status_code == 200, name
         packaged = resources.files("perpsim.api.ui").joinpath("static", name).read_text("utf-8")
         assert served.text == packaged  # what ships in the package is what is served
         assert not re.search(r"https?://|//cdn|@import|url\(", packaged, re.IGNORECASE), name

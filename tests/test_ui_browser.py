@@ -15,8 +15,10 @@ executable.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,7 @@ def test_dashboard_shows_a_liquidation_caused_by_its_price_shock(market: Market,
     liquidation_cell = row.locator("td.liq").inner_text()
     assert liquidation_cell not in ("", "–")
     page.wait_for_function("document.querySelectorAll('#chart .shapelayer path').length >= 6")
+    _assert_a_readable_first_screen(page)
 
     # Advance time with the dashboard's button.
     assert page.inner_text("#sim-time") == "2024-01-01 00:00:00Z"
@@ -132,9 +135,55 @@ def test_dashboard_shows_a_liquidation_caused_by_its_price_shock(market: Market,
     page.screenshot(path=str(_artifact("ui-liquidation.png")), full_page=True)
 
     assert market.state.exchange.position(victim, "BTCUSD_PERP").qty_contracts == 0
+
+    # The funding chart's first bar, on an axis of hours and minutes.
+    page.click("#advance-funding")
+    page.wait_for_selector("#funding-chart .xtick text")
+    page.wait_for_function("document.querySelectorAll('#funding-chart .point').length >= 1")
+    ticks = _svg_texts(page, "#funding-chart .xtick text")
+    assert ticks, "the funding chart has no time axis"
+    assert all(re.search(r"\d\d:\d\d$", t) and not re.search(r"\d\.\d", t) for t in ticks), ticks
+    page.screenshot(path=str(_artifact("ui-funding.png")), full_page=True)
     assert not errors, errors
     outside = [url for url in requests if not url.startswith(market.base_url)]
     assert not outside, f"the page went outside the server: {outside}"
+
+
+def _assert_a_readable_first_screen(page: Any) -> None:
+    """A fresh market: hours of time and a fraction of a percent of price on the axes (not the
+    millisecond and the dollar plotly picks around a single point), readable time ticks, the
+    three prices each drawn differently, and a unit on every numeric column."""
+    layout = page.evaluate("(() => { const l = document.getElementById('chart').layout;"
+                           " return {x: l.xaxis.range, y: l.yaxis.range}; })()")
+    x0, x1 = (_epoch_ms(v) for v in layout["x"])
+    assert x1 - x0 >= 2 * 3_600_000, layout
+    y0, y1 = layout["y"]
+    assert y1 - y0 >= 0.004 * 60_000, layout
+    ticks = _svg_texts(page, "#chart .xtick text")
+    assert ticks, "the price chart has no time axis"
+    assert not any(re.search(r"\d\.\d", t) for t in ticks), ticks  # no fractions of a second
+    styles = page.evaluate("document.getElementById('chart').data.slice(0, 3)"
+                           ".map(t => [t.name, t.line.dash, t.line.width, t.marker.symbol])")
+    assert [s[0] for s in styles] == ["index", "last", "mark"]
+    assert len({(s[1], s[2]) for s in styles}) == 3, styles  # each line drawn its own way
+    assert len({s[3] for s in styles}) == 3, styles
+    headers = page.locator("#positions thead th").all_inner_texts()
+    unitless = [h for h in headers if "(" not in h]
+    assert unitless == ["account", "symbol", "margin mode"], headers
+
+
+def _svg_texts(page: Any, selector: str) -> list[str]:
+    """The text of plotly's SVG labels (SVG elements have no innerText)."""
+    texts: list[str] = page.evaluate(
+        "s => Array.from(document.querySelectorAll(s)).map(t => t.textContent)", selector)
+    return texts
+
+
+def _epoch_ms(value: Any) -> float:
+    """A plotly date-axis bound (epoch ms, or a "YYYY-MM-DD HH:MM:SS.fff" string in UTC)."""
+    if isinstance(value, int | float):
+        return float(value)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC).timestamp() * 1000
 
 
 def _artifact(name: str) -> Path:

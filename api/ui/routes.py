@@ -3,7 +3,8 @@
 * ``GET /ui`` — the page (api/ui/static/dashboard.html); plain JavaScript, no build step.
 * ``GET /ui/static/plotly.min.js`` — plotly's own bundle from the installed ``plotly`` package
   (read once, kept in memory): no CDN, the dashboard works with no network at all.
-* ``GET /ui/static/dashboard.js`` and ``dashboard.css`` — the page's script and style.
+* ``GET /ui/static/dashboard.js`` and ``dashboard.css`` — the page's script (a JavaScript
+  module importing ``format.js``, ``events.js``, ``charts.js``, ``positions.js``) and style.
 * ``GET /ui/api/snapshot`` — everything the page shows at once (api/ui/snapshot.py).
 * ``WebSocket /ui/events`` — journal events and light price ticks (api/ui/hub.py).
 
@@ -30,7 +31,11 @@ router = APIRouter(prefix="/ui", tags=["dashboard"])
 
 _STATIC = {  # file → content type; nothing else under static/ is served
     "dashboard.html": "text/html; charset=utf-8",
-    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.js": "text/javascript; charset=utf-8",  # imports the four modules below
+    "format.js": "text/javascript; charset=utf-8",
+    "events.js": "text/javascript; charset=utf-8",
+    "charts.js": "text/javascript; charset=utf-8",
+    "positions.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
 _cache: dict[str, bytes] = {}

@@ -71,6 +71,7 @@ async def snapshot(state: ServerState, *, symbol: str | None, history: bool) -> 
         inst = ex.instruments[sym]
         row["perpetual"] = inst.is_perpetual
         row["tick_size"] = _num(inst.tick_size)
+        row["coin"] = inst.margin_asset  # the unit of its PnL and margin
         row["funding_history"] = funding_history(ex, sym)
     body["default_symbol"] = default_symbol(ex)
     ids = list(ex.accounts)
