@@ -81,6 +81,7 @@ class Frames:
 def session(market: Market) -> dict[str, Any]:
     """Run the session; every answer and frame, keyed by where it came from."""
     seen: dict[str, Any] = {}
+    ids: dict[str, int] = {}
     trader = market.account({"BTC": "1"})
     victim = market.account({"BTC": "0.01"})
 
@@ -124,12 +125,12 @@ def session(market: Market) -> dict[str, Any]:
                                                          "type": 1})
         call(trader, "POST", "/dapi/v1/positionMargin", {"symbol": SYMBOL_ID, "amount": "0.001",
                                                          "type": 2})
-        call(trader, "POST", "/dapi/v1/order", {"symbol": SYMBOL_ID, "side": "BUY",
-                                                "type": "LIMIT", "quantity": 3, "price": "50000",
-                                                "timeInForce": "GTC"})
-        call(trader, "POST", "/dapi/v1/algoOrder", {
+        ids["order"] = call(trader, "POST", "/dapi/v1/order", {
+            "symbol": SYMBOL_ID, "side": "BUY", "type": "LIMIT", "quantity": 3,
+            "price": "50000", "timeInForce": "GTC"})["orderId"]
+        ids["algo"] = call(trader, "POST", "/dapi/v1/algoOrder", {
             "symbol": SYMBOL_ID, "side": "BUY", "algoType": "CONDITIONAL",
-            "type": "STOP_MARKET", "quantity": 5, "triggerPrice": "70000"})
+            "type": "STOP_MARKET", "quantity": 5, "triggerPrice": "70000"})["algoId"]
         call(trader, "POST", "/sapi/v1/asset/transfer", {"type": "CMFUTURE_MAIN", "asset": "BTC",
                                                           "amount": "0.1"})
         call(victim, "POST", "/dapi/v1/leverage", {"symbol": SYMBOL_ID, "leverage": 50})
@@ -157,6 +158,7 @@ def session(market: Market) -> dict[str, Any]:
         ("/dapi/v1/ticker/24hr", {}), ("/dapi/v1/ticker/price", {}),
         ("/dapi/v1/ticker/bookTicker", {}), ("/dapi/v1/openInterest", params),
     ]
+    public_gets.append(("/dapi/v1/ping", {}))
     for path, query in public_gets:
         response = market.control.get(path, params=query)
         assert response.status_code == 200, (path, response.text)
@@ -171,20 +173,39 @@ def session(market: Market) -> dict[str, Any]:
         ("/dapi/v1/commissionRate", params), ("/dapi/v1/positionSide/dual", {}),
         ("/api/v3/account", {}),
     ]
+    trader_only: list[tuple[str, dict[str, Any]]] = [
+        ("/dapi/v1/order", {**params, "orderId": ids["order"]}),
+        ("/dapi/v1/openOrder", {**params, "orderId": ids["order"]}),
+        ("/dapi/v1/algoOrder", {"algoId": ids["algo"]}),
+    ]
+    for path, query in trader_only:
+        response = signed(market, trader, "GET", path, query)
+        assert response.status_code == 200, (path, response.text)
+        seen[f"GET {path}"] = response.json()
     for creds in (trader, victim):
         for path, query in signed_gets:
             response = signed(market, creds, "GET", path, query)
             assert response.status_code == 200, (path, response.text)
             seen[f"GET {path} {creds['account_id']}"] = response.json()
     for path in ("state", f"accounts/{trader['account_id']}",
-                 f"accounts/{victim['account_id']}", "faults", "record"):
+                 f"accounts/{victim['account_id']}", "faults", "record", "health"):
         response = market.control.get(f"/control/{path}")
         assert response.status_code == 200, (path, response.text)
         seen[f"GET /control/{path}"] = response.json()
     seen["journal"] = [json.loads(line) for line in
                        market.control.get("/control/journal").text.splitlines()]
-    seen["dashboard"] = market.control.get("/ui/api/snapshot").json()
+    seen["GET /ui/api/snapshot"] = market.control.get("/ui/api/snapshot").json()
+    walked = {key.split()[1] for key in seen if key.startswith("GET ")} | {
+        "/control/journal", "/control/accounts/{account_id}"}
+    assert not json_get_paths(market) - walked, "walk these endpoints too"
     return seen
+
+
+def json_get_paths(market: Market) -> set[str]:
+    """Every GET endpoint the server documents, but the dashboard's page and its static files."""
+    spec = market.control.get("/openapi.json").json()
+    return {path for path, ops in spec["paths"].items()
+            if "get" in ops and not (path == "/ui" or path.startswith("/ui/static/"))}
 
 
 def test_every_endpoint_writes_readable_numbers(market: Market) -> None:
