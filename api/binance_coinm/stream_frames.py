@@ -27,7 +27,7 @@ ZERO = Decimal(0)
 
 
 def _d(value: object) -> Decimal | None:
-    """A payload number (journal payloads carry Decimals as their exact ``str``)."""
+    """A payload number (the journal writes Decimals as fixed-point text: perpsim/numbers.py)."""
     return None if value is None else Decimal(str(value))
 
 

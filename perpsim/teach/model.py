@@ -114,5 +114,5 @@ def floats(values: Iterable[Decimal | int | float | None]) -> list[float | None]
 
 
 def payload_decimal(payload: Mapping[str, Any], key: str) -> Decimal:
-    """A Decimal from a journal payload (the journal stores Decimals as exact strings)."""
+    """A Decimal from a journal payload (stored as fixed-point text: perpsim/numbers.py)."""
     return Decimal(str(payload[key]))
