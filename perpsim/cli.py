@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
 def ccxt_snippet(base_url: str, api_key: str = "<api_key>", secret: str = "<api_secret>") -> str:
     """A ready-to-paste ccxt configuration for a server at ``base_url``."""
     return (
-        "from strategy.connect import connect   # rewrites every ccxt URL to perpsim\n"
+        "from perpsim.strategy.connect import connect   # rewrites every ccxt URL to perpsim\n"
         f"ex = connect({base_url!r}, {api_key!r}, {secret!r})   # mode='async' or 'pro' too\n"
         "# or by hand:\n"
         "import ccxt\n"

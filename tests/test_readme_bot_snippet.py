@@ -39,3 +39,12 @@ def test_the_readme_bot_snippet_runs_as_pasted(tmp_path: Path) -> None:
     (account_id,) = ex.accounts
     assert ex.position(account_id, "BTCUSD_PERP").qty_contracts == -590
     assert ex.accounts[account_id].positions["BTCUSD_PERP"].margin_mode == "isolated"
+
+
+def test_the_serve_banners_ccxt_lines_run_as_printed() -> None:
+    from perpsim.cli import ccxt_snippet
+
+    first_two = "\n".join(ccxt_snippet("http://127.0.0.1:8765", "k", "s").splitlines()[:2])
+    scope: dict[str, object] = {}
+    exec(first_two, scope)  # the import and connect() lines `perpsim serve` prints
+    assert type(scope["ex"]).__name__ == "binancecoinm"
