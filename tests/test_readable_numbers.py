@@ -2,10 +2,12 @@
 
 One short session on a live server touches every kind of amount (a cross and an isolated
 position, fills at an average price, resting and stop orders, margin moved in and out, a
-transfer, a funding settlement, a liquidation), with a raw WebSocket collecting every market
-and user stream frame. Then every Binance GET endpoint, every control-plane answer, the
-journal and the dashboard snapshot are walked, and no number may be written in exponent form
-(``0E-8``) or with more decimals than a venue shows (a 28-digit quotient's tail).
+transfer, a funding settlement, a liquidation), with raw WebSockets collecting every market
+and user stream frame and the dashboard's events. Then every documented GET endpoint (Binance
+dialect, control plane, dashboard snapshot), every control-plane answer and the journal are
+walked, and no number may be written in exponent form (``0E-8``) or with more decimals than a
+venue shows (a 28-digit quotient's tail). The hedge report and a lesson are read as a browser
+shows them, under the same rule.
 """
 
 from __future__ import annotations
@@ -102,12 +104,14 @@ def session(market: Market) -> dict[str, Any]:
         victim_key = call(victim, "POST", "/dapi/v1/listenKey", {})["listenKey"]
         async with websockets.connect(f"{market.ws_url}/1") as public, \
                 websockets.connect(f"{market.ws_url}/{key}") as user, \
-                websockets.connect(f"{market.ws_url}/{victim_key}") as user2:
+                websockets.connect(f"{market.ws_url}/{victim_key}") as user2, \
+                websockets.connect(market.base_url.replace("http", "ws") + "/ui/events") as ui:
             await public.send(json.dumps({"method": "SUBSCRIBE", "id": 1,
                                           "params": [*MARKET_STREAMS, "!markPrice@arr",
                                                      "!miniTicker@arr", "!ticker@arr",
                                                      "!bookTicker", "!forceOrder@arr"]}))
-            tasks = [asyncio.create_task(frames.collect(ws)) for ws in (public, user, user2)]
+            tasks = [asyncio.create_task(frames.collect(ws))
+                     for ws in (public, user, user2, ui)]
             await asyncio.sleep(0.3)
             await asyncio.to_thread(trade)
             await asyncio.sleep(1.0)
@@ -143,6 +147,7 @@ def session(market: Market) -> dict[str, Any]:
     seen["ws frames"] = frames.frames
     assert any(isinstance(f, dict) and f.get("e") == "ACCOUNT_UPDATE" for f in frames.frames)
     assert any(isinstance(f, dict) and f.get("e") == "forceOrder" for f in frames.frames)
+    assert any(isinstance(f, dict) and f.get("type") == "events" for f in frames.frames)  # /ui
 
     params = {"symbol": SYMBOL_ID}
     kline = {"symbol": SYMBOL_ID, "interval": "1m"}
