@@ -41,7 +41,8 @@ EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 DECIMAL = re.compile(r"^[-+]?\d+\.(\d+)$")
 MARKET_STREAMS = [f"{STREAM}@{name}" for name in (
     "aggTrade", "trade", "markPrice", "markPrice@1s", "depth", "depth5", "bookTicker",
-    "ticker", "miniTicker", "forceOrder")]
+    "ticker", "miniTicker", "forceOrder", "kline_1m", "markPriceKline_1m")] + [
+    "btcusd@indexPriceKline_1m", "btcusd_perpetual@continuousKline_1m", "btcusd@indexPrice"]
 
 
 def unreadable(value: Any, where: str = "$") -> Iterator[str]:
@@ -145,9 +146,13 @@ def session(market: Market) -> dict[str, Any]:
 
     frames = asyncio.run(asyncio.wait_for(run(), 60))
     seen["ws frames"] = frames.frames
-    assert any(isinstance(f, dict) and f.get("e") == "ACCOUNT_UPDATE" for f in frames.frames)
-    assert any(isinstance(f, dict) and f.get("e") == "forceOrder" for f in frames.frames)
-    assert any(isinstance(f, dict) and f.get("type") == "events" for f in frames.frames)  # /ui
+    kinds = {x.get("e") or x.get("type") for f in frames.frames
+             for x in (f if isinstance(f, list) else [f]) if isinstance(x, dict)}
+    assert kinds >= {  # every kind of frame carrying numbers came by
+        "aggTrade", "trade", "depthUpdate", "bookTicker", "24hrTicker", "24hrMiniTicker",
+        "markPriceUpdate", "indexPriceUpdate", "kline", "markPrice_kline", "indexPrice_kline",
+        "continuous_kline", "forceOrder", "ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "ALGO_UPDATE",
+        "MARGIN_CALL", "events", "tick"}, kinds
 
     params = {"symbol": SYMBOL_ID}
     kline = {"symbol": SYMBOL_ID, "interval": "1m"}
@@ -158,12 +163,20 @@ def session(market: Market) -> dict[str, Any]:
         ("/dapi/v1/fundingInfo", {}), ("/dapi/v1/klines", kline),
         ("/dapi/v1/continuousKlines", {"pair": "BTCUSD", "contractType": "PERPETUAL",
                                        "interval": "1m"}),
-        ("/dapi/v1/markPriceKlines", kline), ("/dapi/v1/indexPriceKlines",
-                                              {"pair": "BTCUSD", "interval": "1m"}),
+        ("/dapi/v1/markPriceKlines", kline), ("/dapi/v1/premiumIndexKlines", kline),
+        ("/dapi/v1/indexPriceKlines", {"pair": "BTCUSD", "interval": "1m"}),
         ("/dapi/v1/ticker/24hr", {}), ("/dapi/v1/ticker/price", {}),
         ("/dapi/v1/ticker/bookTicker", {}), ("/dapi/v1/openInterest", params),
     ]
-    public_gets.append(("/dapi/v1/ping", {}))
+    stats = {"pair": "BTCUSD", "period": "5m"}
+    public_gets += [("/dapi/v1/ping", {}), ("/api/v3/ping", {}), ("/api/v3/time", {}),
+                    ("/sapi/v1/system/status", {}),
+                    ("/futures/data/openInterestHist", {**stats, "contractType": "ALL"}),
+                    ("/futures/data/topLongShortAccountRatio", stats),
+                    ("/futures/data/topLongShortPositionRatio", stats),
+                    ("/futures/data/globalLongShortAccountRatio", stats),
+                    ("/futures/data/takerBuySellVol", {**stats, "contractType": "ALL"}),
+                    ("/futures/data/basis", {**stats, "contractType": "PERPETUAL"})]
     for path, query in public_gets:
         response = market.control.get(path, params=query)
         assert response.status_code == 200, (path, response.text)
@@ -202,7 +215,8 @@ def session(market: Market) -> dict[str, Any]:
     seen["GET /ui/api/snapshot"] = market.control.get("/ui/api/snapshot").json()
     walked = {key.split()[1] for key in seen if key.startswith("GET ")} | {
         "/control/journal", "/control/accounts/{account_id}"}
-    assert not json_get_paths(market) - walked, "walk these endpoints too"
+    missing = sorted(json_get_paths(market) - walked)
+    assert not missing, f"walk these endpoints too: {missing}"
     return seen
 
 
