@@ -31,6 +31,7 @@ from perpsim.teach import run_lesson
 from perpsim.teach.render import lesson_html, print_lesson
 
 from conftest import Market
+from live_market import until
 
 SYMBOL_ID = "BTCUSD_PERP"
 STREAM = "btcusd_perp"
@@ -39,6 +40,12 @@ HOUR_MS = 3_600_000
 MAX_DECIMALS = 8
 EXPONENT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 DECIMAL = re.compile(r"^[-+]?\d+\.(\d+)$")
+# Every kind of frame that carries numbers: the session waits until each has come by.
+FRAME_KINDS = {
+    "aggTrade", "trade", "depthUpdate", "bookTicker", "24hrTicker", "24hrMiniTicker",
+    "markPriceUpdate", "indexPriceUpdate", "kline", "markPrice_kline", "indexPrice_kline",
+    "continuous_kline", "forceOrder", "ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "ALGO_UPDATE",
+    "MARGIN_CALL", "events", "tick"}
 MARKET_STREAMS = [f"{STREAM}@{name}" for name in (
     "aggTrade", "trade", "markPrice", "markPrice@1s", "depth", "depth5", "bookTicker",
     "ticker", "miniTicker", "forceOrder", "kline_1m", "markPriceKline_1m")] + [
@@ -70,10 +77,15 @@ def test_unreadable_finds_what_it_must() -> None:
 
 
 class Frames:
-    """A raw WebSocket that keeps every frame it reads in the background."""
+    """Raw WebSockets whose every frame is kept, read in the background."""
 
     def __init__(self) -> None:
         self.frames: list[Any] = []
+
+    def kinds(self) -> set[str]:
+        """The event types (``e``, or ``type`` on the dashboard's socket) seen so far."""
+        return {x.get("e") or x.get("type") for f in self.frames
+                for x in (f if isinstance(f, list) else [f]) if isinstance(x, dict)}
 
     async def collect(self, ws: Any) -> None:
         with contextlib.suppress(websockets.ConnectionClosed, asyncio.CancelledError):
@@ -113,9 +125,13 @@ def session(market: Market) -> dict[str, Any]:
                                                      "!bookTicker", "!forceOrder@arr"]}))
             tasks = [asyncio.create_task(frames.collect(ws))
                      for ws in (public, user, user2, ui)]
-            await asyncio.sleep(0.3)
+            # Every stream is live before anything happens (no fixed sleeps: a busy machine).
+            await until(lambda: {"result": None, "id": 1} in frames.frames, "the SUBSCRIBE ack")
+            await until(lambda: all(market.user_stream_open(c["account_id"])
+                                    for c in (trader, victim)), "the user streams")
+            await until(lambda: "hello" in frames.kinds(), "the dashboard socket")
             await asyncio.to_thread(trade)
-            await asyncio.sleep(1.0)
+            await until(lambda: frames.kinds() >= FRAME_KINDS, "every kind of frame", 30)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -146,13 +162,7 @@ def session(market: Market) -> dict[str, Any]:
 
     frames = asyncio.run(asyncio.wait_for(run(), 60))
     seen["ws frames"] = frames.frames
-    kinds = {x.get("e") or x.get("type") for f in frames.frames
-             for x in (f if isinstance(f, list) else [f]) if isinstance(x, dict)}
-    assert kinds >= {  # every kind of frame carrying numbers came by
-        "aggTrade", "trade", "depthUpdate", "bookTicker", "24hrTicker", "24hrMiniTicker",
-        "markPriceUpdate", "indexPriceUpdate", "kline", "markPrice_kline", "indexPrice_kline",
-        "continuous_kline", "forceOrder", "ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE", "ALGO_UPDATE",
-        "MARGIN_CALL", "events", "tick"}, kinds
+
 
     params = {"symbol": SYMBOL_ID}
     kline = {"symbol": SYMBOL_ID, "interval": "1m"}
