@@ -24,7 +24,9 @@ Bybit cross (``cross_fee_to_close``) also leaves that fee at bankruptcy: 1/BP = 
 
 Return values: ``None`` means the position cannot be liquidated (bankrupted) at any positive
 price, e.g. a 1x short whose collateral is N/EP in the MM-at-LP style: its equity N/P always
-exceeds N/P·MMR. ``INFINITE_PRICE`` (long only) means it is already liquidatable at every price
+exceeds N/P·MMR. A short's price above the largest price perpsim accepts (money.MAX_ABS_AMOUNT,
+1e15 USD) is None too: a 1x short solves to ~1e30 from rounding dust, and no mark gets there.
+``INFINITE_PRICE`` (long only) means it is already liquidatable at every price
 (cross, when other positions' losses exceed the wallet). So "long: liquidate when mark ≤ LP;
 short: when mark ≥ LP" works with every value. In the MM-at-entry style the MM does not shrink
 with the price, so a 1x short there does have a (very high) LP: EP/MMR with cum 0.
@@ -42,7 +44,7 @@ from typing import Literal
 from perpsim.sim.errors import InvalidInput, InvalidPrice, InvalidQuantity
 from perpsim.sim.inverse import contract_size, exact, rate_value, signed_contracts, to_dec
 from perpsim.sim.margin import brackets_value
-from perpsim.sim.money import positive_price, to_decimal
+from perpsim.sim.money import MAX_ABS_AMOUNT, positive_price, to_decimal
 from perpsim.sim.profile import Bracket, Instrument, Profile
 
 INFINITE_PRICE = Decimal("Infinity")
@@ -80,10 +82,23 @@ def _position(
     return side, abs(qty) * exact(cs), 1 / exact(entry), exact(margin)
 
 
+def _short_price(price: Fraction) -> Decimal | None:
+    """A short's solved price, or None ("never") above the largest price perpsim accepts.
+
+    A short backed by almost exactly its value in coin (1x) solves to a price like 3e30: no mark
+    can reach it (prices are capped at MAX_ABS_AMOUNT), and valuing the position there would
+    break the money limits, so it is reported as what it is: never liquidated or bankrupt."""
+    if price > MAX_ABS_AMOUNT:
+        return None
+    return to_dec(price)
+
+
 def _price_from_inverse(side: int, inverse_price: Fraction) -> Decimal | None:
     """1/P → P, with the sentinels for "no positive price" (long: always; short: never)."""
     if inverse_price <= 0:
         return INFINITE_PRICE if side > 0 else None
+    if side < 0:
+        return _short_price(1 / inverse_price)
     return to_dec(1 / inverse_price)
 
 
@@ -162,9 +177,11 @@ def liquidation_price_mm_at_lp(
             if hi is not None and root >= hi:
                 # Defensive: needs MM to fall at a bracket edge, which rising MMR with either
                 # cum rule rules out. The whole bracket is liquidatable, the one above is not.
-                return LiquidationSolution(to_dec(n / hi), b)
+                price = _short_price(n / hi)
+                return LiquidationSolution(price, b if price is not None else None)
             if root >= lo and root > 0:
-                return LiquidationSolution(to_dec(n / root), b)
+                price = _short_price(n / root)
+                return LiquidationSolution(price, b if price is not None else None)
     # A short whose margin beats MM at every value: it cannot be liquidated.
     return LiquidationSolution(None, None)
 

@@ -3,10 +3,12 @@ reset to a fresh manual market before each test that asks for it (pytest-httpser
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
 
 from live_market import START, START_MS, Market
 
@@ -15,6 +17,16 @@ __all__ = ["START", "START_MS", "Market"]  # tests also import these from confte
 from perpsim.api.app import create_app
 from perpsim.api.server import serve_in_thread
 from perpsim.api.state import ServerConfig, ServerState
+
+# Property tests draw the same examples on every run (derandomize: seeded from each test's
+# name), never replay a local example database, and never fail on how fast data generation
+# happened to be on a busy machine: a failure is a bug, reproducible by running the test again.
+# HYPOTHESIS_PROFILE=explore draws fresh random examples (to hunt for new counterexamples).
+settings.register_profile("perpsim", derandomize=True, database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("explore", database=None, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "perpsim"))
 
 
 @pytest.fixture(scope="session")

@@ -109,6 +109,24 @@ def test_one_x_short_never_liquidates_in_mm_at_lp_style() -> None:
     assert prices.bankruptcy_price_usd is None
 
 
+def test_a_one_x_short_with_rounding_dust_has_no_astronomical_price() -> None:
+    # Found by hypothesis: 1 contract short at 354.8 backed by its value (28-digit Decimal,
+    # a hair under the exact N/EP) solved to LP ~2.9e30, which no mark can reach and which broke
+    # the money limits (InvalidPrice) wherever the position was valued there.
+    margin = coin_value(-1, D("354.8"), 100)
+    sol = liquidation_price_mm_at_lp(-1, D("354.8"), 100, margin, BTC.brackets)
+    assert sol.price_usd is None
+    assert sol.bracket is None
+    assert bankruptcy_price(-1, D("354.8"), 100, margin) is None
+    prices = isolated_prices(BINANCE, BTC, -1, D("354.8"), margin)
+    assert (prices.liquidation_price_usd, prices.bankruptcy_price_usd) == (None, None)
+    # a short a little further from 1x keeps its (high but reachable) price
+    thinner = margin - D("0.001")
+    far = liquidation_price_mm_at_lp(-1, D("354.8"), 100, thinner, BTC.brackets).price_usd
+    assert far is not None
+    assert D("354.8") < far < D("1e15")
+
+
 def test_one_x_short_in_mm_at_entry_style_has_a_far_price() -> None:
     # MM is a fixed coin amount there while equity N/P shrinks: LP = EP/MMR.
     margin = coin_value(10_000, 10_000, 1)
