@@ -179,11 +179,11 @@ def test_latency_delays_only_the_named_endpoint() -> None:
     t0 = time.monotonic()
     assert client.get("/dapi/v1/time").status_code == 200
     slow = time.monotonic() - t0
-    t0 = time.monotonic()
+    assert slow >= 0.3  # a lower bound only: a busy machine makes every call slower
     assert client.get("/dapi/v1/ping").status_code == 200
-    fast = time.monotonic() - t0
-    assert 0.3 <= slow < 2.0
-    assert fast < 0.25
+    # Which requests were delayed is read from the rule's counters, not from timings.
+    (rule,) = client.get("/control/faults").json()["faults"]
+    assert (rule["seen"], rule["fired"]) == (1, 1)
 
 
 # ---- the wire, with real clients ---------------------------------------------------------------
@@ -369,8 +369,10 @@ def test_ws_delay_makes_frames_late_but_in_order(live: Live, two: Any) -> None:
     got = _streams(live, two, {"kind": "ws_delay", "account_id": two[0]["account_id"],
                                "ms": 400})
     assert got["a"]["frames"] == got["b"]["frames"]
-    assert got["a"]["first_s"] >= 0.4
-    assert got["b"]["first_s"] < 0.4
+    assert got["a"]["first_s"] >= 0.4  # a lower bound only (a busy machine is slower)
+    # b's frames were not delayed: the rule saw and delayed a's three frames and nothing else
+    (rule,) = live.http.get("/control/faults").json()["faults"]
+    assert (rule["seen"], rule["fired"]) == (3, 3)
 
 
 def test_listen_key_expiry_ends_the_stream_and_the_key(live: Live, two: Any) -> None:
