@@ -66,10 +66,13 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Run the benchmark suite and print a table (or --json: one object with "
         "every figure and ratio). Ratios are measured in one run; absolute times depend on "
         "the machine. The full run takes a few minutes; --quick is CI-sized.")
-    bench.add_argument("--json", action="store_true", help="print one JSON object")
-    bench.add_argument("--quick", action="store_true", help="small sizes (CI)")
+    bench.add_argument("--json", action="store_true",
+                       help="print one JSON object (default: a table)")
+    bench.add_argument("--quick", action="store_true",
+                       help="small sizes, a minute or so (CI; default: the full sizes)")
     bench.add_argument("--only", action="append", choices=SUITES, metavar="NAME",
-                       help=f"run only this suite (repeatable): {', '.join(SUITES)}")
+                       help=f"run only this suite (repeatable): {', '.join(SUITES)} "
+                       "(default: all)")
     bench.set_defaults(run=run_bench)
     return bench
 

@@ -1,7 +1,8 @@
 """The ``perpsim`` command line (docs/contract.md): serve, and the jobs built on it.
 
 Exit codes: 0 success, 2 bad arguments or a bad input file (one line naming the problem),
-1 anything else.
+1 anything else (and a liquidated hedge with --fail-on-liquidation). A bare ``perpsim`` prints
+the help and exits 0; ``perpsim --version`` prints the version.
 """
 
 from __future__ import annotations
@@ -112,29 +113,36 @@ def _add_run_options(cmd: argparse.ArgumentParser, *, scenario_default: str | No
     else:
         cmd.add_argument("--scenario", default=scenario_default, metavar="S",
                          help="bundled scenario name or CSV/JSON path "
-                              f"(default {scenario_default})")
+                              f"(default: {scenario_default})")
     cmd.add_argument("--profile", default="binance_coinm", metavar="P",
-                     help="bundled profile name or path to a profile JSON (default binance_coinm)")
+                     help="bundled profile name or path to a profile JSON (default: "
+                          "binance_coinm); the hedge trades its BTC inverse perpetual")
     cmd.add_argument("--seed", type=_seed, default=0, metavar="N",
-                     help="seed of the scenario generator (default 0)")
+                     help="seed of the scenario generator (default: 0)")
     cmd.add_argument("--spot", type=_positive_decimal, default=Decimal(5), metavar="BTC",
-                     help="coin held (default 5)")
+                     help="coin held (default: 5)")
     cmd.add_argument("--hedge-ratio", type=_hedge_ratio, default=Decimal(1), metavar="R",
-                     help="USD value shorted / USD value held (default 1.0)")
+                     help="USD value shorted / USD value held (default: 1)")
     cmd.add_argument("--collateral", type=_positive_decimal, default=None, metavar="BTC",
                      help="coin deposited as futures margin (default: all of --spot); the rest "
                           "stays in the spot wallet and funds top-ups")
     cmd.add_argument("--leverage", type=_leverage, default=1, metavar="L",
-                     help="leverage set on the position (default 1)")
-    cmd.add_argument("--margin-mode", choices=("isolated", "cross"), default="isolated")
+                     help="leverage set on the position (default: 1)")
+    cmd.add_argument("--margin-mode", choices=("isolated", "cross"), default="isolated",
+                     help="margin mode of the position: isolated or cross (default: isolated)")
     cmd.add_argument("--no-topup", dest="topup", action="store_false",
-                     help="never move spot coin into margin (a short may then be liquidated)")
+                     help="never move spot coin into margin (a short may then be liquidated; "
+                          "default: top up when the liquidation price comes near)")
     cmd.add_argument("--funding-budget", type=_non_negative_decimal, default=None,
-                     metavar="BTC", help="exit once net funding paid exceeds this much coin")
+                     metavar="BTC", help="exit before the funding settlement that would take "
+                     "the net funding paid past this much coin, judged by the predicted rate "
+                     "(default: no budget)")
     cmd.add_argument("--exit-above", type=_positive_decimal, default=None, metavar="USD",
-                     help="exit when the index rises to this price")
+                     help="exit when the index rises to this price; must be above the index "
+                          "at the start (default: none)")
     cmd.add_argument("--exit-below", type=_positive_decimal, default=None, metavar="USD",
-                     help="exit when the index falls to this price")
+                     help="exit when the index falls to this price; must be below the index "
+                          "at the start (default: none)")
     cmd.add_argument("--topup-below", type=_positive_decimal, default=None, metavar="PCT",
                      help="top up when liquidation is nearer than PCT %% of the mark (default 15)")
     cmd.add_argument("--topup-to", type=_positive_decimal, default=None, metavar="PCT",
@@ -143,36 +151,56 @@ def _add_run_options(cmd: argparse.ArgumentParser, *, scenario_default: str | No
                      help="re-size when the short is PCT %% off its target (default 5)")
     cmd.add_argument("--report", default=None, metavar="FILE",
                      help="write the HTML report here" + (
-                         f" (default ./{DEMO_REPORT})" if scenario_default else ""))
+                         f" (default: ./{DEMO_REPORT})" if scenario_default
+                         else " (default: no report)"))
     cmd.add_argument("--json", action="store_true",
-                     help="print one JSON object with the result on stdout (nothing else)")
+                     help="print one JSON object with the result on stdout, nothing else "
+                          "(default: a progress bar and a summary table)")
+    cmd.add_argument("--fail-on-liquidation", action="store_true",
+                     help="exit 1 if the hedge was liquidated, to gate CI (default: exit 0 "
+                          "whatever the outcome)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
+    from perpsim import __version__
     from perpsim.sim.scenario import bundled_scenarios
 
-    parser = _Parser(prog="perpsim", description="A mock exchange for inverse perpetual futures.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = _Parser(prog="perpsim", description="A mock exchange for inverse perpetual futures.",
+                     epilog="Run 'perpsim COMMAND --help' for a command's options. Exit codes: "
+                     "0 success, 1 failure, 2 bad arguments or input.")
+    parser.add_argument("--version", action="version", version=f"perpsim {__version__}")
+    parser.set_defaults(run=None)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     names = ", ".join(bundled_scenarios())
     serve = sub.add_parser("serve", help="run the mock exchange until interrupted",
                            description="Run the mock exchange (Binance COIN-M dialect + control "
                            f"plane) until interrupted. Bundled scenarios: {names}.")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_port, default=8765)
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=_port, default=8765,
+                       help="TCP port; 0 picks a free one, printed in the banner (default: 8765)")
     serve.add_argument("--profile", default="binance_coinm",
-                       help="bundled profile name or path to a profile JSON")
-    serve.add_argument("--scenario", default="manual", help="bundled name or CSV/JSON path")
-    serve.add_argument("--seed", type=_seed, default=0)
+                       help="bundled profile name or path to a profile JSON "
+                            "(default: binance_coinm)")
+    serve.add_argument("--scenario", default="manual",
+                       help="bundled name or CSV/JSON path (default: manual, prices set "
+                            "through the control plane)")
+    serve.add_argument("--seed", type=_seed, default=0,
+                       help="seed of the scenario generator (default: 0)")
     serve.add_argument("--dialect", default=None, help="default wire for perpsim's clients "
                        "(binance_coinm, bybit_v5; default: the profile's); all are served")
-    serve.add_argument("--start", default=None, help="start time (ISO 8601 UTC or epoch ms)")
-    serve.add_argument("--clock", choices=("stepped", "realtime"), default="stepped")
+    serve.add_argument("--start", default=None,
+                       help="start time, ISO 8601 UTC or epoch ms (default: the scenario's "
+                            "first row; 2024-01-01T00:00:00Z for manual)")
+    serve.add_argument("--clock", choices=("stepped", "realtime"), default="stepped",
+                       help="stepped: time moves only on POST /control/advance; realtime: "
+                            "with the wall clock (default: stepped)")
     serve.add_argument("--speed", type=_positive_float, default=1.0,
-                       help="realtime only: simulated seconds per wall second")
+                       help="realtime only: simulated seconds per wall second (default: 1.0)")
     serve.add_argument("--record", default=None, metavar="FILE",
                        help="record every request and the journal to FILE "
-                            "(rebuild the run with: perpsim replay FILE)")
+                            "(rebuild the run with: perpsim replay FILE; default: no recording)")
     from perpsim.serving import add_serve_options, run_serve
 
     add_serve_options(serve)
@@ -417,7 +445,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``perpsim`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.run is None:  # a bare `perpsim`: asking what it does is not an error
+        parser.print_help()
+        return EXIT_OK
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)

@@ -153,5 +153,5 @@ def add_clients_parser(sub: argparse._SubParsersAction) -> None:
         "docs/bybit-dialect-notes.md).")
     cmd.add_argument("--url", default=DEFAULT_URL, help=f"the server (default {DEFAULT_URL})")
     cmd.add_argument("--client", action="append", choices=list(SNIPPETS),
-                     help="only this client (repeatable)")
+                     help="only this client (repeatable; default: all of them)")
     cmd.set_defaults(run=_run)

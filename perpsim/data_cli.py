@@ -36,22 +36,26 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
                      help="the new store directory")
     imp.add_argument("--pair", default="BTCUSD", help="the pair the prices are (default BTCUSD)")
     imp.add_argument("--description", default=None,
-                     help="one line describing the store (shown by data show)")
+                     help="one line describing the store (shown by data show; default: none)")
     imp.add_argument("--kind", default=None,
                      help="binance: klines|markPriceKlines|indexPriceKlines|premiumIndexKlines|"
                           "fundingRate; bybit: kline|mark|index|premium|funding "
                           "(default: from each file name)")
     imp.add_argument("--bars", choices=("ohlc", "open"), default="ohlc",
-                     help="a bar as open/extremes/close rows (default) or its open only")
+                     help="ohlc: a bar as open/extremes/close rows, open: its open only "
+                          "(default: ohlc)")
     imp.add_argument("--map", default=None, metavar="NAME=COL,...",
                      help="csv: columns, e.g. time=ts,index=index_price,perp=last,"
-                          "funding_rate=fr (names: time, index, perp, mark, last, funding_rate)")
+                          "funding_rate=fr (names: time, index, perp, mark, last, funding_rate; "
+                          "default: the columns' own names)")
     imp.add_argument("--time-unit", default="auto", choices=("auto", "s", "ms", "us", "iso"),
-                     help="csv: how times are written (default: guessed)")
+                     help="csv: how times are written (default: auto, guessed)")
     imp.add_argument("--funding-hours", default=None, metavar="H,H,...",
-                     help="csv: keep funding rows only at these whole UTC hours, e.g. 0,8,16")
+                     help="csv: keep funding rows only at these whole UTC hours, e.g. 0,8,16 "
+                          "(default: every funding row)")
     imp.add_argument("--sort", action="store_true",
-                     help="sort rows by time instead of refusing a file out of order")
+                     help="sort rows by time instead of refusing a file out of order "
+                          "(default: refuse)")
     imp.add_argument("--partition", choices=("day", "month"), default="day",
                      help="one Parquet file per day (default) or per month (sparse data)")
     imp.set_defaults(run=_import)
@@ -60,19 +64,25 @@ def add_data_parser(subparsers: Any) -> argparse.ArgumentParser:
                            description="Fetch last, mark and index klines and the funding "
                            "history of a perpetual from any ccxt venue into a new store. "
                            "Interrupted? Run the same command again: it resumes.")
-    fetch.add_argument("--exchange", default="binancecoinm", help="ccxt exchange id")
-    fetch.add_argument("--symbol", default="BTC/USD:BTC", help="ccxt symbol")
+    fetch.add_argument("--exchange", default="binancecoinm",
+                       help="ccxt exchange id (default: binancecoinm)")
+    fetch.add_argument("--symbol", default="BTC/USD:BTC",
+                       help="ccxt symbol (default: BTC/USD:BTC)")
     fetch.add_argument("--since", required=True, help="start (ISO 8601 UTC or epoch ms)")
     fetch.add_argument("--until", required=True, help="end (ISO 8601 UTC or epoch ms)")
-    fetch.add_argument("--timeframe", default="1m")
+    fetch.add_argument("--timeframe", default="1m", help="kline timeframe (default: 1m)")
     fetch.add_argument("--kinds", default="last,mark,index,funding",
-                       help="any of last, mark, index, funding (comma-separated)")
+                       help="any of last, mark, index, funding (comma-separated; default: "
+                            "last,mark,index,funding)")
     fetch.add_argument("--url", default=None,
-                       help="send every request to this base URL instead (e.g. a perpsim server)")
+                       help="send every request to this base URL instead (e.g. a perpsim server; "
+                            "default: the venue's own)")
     fetch.add_argument("--out", type=Path, required=True, metavar="DIR")
     fetch.add_argument("--pair", default="",
                        help="the scenario pair (default: the market's base + quote, e.g. BTCUSD)")
-    fetch.add_argument("--bars", choices=("ohlc", "open"), default="ohlc")
+    fetch.add_argument("--bars", choices=("ohlc", "open"), default="ohlc",
+                       help="ohlc: a bar as open/extremes/close rows, open: its open only "
+                            "(default: ohlc)")
     fetch.add_argument("--limit", type=int, default=500, help="bars per request (default 500)")
     fetch.set_defaults(run=_fetch)
 

@@ -36,12 +36,14 @@ def add_serve_options(serve: argparse.ArgumentParser) -> None:
                             "(default: $PERPSIM_CONTROL_TOKEN); mandatory beyond loopback")
     serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                        help="also accept this Host header (repeatable); loopback names and "
-                            "--host are always accepted")
+                            "--host are always accepted; default: no other)")
     serve.add_argument("--state-dir", default=None, metavar="DIR",
                        help="persist every request in DIR (SQLite) before answering it; a "
-                            "restart with the same DIR resumes where the last run stopped")
+                            "restart with the same DIR resumes where the last run stopped "
+                            "(default: nothing kept)")
     serve.add_argument("--restore", default=None, metavar="FILE",
-                       help="start from a snapshot (POST /control/snapshot) or a recording")
+                       help="start from a snapshot (POST /control/snapshot) or a recording "
+                            "(default: a fresh market)")
 
 
 def security_config(args: argparse.Namespace) -> Any:
@@ -130,6 +132,21 @@ def go_live(state: Any, harness: Any) -> None:
 
 def run_serve(args: argparse.Namespace) -> int:
     """``perpsim serve``: until SIGINT or SIGTERM, then close recordings and the state log."""
+    from perpsim.api.server import BindError, bind_socket
+
+    # Bind before anything is built or printed: a busy port or a bad host is one line and
+    # exit 2, never a banner advertising a server that is not there (nor a new state dir).
+    try:
+        sock = bind_socket(args.host, args.port)
+    except BindError as exc:
+        print(f"perpsim: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with sock:
+        return _serve_on(args, sock)
+
+
+def _serve_on(args: argparse.Namespace, sock: Any) -> int:
+    """run_serve once its socket is bound."""
     import uvicorn
 
     from perpsim.api.harness import record_to
@@ -141,8 +158,9 @@ def run_serve(args: argparse.Namespace) -> int:
     except (ValueError, BadRecording) as exc:
         print(f"perpsim: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    port = int(sock.getsockname()[1])  # the real one when --port 0 asked for a free one
     host = f"[{args.host}]" if ":" in args.host else args.host
-    base = f"http://{host}:{args.port}"
+    base = f"http://{host}:{port}"
     ex = state.exchange
     print(f"perpsim: {ex.profile.name} · scenario {ex.scenario.name} · clock "
           f"{state.config.clock}")
@@ -164,7 +182,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from perpsim.api.server import WS_PING_INTERVAL_S, WS_PING_TIMEOUT_S
 
     # Binance's ping/pong: a ping every 3 minutes; a peer silent for 10 is dropped.
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port,
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=port,
                                            log_level="warning",
                                            ws_ping_interval=WS_PING_INTERVAL_S,
                                            ws_ping_timeout=WS_PING_TIMEOUT_S))
@@ -172,11 +190,11 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         with StopOnSignals(server):
             if args.record is None:
-                server.run()
+                server.run(sockets=[sock])
             else:
                 with record_to(app, args.record) as summary:
                     print(f"  recording to:           {args.record}", flush=True)
-                    server.run()
+                    server.run(sockets=[sock])
                 print(f"perpsim: recorded {summary.get('requests', 0)} requests to "
                       f"{args.record} (journal digest {summary.get('journal_digest')}); "
                       f"replay: perpsim replay {args.record}")

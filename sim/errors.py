@@ -7,6 +7,9 @@ they name the thing that was wrong and why.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class PerpsimError(Exception):
     """Base of every domain error; ``code`` is a stable machine-readable name."""
@@ -224,3 +227,18 @@ class ReduceOnlyConflict(OrderRejected):
     """reduceOnly sent in hedge mode, where the position side says it (Binance -4062)."""
 
     code = "reduce_only_conflict"
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """`` (did you mean 'crash'?)`` for the known name closest to a mistyped ``name``, or "".
+
+    Appended to "unknown scenario/profile/topic" messages where the names are resolved, so the
+    CLI, the control plane and the pytest plugin all suggest the same thing."""
+    names = list(known)
+    folded = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(name.lower(), list(folded), n=1, cutoff=0.6)
+    if not close:
+        # a name that is a prefix or a part of exactly one known name ("binance" → binance_coinm)
+        parts = [n for n in names if name and name.lower() in n.lower()]
+        close = [parts[0].lower()] if len(parts) == 1 else []
+    return f" (did you mean {folded[close[0]]!r}?)" if close else ""

@@ -29,7 +29,7 @@ from pydantic_core import ErrorDetails
 
 from perpsim.fixtures import PROFILES_DIR
 from perpsim.sim.bounded_json import too_deep
-from perpsim.sim.errors import ProfileError, UnknownSymbol
+from perpsim.sim.errors import ProfileError, UnknownSymbol, did_you_mean
 from perpsim.sim.money import RoundingRule
 
 HOUR_MS = 3_600_000
@@ -458,8 +458,9 @@ def load_profile(name_or_path: str | Path) -> Profile:
     if path.suffix != ".json" and not path.is_file():
         path = PROFILE_DIR / f"{name_or_path}.json"
         if not path.is_file():
-            known = ", ".join(bundled_profiles())
-            raise ProfileError(f"unknown profile {str(name_or_path)!r}; bundled: {known}")
+            text, known = str(name_or_path), bundled_profiles()
+            raise ProfileError(f"unknown profile {text!r}{did_you_mean(text, known)}; "
+                               f"bundled: {', '.join(known)}")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

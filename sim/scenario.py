@@ -37,7 +37,7 @@ import numpy as np
 from perpsim.fixtures import SCENARIOS_DIR
 from perpsim.sim import synthetic
 from perpsim.sim.bounded_json import too_deep
-from perpsim.sim.errors import ScenarioError
+from perpsim.sim.errors import ScenarioError, did_you_mean
 from perpsim.sim.funding_schedule import IntervalChange
 from perpsim.sim.scenario_csv import read_scenario_csv
 from perpsim.sim.synthetic import format_time_ms
@@ -343,8 +343,9 @@ def load_scenario(
     elif text in bundled:
         path = bundled[text]
     else:
-        names = ", ".join(["manual", *bundled])
-        raise ScenarioError(f"unknown scenario {text!r}; bundled scenarios: {names}")
+        names = ["manual", *bundled]
+        raise ScenarioError(f"unknown scenario {text!r}{did_you_mean(text, names)}; "
+                            f"bundled scenarios: {', '.join(names)}")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         if days is not None or resolution_ms is not None:

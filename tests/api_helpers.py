@@ -23,7 +23,7 @@ from perpsim.api.server import serve_in_thread
 from perpsim.sim.profile import Profile
 
 
-def serve(app: Any, *, timeout_s: float = 10.0) -> AbstractContextManager[str]:
+def serve(app: Any, *, timeout_s: float = 30.0) -> AbstractContextManager[str]:
     """Run ``app`` on a free loopback port in a thread (lifespan off); yields its base URL."""
     return serve_in_thread(app, timeout_s=timeout_s, lifespan="off")
 

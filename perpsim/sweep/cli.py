@@ -74,42 +74,51 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, description=__doc__,
         epilog="Spec format: see examples/sweep.toml. Flags override the spec's values.")
     sweep.add_argument("spec", nargs="?", default=None,
-                       help="TOML (or YAML) sweep spec; optional when flags say everything")
+                       help="TOML (or YAML) sweep spec; optional when flags say everything "
+                            "(default: none, the flags alone)")
     sweep.add_argument("--output", default=None, metavar="FILE.parquet",
                        help="results file (default: the spec's [sweep] output)")
     sweep.add_argument("--scenario", action="append", default=None, metavar="S",
-                       help="bundled scenario or CSV/JSON file (repeatable)")
+                       help="bundled scenario or CSV/JSON file (repeatable; default: the spec's)")
     sweep.add_argument("--seeds", type=_seeds, default=None, metavar="A-B",
-                       help="generator seeds, e.g. 0-9 or 0,3,7")
+                       help="generator seeds, e.g. 0-9 or 0,3,7 (default: the spec's, else 0)")
     sweep.add_argument("--profile", action="append", default=None, metavar="P",
-                       help="bundled profile (repeatable)")
+                       help="bundled profile (repeatable; default: the spec's)")
     sweep.add_argument("--grid", action="append", type=_assignment, default=[],
-                       metavar="NAME=V1,V2", help="a parameter axis, e.g. leverage=1,2,5")
+                       metavar="NAME=V1,V2",
+                       help="a parameter axis, e.g. leverage=1,2,5 (default: the spec's axes)")
     sweep.add_argument("--set", action="append", type=_assignment, default=[],
-                       metavar="NAME=V", help="a parameter fixed for every run")
+                       metavar="NAME=V",
+                       help="a parameter fixed for every run (default: the spec's [hedge])")
     sweep.add_argument("--random", type=_count, default=None, metavar="N",
-                       help="draw N parameter sets from the axes instead of the full grid")
+                       help="draw N parameter sets from the axes instead of the full grid "
+                            "(default: the full grid)")
     sweep.add_argument("--sample-seed", type=int, default=None, metavar="N",
-                       help="seed of the random draws")
+                       help="seed of the random draws (default: the spec's, else 0)")
     workers = sweep.add_mutually_exclusive_group()
     workers.add_argument("--workers", type=_count, default=None, metavar="N",
                          help="local worker processes (default: one per core; 1: serial)")
     workers.add_argument("--dask-workers", type=_count, default=None, metavar="N",
-                         help="run on a Dask LocalCluster of N worker processes")
+                         help="run on a Dask LocalCluster of N worker processes (default: no Dask)")
     workers.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                         help="run on the Dask cluster at ADDRESS (tcp://host:8786)")
+                         help="run on the Dask cluster at ADDRESS (tcp://host:8786; default: none)")
     sweep.add_argument("--over-wire", action="store_true",
                        help="each run through loopback HTTP (uvicorn) instead of in-process "
-                            "(slower; the same results)")
+                            "(slower; the same results; default: in-process)")
     sweep.add_argument("--report", nargs="?", const="", default=None, metavar="FILE",
                        help="write the HTML summary (default: the results file's name .html)")
     sweep.add_argument("--report-only", action="store_true",
-                       help="do not run: write the report from the results file")
-    sweep.add_argument("--x", default=None, help="the heatmaps' x parameter")
-    sweep.add_argument("--y", default=None, help="the heatmaps' y parameter")
+                       help="do not run: write the report from the results file "
+                            "(default: run)")
+    sweep.add_argument("--x", default=None,
+                       help="the heatmaps' x parameter (default: the first varied one)")
+    sweep.add_argument("--y", default=None,
+                       help="the heatmaps' y parameter (default: the second varied one, or seed)")
     sweep.add_argument("--list", action="store_true",
-                       help="print the runs' `perpsim hedge` commands and exit")
-    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+                       help="print the runs' `perpsim hedge` commands and exit "
+                            "(default: run them)")
+    sweep.add_argument("--quiet", action="store_true",
+                       help="no progress bar (default: a progress bar)")
     sweep.set_defaults(run=run_sweep_command)
     return sweep
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
+from perpsim.sim.errors import did_you_mean
 from perpsim.teach.model import Lesson
 
 # topic → module in perpsim.teach.lessons, in teaching order
@@ -30,7 +31,8 @@ class UnknownTopic(ValueError):
 def lesson_module(topic: str) -> ModuleType:
     """The module of a topic (UnknownTopic naming the topics if there is none)."""
     if topic not in TOPICS:
-        raise UnknownTopic(f"unknown topic {topic!r}; topics: {', '.join(TOPICS)}")
+        raise UnknownTopic(f"unknown topic {topic!r}{did_you_mean(topic, TOPICS)}; "
+                           f"topics: {', '.join(TOPICS)}")
     return import_module(f"perpsim.teach.lessons.{TOPICS[topic]}")
 
 

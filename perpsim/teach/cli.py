@@ -33,12 +33,13 @@ def add_teach_parser(subparsers: argparse._SubParsersAction[Any]) -> argparse.Ar
         description="Run a lesson: a real perpsim engine run whose numbers it quotes. Prints the "
         "lesson and writes an HTML chart file that opens offline. Without a topic, lists them.",
         epilog="topics:\n" + "\n".join(_topic_lines()))
-    teach.add_argument("topic", nargs="?", metavar="TOPIC", help="the lesson to run")
+    teach.add_argument("topic", nargs="?", metavar="TOPIC",
+                       help="the lesson to run (default: list the topics)")
     teach.add_argument("--out", default=".", metavar="DIR",
                        help="directory for the chart file perpsim-lesson-TOPIC.html (default: .)")
     teach.add_argument("--no-open", dest="open", action="store_false",
-                       help="do not open the chart in a browser (it opens only on a desktop "
-                       "session, from a terminal)")
+                       help="do not open the chart in a browser (default: open it, only on a "
+                       "desktop session, from a terminal)")
     teach.set_defaults(run=run_teach)
     return teach
 
