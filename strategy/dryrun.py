@@ -21,6 +21,7 @@ import httpx
 
 from perpsim.strategy.clock import SteppedClock
 from perpsim.strategy.connect import connect
+from perpsim.strategy.markets import hedge_market
 from perpsim.strategy.record import HedgeConfig, RunRecord
 from perpsim.strategy.resilience import resilient
 from perpsim.strategy.runner import Progress, run_hedge
@@ -87,7 +88,7 @@ async def dry_run(target: str | Transport, config: HedgeConfig, *,
         ex = connect(base, None, None, mode="async", config=ccxt_config)
         try:
             await ex.load_markets()
-            market = ex.market(config.symbol)
+            market = hedge_market(ex, config.coin, config.symbol)
             coin = market.get("settle") or market["base"]
             collateral = config.spot_btc if config.collateral_btc is None else \
                 config.collateral_btc

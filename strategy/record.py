@@ -23,7 +23,8 @@ DEMO_PROFILE = "binance_coinm"
 class HedgeConfig:
     """Everything a run needs to know (the CLI's options, docs/contract.md)."""
 
-    symbol: str = "BTCUSD_PERP"
+    coin: str = "BTC"  # the coin held; the hedge shorts the venue's inverse perpetual of it
+    symbol: str | None = None  # a market to trade instead (ccxt symbol or venue id)
     spot_btc: Decimal = Decimal(5)
     hedge_ratio: Decimal = Decimal(1)
     collateral_btc: Decimal | None = None  # None: all the spot (the 1x coin-collateral hedge)

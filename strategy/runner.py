@@ -25,6 +25,7 @@ import ccxt
 from perpsim.numbers import readable
 from perpsim.strategy.clock import Clock, WaitResult
 from perpsim.strategy.execution import ExecutionError, Executor, LegResult
+from perpsim.strategy.markets import hedge_market
 from perpsim.strategy.monitor import SPOT_BALANCE, Monitor, MonitorState, venue_order_kind
 from perpsim.strategy.plan import SATOSHI, HedgePlan, PlanError, dec, make_plan, tiers_from_ccxt
 from perpsim.strategy.record import HedgeConfig, RunRecord, Sample
@@ -124,7 +125,7 @@ class _Run:
     async def setup(self) -> HedgePlan:
         config, ex = self.config, self.ex
         await ex.load_markets()
-        market = ex.market(config.symbol)
+        market = hedge_market(ex, config.coin, config.symbol)
         self.symbol, self.market_id = market["symbol"], market["id"]
         self.coin = market.get("settle") or market["base"]
         tiers = tiers_from_ccxt((await ex.fetch_leverage_tiers([self.symbol]))[self.symbol])
