@@ -3,8 +3,9 @@
 Nothing here talks to the wire or reads a clock; the runner executes what comes back. Every
 rule is written for the short hedge this product runs, but the arithmetic keeps the side.
 
-* exit: the window's end, the index at a price target / stop, net funding paid past a budget,
-  or the position liquidated;
+* exit: the window's end, the index at a price target / stop, net funding paid past a budget
+  (before the settlement that would take it past, judged by the predicted rate), or the
+  position liquidated;
 * top up: the liquidation distance fell below ``topup_below_pct`` → move enough coin into the
   position's margin to put it back at ``topup_to_pct`` (futures wallet first, then spot);
 * rebalance: |hedge drift| beyond ``rebalance_drift_pct`` → re-size to the target;
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import decimal
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from perpsim.strategy.monitor import MonitorState
@@ -83,13 +85,60 @@ def _pct(value: Decimal | None) -> str:
 EXIT_MARGIN_MS = 60_000
 
 
+def _close_ms(state: MonitorState, config: HedgeConfig) -> int:
+    """How long closing may take: every slice may wait ``maker_wait_ms`` before it crosses,
+    plus a minute's margin."""
+    slices = -(-abs(state.position_contracts) // max(1, config.max_order_contracts))
+    return slices * max(0, config.maker_wait_ms) + EXIT_MARGIN_MS
+
+
 def exit_time_ms(state: MonitorState, config: HedgeConfig) -> int | None:
-    """When to start closing so the hedge is flat by ``end_ms``: every slice of the close may
-    wait ``maker_wait_ms`` before it crosses, plus a minute's margin."""
+    """When to start closing so the hedge is flat by ``end_ms``."""
     if config.end_ms is None:
         return None
-    slices = -(-abs(state.position_contracts) // max(1, config.max_order_contracts))
-    return config.end_ms - slices * max(0, config.maker_wait_ms) - EXIT_MARGIN_MS
+    return config.end_ms - _close_ms(state, config)
+
+
+def funding_check_time_ms(state: MonitorState, config: HedgeConfig) -> int | None:
+    """When to judge the funding budget against the next settlement: early enough to be flat
+    before it (None without a budget, a position or a known next funding time)."""
+    if config.funding_budget_btc is None or not state.position_contracts or \
+            state.next_funding_ms is None:
+        return None
+    return state.next_funding_ms - _close_ms(state, config)
+
+
+def predicted_funding_btc(state: MonitorState) -> Decimal | None:
+    """The next settlement's payment to the position at the predicted rate, valued at the mark
+    (+ received, − paid): a positive rate makes longs pay shorts."""
+    rate = state.funding_rate_predicted
+    if rate is None or not state.position_contracts or state.mark_usd <= 0:
+        return None
+    return -state.position_contracts * state.contract_size_usd / state.mark_usd * rate
+
+
+def _funding_budget_exit(state: MonitorState, config: HedgeConfig) -> Exit | None:
+    """Exit now if the next settlement, at the predicted rate, would take net funding paid past
+    the budget, and it is time to close so as to be flat before it."""
+    budget, check = config.funding_budget_btc, funding_check_time_ms(state, config)
+    upcoming = predicted_funding_btc(state)
+    if budget is None or check is None or upcoming is None or state.next_funding_ms is None:
+        return None
+    if not check <= state.time_ms < state.next_funding_ms:
+        return None
+    paid_after = -(state.funding_cum_btc + upcoming)
+    if paid_after <= budget:
+        return None
+    rate = state.funding_rate_predicted or ZERO
+    return Exit("funding_budget",
+                f"the settlement at {_utc(state.next_funding_ms)} would pay "
+                f"{(-upcoming).quantize(SATOSHI)} at the predicted rate "
+                f"{rate * HUNDRED:.4f}%, taking net funding paid to "
+                f"{paid_after.quantize(SATOSHI)} past the budget {budget}: closed before it")
+
+
+def _utc(t_ms: int) -> str:
+    return datetime.fromtimestamp(t_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def exit_trigger(state: MonitorState, config: HedgeConfig) -> Exit | None:
@@ -107,9 +156,10 @@ def exit_trigger(state: MonitorState, config: HedgeConfig) -> Exit | None:
                                    f"{config.exit_below_usd}")
     budget = config.funding_budget_btc
     if budget is not None and -state.funding_cum_btc > budget:
+        # the settlement came sooner or paid more than predicted
         return Exit("funding_budget", f"net funding paid {-state.funding_cum_btc} exceeds the "
                                       f"budget {budget}")
-    return None
+    return _funding_budget_exit(state, config)
 
 
 # ---- top-up ------------------------------------------------------------------------------------

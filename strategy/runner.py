@@ -29,7 +29,16 @@ from perpsim.strategy.markets import hedge_market
 from perpsim.strategy.monitor import SPOT_BALANCE, Monitor, MonitorState, venue_order_kind
 from perpsim.strategy.plan import SATOSHI, HedgePlan, PlanError, dec, make_plan, tiers_from_ccxt
 from perpsim.strategy.record import HedgeConfig, RunRecord, Sample
-from perpsim.strategy.rules import Exit, Rebalance, TopUp, Warn, decide, exit_time_ms, wake_levels
+from perpsim.strategy.rules import (
+    Exit,
+    Rebalance,
+    TopUp,
+    Warn,
+    decide,
+    exit_time_ms,
+    funding_check_time_ms,
+    wake_levels,
+)
 
 ZERO = Decimal(0)
 Progress = Callable[[float, int], None]
@@ -280,6 +289,9 @@ class _Run:
             leave = exit_time_ms(state, config)
             if leave is not None:
                 until = min(until, max(leave, now))
+            check = funding_check_time_ms(state, config)
+            if check is not None and check > now:  # judge the budget before the settlement
+                until = min(until, check)
             levels = wake_levels(state, config)
             if idle >= MAX_IDLE_WAITS:  # something keeps waking us at once: plain time step
                 waited = await self.clock.wait(max(until, now + 1))

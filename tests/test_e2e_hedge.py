@@ -137,12 +137,21 @@ def test_squeeze_5x_thin_collateral_without_top_ups_is_liquidated(base_url: str)
 
 def test_funding_flip_exits_on_the_funding_budget(base_url: str) -> None:
     record = run(base_url, "funding_flip", funding_budget_btc=D("0.005"))
-    assert "funding" in record.exit_reason
-    assert any(e["type"] == "exit" and "funding" in e["detail"] for e in record.events)
+    assert record.exit_reason == "funding_budget"
+    [detail] = [e["detail"] for e in record.events if e["type"] == "exit"]
+    assert "at the predicted rate" in detail
     assert record.end_ms is not None
     end = scenario_end(base_url)
     assert record.end_ms < end - 12 * 3_600_000  # well before the last row
-    assert record.funding_btc < D("-0.005")  # net paid beyond the budget
+    # closed BEFORE the settlement that would have breached it: never past the budget
+    paid = D(0)
+    for e in record.events:
+        if e["type"] == "funding.payment":
+            paid -= D(e["amount"])
+            assert paid <= D("0.005"), e
+    assert record.funding_btc >= D("-0.005")
+    assert all(e["time"] < record.end_ms for e in record.events
+               if e["type"] == "funding.payment")
     assert not record.liquidated
     assert record.samples[-1].position_contracts == 0
 

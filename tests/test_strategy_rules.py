@@ -17,7 +17,9 @@ from perpsim.strategy.rules import (
     drift_levels,
     exit_time_ms,
     exit_trigger,
+    funding_check_time_ms,
     funding_warning,
+    predicted_funding_btc,
     rebalance,
     topup,
     topup_amount,
@@ -93,6 +95,29 @@ def test_exit_when_net_funding_paid_exceeds_the_budget() -> None:
     assert exit_trigger(state(funding_cum_btc=D("-0.01000001")), config).reason == (  # type: ignore[union-attr]
         "funding_budget")
     assert exit_trigger(state(funding_cum_btc=D("5")), config) is None
+
+
+def test_the_funding_budget_exits_before_the_settlement_that_would_breach_it() -> None:
+    # 3,000 contracts at mark 60,000 are worth 5 BTC: a -0.1 % rate makes the short pay 0.005
+    config = replace(CONFIG, funding_budget_btc=D("0.01"), maker_wait_ms=60_000)
+    settle = 8 * 3_600_000
+    check = funding_check_time_ms(state(next_funding_ms=settle), config)
+    assert check == settle - 3 * 60_000  # two slices of 2,000 may each wait a minute, + 1 min
+    due = state(time_ms=check, next_funding_ms=settle, funding_rate_predicted=D("-0.001"),
+                funding_cum_btc=D("-0.006"))
+    assert predicted_funding_btc(due) == D("-0.005")
+    ex = exit_trigger(due, config)
+    assert ex is not None
+    assert ex.reason == "funding_budget"
+    assert "would pay 0.00500000 at the predicted rate -0.1000%" in ex.detail
+    assert "net funding paid to 0.01100000 past the budget 0.01" in ex.detail
+    # not yet time to judge, within the budget after it, or a rate the short receives
+    assert exit_trigger(replace(due, time_ms=check - 1), config) is None
+    assert exit_trigger(replace(due, funding_cum_btc=D("-0.005")), config) is None
+    assert exit_trigger(replace(due, funding_rate_predicted=D("0.001")), config) is None
+    # no budget, no check
+    assert funding_check_time_ms(due, CONFIG) is None
+    assert exit_trigger(due, CONFIG) is None
 
 
 def test_exit_after_a_liquidation_takes_priority() -> None:

@@ -342,13 +342,20 @@ def test_cli_runs_a_lesson_and_writes_its_chart(tmp_path: Path,
     assert "ADL" in out
 
 
-def test_cli_reports_an_unwritable_directory(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("where", ["file", "file/sub"])
+def test_cli_refuses_an_unwritable_directory_before_running(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        where: str) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    assert _run(["teach", "inverse-pnl", "--out", str(blocker), "--no-open"]) == 1
-    [line] = capsys.readouterr().err.splitlines()
-    assert line.startswith("perpsim: error: cannot write the chart file")
+    ran: list[str] = []
+    monkeypatch.setattr("perpsim.teach.cli.run_lesson", ran.append)
+    assert _run(["teach", "inverse-pnl", "--out", str(tmp_path / where), "--no-open"]) == 2
+    captured = capsys.readouterr()
+    assert ran == []  # refused before the lesson ran
+    assert captured.out == ""
+    [line] = captured.err.splitlines()
+    assert line.startswith(f"perpsim: error: cannot write the chart file in {tmp_path / where}")
 
 
 def test_sparkline_scales_and_gaps() -> None:

@@ -3,7 +3,8 @@
 Wired into perpsim/cli.py with ``add_teach_parser(sub)``; the parser's default ``run`` is
 ``run_teach``. Without a topic it lists the topics. With one it runs the lesson (a real engine
 run, in-process), prints it and writes ``DIR/perpsim-lesson-TOPIC.html``, printing its path.
-Exit codes as for the rest of perpsim: 0 success, 2 unknown topic, 1 the file cannot be written.
+Exit codes as for the rest of perpsim: 0 success, 2 unknown topic or an ``--out`` directory that
+cannot be written (checked before the lesson runs), 1 the file cannot be written after all.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import webbrowser
 from pathlib import Path
 from typing import Any
 
-from perpsim.teach import TOPICS, UnknownTopic, run_lesson, topics
+from perpsim.teach import TOPICS, UnknownTopic, lesson_module, run_lesson, topics
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -52,6 +54,17 @@ def _can_open_browser() -> bool:
         os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def _writable_dir(out: Path) -> str | None:
+    """Why charts cannot be written into ``out`` (created if missing), or None if they can."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    return None
+
+
 def run_teach(args: argparse.Namespace) -> int:
     """List the topics, or run one lesson: print it, write its chart file, maybe open it."""
     from perpsim.teach.render import print_lesson, write_lesson_html  # plotly: only when needed
@@ -62,10 +75,17 @@ def run_teach(args: argparse.Namespace) -> int:
         print("\n".join(_topic_lines()))
         return EXIT_OK
     try:
-        lesson = run_lesson(topic)
+        lesson_module(topic)
     except UnknownTopic as exc:
         print(f"perpsim: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    # before the lesson runs: a bad --out costs nothing and prints no half-finished lesson
+    problem = _writable_dir(Path(args.out).expanduser())
+    if problem is not None:
+        print(f"perpsim: error: cannot write the chart file in {args.out}: {problem}",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    lesson = run_lesson(topic)
     print_lesson(lesson)
     try:
         path = write_lesson_html(lesson, Path(args.out))
