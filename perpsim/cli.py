@@ -314,6 +314,26 @@ def _market(args: argparse.Namespace) -> ServerState:
     return state
 
 
+def _check_exit_levels(config: HedgeConfig, state: ServerState) -> None:
+    """--exit-above / --exit-below must lie on their side of the index at the start: a target
+    already reached would close the hedge the moment it opened (BadInput)."""
+    if config.exit_above_usd is None and config.exit_below_usd is None:
+        return
+    ex = state.exchange
+    perp = next((i for i in ex.profile.instruments
+                 if i.is_perpetual and i.margin_asset == config.coin), None)
+    if perp is None:
+        return  # the run itself reports that there is nothing to hedge with
+    index = ex.index_price(perp.symbol)
+    shown = f"{index:,.2f}"
+    if config.exit_above_usd is not None and config.exit_above_usd <= index:
+        raise BadInput(f"--exit-above {config.exit_above_usd} is not above the index at the "
+                       f"start ({shown}): the hedge would exit as soon as it opened")
+    if config.exit_below_usd is not None and config.exit_below_usd >= index:
+        raise BadInput(f"--exit-below {config.exit_below_usd} is not below the index at the "
+                       f"start ({shown}): the hedge would exit as soon as it opened")
+
+
 def run_job(args: argparse.Namespace, *, report: str | None, title: str) -> int:
     """Run the hedge over real HTTP against an in-process server; print results."""
     import asyncio
@@ -327,6 +347,7 @@ def run_job(args: argparse.Namespace, *, report: str | None, title: str) -> int:
 
     config = hedge_config(args)
     state = _market(args)
+    _check_exit_levels(config, state)
     from perpsim.strategy.dryrun import dry_run  # after the checks: bad input never waits for ccxt
     from perpsim.strategy.plan import PlanError
 
@@ -340,8 +361,9 @@ def run_job(args: argparse.Namespace, *, report: str | None, title: str) -> int:
             if args.json:
                 record = asyncio.run(job)
             else:
-                with _ProgressBar(f"hedging on {args.scenario}"):
+                with _ProgressBar(f"hedging on {args.scenario}") as bar:
                     record = asyncio.run(job)
+                    bar.finish(record)
     except PlanError as error:
         print(f"perpsim: error: the hedge cannot be planned: {_one_line(error)}",
               file=sys.stderr)
@@ -355,8 +377,12 @@ def run_job(args: argparse.Namespace, *, report: str | None, title: str) -> int:
     if args.json:
         result = to_json(record, **meta, report=None if written is None else str(written))
         print(json.dumps(result))
-        return EXIT_OK
-    _print_summary(record, f"{title} · {args.scenario}", written, elapsed)
+    else:
+        _print_summary(record, f"{title} · {args.scenario}", written, elapsed)
+    if record.liquidated and getattr(args, "fail_on_liquidation", False):
+        print("perpsim: the hedge was liquidated (exit 1: --fail-on-liquidation)",
+              file=sys.stderr)
+        return EXIT_FAILURE
     return EXIT_OK
 
 
@@ -392,6 +418,16 @@ class _ProgressBar:
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
         _ProgressBar.current = None
+
+    def finish(self, record: RunRecord) -> None:
+        """Leave the bar at 100 % when the run reached its end, else say why it stopped."""
+        from perpsim.strategy.results import stop_text
+
+        why = stop_text(record)
+        if why is None:
+            self.progress.update(self.task, completed=1.0)
+        else:
+            self.progress.update(self.task, description=f"stopped early: {why}")
 
     @staticmethod
     def update(fraction: float, now_ms: int) -> None:

@@ -252,7 +252,7 @@ class HedgePlan:
         else:
             lines.append(
                 f"Estimated liquidation price {fmt(self.liquidation_price_usd)} USD, "
-                f"{fmt(self.liquidation_distance_pct, 1)}% above the mark "
+                f"{fmt(self.liquidation_price_usd / self.mark_usd, 2)}× the mark "
                 f"{fmt(self.mark_usd)} (MMR {fmt(self.tier.mmr * HUNDRED, 2)}%).")
         direction = "receive" if self.funding_per_day_btc >= 0 else "pay"
         lines.append(

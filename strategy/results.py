@@ -283,6 +283,52 @@ def min_liquidation_distance_pct(record: RunRecord) -> Decimal | None:
     return min(distances) if distances else None
 
 
+def closest_liquidation(record: RunRecord) -> Sample | None:
+    """The sample at which the mark came closest to the liquidation price (None: never had
+    one). Shown as that price and its multiple of the mark: a 1x-ish short's liquidation price
+    can be 1,000× the mark, which reads badly as "99,900 %"."""
+    near = [(d, s) for s in record.samples if (d := liquidation_distance_pct(s)) is not None]
+    return min(near, key=lambda pair: pair[0])[1] if near else None
+
+
+def _mark_multiple(sample: Sample) -> Decimal:
+    assert sample.liquidation_price_usd is not None
+    return sample.liquidation_price_usd / sample.mark_usd
+
+
+def closest_liquidation_text(record: RunRecord) -> str:
+    """The closest liquidation price in words: price, multiple of the mark, when."""
+    if record.liquidated:
+        return "reached: " + (stop_text(record) or "liquidated")
+    sample = closest_liquidation(record)
+    if sample is None or sample.liquidation_price_usd is None:
+        return "none (no liquidation price)"
+    return (f"{sample.liquidation_price_usd:,.2f} USD = {_mark_multiple(sample):,.2f}× the mark "
+            f"{sample.mark_usd:,.2f} (at {iso(sample.time_ms)})")
+
+
+def stop_text(record: RunRecord) -> str | None:
+    """Why the run stopped before the end of its window, in a few words (None: it did not)."""
+    if record.exit_reason in ("", "end"):
+        return None
+    if record.exit_reason in ("liquidated", "adl"):
+        hit = next((e for e in record.events if e.get("type") in ("liquidation", "adl")), None)
+        if hit is None:
+            return "liquidated" if record.exit_reason == "liquidated" else "auto-deleveraged"
+        t = int(hit["time"])
+        before = [s for s in record.samples if s.time_ms <= t] or record.samples[:1]
+        mark = f", mark {before[-1].mark_usd:,.2f}" if before else ""
+        what = "liquidated" if record.exit_reason == "liquidated" else "auto-deleveraged"
+        return f"{what} at {iso(t)}{mark}"
+    if record.exit_reason == "funding_budget":
+        return f"funding budget {record.config.funding_budget_btc} BTC"
+    if record.exit_reason == "price_above":
+        return f"index reached --exit-above {record.config.exit_above_usd}"
+    if record.exit_reason == "price_below":
+        return f"index reached --exit-below {record.config.exit_below_usd}"
+    return exit_reason_text(record)
+
+
 # ---- outputs ---------------------------------------------------------------------------------
 def plain(value: Any) -> Any:
     """``value`` with Decimals as strings, tuples as lists, recursively (JSON-safe)."""
@@ -332,12 +378,23 @@ def to_json(record: RunRecord, **meta: Any) -> dict[str, Any]:
         "other_btc": btc(att.other_btc),
         "topups_btc": btc(record.topups_btc),
         "min_liquidation_distance_pct": fmt(mld, _PCT),
+        **_closest_json(record),
         "max_drawdown_hedged_pct": fmt(eff.max_drawdown_hedged_pct, _PCT),
         "max_drawdown_unhedged_pct": fmt(eff.max_drawdown_unhedged_pct, _PCT),
         "variance_reduction": fmt(eff.variance_reduction, _RATIO),
         "config": plain(asdict(record.config)),
         "events": [plain(event) for event in record.events],
     }
+
+
+def _closest_json(record: RunRecord) -> dict[str, str | None]:
+    sample = closest_liquidation(record)
+    if sample is None or sample.liquidation_price_usd is None:
+        return {"closest_liquidation_price_usd": None, "closest_liquidation_mark_usd": None,
+                "closest_liquidation_mark_multiple": None}
+    return {"closest_liquidation_price_usd": usd(sample.liquidation_price_usd),
+            "closest_liquidation_mark_usd": usd(sample.mark_usd),
+            "closest_liquidation_mark_multiple": fmt(_mark_multiple(sample), _RATIO)}
 
 
 def _pct_change(new: Decimal, old: Decimal) -> str:
@@ -387,7 +444,6 @@ def summary_rows(record: RunRecord) -> list[tuple[str, str]]:
     """(label, value) rows of the summary table the CLI prints."""
     att = attribution(record)
     eff = effectiveness(record)
-    mld = min_liquidation_distance_pct(record)
     size = contract_size_usd(record)
     entry = "—" if record.entry_price_usd is None else f"{record.entry_price_usd:,.2f}"
     exit_ = "—" if record.exit_price_usd is None else f"{record.exit_price_usd:,.2f}"
@@ -410,8 +466,7 @@ def summary_rows(record: RunRecord) -> list[tuple[str, str]]:
         ("Funding", _coin_usd(att.funding_btc, att.funding_usd)),
         ("Fees", _coin_usd(-att.fees_btc, -att.fees_usd)),
         ("Top-ups", f"{record.topups_btc:.8f} BTC"),
-        ("Min. liquidation distance", "none (no liquidation price)" if mld is None
-         else f"{mld:.2f} %"),
+        ("Closest liquidation price", closest_liquidation_text(record)),
         ("Max drawdown", f"{eff.max_drawdown_hedged_pct:.2f} % hedged, "
                          f"{eff.max_drawdown_unhedged_pct:.2f} % unhedged"),
         ("Variance reduction", "n/a" if vr is None else f"{vr * HUNDRED:.1f} %"),

@@ -26,6 +26,7 @@ from perpsim.strategy.results import (
     effectiveness,
     max_drawdown_pct,
     min_liquidation_distance_pct,
+    stop_text,
     summary_rows,
     to_json,
     variance_reduction,
@@ -160,6 +161,8 @@ def test_to_json_has_the_contract_fields_as_strings() -> None:
     assert result["futures_pnl_btc"] == "1.25000000"
     assert result["basis_btc"] == "0.25000000"
     assert result["min_liquidation_distance_pct"] == "5.00"
+    assert (result["closest_liquidation_price_usd"], result["closest_liquidation_mark_usd"],
+            result["closest_liquidation_mark_multiple"]) == ("57750.00", "55000.00", "1.0500")
     assert result["config"]["spot_btc"] == "5"
     assert [e["type"] for e in result["events"]] == ["hedge.open", "hedge.close"]
     assert result["events"][0] == {"time": T0, "type": "hedge.open", "contracts": 3000,
@@ -174,7 +177,8 @@ def test_summary_rows_read_well() -> None:
     assert rows["End value, unhedged"] == "$250,000.00  (-16.67 %)"
     assert rows["Funding"] == "+0.01000000 BTC (+$500.00)"
     assert rows["Fees"] == "-0.00300000 BTC (-$150.00)"
-    assert rows["Min. liquidation distance"] == "5.00 %"
+    # the closest: 57,750 vs the mark 55,000, as a price and a multiple of the mark
+    assert rows["Closest liquidation price"].startswith("57,750.00 USD = 1.05× the mark 55,000.00")
     total = attribution_rows(hand_record())[-1]
     assert total == ("Total: hedged portfolio change", "+1.25700000", "+12,850.00")
 
@@ -186,3 +190,33 @@ def test_a_record_without_samples() -> None:
     assert att.end_price_usd == 48_000  # the exit fill stands in for the missing index
     assert att.other_btc == 0
     assert to_json(record)["max_drawdown_hedged_pct"] == "0.00"
+
+
+def test_a_far_liquidation_price_reads_as_a_price_and_a_multiple_of_the_mark() -> None:
+    record = hand_record()
+    record.samples = [sample(0, "60000", liq="82645000"), sample(1, "60040", liq="90000000")]
+    rows = dict(summary_rows(record))
+    # not "137,641.67 %": the price, its multiple of the mark, and when
+    assert rows["Closest liquidation price"] == (
+        "82,645,000.00 USD = 1,377.42× the mark 60,000.00 (at 2024-01-01T00:00:00Z)")
+    assert "%" not in rows["Closest liquidation price"]
+    record.samples = [sample(0, "60000")]
+    assert dict(summary_rows(record))["Closest liquidation price"] == (
+        "none (no liquidation price)")
+
+
+def test_why_a_run_stopped_early_in_a_few_words() -> None:
+    record = hand_record()
+    record.exit_reason = "end"
+    assert stop_text(record) is None
+    record.exit_reason, record.liquidated = "liquidated", True
+    record.event(T0 + HOUR, "liquidation", contracts_before=-3000, contracts_after=0)
+    assert stop_text(record) == "liquidated at 2024-01-01T01:00:00Z, mark 55,000.00"
+    assert dict(summary_rows(record))["Closest liquidation price"] == (
+        "reached: liquidated at 2024-01-01T01:00:00Z, mark 55,000.00")
+    record.exit_reason, record.liquidated = "funding_budget", False
+    record.config = HedgeConfig(funding_budget_btc=D("0.005"))
+    assert stop_text(record) == "funding budget 0.005 BTC"
+    record.exit_reason = "price_above"
+    record.config = HedgeConfig(exit_above_usd=D(70000))
+    assert stop_text(record) == "index reached --exit-above 70000"
