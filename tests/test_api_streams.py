@@ -107,9 +107,13 @@ class RawSocket:
         self.frames.append(frame)
         return frame
 
-    async def drain(self, quiet_s: float = 0.5) -> list[Any]:
-        """Read until nothing arrives for ``quiet_s``; the frames read."""
-        got = []
+    async def drain(self, quiet_s: float = 0.5, *,
+                    until: Callable[[list[Any]], bool] | None = None) -> list[Any]:
+        """Read until ``until(frames)`` holds (each frame awaited up to WAIT_S: a busy machine
+        may pause longer than ``quiet_s``), then until nothing arrives for ``quiet_s``."""
+        got: list[Any] = []
+        while until is not None and not until(got):
+            got.append(await self.recv())
         while True:
             try:
                 got.append(await self.recv(quiet_s))
@@ -281,13 +285,14 @@ def test_raw_depth_frames_chain_on_the_rest_counter(market: Market) -> None:
             snapshot = await within(trader.fetch_order_book(SYMBOL, 1000))
             await within(trader.create_order(SYMBOL, "limit", "sell", 3, 60500))
             await control(market.prices, "60100")
-            frames = [f for f in await ws.drain() if f["e"] == "depthUpdate"]
+            rest = await within(trader.fetch_order_book(SYMBOL, 1000))  # stepped: stays put
+            frames = [f for f in await ws.drain(until=lambda got: any(
+                f.get("u") == rest["nonce"] for f in got)) if f["e"] == "depthUpdate"]
             assert frames
             assert frames[0]["U"] <= snapshot["nonce"] + 1 <= frames[0]["u"]
             for before, after in itertools.pairwise(frames):
                 assert after["pu"] == before["u"]
                 assert after["U"] == before["u"] + 1
-            rest = await within(trader.fetch_order_book(SYMBOL, 1000))
             assert frames[-1]["u"] == rest["nonce"]
             assert set(frames[0]) == {"e", "E", "T", "s", "ps", "U", "u", "pu", "b", "a"}
             assert ["60500.0", "3"] in [a for f in frames for a in f["a"]]
@@ -396,7 +401,9 @@ def test_isolated_margin_and_transfers_account_updates_match_rest(market: Market
                 await within(ex.dapiPrivatePostPositionMargin(
                     {"symbol": MARKET_ID, "amount": "0.001", "type": 1}))
                 await control(market.advance, 8 * 3_600_000)
-                frames = await user.drain()
+                frames = await user.drain(until=lambda got: any(
+                    f.get("e") == "ACCOUNT_UPDATE" and f["a"]["m"] == "FUNDING_FEE"
+                    for f in got))
             rest_balance = await within(ex.fetch_balance())
             rest_position = (await within(ex.fetch_positions([SYMBOL])))[0]["info"]
         updates = [f["a"] for f in frames if f["e"] == "ACCOUNT_UPDATE"]
@@ -523,8 +530,15 @@ def test_thirty_days_in_one_advance_coalesce_market_frames_not_user_events(
             await control(market.prices, "61500")  # fills the resting sell: 30 long remain
             events = await control(market.advance, 30 * DAY_MS)
             await control(market.prices, "62000")
-            market_frames = await public.drain(1.5)  # > the 1 s cadence: the last state too
-            user_frames = await user.drain()
+            end_ms = START_MS + 30 * DAY_MS
+            market_frames = await public.drain(1.5, until=lambda got: any(  # the last state
+                f.get("e") == "markPriceUpdate" and f["E"] == end_ms
+                and f["i"] == "62000.00000000" for f in got))
+            paid = sum(1 for e in events if e.get("account_id") == creds["account_id"]
+                       and e["type"] == "funding.payment" and Decimal(e["amount"]) != 0)
+            user_frames = await user.drain(until=lambda got: sum(
+                1 for f in got if f.get("e") == "ACCOUNT_UPDATE"
+                and f["a"]["m"] == "FUNDING_FEE") >= paid)
         mine = [e for e in events if e.get("account_id") == creds["account_id"]]
         payments = [e for e in mine if e["type"] == "funding.payment"
                     and Decimal(e["amount"]) != 0]
