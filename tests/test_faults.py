@@ -311,22 +311,30 @@ async def _user_stream(live: Live, creds: dict[str, str]) -> tuple[Any, str]:
     return ws, key
 
 
-async def _collect(ws: Any, quiet_s: float = 0.6) -> tuple[list[dict[str, Any]], int | None]:
-    """Frames until the socket closes or stays quiet; (frames, close code or None)."""
-    frames = []
+async def _collect(ws: Any, expect: int, quiet_s: float = 0.6
+                   ) -> tuple[list[dict[str, Any]], int | None, float | None]:
+    """Frames until the socket closes, or until ``expect`` frames came (each awaited up to
+    10 s: a busy machine may pause longer than ``quiet_s``) and then none for ``quiet_s``;
+    (frames, close code or None, monotonic time of the first frame)."""
+    frames: list[dict[str, Any]] = []
+    first_at = None
     try:
         while True:
-            frames.append(json.loads(await asyncio.wait_for(ws.recv(), quiet_s)))
+            wait_s = 10.0 if len(frames) < expect else quiet_s
+            frames.append(json.loads(await asyncio.wait_for(ws.recv(), wait_s)))
+            first_at = first_at or time.monotonic()
     except TimeoutError:
-        return frames, None
+        return frames, None, first_at
     except websockets.ConnectionClosed as closed:
-        return frames, closed.rcvd.code if closed.rcvd else None
+        return frames, closed.rcvd.code if closed.rcvd else None, first_at
 
 
-def _streams(live: Live, two: Any, *specs: dict[str, Any]) -> dict[str, Any]:
-    """Both accounts' user streams while each places one market order (3 frames each)."""
+def _streams(live: Live, two: Any, *specs: dict[str, Any], expect_a: int = 3) -> dict[str, Any]:
+    """Both accounts' user streams while each places one market order (3 frames each, or
+    ``expect_a`` for the faulted account a)."""
     a, b = two
     live.post("faults", list(specs))
+    expect = {"a": expect_a, "b": 3}
 
     async def scenario() -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -335,23 +343,18 @@ def _streams(live: Live, two: Any, *specs: dict[str, Any]) -> dict[str, Any]:
             ex = connect(live.base_url, creds["api_key"], creds["api_secret"])
             t0 = time.monotonic()
             await asyncio.to_thread(ex.create_order, SYMBOL, "market", "sell", 10)
-            first = asyncio.ensure_future(ws.recv())
-            done, _ = await asyncio.wait({first}, timeout=3)
-            first_s = time.monotonic() - t0 if first in done and not first.exception() else None
-            frames, code = await _collect(ws)
-            if first in done and not first.exception():
-                frames.insert(0, json.loads(first.result()))
+            frames, code, first_at = await _collect(ws, expect[who])
             out[who] = {"frames": [f.get("e") for f in frames], "code": code, "key": key,
-                        "first_s": first_s}
+                        "first_s": None if first_at is None else first_at - t0}
             await ws.close()
         return out
 
-    return asyncio.run(asyncio.wait_for(scenario(), 30))
+    return asyncio.run(asyncio.wait_for(scenario(), 90))
 
 
 def test_ws_disconnect_closes_only_the_named_accounts_stream(live: Live, two: Any) -> None:
     got = _streams(live, two, {"kind": "ws_disconnect", "account_id": two[0]["account_id"],
-                               "after": 1, "count": 1})
+                               "after": 1, "count": 1}, expect_a=1)
     assert got["a"]["frames"] == ["ORDER_TRADE_UPDATE"]
     assert got["a"]["code"] == 1001
     assert got["b"]["frames"] == ["ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE"]
@@ -360,7 +363,7 @@ def test_ws_disconnect_closes_only_the_named_accounts_stream(live: Live, two: An
 
 def test_ws_drop_loses_only_the_named_stream(live: Live, two: Any) -> None:
     got = _streams(live, two, {"kind": "ws_drop", "account_id": two[0]["account_id"],
-                               "stream": "ORDER_TRADE_UPDATE"})
+                               "stream": "ORDER_TRADE_UPDATE"}, expect_a=1)
     assert got["a"]["frames"] == ["ACCOUNT_UPDATE"]
     assert got["b"]["frames"] == ["ORDER_TRADE_UPDATE", "ACCOUNT_UPDATE", "ORDER_TRADE_UPDATE"]
 
@@ -377,7 +380,8 @@ def test_ws_delay_makes_frames_late_but_in_order(live: Live, two: Any) -> None:
 
 def test_listen_key_expiry_ends_the_stream_and_the_key(live: Live, two: Any) -> None:
     a, _ = two
-    got = _streams(live, two, {"kind": "listen_key_expiry", "account_id": a["account_id"]})
+    got = _streams(live, two, {"kind": "listen_key_expiry", "account_id": a["account_id"]},
+                   expect_a=1)
     assert got["a"]["frames"] == ["listenKeyExpired"]
     assert got["a"]["code"] == 1000
     assert len(got["b"]["frames"]) == 3
