@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,13 +24,20 @@ import httpx
 import pytest
 
 from perpsim.api.app import create_app
-from perpsim.api.harness import install_harness
+from perpsim.api.harness import Harness, install_harness
 from perpsim.api.server import serve_in_thread
 from perpsim.api.state import ServerConfig
 from perpsim.strategy.clock import SteppedClock
 from perpsim.strategy.connect import connect
 from perpsim.strategy.record import HedgeConfig, RunRecord
-from perpsim.strategy.resilience import Stats, resilient
+from perpsim.strategy.resilience import (
+    ResilientExchange,
+    RetryPolicy,
+    Sleep,
+    Stats,
+    clock_time_passer,
+    resilient,
+)
 from perpsim.strategy.runner import run_hedge
 
 HOUR = 3_600_000
@@ -37,11 +45,16 @@ Faults = Callable[[int, str], list[dict[str, Any]]]  # (start ms, account id) â†
 
 
 @pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
+def served() -> Iterator[tuple[str, Harness]]:
     app = create_app(ServerConfig())
-    install_harness(app)
+    harness = install_harness(app)
     with serve_in_thread(app) as url:
-        yield url
+        yield url, harness
+
+
+@pytest.fixture(scope="module")
+def base_url(served: tuple[str, Harness]) -> str:
+    return served[0]
 
 
 @dataclass
@@ -59,7 +72,8 @@ class Run:
         return sum(f["fired"] for f in self.faults["faults"] if f["kind"] == kind)
 
 
-async def _hedge(base_url: str, faults: Faults, timeout_ms: int | None) -> Run:
+async def _hedge(base_url: str, faults: Faults, timeout_ms: int | None,
+                 sleep: Sleep | None) -> Run:
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as http:
         await http.delete("/control/faults")
         state = (await http.post("/control/reset", json={
@@ -74,7 +88,8 @@ async def _hedge(base_url: str, faults: Faults, timeout_ms: int | None) -> Run:
                      config={"timeout": timeout_ms} if timeout_ms else None)
         clock = SteppedClock(base_url, symbol="BTCUSD_PERP", account_id=account["account_id"],
                              http=http)
-        client = resilient(ex, seed=1, clock=clock)
+        client = resilient(ex, seed=1, clock=clock) if sleep is None else ResilientExchange(
+            ex, RetryPolicy(seed=1), pass_time=clock_time_passer(clock), sleep=sleep)
         try:
             record = await run_hedge(config, client, clock)
         finally:
@@ -87,9 +102,11 @@ async def _hedge(base_url: str, faults: Faults, timeout_ms: int | None) -> Run:
     return Run(record, journal, stats, client.stats, account["account_id"], start)
 
 
-def hedge(base_url: str, faults: Faults, *, timeout_ms: int | None = None) -> Run:
-    """The hedge with ``faults`` installed, checked for completeness and order integrity."""
-    run = asyncio.run(asyncio.wait_for(_hedge(base_url, faults, timeout_ms), 60))
+def hedge(base_url: str, faults: Faults, *, timeout_ms: int | None = None,
+          sleep: Sleep | None = None) -> Run:
+    """The hedge with ``faults`` installed, checked for completeness and order integrity
+    (``sleep``: how the client waits, instead of asyncio.sleep)."""
+    run = asyncio.run(asyncio.wait_for(_hedge(base_url, faults, timeout_ms, sleep), 180))
     record = run.record
     assert record.exit_reason == "end"
     assert not record.liquidated
@@ -135,9 +152,24 @@ def test_survives_5xx_including_orders_executed_but_unanswered(base_url: str) ->
     assert run.client.retries >= 1
 
 
-def test_survives_rate_limits_by_honouring_retry_after(base_url: str) -> None:
-    run = hedge(base_url, lambda start, account: [
-        {"kind": "rate_limit", "limit": 250, "interval_ms": 1000}])
+def test_survives_rate_limits_by_honouring_retry_after(served: tuple[str, Harness]) -> None:
+    # The budget is counted on a wall clock that moves only while the client waits: every
+    # request up to the first 429 falls in one window however slow the machine is (on the real
+    # clock a loaded machine never spent 250 weight within one second, and nothing fired).
+    base_url, harness = served
+    wall = {"ms": 1_800_000_000_000}
+
+    async def wait(seconds: float) -> None:
+        wall["ms"] += math.ceil(seconds * 1000)
+        await asyncio.sleep(0)
+
+    real_wall = harness.faults.wall_ms
+    harness.faults.wall_ms = lambda: wall["ms"]
+    try:
+        run = hedge(base_url, lambda start, account: [
+            {"kind": "rate_limit", "limit": 250, "interval_ms": 1000}], sleep=wait)
+    finally:
+        harness.faults.wall_ms = real_wall
     (rule,) = run.faults["faults"]
     assert rule["fired"] >= 1
     assert rule["bans"] == 0  # never a 418: the client waited as told
