@@ -16,8 +16,8 @@ from perpsim.strategy.markets import hedge_market
 from perpsim.strategy.plan import PlanError
 
 
-def test_all_three_profiles_are_bundled() -> None:
-    assert set(bundled_profiles()) == {"binance_coinm", "bybit_inverse", "bitmex_xbtusd"}
+def test_the_three_venues_are_bundled() -> None:
+    assert {"binance_coinm", "bybit_inverse", "bitmex_xbtusd"} <= set(bundled_profiles())
 
 
 @pytest.mark.parametrize("profile", bundled_profiles())
