@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from perpsim.cli import main
+from cli_helpers import run_main
 
 # 5x on 1 BTC of collateral with no top-ups: the squeeze liquidates the short (tests/test_e2e)
 LIQUIDATED = ["hedge", "--scenario", "squeeze", "--leverage", "5", "--collateral", "1",
@@ -21,14 +21,6 @@ def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
     """rich wraps at 80 columns without a terminal; wide enough to keep each line whole."""
     monkeypatch.setenv("COLUMNS", "300")
 
-
-def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.mark.parametrize(("option", "price", "problem"), [

@@ -17,27 +17,11 @@ import pytest
 from perpsim import __version__
 from perpsim.api.app import create_app
 from perpsim.api.state import ServerConfig, ServerState
-from perpsim.cli import build_parser, main
+from perpsim.cli import build_parser
 from perpsim.teach import UnknownTopic, lesson_module
 
 from api_helpers import AsgiClient
-
-
-def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """main(argv) in-process: (exit code, stdout, stderr); argparse's exits count too."""
-    try:
-        code = main(list(argv))
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_error_line(err: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("perpsim: error: "), err
-    return lines[0]
+from cli_helpers import one_error_line, run_main
 
 
 # ---- --version, bare perpsim, help ------------------------------------------------------------
