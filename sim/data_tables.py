@@ -15,9 +15,7 @@ import csv
 import gzip
 import io
 import re
-import warnings
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from perpsim.sim.errors import ScenarioError
+from perpsim.sim.time_cells import BadCell, first_bad, iso_utc_ms
 
 MT4_DATE = re.compile(r"^\d{4}\.\d{2}\.\d{2}[ T]")  # MetaTrader exports: 2022.06.01 00:00
 _MIN_MS = 100_000_000_000  # 1973 in ms; smaller whole numbers are seconds
@@ -196,15 +195,6 @@ def _python_columns(label: str, data: bytes, width: int, lines: np.ndarray,
             for col in zip(*rows, strict=True)]
 
 
-def _first_bad(cells: list[str], ok: Callable[[str], object]) -> int:
-    for i, cell in enumerate(cells):
-        try:
-            if not ok(cell):
-                return i
-        except (ValueError, TypeError, OverflowError, Warning):
-            return i
-    return 0
-
 
 def _numbers(table: Table, index: int, dtype: pa.DataType) -> np.ndarray | None:
     """Column ``index`` cast to ``dtype`` as numpy, or None if some cell does not convert."""
@@ -219,7 +209,7 @@ def floats(table: Table, index: int, what: str, *, positive: bool) -> np.ndarray
     values = _numbers(table, index, pa.float64())
     if values is None:
         cells = table.column(index).to_pylist()
-        row = _first_bad(cells, float)
+        row = first_bad(cells, float)
         cell = cells[row]
         problem = f"{what} is empty" if not cell else f"{what} is not a number: {cell!r}"
         raise table.error(row, problem)
@@ -247,7 +237,7 @@ def times(table: Table, index: int, what: str = "time", unit: str = "auto") -> n
     raw = _numbers(table, index, pa.int64())
     if raw is None:
         cells = table.column(index).to_pylist()
-        row = _first_bad(cells, str.isdigit)
+        row = first_bad(cells, str.isdigit)
         raise table.error(row, f"{what} is not a whole number: {cells[row]!r}")
     if unit == "auto":
         unit = "us" if raw[0] >= _MIN_US else "ms" if raw[0] >= _MIN_MS else "s"
@@ -263,27 +253,11 @@ def times(table: Table, index: int, what: str = "time", unit: str = "auto") -> n
 
 
 def _iso(table: Table, cells: list[str], what: str) -> np.ndarray:
-    joined = "\n".join(c.strip() for c in cells) + "\n"
-    for suffix in ("Z\n", "z\n", "+00:00\n"):
-        joined = joined.replace(suffix, "\n")
-    cleaned = joined[:-1].split("\n")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            stamps = np.array(cleaned, dtype="datetime64[us]")
-        if np.isnat(stamps).any():
-            raise ValueError("NaT")
-    except (ValueError, TypeError, Warning):
-        row = _first_bad(cleaned, _iso_ok)
-        raise table.error(row, f"{what} is not an ISO 8601 UTC time: {cells[row]!r}"
+        return iso_utc_ms(cells)
+    except BadCell as bad:
+        raise table.error(bad.row, f"{what} is not an ISO 8601 UTC time: {cells[bad.row]!r}"
                           ) from None
-    return stamps.astype(np.int64) // 1000
-
-
-def _iso_ok(cell: str) -> bool:
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        return not np.isnat(np.datetime64(cell, "us"))
 
 
 def order(table: Table, t_ms: np.ndarray, *, sort: bool, what: str = "time") -> np.ndarray:

@@ -10,8 +10,6 @@ sim/scenario.py.
 from __future__ import annotations
 
 import re
-import warnings
-from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
 from typing import TextIO
@@ -19,6 +17,7 @@ from typing import TextIO
 import numpy as np
 
 from perpsim.sim.errors import ScenarioError
+from perpsim.sim.time_cells import BadCell, first_bad, iso_utc_ms
 
 CSV_COLUMNS = ("time", "index", "perp", "funding_rate")
 _MIN_EPOCH_MS = 100_000_000_000  # 1973: smaller "epoch ms" values are almost surely seconds
@@ -87,16 +86,6 @@ def _split(path: Path, body: str, ncols: int, first_line: int) -> tuple[list[str
     return body[:-1].replace("\n", ",").split(","), lines
 
 
-def _first_bad(column: list[str], ok: Callable[[str], object]) -> int:
-    """Index of the first cell for which ``ok(cell)`` raises or is false."""
-    for i, cell in enumerate(column):
-        try:
-            if not ok(cell):
-                return i
-        except (ValueError, TypeError, OverflowError, Warning):
-            return i
-    return 0
-
 
 def _describe(cell: str, what: str) -> str:
     """Why a price cell failed to parse."""
@@ -109,7 +98,7 @@ def _parse_times(column: list[str], rows: _Rows, epoch: bool) -> np.ndarray:
         try:
             times = np.array(column, dtype=np.int64)
         except (ValueError, OverflowError):
-            row = _first_bad(column, lambda c: c.strip().isdigit())
+            row = first_bad(column, lambda c: c.strip().isdigit())
             raise rows.error(row, f"unparseable time {column[row].strip()!r}") from None
     else:
         times = _parse_iso(column, rows)
@@ -126,32 +115,14 @@ def _parse_times(column: list[str], rows: _Rows, epoch: bool) -> np.ndarray:
 
 def _parse_iso(column: list[str], rows: _Rows) -> np.ndarray:
     """ISO 8601 times (``Z``, ``+00:00`` or no offset: all UTC) as int64 epoch ms."""
-    # numpy parses ISO times in C but warns on offsets: strip the UTC suffixes in one pass.
-    joined = "\n".join(column) + "\n"
-    for suffix in ("Z\n", "z\n", "+00:00\n"):
-        joined = joined.replace(suffix, "\n")
-    cleaned = joined[:-1].split("\n")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            stamps = np.array(cleaned, dtype="datetime64[ms]")
-        if np.isnat(stamps).any():
-            raise ValueError("NaT")
-    except (ValueError, TypeError, Warning):
-        row = _first_bad(cleaned, _iso_ok)
-        cell = column[row].strip()
+        return iso_utc_ms(column)
+    except BadCell as bad:
+        cell = column[bad.row].strip()
         if re.search(r"[+-]\d\d:?\d\d$", cell) and "T" in cell:
-            raise rows.error(row, f"time {cell!r} is not UTC (end it in Z)") from None
+            raise rows.error(bad.row, f"time {cell!r} is not UTC (end it in Z)") from None
         problem = f"unparseable time {cell!r} (want ISO 8601 UTC or epoch ms)"
-        raise rows.error(row, problem) from None
-    return stamps.astype(np.int64)
-
-
-def _iso_ok(cell: str) -> bool:
-    """True if numpy reads ``cell`` as a time without warnings."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        return not np.isnat(np.datetime64(cell, "ms"))
+        raise rows.error(bad.row, problem) from None
 
 
 def _parse_prices(column: list[str], what: str, rows: _Rows) -> np.ndarray:
@@ -159,7 +130,7 @@ def _parse_prices(column: list[str], what: str, rows: _Rows) -> np.ndarray:
     try:
         values = np.array(column, dtype=np.float64)
     except ValueError:
-        row = _first_bad(column, float)
+        row = first_bad(column, float)
         raise rows.error(row, _describe(column[row], what)) from None
     bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
     if len(bad):
@@ -176,7 +147,7 @@ def _parse_funding(column: list[str], rows: _Rows) -> tuple[np.ndarray, np.ndarr
     try:
         rates = np.array(cells, dtype=np.float64)
     except ValueError:
-        bad = _first_bad(cells, float)
+        bad = first_bad(cells, float)
         raise rows.error(where[bad], _describe(cells[bad], "funding_rate")) from None
     wrong = np.flatnonzero(~(np.isfinite(rates) & (np.abs(rates) <= _MAX_ABS_FUNDING)))
     if len(wrong):
