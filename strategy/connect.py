@@ -128,12 +128,23 @@ def connect(
         "async": ccxt.async_support.binancecoinm,
         "pro": ccxt.pro.binancecoinm,
     }
+    exchange = build_client(classes, mode, _DEFAULT_OPTIONS, base_url, ws_base, api_key, secret,
+                            options=options, config=config)
+    restore_coinm_errors(exchange)
+    return exchange
+
+
+def build_client(classes: Mapping[str, Any], mode: str, default_options: Mapping[str, Any],
+                 base_url: str, ws_base: str, api_key: str | None, secret: str | None, *,
+                 options: Mapping[str, Any] | None, config: Mapping[str, Any] | None) -> Any:
+    """The ccxt class for ``mode``, constructed with the caller's settings over perpsim's
+    defaults, every URL rebased onto perpsim (shared by the Binance and Bybit connectors)."""
     if mode not in classes:
         raise ValueError(f"mode must be one of {', '.join(classes)}, got {mode!r}")
     settings: dict[str, Any] = {"enableRateLimit": False}
     settings.update(config or {})
     # ccxt deep-merges constructor options over its defaults, keeping the ones not named.
-    settings["options"] = {**_DEFAULT_OPTIONS, **dict(settings.get("options") or {}),
+    settings["options"] = {**default_options, **dict(settings.get("options") or {}),
                            **dict(options or {})}
     if api_key is not None:
         settings["apiKey"] = api_key
@@ -141,7 +152,6 @@ def connect(
         settings["secret"] = secret
     exchange = classes[mode](settings)
     exchange.urls = rewrite_urls(exchange.urls, base_url, ws_base)
-    restore_coinm_errors(exchange)
     return exchange
 
 

@@ -23,7 +23,7 @@ import ccxt
 import ccxt.async_support
 import ccxt.pro
 
-from perpsim.strategy.connect import Mode, _check_base, default_ws_base, rewrite_urls
+from perpsim.strategy.connect import Mode, _check_base, build_client, default_ws_base
 
 BYBIT_OPTIONS: dict[str, Any] = {
     "fetchMarkets": {"types": ["inverse"]},
@@ -53,16 +53,5 @@ def connect_bybit(
         raise ValueError(f"ws_base_url must not contain 'spot' (ccxt reads it as a spot "
                          f"stream): {ws_base!r}")
     classes = {"sync": ccxt.bybit, "async": ccxt.async_support.bybit, "pro": ccxt.pro.bybit}
-    if mode not in classes:
-        raise ValueError(f"mode must be one of {', '.join(classes)}, got {mode!r}")
-    settings: dict[str, Any] = {"enableRateLimit": False}
-    settings.update(config or {})
-    settings["options"] = {**BYBIT_OPTIONS, **dict(settings.get("options") or {}),
-                           **dict(options or {})}
-    if api_key is not None:
-        settings["apiKey"] = api_key
-    if secret is not None:
-        settings["secret"] = secret
-    exchange = classes[mode](settings)
-    exchange.urls = rewrite_urls(exchange.urls, base_url, ws_base)
-    return exchange
+    return build_client(classes, mode, BYBIT_OPTIONS, base_url, ws_base, api_key, secret,
+                        options=options, config=config)
