@@ -108,14 +108,29 @@ def confined_path(config: SecurityConfig, text: str, what: str) -> Path:
 def confined_ref(config: SecurityConfig, text: str, what: str,
                  bundled: Collection[str]) -> str:
     """A bundled name as is (also ``calm.json`` when the data directory has no such file);
-    anything else is a file path confined to the data directory."""
+    anything else is a file or store inside the data directory.
+
+    The loaders try a bare name as a path relative to the server's working directory before
+    the bundled names, so a name is never passed through unless it is bundled or names
+    nothing there: with ``--data-dir`` the working directory must not be readable.
+    """
     if config.data_dir is None or text in bundled:
         return text
     if "/" not in text and "\\" not in text:
-        if not text.endswith((".csv", ".json")):
-            return text  # a name: the loader says whether it is known
-        if PurePosixPath(text).stem in bundled and not (config.data_dir / text).exists():
+        base, at, window = text.partition("@")  # a store reference may carry a window
+        if base in bundled:
             return text
+        stem = PurePosixPath(base).stem
+        if (base.endswith((".csv", ".json")) and stem in bundled and not at
+                and not (config.data_dir / base).exists()):
+            return stem  # "calm.json" means the bundled file, never one in the cwd
+        if (config.data_dir / base).exists():
+            return str(confined_path(config, base, f"{what} path")) + at + window
+        if Path(base).exists():
+            raise InvalidInput(f"{what} {text!r} is neither bundled nor in the data directory "
+                               f"(--data-dir)")
+        if not base.endswith((".csv", ".json")):
+            return text  # a name: the loader says whether it is known
     return str(confined_path(config, text, f"{what} path"))
 
 

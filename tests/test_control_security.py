@@ -166,3 +166,30 @@ def test_websockets_are_under_the_host_allow_list_too() -> None:
         url = base.replace("http://", "ws://") + "/ws/btcusd_perp@markPrice"
         assert asyncio.run(handshake(url, "evil.example")) == "403"
         assert asyncio.run(handshake(url, "127.0.0.1")) == "open"
+
+
+def test_bare_names_never_read_the_working_directory(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """With --data-dir elsewhere, a name that is not bundled must not resolve from the cwd:
+    the loaders try a bare name as a relative path before the bundled names."""
+    cwd, data = tmp_path / "cwd", tmp_path / "data"
+    cwd.mkdir()
+    data.mkdir()
+    (cwd / "secret_store").mkdir()
+    (cwd / "secret_store" / "store.json").write_text("{}")
+    (cwd / "myprofile").write_text("{}")
+    (cwd / "calm.json").write_text('{"generator": "nonsense"}')
+    monkeypatch.chdir(cwd)
+    client, state = app_client(data)
+    before = state_digest(state)
+    for body in ({"scenario": "secret_store"}, {"scenario": "secret_store@2024-01-01.."},
+                 {"profile": "myprofile"}):
+        answer = client.post("/control/reset", json=body)
+        assert answer.status_code == 400, (body, answer.text)
+        assert "neither bundled nor in the data directory" in answer.json()["message"]
+    assert state_digest(state) == before
+    # the bundled calm.json wins over the cwd's, which the data directory does not hold
+    assert client.post("/control/reset", json={"scenario": "calm.json"}).status_code == 200
+    # an unknown name still gets the loader's did-you-mean
+    unknown = client.post("/control/reset", json={"scenario": "calmm"}).json()
+    assert "did you mean" in unknown["message"].lower()
