@@ -38,6 +38,13 @@ Rules this book follows (each a deliberate, documented choice):
   once per reference update, which also settles a GTC remainder that rested crossing the
   replenished synthetic quotes.
 
+* **Finite depth** (a profile or scenario ``refill_contracts_per_s``; sim/depth.py): the
+  synthetic quotes are no longer stateless. Taker fills against them are consumed from the
+  top of the side and refill over simulated time (``set_now`` tells the book the time), so
+  a big order moves the best quote, the mid and (sim/exchange.py) the last price. Sweeps of
+  users' resting orders do not consume it: the maker trades with them at their own prices.
+  Without a refill rate the book behaves exactly as described above.
+
 Cost: per-side sorted price lists (bisect) with an insertion-ordered dict per level, so
 ``plan_match`` touches only the levels it fills from and cancels are O(1) within a level.
 """
@@ -45,10 +52,11 @@ Cost: per-side sorted price lists (bisect) with an insertion-ordered dict per le
 from __future__ import annotations
 
 from bisect import bisect_left, insort
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Literal
 
+from perpsim.sim.depth import FiniteDepth
 from perpsim.sim.errors import (
     FillOrKillUnfilled,
     InvalidInput,
@@ -136,6 +144,11 @@ class OrderBook:
         self._by_client: dict[tuple[str, str], Order] = {}
         self._ref: Decimal | None = None
         self._version = 0
+        spec = instrument.book
+        self.finite: FiniteDepth | None = (
+            None if spec.refill_contracts_per_s is None else FiniteDepth(spec, self._tick))
+        self._now_ms = 0
+        self.on_consume: Callable[[], None] | None = None  # told when fills eat finite depth
 
     # ---- reference price and synthetic liquidity -------------------------------------------
 
@@ -158,6 +171,48 @@ class OrderBook:
         self._version += 1
         return price
 
+    def set_now(self, now_ms: int) -> None:
+        """The simulated time (finite depth refills with it; a plan made earlier is stale)."""
+        if self.finite is not None and now_ms != self._now_ms:
+            self._now_ms = now_ms
+            self._version += 1
+
+    def level_price(self, side: BookSide, k: int) -> Decimal | None:
+        """Price of synthetic level ``k`` (0 = best) on ``side``, None before a reference
+        is set or where it would be at or below zero."""
+        if self._ref is None:
+            return None
+        sb = self.instrument.book
+        offset = (sb.half_spread_ticks + k * sb.level_step_ticks) * self._tick
+        price = self._ref + offset if side == "asks" else self._ref - offset
+        return price if price > 0 else None
+
+    def backstop_price(self, side: BookSide) -> Decimal | None:
+        """Finite depth: the deepest level's price, where the maker takes what its quotes
+        could not (sim/depth.py); None for a stateless book."""
+        if self.finite is None:
+            return None
+        sb = self.instrument.book
+        for k in range(sb.levels - 1, -1, -1):
+            price = self.level_price(side, k)
+            if price is not None:
+                return price
+        return None
+
+    def depleted_touch(self) -> Decimal | None:
+        """Finite depth: the best quote of the side eaten deeper (where the next trade would
+        print), None while both sides are whole or equally eaten, or for a stateless book."""
+        if self.finite is None or self._ref is None:
+            return None
+        bids = self.finite.eaten("bids", self._now_ms)
+        asks = self.finite.eaten("asks", self._now_ms)
+        if bids == asks:
+            return None
+        side: BookSide = "bids" if bids > asks else "asks"
+        k, _ = self.finite.quotes(side, self._now_ms)
+        price = self.level_price(side, min(k, self.instrument.book.levels - 1))
+        return price if price is not None else self.backstop_price(side)
+
     def synthetic_offset_usd(self) -> Decimal:
         """Distance from the reference to the synthetic best bid/ask: half_spread_ticks·tick."""
         return self.instrument.book.half_spread_ticks * self._tick
@@ -166,12 +221,15 @@ class OrderBook:
         if self._ref is None:
             return
         sb = self.instrument.book
-        for k in range(sb.levels):
+        first, first_qty = 0, sb.contracts_per_level
+        if self.finite is not None:  # finite: start below what fills have eaten
+            first, first_qty = self.finite.quotes(side, self._now_ms)
+        for k in range(first, sb.levels):
             offset = (sb.half_spread_ticks + k * sb.level_step_ticks) * self._tick
             price = self._ref + offset if side == "asks" else self._ref - offset
             if price <= 0:
                 return
-            yield price, sb.contracts_per_level
+            yield price, first_qty if k == first else sb.contracts_per_level
 
     def _synthetic_best(self, side: BookSide) -> Decimal | None:
         return next(self._synthetic(side), (None, 0))[0]
@@ -389,6 +447,11 @@ class OrderBook:
         touched: dict[int, Order] = {}
         for fill in plan.fills:
             if fill.maker_order_id is None:
+                if self.finite is not None:
+                    eaten: BookSide = "asks" if fill.taker_side == "BUY" else "bids"
+                    self.finite.consume(eaten, fill.qty_contracts, self._now_ms)
+                    if self.on_consume is not None:
+                        self.on_consume()
                 continue
             maker = self._orders[fill.maker_order_id]
             maker.apply_fill(fill.qty_contracts, fill.price_usd, cs, now_ms)

@@ -20,12 +20,14 @@ from decimal import Decimal
 import numpy as np
 import simpy
 
-from perpsim.sim import funding, liquidation, trading, watch
+from perpsim.sim import cascade, funding, trading, watch
 from perpsim.sim.accounts import MARGIN_MODES, POSITION_SIDES, Account, MarginMode, Position
 from perpsim.sim.algo import AlgoOrder
 from perpsim.sim.book import OrderBook
 from perpsim.sim.clock import SimClock
 from perpsim.sim.containment import Containment
+from perpsim.sim.crowd import Crowd, build_crowd
+from perpsim.sim.depth import with_books
 from perpsim.sim.errors import (
     InsufficientFunds,
     InvalidInput,
@@ -117,6 +119,8 @@ class Exchange:
     def __init__(self, profile: Profile, scenario: Scenario, *, seed: int = 0,
                  start_ms: int | None = None,
                  token_source: Callable[[int], str] = random_token) -> None:
+        if scenario.books:  # the scenario's synthetic book changes (finite depth: sim/depth.py)
+            profile = with_books(profile, scenario.books, f"scenario {scenario.name!r}")
         self.profile = profile
         self.scenario = scenario
         self.seed = seed
@@ -160,6 +164,7 @@ class Exchange:
         self.hedge_lp_cache: dict[tuple[object, ...], HedgePrices] = {}
         self.scaled_instruments: dict[tuple[str, Decimal], Instrument] = {}
         self.watcher = watch.Watcher(self)
+        self.depth_watch = cascade.DepthWatch(self)  # finite books only (sim/cascade.py)
         self.wakes: list[Wake] = []
         for coin, amount in sorted(profile.insurance_fund_start.items()):
             if amount > 0:
@@ -169,6 +174,11 @@ class Exchange:
                             scenario=scenario.name, seed=seed, start_ms=self.now_ms)
         funding.start(self)
         self.watcher.start()
+        if cascade.finite_books(self):
+            self.depth_watch.start()
+        self.crowd: Crowd | None = None
+        if scenario.crowd is not None:  # seeded traders, through the order path (sim/crowd.py)
+            self.crowd = build_crowd(self, scenario.crowd)
 
     # ---- time --------------------------------------------------------------------------------
     @property
@@ -235,7 +245,7 @@ class Exchange:
             self.refresh_book(symbol)
         trading.run_triggers(self)
         funding.settle_due(self, t_ms)
-        liquidation.check_all(self)
+        cascade.check_liquidations(self)  # liquidation.check_all; again while a cascade runs
         self._check_wakes()
 
     def next_id(self, kind: str) -> int:
@@ -268,6 +278,7 @@ class Exchange:
         if self._book_rows.get(symbol) != row or book.reference_price is None:
             book.set_reference_price(pricer.reference_at(self.now_ms))
             self._book_rows[symbol] = row
+        book.set_now(self.now_ms)
         return book
 
     def index_price(self, symbol: str) -> Decimal:
@@ -278,6 +289,14 @@ class Exchange:
         """Last trade: a user's fill since the tape's current row began, else the tape's price."""
         pricer = self.pricer(symbol)
         state = self.states[symbol]
+        if self.books[symbol].finite is not None:
+            # Finite depth (sim/depth.py): a trade this instant, else the touch of an eaten
+            # side (where the next trade would print), else as for a stateless book.
+            if state.trades and state.trades[-1].time_ms == self.now_ms:
+                return state.trades[-1].price_usd
+            touch = self.refresh_book(symbol).depleted_touch()
+            if touch is not None:
+                return touch
         if state.last_trade_price is not None and state.last_trade_tape == self.tape_position(
                 symbol):
             return state.last_trade_price
@@ -300,11 +319,18 @@ class Exchange:
         """Mark price now, by the profile's method (exact; memoised on all its inputs)."""
         pricer = self.pricer(symbol)
         rate, last = self.mark_funding_rate(symbol), self.last_price(symbol)
-        key = (symbol, self.now_ms, pricer.tape.version, rate, last)
+        depth = self.books[symbol].finite
+        key = (symbol, self.now_ms, pricer.tape.version, rate, last,
+               None if depth is None else depth.version)
         cached = self._marks.get(symbol)
         if cached is not None and cached[0] == key:
             return cached[1]
-        mark = pricer.mark_at(self.now_ms, rate, last)
+        shift = None
+        if depth is not None:  # the mid of a finite book moves P2's basis average
+            step = self.profile.mark.basis_sample_interval_ms
+            shift = depth.mid_shift_average(self.now_ms // step * step, step,
+                                            self.profile.mark.basis_samples)
+        mark = pricer.mark_at(self.now_ms, rate, last, basis_shift_usd=shift)
         self._marks[symbol] = (key, mark)
         return mark
 

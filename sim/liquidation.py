@@ -322,6 +322,10 @@ def _plan_book(ex: Exchange, inst: Instrument, side: str, qty: int) -> list[tupl
         left -= f.qty_contracts
     if left and fills:  # synthetic depth replenishes: the rest goes at the worst level seen
         fills.append((fills[-1][0], left))
+    elif left:  # a finite book with nothing left on this side: its backstop (sim/depth.py)
+        backstop = book.backstop_price("bids" if side == "SELL" else "asks")
+        if backstop is not None:
+            fills.append((backstop, left))
     return fills
 
 
@@ -344,6 +348,14 @@ def _work_into_book(ex: Exchange, inst: Instrument, side: str,
             break
         plan = book.plan_match(_engine_order(ex, inst, side, left))
         if not plan.fills:
+            # A finite book eaten to its last level: the maker takes the rest at its deepest
+            # quote (sim/depth.py), so the liquidation completes at the worst price shown.
+            backstop = book.backstop_price("bids" if side == "SELL" else "asks")
+            if backstop is None:
+                break
+            fills.append((backstop, left))
+            trading.record_trade(ex, inst, backstop, left, side)
+            left = 0
             break
         book.apply_match(plan, ex.now_ms)
         for f in plan.fills:
@@ -354,6 +366,10 @@ def _work_into_book(ex: Exchange, inst: Instrument, side: str,
                 trading.execute_maker(ex, inst, f.maker_order_id, f.qty_contracts, f.price_usd)
     if left:
         raise RuntimeError(f"the {inst.symbol} book could not absorb a liquidation of {qty}")
+    if book.finite is not None:
+        from perpsim.sim.cascade import journal_depth  # imports this module
+
+        journal_depth(ex, inst.symbol, side)
     return fills
 
 

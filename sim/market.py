@@ -112,19 +112,21 @@ class MarketPricer:
         """Centre of the synthetic book: the tape's perp price rounded to the tick."""
         return round_to_tick(self.tape.perp_at(t_ms), self.tick)
 
-    def mark_at(self, t_ms: int, funding_rate: Decimal, last: Decimal | None = None) -> Decimal:
+    def mark_at(self, t_ms: int, funding_rate: Decimal, last: Decimal | None = None,
+                basis_shift_usd: Decimal | None = None) -> Decimal:
         """The exact mark price at ``t_ms`` by the profile's method (mechanics §3).
 
         ``funding_rate`` is the rate the P1 / fair-price term uses (the last settled rate, or for
         a venue that settles the previous window, the rate that will be paid next); ``last`` is
-        the last trade price (default: the book reference).
+        the last trade price (default: the book reference); ``basis_shift_usd`` is added to
+        P2's basis average (a finite book's mid away from the reference: sim/depth.py).
         """
         index = self.tape.index_at(t_ms)
         interval = self.schedule.window_ms(t_ms) if self.inst.is_perpetual else 1
         p1 = index * (1 + funding_rate * self._time_to_funding_ms(t_ms) / interval)
         if self.profile.mark.method == "fair_price":
             return p1.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
-        p2 = index + self._basis_average(t_ms)
+        p2 = index + self._basis_average(t_ms) + (basis_shift_usd or 0)
         if not self.inst.is_perpetual:
             # Binance "Mark Price in Quarterly Futures": Price Index + moving-average basis.
             return p2.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)

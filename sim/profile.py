@@ -77,6 +77,9 @@ class SyntheticBook(_Frozen):
     levels: StrictInt = Field(ge=1, le=1000)
     level_step_ticks: StrictInt = Field(ge=1)
     contracts_per_level: StrictInt = Field(ge=1, le=10**12)
+    # None: stateless, every order sees full depth. A rate: finite depth that fills consume
+    # and that refills at this many contracts per simulated second (sim/depth.py).
+    refill_contracts_per_s: StrictInt | None = Field(default=None, ge=1, le=10**12)
 
 
 class Instrument(_Frozen):

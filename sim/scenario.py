@@ -13,6 +13,11 @@ Three kinds, all resolved by ``load_scenario``:
 * ``manual``: one row per pair at the start time (BTCUSD 60,000, ETHUSD 3,000, index = perp);
   the control plane moves prices from there.
 
+A JSON spec may also carry a ``crowd`` (traders created and positioned at the start, seeded:
+sim/crowd.py) and a ``book`` section (per symbol, fields of the profile's synthetic book to
+replace, e.g. ``{"BTCUSD_PERP": {"refill_contracts_per_s": 500}}`` for finite depth:
+sim/depth.py); docs/contract.md describes both.
+
 A JSON spec may also schedule funding interval changes (Binance / Bybit move symbols between
 8 h, 4 h and 1 h; BitMEX announced 8 h → 2 h): ``"funding_interval_changes": [{"symbol":
 "BTCUSD_PERP", "from": "2024-01-02T00:00:00Z", "interval_hours": 4}]`` — from that funding time
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -37,6 +43,8 @@ import numpy as np
 from perpsim.fixtures import SCENARIOS_DIR
 from perpsim.sim import synthetic
 from perpsim.sim.bounded_json import too_deep
+from perpsim.sim.crowd import CrowdSpec, parse_crowd
+from perpsim.sim.depth import BookOverride, parse_books
 from perpsim.sim.errors import ScenarioError, did_you_mean
 from perpsim.sim.funding_schedule import IntervalChange
 from perpsim.sim.scenario_csv import read_scenario_csv
@@ -145,6 +153,8 @@ class Scenario:
     description: str
     source: str  # the CSV or JSON file, or "manual"
     funding_interval_changes: tuple[IntervalChange, ...] = ()
+    crowd: CrowdSpec | None = None  # traders the engine creates at the start (sim/crowd.py)
+    books: Mapping[str, BookOverride] = field(default_factory=dict)  # sim/depth.py
 
     def path(self, pair: str) -> PricePath:
         """The path of ``pair``, or ScenarioError naming the pairs it has."""
@@ -237,6 +247,10 @@ def _load_spec(
         raise ScenarioError(f"{path}: not valid JSON ({exc})") from None
     changes = _interval_changes(data.pop("funding_interval_changes", None)
                                 if isinstance(data, dict) else None, path)
+    crowd_raw = data.pop("crowd", None) if isinstance(data, dict) else None
+    crowd = None if crowd_raw is None else parse_crowd(crowd_raw, str(path))
+    books_raw = data.pop("book", None) if isinstance(data, dict) else None
+    books = {} if books_raw is None else parse_books(books_raw, str(path))
     spec = synthetic.parse_spec(data, str(path))
     try:
         gen = synthetic.generate(
@@ -249,7 +263,8 @@ def _load_spec(
     )
     description = spec.description or f"{spec.generator} path from {path.name}"
     scenario = _scenario_of(path.stem, {spec.pair: price_path}, seed, description, str(path))
-    return dataclasses.replace(scenario, funding_interval_changes=changes)
+    return dataclasses.replace(scenario, funding_interval_changes=changes, crowd=crowd,
+                               books=books)
 
 
 def _interval_changes(raw: object, path: Path) -> tuple[IntervalChange, ...]:
