@@ -67,7 +67,7 @@ def journal_depth(ex: Exchange, symbol: str, side: str) -> None:
     if depth is None:
         return
     now = ex.now_ms
-    ex.journal.append(now, "book.finite", **depth_view(ex, symbol),
+    ex.journal.append(now, "book.depth", **depth_view(ex, symbol),
                       taker_side=side, insurance_fund=_fund(ex, symbol))
 
 

@@ -291,12 +291,11 @@ class Exchange:
         state = self.states[symbol]
         if self.books[symbol].finite is not None:
             # Finite depth (sim/depth.py): a trade this instant, else the touch of an eaten
-            # side (where the next trade would print), else as for a stateless book.
+            # side (where the next trade would print), else the book's centre again.
             if state.trades and state.trades[-1].time_ms == self.now_ms:
                 return state.trades[-1].price_usd
             touch = self.refresh_book(symbol).depleted_touch()
-            if touch is not None:
-                return touch
+            return pricer.reference_at(self.now_ms) if touch is None else touch
         if state.last_trade_price is not None and state.last_trade_tape == self.tape_position(
                 symbol):
             return state.last_trade_price

@@ -21,6 +21,7 @@ TOPICS: dict[str, str] = {
     "mark-vs-last": "mark_vs_last",
     "liquidation": "liquidation",
     "insurance-adl": "insurance_adl",
+    "cascade": "cascade",
 }
 
 
