@@ -26,6 +26,7 @@ BUNDLED = (
     "basis_blowout",
     "calm",
     "calm_30d",
+    "cascade",
     "crash",
     "funding_flip",
     "real-2022-12-13",

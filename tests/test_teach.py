@@ -97,6 +97,44 @@ def test_html_is_self_contained_and_has_the_data(lessons: dict[str, Lesson], top
         assert line.replace("&", "&amp;").replace("'", "&#x27;")[:40] in rest
 
 
+
+# ---- cascade -----------------------------------------------------------------------------------
+
+def test_cascade_tells_the_runs_story(lessons: dict[str, Lesson]) -> None:
+    """A cascade happened (more liquidated than the shock alone does with infinite depth), the
+    fund drained, ADL fired once it could not pay, the 1x hedge was never liquidated, and the
+    numbers quoted are the journal's."""
+    from perpsim.sim.cascade_record import cascade_record
+    from perpsim.sim.ledger import insurance_account
+    from perpsim.teach.lessons.cascade import FUND_BTC, SHOCK_AT_MS
+
+    lesson = lessons["cascade"]
+    n, ex = lesson.numbers, lesson.exchange
+    assert n["liquidated_accounts"] > n["liquidated_accounts_infinite_depth"] > 0
+    assert n["liquidated_contracts"] > n["liquidated_contracts_infinite_depth"]
+    assert n["cascade_accounts"] == n["liquidated_accounts"] - n[
+        "liquidated_accounts_infinite_depth"]
+    assert Decimal("-0.11") < n["shock_pct"] < Decimal("-0.09")
+    record = cascade_record(ex, BTC, since_ms=ex.start_ms + SHOCK_AT_MS - 5 * 60_000)
+    assert record["accounts"] == n["liquidated_accounts"]
+    assert n["lowest_last_usd"] < n["index_then_usd"]  # the book, not the tape, set the last
+    assert n["widest_mark_below_index_usd"] > 0  # and the mark followed
+    assert n["fund_low_btc"] < FUND_BTC / 100  # drained
+    assert n["fund_end_infinite_depth_btc"] > FUND_BTC  # the shock alone fed it
+    assert n["adl_fills"] == len(events(lesson, "adl.fill")) > 0
+    first_adl = events(lesson, "adl.ranking")[0]
+    before = [e for e in events(lesson, "liquidation.order") if e.seq < first_adl.seq]
+    assert dec(before[-1].payload, "insurance_fund") < FUND_BTC / 100
+    hedge = lesson.accounts["hedge"]
+    assert not events(lesson, "liquidation.triggered", account_id=hedge)
+    assert n["hedge_liquidated"] is False
+    assert n["hedge_liquidated_infinite_depth"] is False
+    assert n["hedge_contracts_end"] == n["hedge_contracts_start"] < 0
+    assert n["hedge_max_margin_ratio"] < Decimal("0.01")
+    assert abs(n["hedge_equity_end_usd"] / n["hedge_equity_start_usd"] - 1) < Decimal("0.005")
+    assert n["crowd_accounts"] == len(ex.crowd.traders) == 600
+    assert ex.ledger.balance(insurance_account("BTC")) == n["fund_end_btc"]
+
 def _plotly_json(value: Any) -> str:
     """A value as plotly writes it into the page (its own encoder: ``/`` escaped, 1e-6 …)."""
     return str(to_json_plotly(value))
@@ -319,7 +357,7 @@ def test_cli_lists_the_topics(capsys: pytest.CaptureFixture[str]) -> None:
     for topic, summary in topics().items():
         assert re.search(rf"^\s+{re.escape(topic)}\s+{re.escape(summary)}$", out, re.M)
     assert list(TOPICS) == ["inverse-pnl", "synthetic-dollar", "funding", "mark-vs-last",
-                            "liquidation", "insurance-adl"]
+                            "liquidation", "insurance-adl", "cascade"]
 
 
 def test_cli_rejects_an_unknown_topic(capsys: pytest.CaptureFixture[str]) -> None:
