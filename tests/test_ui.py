@@ -269,3 +269,71 @@ def test_a_page_that_falls_behind_is_told_to_resync() -> None:
     assert not client.pending
     client.push(event)
     assert not client.pending
+
+
+# ---- the cascade view --------------------------------------------------------------------------
+
+
+def test_the_page_carries_the_cascade_view(market: Market) -> None:
+    html = market.control.get("/ui").text
+    for element in ("cascade-card", "cascade-chart", "cascade-depth", "cascade-summary",
+                    "cascade-book"):
+        assert f'id="{element}"' in html, element
+    assert 'import { refreshCascade } from "./cascade.js";' in market.control.get(
+        "/ui/static/dashboard.js").text
+    js = market.control.get("/ui/static/cascade.js")
+    assert js.status_code == 200
+    assert js.headers["content-type"].startswith("text/javascript")
+    assert set(re.findall(r"fetch\(`([^`?$]+)", js.text)) == {"/ui/api/cascade"}
+    for key in ("liquidated_coin", "adl_contracts", "bids_quoted", "insurance_fund", "mark"):
+        assert key in js.text, key
+
+
+def test_cascade_endpoint_counts_a_liquidation_per_minute(market: Market) -> None:
+    empty = market.control.get("/ui/api/cascade").json()
+    assert (empty["symbol"], empty["buckets"], empty["finite"]) == (MARKET_ID, [], None)
+    victim = open_position(market, "buy", 100, 20)
+    market.prices("56000")
+    body = market.control.get("/ui/api/cascade", params={"symbol": MARKET_ID}).json()
+    ex = market.state.exchange
+    [takeover] = [e for e in ex.journal if e.type == "liquidation.takeover"]
+    assert body["buckets"] == [takeover.time_ms // 60_000 * 60_000]
+    assert body["liquidated_contracts"] == [100]
+    bp = Decimal(str(takeover.payload["bankruptcy_price"]))
+    assert Decimal(body["liquidated_coin"][0]) == shown(Decimal(100 * 100) / bp)
+    assert (body["liquidations"], body["accounts"]) == (1, 1)
+    assert body["fund"][-1]["insurance_fund"] == market.control.get(
+        "/control/state").json()["insurance_fund"]["BTC"]
+    assert victim["account_id"] in {e.payload["account_id"] for e in ex.journal
+                                    if e.type == "liquidation.triggered"}
+    assert body["points"] == []  # a stateless book keeps no depth records
+    assert market.control.get("/ui/api/cascade", params={"symbol": "NOPE"}).status_code == 400
+
+
+def test_cascade_view_of_a_finite_book_shows_its_depth_and_prices() -> None:
+    from perpsim.api.ui.cascade import cascade_view
+    from perpsim.sim import trading
+    from perpsim.sim.exchange import Exchange
+    from perpsim.sim.profile import load_profile
+    from perpsim.sim.scenario import load_scenario
+
+    base = load_profile("binance_coinm")
+    insts = tuple(i.model_copy(update={"book": i.book.model_copy(update={
+        "levels": 5, "level_step_ticks": 10, "contracts_per_level": 100,
+        "refill_contracts_per_s": 10})}) if i.symbol == MARKET_ID else i
+        for i in base.instruments)
+    ex = Exchange(base.model_copy(update={"instruments": insts}),
+                  load_scenario("manual", start_ms=START_MS), start_ms=START_MS)
+    long_id = ex.create_account({"BTC": "0.1"}).account_id
+    ex.set_margin_mode(long_id, MARKET_ID, "isolated")
+    ex.set_leverage(long_id, MARKET_ID, 20)
+    trading.place_order(ex, long_id, MARKET_ID, "BUY", "MARKET", 250)
+    ex.advance(60_000)
+    ex.set_prices(MARKET_ID, "57000")
+    body = json.loads(json.dumps(cascade_view(ex, MARKET_ID)))  # JSON-ready as served
+    [point] = body["points"]
+    assert Decimal(point["last"]) < Decimal(point["index"]) == Decimal(57_000)
+    assert point["bids_quoted"] == 500 - 250
+    assert body["finite"]["bids_eaten"] == 250
+    assert body["finite"]["refill_contracts_per_s"] == 10
+    assert body["liquidated_contracts"] == [250]

@@ -6,6 +6,7 @@
 * ``GET /ui/static/dashboard.js`` and ``dashboard.css`` — the page's script (a JavaScript
   module importing ``format.js``, ``events.js``, ``charts.js``, ``positions.js``) and style.
 * ``GET /ui/api/snapshot`` — everything the page shows at once (api/ui/snapshot.py).
+* ``GET /ui/api/cascade`` — the cascade view's data (api/ui/cascade.py; ``cascade.js``).
 * ``WebSocket /ui/events`` — journal events and light price ticks (api/ui/hub.py).
 
 The page's controls call the control plane (``POST /control/advance``, ``/control/prices``).
@@ -25,7 +26,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from perpsim.api.deps import State
 from perpsim.api.state import ServerState
 from perpsim.api.ui import hub as ui_hub
-from perpsim.api.ui.snapshot import snapshot
+from perpsim.api.ui.cascade import cascade_view
+from perpsim.api.ui.snapshot import default_symbol, snapshot
 
 router = APIRouter(prefix="/ui", tags=["dashboard"])
 
@@ -36,6 +38,7 @@ _STATIC = {  # file → content type; nothing else under static/ is served
     "events.js": "text/javascript; charset=utf-8",
     "charts.js": "text/javascript; charset=utf-8",
     "positions.js": "text/javascript; charset=utf-8",
+    "cascade.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
 _cache: dict[str, bytes] = {}
@@ -87,6 +90,19 @@ async def get_snapshot(state: State, symbol: Annotated[str | None, Query(max_len
     """Prices, accounts with their risk, funding, insurance fund, recent events and (unless
     ``history=false``) the chart's index, mark and last candles of ``symbol``."""
     return await snapshot(state, symbol=symbol, history=history)
+
+
+@router.get("/api/cascade")
+async def get_cascade(state: State,
+                      symbol: Annotated[str | None, Query(max_length=64)] = None) -> dict[str, Any]:
+    """Liquidations and ADL per minute, the finite book's records and state, the insurance
+    fund after each liquidation, on ``symbol`` (default: the chart's)."""
+    ex = state.exchange
+    chosen = symbol or default_symbol(ex)
+    if chosen is None:
+        return {"symbol": None, "buckets": [], "points": [], "fund": [], "adl": [],
+                "finite": None, "now": ex.now_ms}
+    return cascade_view(ex, chosen)
 
 
 @router.websocket("/events")

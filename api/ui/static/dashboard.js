@@ -7,6 +7,7 @@
 // journal events (the timeline) and light ticks (prices, time, funding, insurance fund), and
 // each change schedules a fresh snapshot (positions and their price lines move with the mark).
 // Controls call the control plane: POST /control/advance and POST /control/prices.
+import { refreshCascade } from "./cascade.js";
 import { renderFundingChart, renderPriceChart } from "./charts.js";
 import { CATEGORIES, category, summary } from "./events.js";
 import { el, fmtDuration, fmtPct, fmtPrice, fmtTime, text } from "./format.js";
@@ -109,6 +110,7 @@ function applySnapshot(snap) {
   renderInsurance(snap);
   renderPositions(snap);
   renderChart();
+  refreshCascade(state.symbol, snap.last_seq);
 }
 function renderChart() {
   renderPriceChart(state);
