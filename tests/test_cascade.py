@@ -133,7 +133,10 @@ def crash(prof: Profile) -> Exchange:
     build_crowd(ex, crowd_of_longs())
     ex.advance(3_600 * SECOND_MS)
     ex.set_prices(BTC, str(SHOCK_USD))
-    ex.advance(300 * SECOND_MS)
+    ex.ledger.check_conserved()
+    for _ in range(10):  # conserved to the satoshi at every step of the cascade, not just after
+        ex.advance(30 * SECOND_MS)
+        ex.ledger.check_conserved()
     return ex
 
 
@@ -205,6 +208,32 @@ def test_a_liquidation_bigger_than_the_book_completes_at_the_backstop() -> None:
     backstop = ex.books[BTC].backstop_price("bids")
     assert Decimal(str(order.payload["avg_price"])) == backstop
     check_invariants(ex)
+
+
+def test_a_fair_price_mark_does_not_follow_the_book() -> None:
+    """BitMEX's fair price is index × (1 + funding basis): no last, no mid, so a depleted book
+    moves the last price but not the mark (the same as on a stateless book at that instant)."""
+    base = profile("bitmex_xbtusd")
+    xbt = base.instruments[0]
+
+    def run(refill: int | None) -> Exchange:
+        book = xbt.book.model_copy(update={"levels": 10, "level_step_ticks": 10,
+                                           "contracts_per_level": 1_000,
+                                           "refill_contracts_per_s": refill})
+        prof = base.model_copy(update={"instruments": (xbt.model_copy(update={"book": book}),
+                                                       *base.instruments[1:])})
+        ex = make_exchange(prof, manual_prices={xbt.pair: 60_000.0})
+        account_id = fund(ex, "50", leverage=5, symbol=xbt.symbol)
+        trading.place_order(ex, account_id, xbt.symbol, "SELL", "MARKET", 5_000)
+        ex.advance(10 * SECOND_MS)
+        return ex
+
+    thin, deep = run(10), run(None)
+    book = thin.books[xbt.symbol].finite
+    assert book is not None
+    assert book.eaten("bids", thin.now_ms) == 5_000 - 10 * 10
+    assert thin.last_price(xbt.symbol) < Decimal(60_000)
+    assert thin.mark_price(xbt.symbol) == deep.mark_price(xbt.symbol)
 
 
 def test_the_depth_watch_sleeps_once_the_book_is_whole_and_out_of_the_window() -> None:

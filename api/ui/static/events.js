@@ -12,7 +12,7 @@ export function category(ev) {
   const t = ev.type;
   if (t === "order.update") return ev.execution === "TRADE" ? "fill" : "other";
   if (t.startsWith("funding.")) return "funding";
-  if (t.startsWith("liquidation.")) return "liquidation";
+  if (t.startsWith("liquidation.") || t === "book.depth") return "liquidation";
   if (t === "margin.call") return "margin";
   if (t.startsWith("adl.")) return "adl";
   if (t.startsWith("insurance.")) return "insurance";
@@ -46,6 +46,12 @@ export function summary(ev) {
         (ev.insurance_delta !== undefined ? `, insurance ${ev.insurance_delta}` : "");
     case "liquidation.completed":
       return `insurance fund ${ev.insurance_fund}`;
+    case "book.depth":
+      return `${ev.symbol} book after the engine's ${ev.taker_side}: bids ${ev.bids_quoted} / ` +
+        `asks ${ev.asks_quoted} quoted, last ${fmtPrice(ev.last)}, mark ${fmtPrice(ev.mark)}, ` +
+        `index ${fmtPrice(ev.index)}`;
+    case "crowd.built":
+      return `${ev.accounts} traders on ${ev.symbol} (${ev.longs} long), entry ${ev.entry}`;
     case "liquidation.cured":
       return `cured at step ${ev.step}`;
     case "margin.call":
