@@ -52,6 +52,7 @@ SHOCK_OVER_MS = 3 * MINUTE_MS  # (over_hours 0.05)
 BEFORE_MS, AFTER_MS = 5 * MINUTE_MS, 25 * MINUTE_MS  # the window the lesson watches
 SAMPLE_MS = 10 * SECOND_MS
 HEDGE_BTC = Decimal(2)
+HEDGE_SHORT_SHARE = Decimal("0.995")  # of the collateral's value: the rest pays the fee
 
 
 def venue_profile() -> Profile:
@@ -70,24 +71,24 @@ def open_hedge(ex: Exchange) -> str:
     ex.set_leverage(account_id, BTC, 1)
     inst = ex.instrument(BTC)
     price = ex.pricer(BTC).reference_at(ex.now_ms)
-    qty = int(HEDGE_BTC * price / inst.contract_size_usd * Decimal("0.995"))  # fee headroom
+    qty = int(HEDGE_BTC * price / inst.contract_size_usd * HEDGE_SHORT_SHARE)
     market(ex, account_id, "SELL", qty)
     return account_id
 
 
 def run_market(scenario: Scenario, *, sample: bool) -> tuple[Exchange, str, list[dict[str, Any]]]:
-    """One run through the shock window: the exchange, the hedge's id, samples every 10 s."""
+    """One run through the shock window: the exchange, the hedge's id, and (``sample``) its
+    state every 10 s from five minutes before the shock."""
     ex = Exchange(venue_profile(), scenario, seed=scenario.seed)
     hedge = open_hedge(ex)
     shock = ex.start_ms + SHOCK_AT_MS
     ex.advance_until(shock - BEFORE_MS)
     samples: list[dict[str, Any]] = []
     end = shock + AFTER_MS
+    if not sample:
+        ex.advance_until(end)
     while ex.now_ms < end:
         ex.advance(SAMPLE_MS)
-        if sample:
-            samples.append(_sample(ex, hedge))
-    if not sample:
         samples.append(_sample(ex, hedge))
     return ex, hedge, samples
 
@@ -202,10 +203,13 @@ def run() -> Lesson:
          "The book is still refilling at the end of the window."),
         f"The 1x coin-collateralised short ({contracts(n['hedge_contracts_start'])} against "
         f"{btc(HEDGE_BTC, 0)} of collateral) is never liquidated: its "
-        f"margin ratio peaks at {pct(max_ratio, 2)} and it has no liquidation price above the "
-        "market. Its equity (collateral plus the short's PnL, at the mark): "
+        f"margin ratio peaks at {pct(max_ratio, 2)} and "
+        + ("it has no liquidation price at all. " if n["hedge_liquidation_price"] is None else
+           f"its liquidation price is {usd(n['hedge_liquidation_price'])}. ")
+        + "Its equity (collateral plus the short's PnL, at the mark): "
         f"{usd(equity[0])} before, {usd(equity[-1])} after "
-        f"({signed_usd(equity[-1] - equity[0])})."
+        f"({signed_usd(equity[-1] - equity[0])}: the {pct(1 - HEDGE_SHORT_SHARE, 1)} of the "
+        "collateral kept back for fees is the unhedged part)."
         + (f" ADL took {contracts(hedge_adl)} of it (a profitable short is in the queue)."
            if hedge_adl else ""),
     ]
