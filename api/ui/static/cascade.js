@@ -12,16 +12,29 @@ const LAYOUT = {
 let pending = false;
 let shownSeq = -1;
 
-function priceTraces(data) {
-  const t = data.points.map((p) => p.time);
+// The book.depth records, then the finite book now (so the refill since the last one shows).
+function pointsToNow(data) {
+  const points = data.points.slice();
+  const last = points.length ? points[points.length - 1].time : -Infinity;
+  if (data.finite !== null && points.length && data.now > last) {
+    points.push({ time: data.now, ...data.finite });
+  }
+  return points;
+}
+
+function priceTraces(data, points) {
+  const t = points.map((p) => p.time);
   const line = (key, color, dash) => ({
-    x: t, y: data.points.map((p) => Number(p[key])), name: key, mode: "lines+markers",
+    x: t, y: points.map((p) => Number(p[key])), name: key, mode: "lines+markers",
     line: { color, dash, shape: "hv" }, marker: { size: 4 }, yaxis: "y2",
   });
+  // Each bar spans its minute: centred half a bucket after the bucket's start.
+  const mid = data.buckets.map((b) => b + data.bucket_ms / 2);
+  const width = data.bucket_ms * 0.9;
   return [
-    { x: data.buckets, y: data.liquidated_coin.map(Number), type: "bar",
+    { x: mid, y: data.liquidated_coin.map(Number), type: "bar", width,
       name: `liquidated per minute (${data.coin})`, marker: { color: "#b91c1c" } },
-    { x: data.buckets, y: data.adl_contracts.map(Number), type: "bar", visible: "legendonly",
+    { x: mid, y: data.adl_contracts.map(Number), type: "bar", width, visible: "legendonly",
       name: "ADL contracts per minute", marker: { color: "#6d28d9" } },
     line("index", "#94a3b8", "solid"), line("mark", "#d97706", "dash"),
     line("last", "#2563eb", "solid"),
@@ -40,15 +53,16 @@ function render(data) {
     (data.fund.length ? ` · fund ${fmtCoin(data.fund[data.fund.length - 1].insurance_fund)}` +
       ` ${data.coin} at ${fmtTime(data.fund[data.fund.length - 1].time)}` : "");
   if (empty) return;
-  Plotly.react("cascade-chart", priceTraces(data), {
+  const points = pointsToNow(data);
+  Plotly.react("cascade-chart", priceTraces(data, points), {
     ...LAYOUT, barmode: "group", yaxis: { title: { text: data.coin } },
     yaxis2: { title: { text: "USD" }, overlaying: "y", side: "right", showgrid: false },
   }, CONFIG);
-  const t = data.points.map((p) => p.time);
+  const t = points.map((p) => p.time);
   Plotly.react("cascade-depth", [
-    { x: t, y: data.points.map((p) => p.bids_quoted), name: "bids quoted", mode: "lines",
+    { x: t, y: points.map((p) => p.bids_quoted), name: "bids quoted", mode: "lines",
       line: { color: "#047857", shape: "hv" } },
-    { x: t, y: data.points.map((p) => p.asks_quoted), name: "asks quoted", mode: "lines",
+    { x: t, y: points.map((p) => p.asks_quoted), name: "asks quoted", mode: "lines",
       line: { color: "#b45309", shape: "hv" } },
     { x: data.fund.map((f) => f.time), y: data.fund.map((f) => Number(f.insurance_fund)),
       name: `insurance fund (${data.coin})`, mode: "lines", yaxis: "y2",
