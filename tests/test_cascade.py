@@ -158,6 +158,11 @@ def test_a_finite_book_turns_a_shock_into_a_cascade_and_conserves_the_ledger() -
     assert record["accounts"] == len(liquidated(thin))
     assert min(p["last"] for p in record["points"]) < SHOCK_USD
     assert thin.ledger.balance(insurance_account("BTC")) < Decimal("0.05")  # drained
+    paid = [e.payload for e in of_type(thin.journal, "liquidation.order")
+            if e.payload["kind"] == "takeover" and Decimal(str(e.payload["insurance_delta"])) < 0]
+    assert paid, "some liquidations filled below their bankruptcy price"
+    for order in paid:  # the engine sold longs below where the user's margin ran out
+        assert Decimal(str(order["avg_price"])) < Decimal(str(order["bankruptcy_price"]))
     assert record["adl"], "the fund could not pay: ADL closed shorts"
     first_adl = of_type(thin.journal, "adl.ranking")[0]
     fund_then = [e for e in of_type(thin.journal, "liquidation.order", "liquidation.completed")
