@@ -19,6 +19,7 @@ from plotly.offline import get_plotlyjs
 
 from perpsim.api.ui import hub as ui_hub
 from perpsim.sim import market_data, risk
+from perpsim.sim.cascade_record import cascade_record
 from perpsim.sim.journal import Event
 from perpsim.strategy.connect import connect
 
@@ -308,6 +309,14 @@ def test_cascade_endpoint_counts_a_liquidation_per_minute(market: Market) -> Non
                                     if e.type == "liquidation.triggered"}
     assert body["points"] == []  # a stateless book keeps no depth records
     assert market.control.get("/ui/api/cascade", params={"symbol": "NOPE"}).status_code == 400
+    # The view is fed the new events only; it stays what the whole journal says.
+    open_position(market, "buy", 100, 20)
+    market.prices("52000")
+    again = market.control.get("/ui/api/cascade").json()
+    assert (again["liquidations"], again["accounts"]) == (2, 2)
+    whole = cascade_record(ex, MARKET_ID)
+    assert again["liquidated_contracts"] == whole["liquidated_contracts"]
+    assert again["liquidated_coin"] == [str(shown(c)) for c in whole["liquidated_coin"]]
 
 
 def test_cascade_view_of_a_finite_book_shows_its_depth_and_prices() -> None:

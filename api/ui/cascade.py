@@ -8,15 +8,20 @@ times as epoch milliseconds.
 
 from __future__ import annotations
 
+import weakref
 from decimal import Decimal
 from typing import Any
 
 from perpsim.numbers import readable
 from perpsim.sim.cascade import depth_view
-from perpsim.sim.cascade_record import cascade_record
+from perpsim.sim.cascade_record import CascadeTally
 from perpsim.sim.exchange import Exchange
 
 MAX_POINTS = 2_000  # book.depth records sent (the latest ones)
+# One tally per exchange and symbol, fed only the events appended since the last request; a
+# reset builds a new Exchange, and the old one's tallies go with it (weak keys).
+_tallies: weakref.WeakKeyDictionary[Exchange, dict[str, CascadeTally]] = (
+    weakref.WeakKeyDictionary())
 
 
 def _plain(value: Any) -> Any:
@@ -32,7 +37,12 @@ def _plain(value: Any) -> Any:
 def cascade_view(ex: Exchange, symbol: str) -> dict[str, Any]:
     """The cascade on ``symbol`` so far, and its finite book now (None for a stateless one)."""
     inst = ex.pricer(symbol).inst  # an unknown or unpriced symbol: the engine's 4xx error
-    record = cascade_record(ex, inst.symbol)
+    tallies = _tallies.setdefault(ex, {})
+    tally = tallies.get(inst.symbol)
+    if tally is None:
+        tally = tallies[inst.symbol] = CascadeTally(ex, inst.symbol)
+    tally.feed(ex.journal.since(tally.seen))
+    record = tally.record()
     record["points"] = record["points"][-MAX_POINTS:]
     record["fund"] = [{"time": t, "insurance_fund": f} for t, f in record["fund"]]
     book = ex.books[inst.symbol].finite
