@@ -10,7 +10,11 @@ book is untouched (every other test in the suite runs on it).
 from __future__ import annotations
 
 import dataclasses
+import json
 from decimal import Decimal
+from pathlib import Path
+
+import pytest
 
 from perpsim.sim import trading
 from perpsim.sim.cascade_record import cascade_record
@@ -261,3 +265,23 @@ def test_a_scenario_book_section_makes_the_book_finite() -> None:
     assert ex.profile.instrument(BTC).book.levels == 400
     assert ex.books[BTC].finite is not None
     assert ex.books["ETHUSD_PERP"].finite is None
+
+
+def test_a_profile_can_make_a_book_finite_and_a_bad_rate_is_named(tmp_path: Path) -> None:
+    from perpsim.fixtures import PROFILES_DIR
+    from perpsim.sim.errors import ProfileError
+    from perpsim.sim.profile import load_profile
+
+    data = json.loads((PROFILES_DIR / "binance_coinm.json").read_text())
+    data["instruments"][0]["book"]["refill_contracts_per_s"] = 500
+    good = tmp_path / "thin.json"
+    good.write_text(json.dumps(data))
+    ex = make_exchange(load_profile(str(good)))
+    assert ex.books[BTC].finite is not None
+    assert ex.books[BTC].finite.rate_per_s == 500
+    data["instruments"][0]["book"]["refill_contracts_per_s"] = 0
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(data))
+    with pytest.raises(ProfileError, match=r"bad\.json: field instruments\[0\]\.book\."
+                                           r"refill_contracts_per_s \(BTCUSD_PERP\): must be"):
+        load_profile(str(bad))
