@@ -8,7 +8,9 @@ books"); ``CrowdSpec`` validates it (unknown fields refused, each error names it
   account order, so the same spec and seed give the same crowd: a side (long with probability
   ``long_fraction``), a leverage (``leverage``, whole), a size in contracts (``contracts``, on
   the lot), a margin mode (``margin_modes``: weights), and collateral: a futures deposit of
-  ``collateral_multiple`` × the initial margin at the start price, plus the taker fee;
+  ``collateral_multiple`` × the initial margin at the start price, plus the taker fee (cross:
+  all of it backs the position; isolated: the position takes its initial margin, the rest
+  stays in the wallet);
 * every account is created, its margin mode and leverage set, with the engine's own calls;
 * positions open through ``trading.place_order``, by ``entry.mode``:
   ``at_start`` — a MARKET order each, now; ``window`` — a MARKET order each at a seeded time in
