@@ -223,6 +223,7 @@ def session(market: Market) -> dict[str, Any]:
     seen["journal"] = [json.loads(line) for line in
                        market.control.get("/control/journal").text.splitlines()]
     seen["GET /ui/api/snapshot"] = market.control.get("/ui/api/snapshot").json()
+    seen["GET /ui/api/cascade"] = market.control.get("/ui/api/cascade").json()
     bybit = {"category": "inverse", "symbol": SYMBOL_ID, "interval": "1"}
     for name in ("funding/history", "index-price-kline", "instruments-info", "kline",
                  "mark-price-kline", "orderbook", "recent-trade", "risk-limit", "tickers",
