@@ -276,10 +276,3 @@ def test_a_servers_stream_hub_does_not_keep_it_alive() -> None:
     del state
     gc.collect()
     assert gone() is None
-
-
-def test_position_mode_is_one_way_on_the_bybit_wire(bybit: Signed) -> None:
-    body = {"category": "inverse", "symbol": "BTCUSD", "mode": 0}
-    assert bybit.post("/v5/position/switch-mode", body)["retCode"] == 110025  # already one-way
-    hedge = bybit.post("/v5/position/switch-mode", {**body, "mode": 3})
-    assert (hedge["retCode"], "hedge mode" in hedge["retMsg"]) == (10001, True)

@@ -17,6 +17,7 @@ from fastapi import APIRouter
 from perpsim.api.bybit_v5 import account_wire as wire
 from perpsim.api.bybit_v5.errors import LEVERAGE_NOT_MODIFIED, BybitError, envelope
 from perpsim.api.bybit_v5.params import CATEGORY, Call, Private, page
+from perpsim.api.bybit_v5.position_mode import BOTH_SIDES, MODES, position_side
 from perpsim.api.bybit_v5.route_class import BybitRoute
 from perpsim.sim.errors import InvalidInput
 
@@ -154,7 +155,7 @@ async def position_list(call: Private) -> dict[str, Any]:
     chosen = [inst] if inst is not None else [
         i for i in call.ex.profile.instruments
         if (settle is None or i.margin_asset == settle) and i.symbol in call.ex.pricers]
-    rows = [wire.position_row(call.ex, call.account_id, i) for i in chosen]
+    rows = [row for i in chosen for row in wire.position_rows(call.ex, call.account_id, i)]
     return _ok(call, {"category": CATEGORY, "list": rows, "nextPageCursor": ""})
 
 
@@ -184,14 +185,21 @@ def _leverage(call: Call, name: str) -> int:
     return int(value)
 
 
-@router.post("/position/set-leverage")
-async def set_leverage(call: Private) -> dict[str, Any]:
-    """Set the leverage (buy and sell must agree: one-way mode)."""
-    call.params.category()
-    inst = call.params.instrument()
+def _one_leverage(call: Call) -> int:
+    """buyLeverage = sellLeverage: perpsim keeps one leverage per symbol (both hedge legs)."""
     buy, sell = _leverage(call, "buyLeverage"), _leverage(call, "sellLeverage")
     if buy != sell:
-        raise InvalidInput("buyLeverage and sellLeverage must be equal in one-way mode")
+        raise InvalidInput(f"buyLeverage {buy} and sellLeverage {sell} must be equal: perpsim "
+                           "keeps one leverage per symbol, shared by both hedge-mode legs")
+    return buy
+
+
+@router.post("/position/set-leverage")
+async def set_leverage(call: Private) -> dict[str, Any]:
+    """Set the symbol's leverage (one for the one-way position or both hedge legs)."""
+    call.params.category()
+    inst = call.params.instrument()
+    buy = _one_leverage(call)
     if call.ex.position(call.account_id, inst.symbol).leverage == buy:
         raise BybitError(LEVERAGE_NOT_MODIFIED, "leverage not modified")
     call.ex.set_leverage(call.account_id, inst.symbol, buy)
@@ -205,9 +213,7 @@ async def switch_isolated(call: Private) -> dict[str, Any]:
     p.category()
     inst = p.instrument()
     mode = p.choice("tradeMode", ("0", "1"), required=True)
-    buy, sell = _leverage(call, "buyLeverage"), _leverage(call, "sellLeverage")
-    if buy != sell:
-        raise InvalidInput("buyLeverage and sellLeverage must be equal in one-way mode")
+    buy = _one_leverage(call)
     call.ex.set_margin_mode(call.account_id, inst.symbol, "isolated" if mode == "1" else "cross")
     if call.ex.position(call.account_id, inst.symbol).leverage != buy:
         call.ex.set_leverage(call.account_id, inst.symbol, buy)
@@ -216,29 +222,37 @@ async def switch_isolated(call: Private) -> dict[str, Any]:
 
 @router.post("/position/switch-mode")
 async def switch_mode(call: Private) -> dict[str, Any]:
-    """Position mode: one-way (mode 0). Hedge mode (3) exists in the engine (the Binance wire
-    serves it) but this dialect does not speak positionIdx 1/2 yet, so it is refused."""
-    call.params.category()
-    call.params.choice("mode", ("0", "3"), required=True)
-    if call.params.get("mode") == "3":
-        raise InvalidInput("hedge mode (3) is not served by the Bybit dialect: positions are "
-                           "one-way (positionIdx 0)")
-    call.ex.set_position_mode(call.account_id, False)  # 110025 when it already is
+    """Position mode: one-way (0) or hedge (3, both sides), for a ``symbol`` or a ``coin``
+    (perpsim keeps the mode per account). Refused while positions (110024) or orders (110028)
+    are open; 110025 when nothing changes."""
+    p = call.params
+    p.category()
+    mode = p.choice("mode", MODES, required=True)
+    if p.get("symbol") is not None:
+        p.instrument()
+    elif p.get("coin") is not None:
+        coins = sorted({i.margin_asset for i in call.ex.profile.instruments})
+        p.choice("coin", coins)
+    else:
+        raise InvalidInput("symbol or coin is required")
+    call.ex.set_position_mode(call.account_id, mode == BOTH_SIDES)
     return _ok(call, {})
 
 
 @router.post("/position/add-margin")
 async def add_margin(call: Private) -> dict[str, Any]:
-    """Add (positive) or reduce (negative) an isolated position's margin."""
+    """Add (positive) or reduce (negative) an isolated position's (or hedge leg's) margin."""
     p = call.params
     p.category()
     inst = p.instrument()
+    leg = position_side(p.get("positionIdx"), call.ex.account(call.account_id))
     amount = p.decimal("margin", required=True)
     assert amount is not None
     if amount == 0:
         raise InvalidInput("margin must not be zero")
-    call.ex.adjust_isolated_margin(call.account_id, inst.symbol, abs(amount), add=amount > 0)
-    return _ok(call, wire.position_row(call.ex, call.account_id, inst))
+    call.ex.adjust_isolated_margin(call.account_id, inst.symbol, abs(amount), add=amount > 0,
+                                   position_side=leg)
+    return _ok(call, wire.position_row(call.ex, call.account_id, inst, leg))
 
 
 # ---- asset: the spot ↔ contract transfer --------------------------------------------------------

@@ -17,7 +17,12 @@ from typing import Any
 from perpsim.api.bybit_v5.market_wire import COIN_PLACES, price, rate
 from perpsim.api.deps import dec
 from perpsim.sim import risk
-from perpsim.sim.accounts import DEFAULT_LEVERAGE
+from perpsim.sim.accounts import (
+    BYBIT_POSITION_IDX,
+    DEFAULT_LEVERAGE,
+    PositionSide,
+    position_key,
+)
 from perpsim.sim.algo import AlgoOrder
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.inverse import coin_value
@@ -42,6 +47,19 @@ def coin(value: Decimal | int | None) -> str:
 def side_out(side: str) -> str:
     """BUY/SELL → Buy/Sell."""
     return "Buy" if side == "BUY" else "Sell"
+
+
+def position_idx(side: str) -> int:
+    """The engine's position side as Bybit's ``positionIdx``: 0 one-way, 1 buy side (LONG
+    leg), 2 sell side (SHORT leg) of hedge mode."""
+    return BYBIT_POSITION_IDX["LONG" if side == "LONG" else "SHORT" if side == "SHORT"
+                              else "BOTH"]
+
+
+def closes_leg(side: str, position_side: str) -> bool:
+    """True for a hedge-mode order on the other side of its leg (a Sell on the long leg, a
+    Buy on the short leg): it can only close, so it is reduce-only by nature."""
+    return position_side != "BOTH" and (side == "BUY") != (position_side == "LONG")
 
 
 def create_type(order: Order) -> str:
@@ -97,7 +115,8 @@ def order_row(ex: Exchange, order: Order) -> dict[str, Any]:
         "orderId": str(order.order_id), "orderLinkId": link_id(order), "blockTradeId": "",
         "symbol": order.symbol, "price": price(inst, order.price_usd) or "0",
         "qty": str(order.qty_contracts), "side": side_out(order.side), "isLeverage": "",
-        "positionIdx": 0, "orderStatus": ORDER_STATUS[order.status],
+        "positionIdx": position_idx(order.position_side),
+        "orderStatus": ORDER_STATUS[order.status],
         "createType": create_type(order),
         "cancelType": "UNKNOWN" if order.status not in ("CANCELED", "EXPIRED") else
         ("CancelByLiq" if "autoclose" in order.client_order_id else "CancelByUser"),
@@ -106,7 +125,8 @@ def order_row(ex: Exchange, order: Order) -> dict[str, Any]:
         "timeInForce": "IOC" if order.type == "MARKET" else TIF_OUT[order.time_in_force],
         "triggerPrice": "", "takeProfit": "", "stopLoss": "", "tpTriggerBy": "",
         "slTriggerBy": "", "triggerDirection": 0, "triggerBy": "", "lastPriceOnCreated": "",
-        "reduceOnly": order.reduce_only, "closeOnTrigger": False, "smpType": "None",
+        "reduceOnly": order.reduce_only or closes_leg(order.side, order.position_side),
+        "closeOnTrigger": False, "smpType": "None",
         "smpGroup": 0, "smpOrderId": "", "tpslMode": "", "tpLimitPrice": "",
         "slLimitPrice": "", "placeType": "", "createdTime": str(order.created_ms),
         "updatedTime": str(order.updated_ms),
@@ -139,7 +159,8 @@ def algo_row(ex: Exchange, algo: AlgoOrder) -> dict[str, Any]:
         "blockTradeId": "", "symbol": algo.symbol,
         "price": price(inst, algo.price_usd) if limit else "0",
         "qty": str(algo.qty_contracts), "side": side_out(algo.side), "isLeverage": "",
-        "positionIdx": 0, "orderStatus": algo_status(algo, placed),
+        "positionIdx": position_idx(algo.position_side),
+        "orderStatus": algo_status(algo, placed),
         "createType": "CreateByUser",
         "cancelType": "CancelByUser" if algo.status == "CANCELED" else "UNKNOWN",
         "rejectReason": "EC_NoError", "orderType": "Limit" if limit else "Market",
@@ -148,7 +169,8 @@ def algo_row(ex: Exchange, algo: AlgoOrder) -> dict[str, Any]:
         "triggerPrice": price(inst, algo.trigger_price_usd), "takeProfit": "", "stopLoss": "",
         "tpTriggerBy": "", "slTriggerBy": "", "triggerDirection": trigger_direction(algo),
         "triggerBy": TRIGGER_BY_OUT.get(algo.working_type, "LastPrice"),
-        "lastPriceOnCreated": "", "reduceOnly": algo.reduce_only,
+        "lastPriceOnCreated": "",
+        "reduceOnly": algo.reduce_only or closes_leg(algo.side, algo.position_side),
         "closeOnTrigger": algo.close_position, "smpType": "None", "smpGroup": 0,
         "smpOrderId": "", "tpslMode": "", "tpLimitPrice": "", "slLimitPrice": "",
         "placeType": "", "createdTime": str(algo.created_ms),
@@ -250,13 +272,15 @@ def closed_pnl_rows(ex: Exchange, account_id: str,
     ``closedPnl`` is the realised PnL net of the fills' fees."""
     rows: dict[int, dict[str, Any]] = {}
     totals: dict[int, list[Decimal]] = {}  # order → [closed, entry value, exit value, pnl, n]
-    entry_of: dict[str, Decimal] = {}  # symbol → entry price after the latest fill
+    # (symbol, position side) → entry price after the latest fill (hedge legs apart)
+    entry_of: dict[tuple[str, str], Decimal] = {}
     for event in fills_of(ex, account_id):
         p = event.payload
         closed = closed_contracts(event)
-        entry_before = entry_of.get(p["symbol"])
+        leg = (p["symbol"], str(p.get("position_side", "BOTH")))
+        entry_before = entry_of.get(leg)
         if p.get("position_entry") is not None:
-            entry_of[p["symbol"]] = Decimal(p["position_entry"])
+            entry_of[leg] = Decimal(p["position_entry"])
         if not closed or entry_before is None:
             continue
         inst = ex.instruments[p["symbol"]]
@@ -301,14 +325,26 @@ def realised_pnl(ex: Exchange, account_id: str, symbol: str) -> Decimal:
                 if r["symbol"] == symbol and not r["type"].startswith("TRANSFER")), Decimal(0))
 
 
-def position_row(ex: Exchange, account_id: str, inst: Instrument) -> dict[str, Any]:
-    """One /v5/position/list row (a flat position: side "" and size 0)."""
-    pos = ex.accounts[account_id].positions.get(inst.symbol)
-    leverage = pos.leverage if pos is not None else DEFAULT_LEVERAGE
-    isolated = pos is not None and pos.margin_mode == "isolated"
+def position_rows(ex: Exchange, account_id: str, inst: Instrument) -> list[dict[str, Any]]:
+    """The account's /v5/position/list rows on ``inst``: one in one-way mode, one per leg
+    (positionIdx 1 then 2) in hedge mode, flat or not, as Bybit lists them."""
+    return [position_row(ex, account_id, inst, side)
+            for side in ex.accounts[account_id].sides()]
+
+
+def position_row(ex: Exchange, account_id: str, inst: Instrument,
+                 side: PositionSide = "BOTH") -> dict[str, Any]:
+    """One /v5/position/list row of the one-way position or of a hedge leg (a flat position:
+    side "" and size 0)."""
+    account = ex.accounts[account_id]
+    pos = account.positions.get(position_key(inst.symbol, side))
+    # Leverage and margin mode are the symbol's (shared by its legs): any record has them.
+    settings = pos or next(iter(account.positions_on(inst.symbol)), None)
+    leverage = settings.leverage if settings is not None else DEFAULT_LEVERAGE
+    isolated = settings is not None and settings.margin_mode == "isolated"
     row: dict[str, Any] = {
-        "positionIdx": 0, "riskId": 1, "riskLimitValue": "", "symbol": inst.symbol,
-        "side": "", "size": "0", "avgPrice": "0", "positionValue": "0",
+        "positionIdx": position_idx(side), "riskId": 1, "riskLimitValue": "",
+        "symbol": inst.symbol, "side": "", "size": "0", "avgPrice": "0", "positionValue": "0",
         "tradeMode": 1 if isolated else 0, "autoAddMargin": 0, "positionStatus": "Normal",
         "leverage": str(leverage), "markPrice": rate(ex.mark_price(inst.symbol)),
         "liqPrice": "", "bustPrice": "", "positionIM": coin(0), "positionMM": coin(0),
@@ -322,7 +358,7 @@ def position_row(ex: Exchange, account_id: str, inst: Instrument) -> dict[str, A
     }
     if pos is None or not pos.is_open:
         return row
-    view = risk.position_risk(ex, account_id, inst.symbol)
+    view = risk.position_risk(ex, account_id, inst.symbol, side)
     tier = next((b for b in inst.brackets
                  if b.cap_coin is None or view.value_coin <= b.cap_coin), inst.brackets[-1])
     row.update({
@@ -354,7 +390,8 @@ def contract_coin_row(ex: Exchange, account_id: str, coin_name: str) -> dict[str
     (cross wallet plus isolated margins), equity, margins and what can be withdrawn."""
     account = ex.accounts[account_id]
     cross = risk.cross_state(ex, account_id, coin_name)
-    isolated = [risk.position_risk(ex, account_id, p.symbol) for p in account.open_positions()
+    isolated = [risk.position_risk(ex, account_id, p.symbol, p.position_side)
+                for p in account.open_positions()
                 if p.coin == coin_name and p.margin_mode == "isolated"]
     iso_wallet = sum((v.isolated_margin_coin for v in isolated), Decimal(0))
     iso_pnl = sum((v.unrealised_pnl_coin for v in isolated), Decimal(0))

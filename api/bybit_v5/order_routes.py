@@ -4,7 +4,8 @@ Dull on purpose: authenticate (``Private``), read typed parameters, call sim/tra
 sim/algo.py, shape with account_wire. A request with ``triggerPrice`` is a conditional order
 (the engine's algo orders): ``triggerDirection`` 1 fires when the price rises to the trigger,
 2 when it falls to it; ``triggerBy`` MarkPrice or LastPrice. ``timeInForce`` PostOnly is the
-engine's post-only (GTX). An account sees and cancels only its own orders.
+engine's post-only (GTX). ``positionIdx`` names the hedge-mode leg (position_mode.py). An
+account sees and cancels only its own orders.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from perpsim.api.bybit_v5.errors import (
     envelope,
 )
 from perpsim.api.bybit_v5.params import CATEGORY, Call, Private, page
+from perpsim.api.bybit_v5.position_mode import order_leg
 from perpsim.api.bybit_v5.route_class import BybitRoute
 from perpsim.sim import algo, trading
 from perpsim.sim.algo import AlgoOrder
@@ -58,12 +60,14 @@ async def create_order(call: Private) -> dict[str, Any]:
     tif = TIF_IN[tif_in] if order_type == "LIMIT" else None
     reduce_only = p.boolean("reduceOnly")
     link = p.get("orderLinkId")
-    p.choice("positionIdx", ("0",))  # one-way mode only
+    leg, reduce_only = order_leg(p.get("positionIdx"), call.ex.account(call.account_id), side,
+                                 reduce_only)
     trigger = p.decimal("triggerPrice")
     if trigger is None:
         order = trading.place_order(call.ex, call.account_id, inst.symbol, side, order_type,
                                     qty, limit_price, time_in_force=tif,
-                                    reduce_only=reduce_only, client_order_id=link)
+                                    reduce_only=reduce_only, client_order_id=link,
+                                    position_side=leg)
         return _ids(call, str(order.order_id), wire.link_id(order))
     direction = p.integer("triggerDirection", required=True, minimum=1, maximum=2) or 0
     working = TRIGGER_BY_IN[p.choice("triggerBy", tuple(TRIGGER_BY_IN),
@@ -74,7 +78,7 @@ async def create_order(call: Private) -> dict[str, Any]:
             call.ex, call.account_id, inst.symbol, side, algo_type, qty, trigger, limit_price,
             working_type=working, reduce_only=reduce_only,
             close_position=p.boolean("closeOnTrigger"), time_in_force=tif or "GTC",
-            client_algo_id=link)
+            client_algo_id=link, position_side=leg)
     except WouldTriggerImmediately as exc:
         code = TRIGGER_EXPECT_RISING if direction == wire.RISE else TRIGGER_EXPECT_FALLING
         word = "Rising" if direction == wire.RISE else "Falling"

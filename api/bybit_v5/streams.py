@@ -205,8 +205,8 @@ def private_frames(ex: Exchange, conn: Connection, events: list[Event]) -> list[
         if rows:
             frames.append(_private_frame(ex, "execution", rows))
     if "position" in wanted and symbols:
-        rows = [{"category": CATEGORY, **wire.position_row(ex, account_id, ex.instruments[s])}
-                for s in sorted(symbols) if s in ex.pricers]
+        rows = [{"category": CATEGORY, **row} for s in sorted(symbols) if s in ex.pricers
+                for row in wire.position_rows(ex, account_id, ex.instruments[s])]
         if rows:
             frames.append(_private_frame(ex, "position", rows))
     if "wallet" in wanted:
