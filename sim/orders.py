@@ -34,6 +34,14 @@ SIDES: tuple[Side, ...] = ("BUY", "SELL")
 ORDER_TYPES: tuple[OrderType, ...] = ("LIMIT", "MARKET")
 TIMES_IN_FORCE: tuple[TimeInForce, ...] = ("GTC", "IOC", "FOK", "GTX")
 OPEN_STATUSES: frozenset[OrderStatus] = frozenset({"NEW", "PARTIALLY_FILLED"})
+# Why the venue itself cancelled an order at once (``Order.cancel_reason``): a post-only order
+# that would take, a FOK order that cannot fill in full (both only on venues whose profile says
+# ``unfillable_tif: cancel``), an IOC order with nothing to fill. The first two are the codes of
+# the errors a "reject" venue raises instead (sim/errors.py).
+POST_ONLY_WOULD_TAKE = "post_only_would_take"
+FOK_UNFILLED = "fok_unfilled"
+IOC_UNFILLED = "ioc_unfilled"
+CANCEL_REASONS = (POST_ONLY_WOULD_TAKE, FOK_UNFILLED, IOC_UNFILLED)
 
 
 def opposite(side: Side) -> Side:
@@ -62,6 +70,8 @@ class Order:
     filled_contracts: int = 0
     filled_value_coin: Decimal = ZERO
     position_side: PositionSide = "BOTH"  # BOTH (one-way), LONG or SHORT (hedge mode)
+    # Why the venue cancelled it (CANCEL_REASONS), "" when it did not; dialects word it.
+    cancel_reason: str = ""
 
     @property
     def sign(self) -> int:

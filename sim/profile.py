@@ -389,6 +389,10 @@ class Profile(_Frozen):
     rounding: Rounding
     insurance_fund_start: dict[str, Decimal]
     price_band: PriceBand | None = Field(default=None, description="None: no price band")
+    unfillable_tif: Literal["reject", "cancel"] = Field(
+        default="reject", description="a post-only order that would take or a FOK order that "
+        "cannot fill in full: 'reject' refuses it before it exists (Binance -5022 / -5021); "
+        "'cancel' accepts it and cancels it at once with its reason (Bybit)")
     instruments: tuple[Instrument, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -40,6 +40,7 @@ from perpsim.sim.ledger import (
 from perpsim.sim.margin import check_leverage, initial_margin_coin
 from perpsim.sim.money import positive_price, positive_quantity, quantize
 from perpsim.sim.orders import (
+    IOC_UNFILLED,
     ORDER_TYPES,
     SIDES,
     TIMES_IN_FORCE,
@@ -76,7 +77,8 @@ def place_order(ex: Exchange, account_id: str, symbol: object, side: object, ord
                          reduce_only, client_order_id)
     order.position_side = position_side_for(account, position_side, order.reduce_only)
     plan = book.plan_match(order)
-    plan.raise_if_rejected()
+    if ex.profile.unfillable_tif == "reject" or plan.rejection is None:
+        plan.raise_if_rejected()
     _check_price_band(ex, inst, order, plan.fills)
     pos = account.position(inst.symbol, inst.margin_asset, order.position_side)
     _check_reduce_only(order, pos)
@@ -88,6 +90,9 @@ def place_order(ex: Exchange, account_id: str, symbol: object, side: object, ord
     order.client_order_id = order.client_order_id or f"perpsim-{order.order_id}"
     ex.orders[order.order_id] = order
     _journal_order(ex, order, "NEW")
+    if plan.rejection is not None:  # unfillable_tif "cancel": accepted, then cancelled at once
+        _expire(ex, order, plan.rejection.code)
+        return order
     book.apply_match(plan, ex.now_ms)
     for fill in plan.fills:
         trade_id = record_trade(ex, inst, fill.price_usd, fill.qty_contracts, order.side)
@@ -98,11 +103,18 @@ def place_order(ex: Exchange, account_id: str, symbol: object, side: object, ord
     if plan.action == "REST":
         book.add(order)
     elif plan.action == "EXPIRE" and order.remaining_contracts:
-        order.status = "EXPIRED"
-        order.updated_ms = ex.now_ms
-        _journal_order(ex, order, "EXPIRED")
+        _expire(ex, order, IOC_UNFILLED if order.filled_contracts == 0 else "")
     ex.watcher.replan()
     return order
+
+
+def _expire(ex: Exchange, order: Order, reason: str) -> None:
+    """The venue cancels what is left of a new order that may not rest (``reason``: one of
+    CANCEL_REASONS, or "" for an IOC remainder after fills)."""
+    order.status = "EXPIRED"
+    order.updated_ms = ex.now_ms
+    order.cancel_reason = reason
+    _journal_order(ex, order, "EXPIRED")
 
 
 def _build_order(ex: Exchange, account: Account, inst: Instrument, side: object,
@@ -583,6 +595,7 @@ def _journal_order(ex: Exchange, order: Order, execution: str, *, order_type: st
         status=order.status, position_qty=pos.qty_contracts, position_entry=pos.entry_price_usd,
         margin_mode=pos.margin_mode, coin=inst.margin_asset, position_side=order.position_side,
         wallet=ex.wallet_balance(order.account_id, inst.margin_asset),
-        isolated_wallet=ex.isolated_wallet(order.account_id, pos.margin_key), **fill,
+        isolated_wallet=ex.isolated_wallet(order.account_id, pos.margin_key),
+        **({"cancel_reason": order.cancel_reason} if order.cancel_reason else {}), **fill,
     )
 

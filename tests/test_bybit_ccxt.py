@@ -124,16 +124,19 @@ async def _cycle(market: Market, ex: Any, creds: dict[str, str], pro: bool) -> d
     (flat,) = await _run(ex.fetch_positions([SYMBOL]))
     assert (flat["info"]["tradeMode"], flat["leverage"]) == (1, 3)  # ccxt: marginMode None
 
-    # Post-only: rests above the ask; refused when it would take. Reduce-only with no position.
+    # Post-only: rests above the ask; when it would take it is accepted and cancelled at once,
+    # as on Bybit. Reduce-only with no position is refused.
     ask = ticker["ask"]
     resting = await _run(ex.create_order(SYMBOL, "limit", "sell", 1000, ask + 500,
                                          {"postOnly": True}))
     open_orders = await _run(ex.fetch_open_orders(SYMBOL))
     assert [(o["id"], o["timeInForce"], o["postOnly"]) for o in open_orders] == [
         (resting["id"], "PO", True)]
-    message = await _raises(ccxt.BadRequest, lambda: ex.create_order(
-        SYMBOL, "limit", "sell", 1000, ticker["bid"] - 500, {"postOnly": True}))
-    assert "PostOnly" in message
+    taker = await _run(ex.create_order(SYMBOL, "limit", "sell", 1000, ticker["bid"] - 500,
+                                       {"postOnly": True}))
+    cancelled = [o for o in await _run(ex.fetch_closed_orders(SYMBOL)) if o["id"] == taker["id"]]
+    assert [(o["status"], o["filled"], o["info"]["rejectReason"]) for o in cancelled] == [
+        ("canceled", 0, "EC_PostOnlyWillTakeLiquidity")]
     await _raises(ccxt.InvalidOrder, lambda: ex.create_order(
         SYMBOL, "market", "buy", 100, None, {"reduceOnly": True}))
     await _run(ex.cancel_order(resting["id"], SYMBOL))

@@ -5,39 +5,20 @@ the private stream; switching follows Bybit's rules (110024 / 110028 / 110025)."
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import time
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from pybit import unified_trading
+from bybit_helpers import SYMBOL, frames_until, fresh_pybit, private_ws
+from bybit_helpers import rows as _rows
 from pybit.exceptions import InvalidRequestError
-from websockets.sync.client import connect as ws_connect
 
-from live_market import START, Market
-
-SYMBOL = "BTCUSD"
-
-
-def _rows(response: dict[str, Any]) -> list[dict[str, Any]]:
-    assert response["retCode"] == 0, response
-    rows: list[dict[str, Any]] = response["result"]["list"]
-    return rows
+from live_market import Market
 
 
 @pytest.fixture
 def http(bybit_market: Market) -> Any:
-    bybit_market.post("reset", {"profile": "bybit_inverse", "scenario": "manual", "seed": 0,
-                                "start": START, "clock": "stepped", "speed": 1.0})
-    creds = bybit_market.account({"BTC": "1"})
-    client = unified_trading.HTTP(testnet=False, api_key=creds["api_key"],
-                                  api_secret=creds["api_secret"], max_retries=1)
-    client.endpoint = bybit_market.base_url
-    client.creds = creds  # the private WebSocket signs with them
-    return client
+    return fresh_pybit(bybit_market)
 
 
 def _by_idx(http: Any) -> dict[int, dict[str, Any]]:
@@ -136,24 +117,10 @@ def test_isolated_hedge_legs_take_margin_apart(http: Any) -> None:
 def test_the_private_stream_sends_one_position_row_per_leg(http: Any,
                                                            bybit_market: Market) -> None:
     http.switch_position_mode(category="inverse", symbol=SYMBOL, mode=3)
-    ws_base = bybit_market.base_url.replace("http://", "ws://")
-    with ws_connect(ws_base + "/v5/private", open_timeout=10) as ws:
-        expires = str(int(time.time() * 1000) + 10_000)
-        sign = hmac.new(http.creds["api_secret"].encode(), ("GET/realtime" + expires).encode(),
-                        hashlib.sha256).hexdigest()
-        ws.send(json.dumps({"op": "auth", "args": [http.creds["api_key"], expires, sign]}))
-        assert json.loads(ws.recv(timeout=10))["success"] is True
-        ws.send(json.dumps({"op": "subscribe", "args": ["position", "order", "execution"]}))
-        assert json.loads(ws.recv(timeout=10))["success"] is True
+    with private_ws(bybit_market, http.creds, ["position", "order", "execution"]) as ws:
         placed = http.place_order(category="inverse", symbol=SYMBOL, side="Sell",
                                   orderType="Market", qty="700", positionIdx=2)["result"]
-        seen: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + 15
-        while len(seen) < 3 and time.monotonic() < deadline:
-            frame = json.loads(ws.recv(timeout=15))
-            if frame.get("topic") in ("position", "order", "execution"):
-                seen[frame["topic"]] = frame
-        assert set(seen) == {"position", "order", "execution"}
+        seen = frames_until(ws, {"position", "order", "execution"})
         legs = {row["positionIdx"]: row for row in seen["position"]["data"]}
         assert (legs[1]["size"], legs[2]["side"], legs[2]["size"]) == ("0", "Sell", "700")
         (order,) = seen["order"]["data"]

@@ -31,7 +31,7 @@ from perpsim.sim.errors import (
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.ledger import fees_account, isolated_account, wallet_account
 from perpsim.sim.money import quantize
-from perpsim.sim.orders import Order
+from perpsim.sim.orders import FOK_UNFILLED, IOC_UNFILLED, POST_ONLY_WOULD_TAKE, Order
 from perpsim.sim.risk import position_risk
 
 from engine_helpers import (
@@ -45,7 +45,10 @@ from engine_helpers import (
     fund,
     make_exchange,
     of_type,
+    profile,
+    profile_with,
     q,
+    snapshot,
     types,
 )
 
@@ -550,3 +553,58 @@ def test_isolated_partial_close_leaves_the_rest_its_share_of_margin() -> None:
     assert liq_after is not None
     assert abs(liq_after - liq_before) < Decimal("0.01")
     check_invariants(ex)
+
+
+# ---- unfillable_tif "cancel" (Bybit): accepted, then cancelled at once ---------------------------
+
+@pytest.mark.parametrize(("side", "qty", "price", "tif", "reason"), [
+    ("BUY", 10, "60000.1", "GTX", POST_ONLY_WOULD_TAKE),
+    ("SELL", 10, "59999.9", "GTX", POST_ONLY_WOULD_TAKE),
+    ("BUY", 4_001, "60000.2", "FOK", FOK_UNFILLED),  # the book holds 4,000 up to 60,000.2
+])
+def test_a_cancel_venue_accepts_the_unfillable_order_and_cancels_it_changing_no_coin(
+        side: str, qty: int, price: str, tif: str, reason: str) -> None:
+    ex = make_exchange(profile_with(unfillable_tif="cancel"))
+    ex.advance(MINUTE_MS)
+    a = fund(ex, "10")
+    before = snapshot(ex)
+    book_before = ex.refresh_book(BTC).depth(5)
+    order = trading.place_order(ex, a, BTC, side, "LIMIT", qty, price, time_in_force=tif)
+    assert (order.status, order.filled_contracts, order.cancel_reason) == ("EXPIRED", 0, reason)
+    assert ex.orders[order.order_id] is order
+    assert not order.is_open
+    after = snapshot(ex)
+    assert (after.balances, after.postings, after.positions) == (
+        before.balances, before.postings, before.positions)
+    assert ex.refresh_book(BTC).depth(5) == book_before  # nothing rests, nothing was taken
+    events = [e.payload for e in of_type(ex.journal, "order.update")
+              if e.payload["order_id"] == order.order_id]
+    assert [(e["execution"], e.get("cancel_reason")) for e in events] == [
+        ("NEW", None), ("EXPIRED", reason)]
+    check_invariants(ex)
+
+
+def test_a_cancel_venue_still_refuses_what_fails_the_other_checks() -> None:
+    ex = make_exchange(profile_with(unfillable_tif="cancel"))
+    ex.advance(MINUTE_MS)
+    a = fund(ex, "0.00001")
+    assert_rejected(ex, InsufficientFunds, trading.place_order, ex, a, BTC, "BUY", "LIMIT",
+                    1_000, "60000.1", time_in_force="GTX")
+    assert_rejected(ex, ReduceOnlyRejected, trading.place_order, ex, a, BTC, "SELL", "LIMIT",
+                    10, "59999.9", time_in_force="GTX", reduce_only=True)
+
+
+def test_an_ioc_with_nothing_to_fill_is_cancelled_with_its_reason() -> None:
+    ex, a = _venue()
+    nothing = trading.place_order(ex, a, BTC, "BUY", "LIMIT", 10, "59000", time_in_force="IOC")
+    assert (nothing.status, nothing.cancel_reason) == ("EXPIRED", IOC_UNFILLED)
+    part = trading.place_order(ex, a, BTC, "BUY", "LIMIT", 5_000, "60000.2",
+                               time_in_force="IOC")
+    assert (part.status, part.filled_contracts, part.cancel_reason) == ("EXPIRED", 4_000, "")
+
+
+def test_the_cancel_reasons_are_the_codes_of_the_errors_a_reject_venue_raises() -> None:
+    assert (PostOnlyWouldTake.code, FillOrKillUnfilled.code) == (POST_ONLY_WOULD_TAKE,
+                                                                  FOK_UNFILLED)
+    assert profile("binance_coinm").unfillable_tif == "reject"
+    assert profile("bybit_inverse").unfillable_tif == "cancel"

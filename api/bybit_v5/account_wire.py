@@ -28,7 +28,7 @@ from perpsim.sim.exchange import Exchange
 from perpsim.sim.inverse import coin_value
 from perpsim.sim.journal import Event
 from perpsim.sim.ledger import Posting
-from perpsim.sim.orders import Order
+from perpsim.sim.orders import FOK_UNFILLED, IOC_UNFILLED, POST_ONLY_WOULD_TAKE, Order
 from perpsim.sim.profile import Instrument
 
 CONDITIONAL_PREFIX = "cond-"
@@ -36,6 +36,10 @@ ORDER_STATUS = {"NEW": "New", "PARTIALLY_FILLED": "PartiallyFilled", "FILLED": "
                 "CANCELED": "Cancelled", "EXPIRED": "Cancelled", "REJECTED": "Rejected"}
 TIF_OUT = {"GTC": "GTC", "IOC": "IOC", "FOK": "FOK", "GTX": "PostOnly"}
 TRIGGER_BY_OUT = {"MARK_PRICE": "MarkPrice", "CONTRACT_PRICE": "LastPrice"}
+# Why the venue cancelled a new order at once (sim/orders.py CANCEL_REASONS) as Bybit says it.
+REJECT_REASONS = {POST_ONLY_WOULD_TAKE: "EC_PostOnlyWillTakeLiquidity",
+                  FOK_UNFILLED: "EC_CancelForNoFullFill",
+                  IOC_UNFILLED: "EC_NoImmediateQtyToFill"}
 RISE, FALL = 1, 2
 
 
@@ -108,6 +112,19 @@ def order_fee(ex: Exchange, order: Order) -> Decimal:
                 if e.payload["order_id"] == order.order_id), Decimal(0))
 
 
+def reject_reason(order: Order | None) -> str:
+    """``rejectReason``: why the venue cancelled the order at once, else EC_NoError."""
+    return REJECT_REASONS.get(order.cancel_reason, "EC_NoError") if order else "EC_NoError"
+
+
+def cancel_type(order: Order) -> str:
+    """``cancelType``: UNKNOWN while open or when the matching engine cancelled it at once
+    (its ``rejectReason`` says why), CancelByLiq for the liquidation engine's, else by user."""
+    if order.status not in ("CANCELED", "EXPIRED") or order.cancel_reason:
+        return "UNKNOWN"
+    return "CancelByLiq" if "autoclose" in order.client_order_id else "CancelByUser"
+
+
 def order_row(ex: Exchange, order: Order) -> dict[str, Any]:
     """One plain order as /v5/order/realtime and /history answer."""
     inst = ex.instruments[order.symbol]
@@ -118,9 +135,8 @@ def order_row(ex: Exchange, order: Order) -> dict[str, Any]:
         "positionIdx": position_idx(order.position_side),
         "orderStatus": ORDER_STATUS[order.status],
         "createType": create_type(order),
-        "cancelType": "UNKNOWN" if order.status not in ("CANCELED", "EXPIRED") else
-        ("CancelByLiq" if "autoclose" in order.client_order_id else "CancelByUser"),
-        "rejectReason": "EC_NoError", "orderType": "Market" if order.type == "MARKET" else
+        "cancelType": cancel_type(order), "rejectReason": reject_reason(order),
+        "orderType": "Market" if order.type == "MARKET" else
         "Limit", "stopOrderType": "", "orderIv": "",
         "timeInForce": "IOC" if order.type == "MARKET" else TIF_OUT[order.time_in_force],
         "triggerPrice": "", "takeProfit": "", "stopLoss": "", "tpTriggerBy": "",
@@ -163,7 +179,7 @@ def algo_row(ex: Exchange, algo: AlgoOrder) -> dict[str, Any]:
         "orderStatus": algo_status(algo, placed),
         "createType": "CreateByUser",
         "cancelType": "CancelByUser" if algo.status == "CANCELED" else "UNKNOWN",
-        "rejectReason": "EC_NoError", "orderType": "Limit" if limit else "Market",
+        "rejectReason": reject_reason(placed), "orderType": "Limit" if limit else "Market",
         "stopOrderType": "Stop", "orderIv": "",
         "timeInForce": TIF_OUT.get(algo.time_in_force, "GTC") if limit else "IOC",
         "triggerPrice": price(inst, algo.trigger_price_usd), "takeProfit": "", "stopLoss": "",

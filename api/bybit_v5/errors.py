@@ -31,8 +31,9 @@ anything unexpected        10016    Internal server error.                      
 =========================  =======  ==========================================  ===================
 
 PostOnly and FOK orders that cannot rest / fill: Bybit accepts them and cancels them at once
-(the order shows ``Cancelled``); perpsim's engine rejects them before they exist, so they answer
-10001 naming Bybit's reject reason (docs/bybit-dialect-notes.md).
+(the order shows ``Cancelled`` with its ``rejectReason``); the ``bybit_inverse`` profile says so
+(``unfillable_tif: cancel``) and the engine does it. Only a profile that rejects them (Binance's,
+served on this wire) raises PostOnlyWouldTake / FillOrKillUnfilled: 10001 naming the reason.
 """
 
 from __future__ import annotations
