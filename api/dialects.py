@@ -56,3 +56,16 @@ def path_owner(path: str) -> Any | None:
         if path.startswith(tuple(module.PATH_PREFIXES)):
             return module
     return None
+
+
+def stream_owner(path: str) -> Any | None:
+    """The routes module of the dialect whose ``WS_PATH_PREFIXES`` cover the WebSocket
+    ``path`` (None: no dialect's, e.g. the dashboard). Its hooks shape the stream faults:
+    ``ws_event_type(text)`` (a data frame's kind, None for request answers), ``ws_expire``
+    (what ends a private connection whose credential expires) and, optionally, ``ws_open``
+    (the account a URL names)."""
+    for name in DIALECTS:
+        module = importlib.import_module(DIALECTS[name])
+        if path.startswith(tuple(module.WS_PATH_PREFIXES)):
+            return module
+    return None

@@ -22,7 +22,8 @@ Kinds: ``latency`` (``ms`` + seeded ``jitter_ms``), ``http_5xx`` (``status`` 500
 unknown"), ``rate_limit`` (Binance request weights or order counts: 429 with ``Retry-After``,
 then 418 and a ban for a client that ignores it), ``order_reject`` (a Binance error ``code``),
 ``ws_disconnect``, ``ws_drop`` (data frames lost), ``ws_delay`` (data frames late, in order),
-``listen_key_expiry`` (the user stream's key expires: ``listenKeyExpired`` and a close), and
+``listen_key_expiry`` (a private stream's credential expires; each dialect says how: Binance's
+``listenKeyExpired`` and a close, Bybit's private session closed), and
 ``downtime`` (requests fail with 503 "System is under maintenance.", streams close; at
 ``start_ms`` resting orders are kept (``orders: "hold"``: the matching engine runs on, only the
 gateway is down) or cancelled (``"cancel"``), and a ``fault.downtime`` event is journalled).
@@ -88,8 +89,9 @@ class FaultSpec(BaseModel):
     method: str | None = Field(default=None, description="HTTP method (order_reject: POST)")
     account_id: str | None = Field(default=None, description="only this account's requests "
                                    "(by API key) and user stream")
-    stream: str | None = Field(default=None, description="WebSocket kinds: glob on the frame's "
-                               "event type 'e', e.g. ORDER_TRADE_UPDATE or markPriceUpdate")
+    stream: str | None = Field(default=None, description="WebSocket kinds: glob on a data "
+                               "frame's kind: Binance's event type 'e' (ORDER_TRADE_UPDATE, "
+                               "markPriceUpdate), Bybit's topic (order, orderbook.50.*)")
     probability: float = Field(default=1.0, ge=0, le=1)
     seed: StrictInt = Field(default=0, ge=0)
     after: StrictInt = Field(default=0, ge=0, description="let this many matches pass first")
@@ -364,6 +366,16 @@ class FaultRegistry:
         """Count a WebSocket connection (per account; public streams under 'public')."""
         key = account_id or "public"
         self.ws_connections[key] = self.ws_connections.get(key, 0) + 1
+
+    def ws_identified(self, account_id: str) -> None:
+        """A connection counted as public authenticated (Bybit's private ``auth``): count it
+        under its account instead."""
+        left = self.ws_connections.get("public", 0) - 1
+        if left > 0:
+            self.ws_connections["public"] = left
+        else:
+            self.ws_connections.pop("public", None)
+        self.ws_opened(account_id)
 
     def ws_down(self, path: str, account_id: str | None, sim_now_ms: int) -> bool:
         """True if a downtime window covers this connection now."""

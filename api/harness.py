@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 from fastapi import FastAPI
 
 from perpsim.api import durable, fault_routes, recording
-from perpsim.api.dialects import path_owner
+from perpsim.api.dialects import path_owner, stream_owner
 from perpsim.api.faults import FaultRegistry, HttpDecision, HttpError, HttpRequest
 from perpsim.api.recording import (
     RECORDED_HEADERS,
@@ -37,6 +37,8 @@ from perpsim.api.recording import (
     stop_recording,
 )
 from perpsim.api.state import ServerState
+from perpsim.api.stream_session import SCOPE_KEY as SESSION_KEY
+from perpsim.api.stream_session import StreamSession
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -117,27 +119,6 @@ async def _answer(send: Send, error: HttpError, extra: dict[str, str]) -> None:
     await send({"type": "http.response.start", "status": error.status,
                 "headers": _raw_headers(headers)})
     await send({"type": "http.response.body", "body": payload})
-
-
-def _event_type(text: str) -> str | None:
-    """The ``e`` of a data frame (None for request answers and anything else)."""
-    try:
-        frame = json.loads(text)
-    except ValueError:
-        return None
-    if isinstance(frame, list):
-        frame = frame[0] if frame else None
-    if isinstance(frame, dict) and isinstance(frame.get("data"), dict):
-        frame = frame["data"]
-    kind = frame.get("e") if isinstance(frame, dict) else None
-    return kind if isinstance(kind, str) else None
-
-
-def expire_listen_key(state: ServerState, key: str) -> None:
-    """Make ``key`` expired now (Binance: ``listenKeyExpired``; a new POST gives a new key)."""
-    entry = state.listen_keys.get(key)
-    if entry is not None:
-        state.listen_keys[key] = (entry[0], 0)
 
 
 class HarnessMiddleware:
@@ -247,10 +228,17 @@ class HarnessMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         h, state = self.harness, self.harness.state
         path = str(scope["path"])
-        name = path[len("/ws/"):] if path.startswith("/ws/") else ""
-        account = state.account_for_listen_key(name) if name else None
-        key = name if account is not None else None
-        h.faults.ws_opened(account)
+        dialect = stream_owner(path)
+        if dialect is None:  # the dashboard's stream, like the control plane, is never faulted
+            await self.app(scope, receive, send)
+            return
+        session = StreamSession()
+        opened = getattr(dialect, "ws_open", None)  # an account known from the URL (Binance)
+        if opened is not None:
+            opened(session, path, state)
+        h.faults.ws_opened(session.account_id)
+        session.on_identified = h.faults.ws_identified  # an account learnt later (Bybit auth)
+        scope[SESSION_KEY] = session
         closed = False
 
         async def faulty_send(message: Message) -> None:
@@ -262,6 +250,7 @@ class HarnessMiddleware:
                 # The fault closed the socket: fail the app's later sends as a closed socket
                 # would, so its sender ends (a silent drop could keep it looping).
                 raise OSError("the WebSocket was closed by an injected fault")
+            account = session.account_id
             if kind == "websocket.accept":
                 await send(message)
                 if h.faults.ws_down(path, account, state.exchange.now_ms):
@@ -270,19 +259,18 @@ class HarnessMiddleware:
                                 "reason": "service unavailable (maintenance)"})
                 return
             text = message.get("text") if kind == "websocket.send" else None
-            event_type = _event_type(text) if text is not None and h.faults.active else None
-            if event_type is not None:
+            # Only data frames have a kind: request answers (acks, pongs) are never faulted.
+            event_type = dialect.ws_event_type(text) if text is not None else None
+            if event_type is not None and h.faults.active:
                 decision = h.faults.decide_ws(path, account, event_type, state.exchange.now_ms)
                 if decision.delay_s:
                     await asyncio.sleep(decision.delay_s)
-                if decision.expire_key and key is not None:
+                if decision.expire_key and account is not None:
                     closed = True
-                    expire_listen_key(state, key)
-                    frame = {"e": "listenKeyExpired", "E": state.exchange.now_ms,
-                             "listenKey": key}
-                    await send({"type": "websocket.send", "text": json.dumps(frame)})
-                    await send({"type": "websocket.close", "code": 1000,
-                                "reason": "listen key expired"})
+                    frames, (code, reason) = dialect.ws_expire(session, state)
+                    for frame in frames:
+                        await send({"type": "websocket.send", "text": json.dumps(frame)})
+                    await send({"type": "websocket.close", "code": code, "reason": reason})
                     return
                 if decision.close is not None:
                     closed = True

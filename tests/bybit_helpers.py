@@ -25,7 +25,11 @@ def fresh_pybit(market: Market, balance: str = "1") -> Any:
     ``balance`` BTC (its credentials as ``.creds``)."""
     market.post("reset", {"profile": "bybit_inverse", "scenario": "manual", "seed": 0,
                           "start": START, "clock": "stepped", "speed": 1.0})
-    creds = market.account({"BTC": balance})
+    return pybit_client(market, market.account({"BTC": balance}))
+
+
+def pybit_client(market: Market, creds: dict[str, str]) -> Any:
+    """An unmodified pybit HTTP pointed at ``market`` (its one URL setting) for ``creds``."""
     client = unified_trading.HTTP(testnet=False, api_key=creds["api_key"],
                                   api_secret=creds["api_secret"], max_retries=1)
     client.endpoint = market.base_url

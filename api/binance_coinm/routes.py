@@ -9,13 +9,17 @@ from perpsim.api.binance_coinm import (
     wallet_routes,
 )
 from perpsim.api.binance_coinm.errors import BINANCE_PREFIXES, broken_body
+from perpsim.api.binance_coinm.stream_faults import ws_event_type, ws_expire, ws_open
 
 TITLE = "Binance COIN-M"
 REST_PATH = "/dapi/v1"
 WS_PATH = "/ws"
 PATH_PREFIXES = BINANCE_PREFIXES
+WS_PATH_PREFIXES = ("/ws", "/stream")
 SIGNED_HEADERS = ("x-mbx-apikey",)  # the signature itself travels in the parameters
-__all__ = ["broken_body"]  # the broken-market guard answers Binance paths with it
+# The broken-market guard answers Binance paths with broken_body; the stream faults read and
+# end Binance's frames with the ws_* hooks.
+__all__ = ["broken_body", "ws_event_type", "ws_expire", "ws_open"]
 
 ROUTERS = (market_routes.router, account_routes.router, wallet_routes.router, streams.router,
            venue_routes.router, futures_data_routes.router)

@@ -1,4 +1,4 @@
-"""Injected faults (api/faults.py) as Bybit answers them, for requests on the v5 paths.
+"""Injected faults (api/faults.py) as Bybit answers them, on the v5 paths and streams.
 
 The fault registry decides in the venue-neutral terms of its rules (a rate budget exceeded, a
 ban, a 5xx, a downtime, an order reject) and writes Binance-shaped answers; this module turns a
@@ -14,15 +14,26 @@ decision into Bybit's:
   (Bybit's "server error, try again") — a gateway's HTML text stays as it is;
 * an order reject is HTTP 200 with the rule's ``code`` as the retCode (Bybit's codes are
   positive; a rule without one, or with a Binance code, answers 10001 "params error").
+
+On the WebSockets (``/v5/public/inverse``, ``/v5/private``) the rules' ``stream`` glob matches
+a data frame's ``topic`` (``orderbook.50.BTCUSD``, ``order``, ...); op answers (subscribe
+acks, pongs, auth) are never faulted. A private connection belongs to its account from its
+``auth`` on. ``listen_key_expiry`` is Bybit's closest event: the private session ends (a close
+1000 "auth expired"; no frame first, Bybit sends none) and the client reconnects and
+authenticates again, as pybit and ccxt do on a close.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+from typing import Any
 
 from perpsim.api.bybit_v5.errors import INTERNAL_ERROR, PARAMS_ERROR, RATE_LIMIT, envelope
 from perpsim.api.fault_rates import HttpError
 from perpsim.api.faults import HttpDecision
+from perpsim.api.state import ServerState
+from perpsim.api.stream_session import StreamSession
 
 BANNED_TEXT = "access too frequent"  # Bybit's 403 body for a banned IP
 
@@ -64,3 +75,21 @@ def fault_answer(decision: HttpDecision, now_ms: int) -> HttpDecision:
     """``decision`` with Bybit's headers and, if it answers an error, Bybit's answer."""
     error = None if decision.error is None else _answer(decision.error, now_ms)
     return dataclasses.replace(decision, error=error, headers=_limit_headers(decision))
+
+
+def ws_event_type(text: str) -> str | None:
+    """A data frame's ``topic`` (None for op answers and anything else)."""
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(frame, dict) or "data" not in frame:
+        return None
+    topic = frame.get("topic")
+    return topic if isinstance(topic, str) else None
+
+
+def ws_expire(session: StreamSession, state: ServerState
+              ) -> tuple[list[dict[str, Any]], tuple[int, str]]:
+    """The private session's authentication ends: no frame, a normal close."""
+    return [], (1000, "auth expired")

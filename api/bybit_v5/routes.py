@@ -2,16 +2,18 @@
 
 from perpsim.api.bybit_v5 import account_routes, market_routes, order_routes, streams
 from perpsim.api.bybit_v5.errors import broken_body
-from perpsim.api.bybit_v5.faults import fault_answer
+from perpsim.api.bybit_v5.faults import fault_answer, ws_event_type, ws_expire
 
 TITLE = "Bybit v5 inverse"
 REST_PATH = "/v5"  # ccxt.bybit / pybit: the bare base URL
 WS_PATH = "/v5/public/inverse"  # and /v5/private
 PATH_PREFIXES = ("/v5/",)
+WS_PATH_PREFIXES = ("/v5/public/", "/v5/private")
 # Headers a request is authenticated by (recordings keep them so a replay re-checks them).
 SIGNED_HEADERS = ("x-bapi-api-key", "x-bapi-timestamp", "x-bapi-sign", "x-bapi-recv-window")
 
-# The harness shapes injected faults, and the broken-market guard its 503, as Bybit answers.
-__all__ = ["broken_body", "fault_answer"]
+# The harness shapes injected faults (HTTP answers, stream frames), and the broken-market guard
+# its 503, as Bybit answers.
+__all__ = ["broken_body", "fault_answer", "ws_event_type", "ws_expire"]
 
 ROUTERS = (market_routes.router, order_routes.router, account_routes.router, streams.router)

@@ -32,6 +32,7 @@ from perpsim.api.bybit_v5.params import CATEGORY
 from perpsim.api.bybit_v5.signing import verify_ws_auth
 from perpsim.api.bybit_v5.stream_topics import Topic, UnknownTopic, parse_topic
 from perpsim.api.state import ServerState
+from perpsim.api.stream_session import identify
 from perpsim.sim.errors import PerpsimError
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.journal import Event
@@ -313,6 +314,8 @@ def _request(hub: Hub, conn: Connection, text: str) -> None:
             return
         account = ex.account_by_api_key(api_key)
         conn.account_id = account.account_id if account is not None else None
+        if conn.account_id is not None:  # stream faults naming the account apply from now on
+            identify(conn.ws.scope, conn.account_id)
         conn.push({**_reply(conn, "auth", req_id), "retCode": 0})
     elif op in ("subscribe", "unsubscribe"):
         _subscribe(hub, conn, op, req_id, args)
