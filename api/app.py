@@ -16,10 +16,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from perpsim.api import control, health
-from perpsim.api.binance_coinm.errors import install_error_handlers
-from perpsim.api.binance_coinm.openapi_params import install_openapi
+from perpsim.api.errors import install_error_handlers
 from perpsim.api.harness import install_harness
 from perpsim.api.health import BrokenMarketGuard
+from perpsim.api.openapi import install_openapi
 from perpsim.api.security import SecurityConfig, SecurityMiddleware
 from perpsim.api.state import ServerConfig, ServerState
 

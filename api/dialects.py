@@ -27,15 +27,19 @@ def check_dialect(name: object) -> str:
     return name
 
 
+def dialect_module(name: str) -> Any:
+    """The routes module of dialect ``name``: its routers, paths and hooks."""
+    return importlib.import_module(DIALECTS[check_dialect(name)])
+
+
 def routers(name: str) -> Sequence[Any]:
     """The routers (HTTP and WebSocket) of dialect ``name``, in mounting order."""
-    module = importlib.import_module(DIALECTS[check_dialect(name)])
-    return tuple(module.ROUTERS)
+    return tuple(dialect_module(name).ROUTERS)
 
 
 def describe(name: str) -> tuple[str, str, str]:
     """``(title, REST path, WebSocket path)`` of dialect ``name`` (for ``perpsim serve``)."""
-    module = importlib.import_module(DIALECTS[check_dialect(name)])
+    module = dialect_module(name)
     return str(module.TITLE), str(module.REST_PATH), str(module.WS_PATH)
 
 
@@ -43,7 +47,7 @@ def signed_headers() -> tuple[str, ...]:
     """Every dialect's authentication headers, lower case (what a recording keeps)."""
     names: list[str] = []
     for name in DIALECTS:
-        module = importlib.import_module(DIALECTS[name])
+        module = dialect_module(name)
         names += [h for h in module.SIGNED_HEADERS if h not in names]
     return tuple(names)
 
@@ -52,7 +56,7 @@ def path_owner(path: str) -> Any | None:
     """The routes module of the dialect whose ``PATH_PREFIXES`` cover ``path`` (None: no
     dialect's, e.g. the control plane). Faults apply only to dialect paths."""
     for name in DIALECTS:
-        module = importlib.import_module(DIALECTS[name])
+        module = dialect_module(name)
         if path.startswith(tuple(module.PATH_PREFIXES)):
             return module
     return None
@@ -65,7 +69,7 @@ def stream_owner(path: str) -> Any | None:
     (what ends a private connection whose credential expires) and, optionally, ``ws_open``
     (the account a URL names)."""
     for name in DIALECTS:
-        module = importlib.import_module(DIALECTS[name])
+        module = dialect_module(name)
         if path.startswith(tuple(module.WS_PATH_PREFIXES)):
             return module
     return None

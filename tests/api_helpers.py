@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 
-from perpsim.api.binance_coinm.errors import install_error_handlers
 from perpsim.api.binance_coinm.market_info import exchange_info, leverage_brackets
 from perpsim.api.binance_coinm.signing import verify_request
+from perpsim.api.errors import install_error_handlers
 from perpsim.api.server import serve_in_thread
 from perpsim.sim.profile import Profile
 

@@ -14,13 +14,8 @@ import pytest
 from fastapi import FastAPI
 
 from perpsim.api.binance_coinm import signing
-from perpsim.api.binance_coinm.errors import (
-    ERROR_TABLE,
-    install_error_handlers,
-    is_binance_path,
-    to_binance_error,
-    to_control_error,
-)
+from perpsim.api.binance_coinm.errors import ERROR_TABLE, is_binance_path, to_binance_error
+from perpsim.api.errors import install_error_handlers, to_control_error
 from perpsim.sim import errors as domain
 from perpsim.sim.money import check_tick, positive_price, whole_contracts
 from perpsim.strategy.connect import connect

@@ -1,4 +1,5 @@
-"""THE table from perpsim's errors to Binance COIN-M error responses, and the FastAPI hooks.
+"""THE table from perpsim's errors to Binance COIN-M error responses, and the dialect's answer
+for the app-wide handlers (api/errors.py).
 
 Every domain error (sim/errors.py) and every authentication error (api/auth.py) becomes
 ``(HTTP status, {"code": <negative int>, "msg": <text>})`` here and nowhere else. Codes and
@@ -34,11 +35,10 @@ AlgoOrderRequired      −4120    Order type not supported for this ...   Exchan
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -246,21 +246,6 @@ def validation_error_body(exc: RequestValidationError) -> dict[str, Any]:
     return {"code": -1100, "msg": _illegal(name)}
 
 
-def control_validation_body(exc: RequestValidationError) -> dict[str, Any]:
-    """The control plane's shape for a body or query that does not parse."""
-    problems = list(exc.errors())
-    if not problems:
-        return {"error": "invalid_request", "message": "the request could not be parsed"}
-    first = problems[0]
-    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
-    message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
-    if first.get("type") == "json_invalid":
-        return {"error": "invalid_json", "message": f"the body is not valid JSON: {message}"}
-    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-    return {"error": "invalid_request",
-            "message": f"{where or 'body'}: {message}{more}"}
-
-
 def _param_name(problem: Any) -> str:
     location = [str(part) for part in problem.get("loc", ()) if part not in ("query", "body")]
     return location[-1] if location else "?"
@@ -282,75 +267,21 @@ def is_binance_path(path: str) -> bool:
     return path.startswith(BINANCE_PREFIXES)
 
 
-_CONTROL_STATUS: dict[type[BaseException], int] = {
-    domain.ProfileError: 400,  # a bad profile or scenario named in a reset is the caller's
-    domain.ScenarioError: 400,
-    domain.UnknownAccount: 404,
-    domain.OrderNotFound: 404,
-    domain.InvalidState: 409,
-    domain.InvalidInput: 400,
-    domain.InsufficientFunds: 400,
-    domain.OrderRejected: 400,
-    domain.MarginModeAlreadySet: 400,
-    domain.MarginModeChangeRejected: 400,
-    domain.PerpsimError: 500,
-}
+# Exceptions of this dialect's own that the app-wide handlers (api/errors.py) must answer.
+HANDLED_ERRORS: tuple[type[Exception], ...] = (signing.SigningError, AlgoOrderRequired)
 
 
-def to_control_error(exc: domain.PerpsimError) -> tuple[int, dict[str, Any]]:
-    """The control plane's ``{"error": code, "message": text}`` shape (docs/contract.md)."""
-    status = next(
-        (_CONTROL_STATUS[cls] for cls in type(exc).__mro__ if cls in _CONTROL_STATUS), 500
-    )
-    return status, {"error": exc.code, "message": str(exc)}
-
-
-def install_error_handlers(
-    app: FastAPI, *, binance_path: Callable[[str], bool] = is_binance_path
-) -> None:
-    """Register handlers so no dialect request ever answers with FastAPI's own JSON or a 500 page.
-
-    On Binance paths: domain and signing errors → the table; malformed parameters → −1102 /
-    −1100; unknown path or method → 404 −5000; anything unexpected → 500 −1000. Elsewhere
-    FastAPI's defaults stay, except domain errors, which get the control-plane shape.
-    """
-
-    async def on_domain(request: Request, exc: Exception) -> Response:
-        if binance_path(request.url.path) or not isinstance(exc, domain.PerpsimError):
-            status, body = to_binance_error(exc)
-        else:
-            status, body = to_control_error(exc)
-        return JSONResponse(body, status_code=status)
-
-    async def on_validation(request: Request, exc: Exception) -> Response:
-        if not isinstance(exc, RequestValidationError):  # registered for this class only
-            raise exc
-        if not binance_path(request.url.path):
-            return JSONResponse(control_validation_body(exc), status_code=400)
+def error_answer(request: Request, exc: Exception) -> Response:
+    """Binance's answer for a failure on a Binance path (api/errors.py calls it): domain and
+    signing errors → the table; malformed parameters → −1102 / −1100; unknown path or method
+    → 404 −5000; anything unexpected → 500 −1000."""
+    if isinstance(exc, RequestValidationError):
         return JSONResponse(validation_error_body(exc), status_code=400)
-
-    async def on_http(request: Request, exc: Exception) -> Response:
-        if not isinstance(exc, StarletteHTTPException):  # registered for this class only
-            raise exc
-        if not binance_path(request.url.path):
-            code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-            return JSONResponse({"error": code, "message": f"{request.method} "
-                                 f"{request.url.path}: {exc.detail}"},
-                                status_code=exc.status_code, headers=exc.headers)
+    if isinstance(exc, StarletteHTTPException):
         if exc.status_code in (404, 405):
             body = unknown_path_body(request.method, request.url.path)
             return JSONResponse(body, status_code=404)
         body = {"code": -1000, "msg": str(exc.detail) or UNKNOWN_ERROR_MSG}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
-
-    async def on_unexpected(request: Request, exc: Exception) -> Response:
-        # Starlette still re-raises after this handler, so the error reaches logs and tests.
-        status, body = to_binance_error(exc)
-        return JSONResponse(body, status_code=status)
-
-    app.add_exception_handler(domain.PerpsimError, on_domain)
-    app.add_exception_handler(signing.SigningError, on_domain)
-    app.add_exception_handler(AlgoOrderRequired, on_domain)
-    app.add_exception_handler(RequestValidationError, on_validation)
-    app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(Exception, on_unexpected)
+    status, body = to_binance_error(exc)
+    return JSONResponse(body, status_code=status)

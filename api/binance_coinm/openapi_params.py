@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
-
 SIDE = "side!:BUY|SELL"
 TIME = ("startTime:int", "endTime:int", "limit:int")
 INTERVAL = ("interval!:1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M",)
@@ -103,9 +101,6 @@ SECURITY_SCHEMES = {
     "Signature": {"type": "apiKey", "in": "query", "name": "signature",
                   "description": "HMAC-SHA256 of the query string (or form body) with the "
                                  "account's API secret, hex"},
-    "ControlToken": {"type": "http", "scheme": "bearer",
-                     "description": "the control token, when the server has one "
-                                    "(--control-token; docs/security.md)"},
 }
 
 
@@ -126,8 +121,8 @@ def parameter(spec: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": required, "schema": schema}
 
 
-def declare(schema: dict[str, Any]) -> dict[str, Any]:
-    """Add the dialect's parameters and security (and the control token) to ``schema``."""
+def declare_openapi(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the dialect's parameters and security to ``schema`` (api/openapi.py calls it)."""
     components = schema.setdefault("components", {})
     components.setdefault("securitySchemes", {}).update(SECURITY_SCHEMES)
     for path, operations in schema.get("paths", {}).items():
@@ -139,23 +134,9 @@ def declare(schema: dict[str, Any]) -> dict[str, Any]:
                 operation["security"] = [{"ApiKey": [], "Signature": []}]
             elif key in KEY_ONLY:
                 operation["security"] = [{"ApiKey": []}]
-            elif path.startswith(("/control", "/ui")):
-                operation["security"] = [{}, {"ControlToken": []}]
             if specs:
                 declared = {p["name"] for p in operation.get("parameters", [])}
                 operation["parameters"] = [*operation.get("parameters", []),
                                            *(parameter(s) for s in specs
                                              if s.partition(":")[0].rstrip("!") not in declared)]
     return schema
-
-
-def install_openapi(app: FastAPI) -> None:
-    """Make ``app.openapi()`` declare the dialect (computed once, then cached by FastAPI)."""
-    build = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = declare(build())
-        return app.openapi_schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

@@ -8,7 +8,13 @@ from perpsim.api.binance_coinm import (
     venue_routes,
     wallet_routes,
 )
-from perpsim.api.binance_coinm.errors import BINANCE_PREFIXES, broken_body
+from perpsim.api.binance_coinm.errors import (
+    BINANCE_PREFIXES,
+    HANDLED_ERRORS,
+    broken_body,
+    error_answer,
+)
+from perpsim.api.binance_coinm.openapi_params import declare_openapi
 from perpsim.api.binance_coinm.stream_faults import ws_event_type, ws_expire, ws_open
 
 TITLE = "Binance COIN-M"
@@ -17,9 +23,11 @@ WS_PATH = "/ws"
 PATH_PREFIXES = BINANCE_PREFIXES
 WS_PATH_PREFIXES = ("/ws", "/stream")
 SIGNED_HEADERS = ("x-mbx-apikey",)  # the signature itself travels in the parameters
-# The broken-market guard answers Binance paths with broken_body; the stream faults read and
-# end Binance's frames with the ws_* hooks.
-__all__ = ["broken_body", "ws_event_type", "ws_expire", "ws_open"]
+# The core's hooks (api/dialects.py): the broken-market guard answers Binance paths with
+# broken_body, the app-wide handlers with error_answer (and HANDLED_ERRORS), the stream faults
+# read and end Binance's frames with the ws_* hooks; /openapi.json declares its parameters.
+__all__ = ["HANDLED_ERRORS", "broken_body", "declare_openapi", "error_answer", "ws_event_type",
+           "ws_expire", "ws_open"]
 
 ROUTERS = (market_routes.router, account_routes.router, wallet_routes.router, streams.router,
            venue_routes.router, futures_data_routes.router)

@@ -28,6 +28,7 @@ TooManyOpenOrders          110020   number of active orders greater than …    
 PositionTooLargeFor…       110016   Requested quantity of contracts exceeds …   InvalidOrder
 WouldTriggerImmediately    110092/3 expect Rising/Falling, but trigger_price …  InvalidOrder
 anything unexpected        10016    Internal server error.                      ExchangeError
+unknown path (HTTP 404)    10017    route not found: ...                        BadRequest
 =========================  =======  ==========================================  ===================
 
 PostOnly and FOK orders that cannot rest / fill: Bybit accepts them and cancels them at once
@@ -41,8 +42,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from perpsim.api import auth as signing
 from perpsim.sim import errors as domain
@@ -55,6 +58,7 @@ INVALID_KEY = 10003
 SIGN_ERROR = 10004
 RATE_LIMIT = 10006
 INTERNAL_ERROR = 10016
+ROUTE_NOT_FOUND = 10017
 LEVERAGE_NOT_MODIFIED = 110043
 TRIGGER_EXPECT_RISING = 110092
 TRIGGER_EXPECT_FALLING = 110093
@@ -155,3 +159,16 @@ def error_response(exc: BaseException, time_ms: int) -> JSONResponse:
     """HTTP 200 with the table's retCode, as Bybit answers a refused request."""
     code, message = ret_code_of(exc)
     return JSONResponse(envelope({}, time_ms, ret_code=code, ret_msg=message))
+
+
+def error_answer(request: Request, exc: Exception) -> Response:
+    """What the app-wide handlers (api/errors.py) answer on a v5 path. Route errors are caught
+    inside the routes (route_class.BybitRoute), so only what happens before one is found
+    arrives here: an unknown path or method is HTTP 404 with retCode 10017 (Bybit's "route not
+    found"); anything else the table's answer."""
+    state = getattr(request.app.state, "perpsim", None)
+    now_ms = state.exchange.now_ms if state is not None else 0
+    if isinstance(exc, StarletteHTTPException) and exc.status_code in (404, 405):
+        return JSONResponse(envelope({}, now_ms, ret_code=ROUTE_NOT_FOUND, ret_msg=(
+            f"route not found: {request.method} {request.url.path}")), status_code=404)
+    return error_response(exc, now_ms)

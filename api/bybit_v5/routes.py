@@ -1,7 +1,7 @@
 """Every router of the Bybit v5 dialect, in the order the app mounts them."""
 
 from perpsim.api.bybit_v5 import account_routes, market_routes, order_routes, streams
-from perpsim.api.bybit_v5.errors import broken_body
+from perpsim.api.bybit_v5.errors import broken_body, error_answer
 from perpsim.api.bybit_v5.faults import fault_answer, ws_event_type, ws_expire
 
 TITLE = "Bybit v5 inverse"
@@ -12,8 +12,8 @@ WS_PATH_PREFIXES = ("/v5/public/", "/v5/private")
 # Headers a request is authenticated by (recordings keep them so a replay re-checks them).
 SIGNED_HEADERS = ("x-bapi-api-key", "x-bapi-timestamp", "x-bapi-sign", "x-bapi-recv-window")
 
-# The harness shapes injected faults (HTTP answers, stream frames), and the broken-market guard
-# its 503, as Bybit answers.
-__all__ = ["broken_body", "fault_answer", "ws_event_type", "ws_expire"]
+# The core's hooks (api/dialects.py): injected faults (HTTP answers, stream frames), the
+# broken-market guard's 503 and the app-wide handlers' answers take Bybit's shapes.
+__all__ = ["broken_body", "error_answer", "fault_answer", "ws_event_type", "ws_expire"]
 
 ROUTERS = (market_routes.router, order_routes.router, account_routes.router, streams.router)
