@@ -1,7 +1,12 @@
 """The registry of wire dialects: one line per dialect, naming the module with its ROUTERS.
 
 A dialect is one folder under api/ (routes, wire shapes, signing, errors, streams) over the
-dialect-neutral core (state, control plane, faults, recording, dashboard). Every registered
+dialect-neutral core (state, control plane, faults, recording, dashboard); nothing outside its
+folder imports it. Its routes module is all the core sees: ``ROUTERS``, ``TITLE``,
+``REST_PATH``, ``WS_PATH``, ``PATH_PREFIXES``, ``SIGNED_HEADERS`` and optional hooks
+(``error_answer``, ``HANDLED_ERRORS``, ``broken_body``, ``declare_openapi``, ``fault_answer``,
+``request_weight``, ``ORDER_PATHS``, ``RATE_LIMIT_POOLS``, ``WS_PATH_PREFIXES`` with
+``ws_event_type`` / ``ws_expire`` / ``ws_open``). Every registered
 dialect is mounted on every server (their paths do not collide), so one market can be traded
 through several wires at once; a profile's ``dialect`` (or ``perpsim serve --dialect``) only
 names the default: the one perpsim's own clients (hedge, demo, the pytest plugin) speak.
@@ -70,6 +75,6 @@ def stream_owner(path: str) -> Any | None:
     (the account a URL names)."""
     for name in DIALECTS:
         module = dialect_module(name)
-        if path.startswith(tuple(module.WS_PATH_PREFIXES)):
+        if path.startswith(tuple(getattr(module, "WS_PATH_PREFIXES", ()))):
             return module
     return None

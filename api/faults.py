@@ -1,8 +1,12 @@
 """Fault injection: a venue that misbehaves on purpose, seeded and deterministic.
 
-A rule (:class:`FaultSpec`, installed through ``POST /control/faults``, api/fault_routes.py)
-names a ``kind`` and what it applies to: an endpoint (``path``, a glob such as ``/dapi/v1/*``,
-and ``method``) and/or an account (``account_id``). A request or stream frame that does not
+The registry is venue-neutral: its decisions name a status, a kind and the rule's code and
+message; the dialect owning the path shapes the answer (its routes module's ``fault_answer``,
+``request_weight``, ``ORDER_PATHS`` and ``RATE_LIMIT_POOLS``; api/binance_coinm/faults.py,
+api/bybit_v5/faults.py). A rule (:class:`FaultSpec`, installed through
+``POST /control/faults``, api/fault_routes.py) names a ``kind`` and what it applies to: an
+endpoint (``path``, a glob such as ``/dapi/v1/*``, and ``method``) and/or an account
+(``account_id``). A request or stream frame that does not
 match is untouched, and the control plane (``/control/...``) is never faulted: it is the test's
 own channel. api/harness.py applies the decisions taken here.
 
@@ -19,8 +23,8 @@ requests in the same order meet the same faults. Time bases:
 
 Kinds: ``latency`` (``ms`` + seeded ``jitter_ms``), ``http_5xx`` (``status`` 500/502/503/504;
 ``executed: true`` runs the request and then loses its answer: Binance's "execution status
-unknown"), ``rate_limit`` (Binance request weights or order counts: 429 with ``Retry-After``,
-then 418 and a ban for a client that ignores it), ``order_reject`` (a Binance error ``code``),
+unknown"), ``rate_limit`` (request weights or order counts: 429 with ``Retry-After``, then 418
+and a ban for a client that ignores it), ``order_reject`` (the dialect's error ``code``),
 ``ws_disconnect``, ``ws_drop`` (data frames lost), ``ws_delay`` (data frames late, in order),
 ``listen_key_expiry`` (a private stream's credential expires; each dialect says how: Binance's
 ``listenKeyExpired`` and a close, Bybit's private session closed), and
@@ -39,9 +43,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
-from perpsim.api.binance_coinm.errors import UNKNOWN_ERROR_MSG
 from perpsim.api.dialects import path_owner
-from perpsim.api.fault_rates import HttpError, RateBudget
+from perpsim.api.fault_rates import HttpError, RateBudget, order_paths
 
 if TYPE_CHECKING:
     from perpsim.sim.exchange import Exchange
@@ -53,26 +56,8 @@ WS_KINDS = frozenset({"ws_disconnect", "ws_drop", "ws_delay", "listen_key_expiry
 MAX_MS = 60_000  # the longest injected latency or frame delay
 
 MAINTENANCE_MSG = "System is under maintenance."  # ccxt: OnMaintenance (ExchangeNotAvailable)
-# What Binance answers for each injected 5xx: (body or None for a plain-text gateway page).
-_5XX_BODIES: dict[tuple[int, bool], dict[str, Any] | None] = {
-    (500, False): {"code": -1000, "msg": UNKNOWN_ERROR_MSG},
-    (500, True): {"code": -1000, "msg": UNKNOWN_ERROR_MSG},
-    (503, False): {"code": -1001, "msg": "Internal error; unable to process your request. "
-                   "Please try again."},
-    (503, True): {"code": -1007, "msg": "Timeout waiting for response from backend server. "
-                  "Send status unknown; execution status unknown."},
-}
 _GATEWAY_TEXT = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
                  504: "Gateway Timeout"}
-REJECT_MESSAGES = {
-    -1008: "Server is currently overloaded with other requests. Please try again in a few "
-           "minutes.",
-    -1015: "Too many new orders; current limit is 1200 orders per MINUTE.",
-    -2010: "NEW_ORDER_REJECTED",
-    -2019: "Margin is insufficient.",
-    -2020: "Unable to fill.",
-    -4131: "The counterparty's best price does not meet the PERCENT_PRICE filter limit.",
-}
 
 
 class FaultSpec(BaseModel):
@@ -85,7 +70,8 @@ class FaultSpec(BaseModel):
                            description="a name for the rule (default f1, f2, ...)")
     path: str | None = Field(default=None, max_length=200,
                              description="glob on the request or WebSocket path; default: every "
-                             "dialect path (order_reject: /dapi/v1/order, rate_limit: /dapi/*)")
+                             "dialect path (order_reject: each dialect's order endpoint, "
+                             "rate_limit: each dialect's weight pool, e.g. /dapi/*, /v5/*)")
     method: str | None = Field(default=None, description="HTTP method (order_reject: POST)")
     account_id: str | None = Field(default=None, description="only this account's requests "
                                    "(by API key) and user stream")
@@ -104,8 +90,8 @@ class FaultSpec(BaseModel):
                                      "or 504; order_reject: default 400")
     executed: bool = Field(default=False, description="http_5xx: run the request, then answer "
                            "the error (execution status unknown)")
-    code: StrictInt | None = Field(default=None, description="Binance error code (order_reject: "
-                                   "default -2010)")
+    code: StrictInt | None = Field(default=None, description="the error code the dialect "
+                                   "answers (order_reject default: Binance -2010, Bybit 10001)")
     msg: str | None = Field(default=None, max_length=500)
     # rate_limit
     limit: StrictInt = Field(default=2400, ge=1, description="weight (or orders) per interval")
@@ -191,15 +177,21 @@ class FaultRule:
         if spec.kind not in HTTP_KINDS:
             return False
         path, method = spec.path, spec.method
-        if spec.kind == "order_reject":
-            path, method = path or "/dapi/v1/order", method or "POST"
-        elif spec.kind == "rate_limit":
-            path = path or "/dapi/*"  # the COIN-M IP weight pool (/sapi, /api have their own)
         if path is None:
-            if path_owner(req.path) is None:
+            owner = path_owner(req.path)
+            if owner is None:
+                return False
+            if spec.kind == "order_reject":  # the dialect's order endpoint(s)
+                method = method or "POST"
+                if req.path not in order_paths(req.path):
+                    return False
+            elif spec.kind == "rate_limit" and not any(  # the dialect's weight pool(s)
+                    fnmatch.fnmatchcase(req.path, pool) for pool in owner.RATE_LIMIT_POOLS):
                 return False
         elif not fnmatch.fnmatchcase(req.path, path):
             return False
+        if spec.kind == "order_reject":
+            method = method or "POST"
         if method is not None and req.method != method:
             return False
         return spec.account_id is None or spec.account_id == req.account_id
@@ -264,22 +256,18 @@ class FaultRule:
 
 
 def http_error_for(rule: FaultRule) -> HttpError:
-    """The answer of an http_5xx, order_reject or downtime rule."""
+    """The answer of an http_5xx, order_reject or downtime rule, venue-neutral: a status and a
+    plain text; the owning dialect's ``fault_answer`` gives it its body."""
     spec = rule.spec
     if spec.kind == "downtime":
-        return HttpError(503, {"code": spec.code or 1, "msg": spec.msg or MAINTENANCE_MSG},
-                         rule=rule.id)
-    if spec.kind == "order_reject":
-        code = spec.code if spec.code is not None else -2010
-        msg = spec.msg or REJECT_MESSAGES.get(code, "Order rejected.")
-        return HttpError(spec.status or 400, {"code": code, "msg": msg}, rule=rule.id)
-    status = spec.status or 503
-    body = _5XX_BODIES.get((status, spec.executed))
-    if spec.code is not None or spec.msg is not None:
-        body = {"code": spec.code if spec.code is not None else -1000,
-                "msg": spec.msg or UNKNOWN_ERROR_MSG}
-    return HttpError(status, body, text=_GATEWAY_TEXT[status], executed=spec.executed,
-                     rule=rule.id)
+        status, text = 503, spec.msg or MAINTENANCE_MSG
+    elif spec.kind == "order_reject":
+        status, text = spec.status or 400, spec.msg or "Order rejected."
+    else:
+        status = spec.status or 503
+        text = _GATEWAY_TEXT[status]
+    return HttpError(status, None, text=text, executed=spec.executed and spec.kind == "http_5xx",
+                     rule=rule.id, kind=spec.kind, code=spec.code, msg=spec.msg)
 
 
 class FaultRegistry:
@@ -349,8 +337,7 @@ class FaultRegistry:
             elif kind == "rate_limit":
                 error = rule.charge(req, wall)
                 assert rule.budget is not None
-                decision.headers.update(rule.budget.used_headers())
-                decision.budgets.append(rule.budget)
+                decision.budgets.append(rule.budget)  # the dialect adds its usage headers
                 if error is not None:
                     errors.setdefault("rate_limit", error)
             elif rule.fires():

@@ -17,8 +17,8 @@ import pytest
 import websockets
 
 from perpsim.api.app import create_app
+from perpsim.api.binance_coinm.faults import request_weight
 from perpsim.api.binance_coinm.stream_hub import existing_hub
-from perpsim.api.fault_rates import request_weight
 from perpsim.api.harness import install_harness
 from perpsim.api.server import serve_in_thread
 from perpsim.api.state import ServerConfig, ServerState

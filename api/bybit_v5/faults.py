@@ -10,8 +10,8 @@ decision into Bybit's:
 * over the budget: HTTP 200 with ``retCode`` 10006 "Too many visits!" (ccxt:
   RateLimitExceeded); banned (a client that kept sending): HTTP 403 "access too frequent",
   Bybit's IP ban (ccxt maps 403 to RateLimitExceeded too);
-* a 5xx or a downtime keeps its HTTP status; a JSON body becomes the envelope with 10016
-  (Bybit's "server error, try again") — a gateway's HTML text stays as it is;
+* a 5xx or a downtime keeps its HTTP status with the envelope and 10016 (Bybit's "server
+  error, try again"), except a 502 / 504, a gateway's plain-text page;
 * an order reject is HTTP 200 with the rule's ``code`` as the retCode (Bybit's codes are
   positive; a rule without one, or with a Binance code, answers 10001 "params error").
 
@@ -31,11 +31,15 @@ from typing import Any
 
 from perpsim.api.bybit_v5.errors import INTERNAL_ERROR, PARAMS_ERROR, RATE_LIMIT, envelope
 from perpsim.api.fault_rates import HttpError
-from perpsim.api.faults import HttpDecision
+from perpsim.api.faults import MAINTENANCE_MSG, HttpDecision
 from perpsim.api.state import ServerState
 from perpsim.api.stream_session import StreamSession
 
 BANNED_TEXT = "access too frequent"  # Bybit's 403 body for a banned IP
+GATEWAY_PAGES = (502, 504)  # 5xx a gateway answers in plain text
+# Default paths of rules that name none: every v5 request shares one budget; the order endpoint.
+RATE_LIMIT_POOLS = ("/v5/*",)
+ORDER_PATHS = ("/v5/order/create",)
 
 
 def _limit_headers(decision: HttpDecision) -> dict[str, str]:
@@ -50,21 +54,21 @@ def _limit_headers(decision: HttpDecision) -> dict[str, str]:
 
 
 def _answer(error: HttpError, now_ms: int) -> HttpError:
-    body = error.body or {}
-    if error.status == 429:
+    if error.kind == "rate_limit":
         return dataclasses.replace(error, status=200, headers={}, body=envelope(
             {}, now_ms, ret_code=RATE_LIMIT, ret_msg="Too many visits!"))
-    if error.status == 418:
+    if error.kind == "banned":
         return dataclasses.replace(error, status=403, body=None, text=BANNED_TEXT, headers={})
     if error.status >= 500:
-        if error.body is None:
-            return error
+        if error.kind == "http_5xx" and error.status in GATEWAY_PAGES and error.code is None \
+                and error.msg is None:
+            return error  # the gateway's own plain-text page, as in front of any venue
         return dataclasses.replace(error, body=envelope(
-            {}, now_ms, ret_code=INTERNAL_ERROR, ret_msg=str(body.get("msg") or
-                                                              "Internal server error.")))
-    code = body.get("code")
+            {}, now_ms, ret_code=INTERNAL_ERROR, ret_msg=error.msg or (
+                MAINTENANCE_MSG if error.kind == "downtime" else "Internal server error.")))
+    code = error.code
     ret_code = code if isinstance(code, int) and code > 0 else PARAMS_ERROR
-    message = str(body.get("msg") or "order rejected")
+    message = error.msg or "order rejected"
     if ret_code == PARAMS_ERROR:
         message = f"params error: {message}"
     return dataclasses.replace(error, status=200, body=envelope({}, now_ms, ret_code=ret_code,
