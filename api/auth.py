@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from perpsim.sim.exchange import Exchange
 
 # A timestamp this far or more ahead of the server's clock is refused, whatever the window
 # (Binance's and Bybit's rule alike).
@@ -110,3 +114,13 @@ def check_freshness_any(timestamp_ms: int, recv_window_ms: int, clocks_ms: Seque
             return
     nearest = min(range(len(clocks_ms)), key=lambda i: abs(clocks_ms[i] - timestamp_ms))
     raise errors[nearest]
+
+
+def secret_lookup(ex: Exchange) -> Callable[[str], str | None]:
+    """The secret of an API key on ``ex`` (None for a key no account holds), for a verifier."""
+
+    def lookup(api_key: str) -> str | None:
+        account = ex.account_by_api_key(api_key)
+        return None if account is None else account.api_secret
+
+    return lookup

@@ -1,13 +1,18 @@
-"""What every router shares: the state dependency and how numbers go on the wire."""
+"""What every router shares: the state dependency, the authenticated call, and how numbers go
+on the wire."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 from fastapi import Depends, Request
 
 from perpsim.api.state import ServerState
+from perpsim.sim.exchange import Exchange
+
+ParamsT = TypeVar("ParamsT")
 
 
 async def get_state(request: Request) -> ServerState:
@@ -24,6 +29,39 @@ async def get_state(request: Request) -> ServerState:
 
 
 State = Annotated[ServerState, Depends(get_state)]
+
+
+# Not slots: calling the alias AuthenticatedCall[Params](...) sets __orig_class__, which a
+# frozen slots class refuses with a TypeError (a frozen plain one with the AttributeError
+# typing expects).
+@dataclass(frozen=True)
+class AuthenticatedCall(Generic[ParamsT]):
+    """An authenticated private request: the server, the caller's account, its parameters
+    (in the dialect's own reader: ``AuthenticatedCall[Params]``)."""
+
+    state: ServerState
+    account_id: str
+    params: ParamsT
+
+    @property
+    def ex(self) -> Exchange:
+        """The live exchange."""
+        return self.state.exchange
+
+
+# Decimals of a price that needs more than its instrument's (an average fill price).
+AVERAGE_PRICE_PLACES = 8
+
+
+def price_digits(value: Decimal | None, price_precision: int) -> str | None:
+    """A price with ``price_precision`` decimals, or AVERAGE_PRICE_PLACES when it needs more
+    (averages); None for none or a non-finite value (each dialect writes that its own way)."""
+    if value is None or not value.is_finite():
+        return None
+    places = price_precision
+    if value != value.quantize(Decimal(1).scaleb(-places)):
+        places = AVERAGE_PRICE_PLACES
+    return dec(value, places)
 
 
 def dec(value: Decimal | int | None, places: int | None = None) -> str:

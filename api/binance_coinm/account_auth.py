@@ -12,19 +12,20 @@ The API-key-only endpoints (listenKey) use :data:`KeyOnly`.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from perpsim.api.auth import secret_lookup
 from perpsim.api.binance_coinm.signing import (
     MalformedParameter,
     MissingParameter,
     api_key_only,
     verify_request,
 )
+from perpsim.api.deps import AuthenticatedCall
 from perpsim.api.state import ServerState
 from perpsim.sim.errors import InvalidInput
 from perpsim.sim.exchange import Exchange
@@ -34,14 +35,6 @@ from perpsim.sim.profile import Instrument
 _DECIMAL_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?$")
 _INT_RE = re.compile(r"^[0-9]{1,20}$")
 MAX_MS = 2**63 - 1
-
-
-def _secret_for(ex: Exchange) -> Callable[[str], str | None]:
-    def lookup(api_key: str) -> str | None:
-        account = ex.account_by_api_key(api_key)
-        return None if account is None else account.api_secret
-
-    return lookup
 
 
 class Params:
@@ -133,18 +126,8 @@ class Params:
         return self.get("positionSide")
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
-    """An authenticated private request: the server, the caller's account, its parameters."""
-
-    state: ServerState
-    account_id: str
-    params: Params
-
-    @property
-    def ex(self) -> Exchange:
-        """The live exchange."""
-        return self.state.exchange
+# An authenticated private request with this dialect's parameter reader.
+Call = AuthenticatedCall[Params]
 
 
 async def signed_call(request: Request) -> Call:
@@ -157,7 +140,7 @@ async def signed_call(request: Request) -> Call:
     state: ServerState = request.app.state.perpsim
     ex = state.exchange
     signed = verify_request(query=request.url.query, body=await request.body(),
-                            headers=request.headers, secret_for=_secret_for(ex),
+                            headers=request.headers, secret_for=secret_lookup(ex),
                             now_ms=(ex.now_ms, state.wall_ms()))
     state.follow_wall_clock()
     account = ex.account_by_api_key(signed.api_key)
@@ -169,7 +152,7 @@ async def key_only_call(request: Request) -> Call:
     """Authenticate an API-key-only (USER_STREAM) request such as listenKey."""
     state: ServerState = request.app.state.perpsim
     ex = state.exchange
-    api_key = api_key_only(request.headers, _secret_for(ex))
+    api_key = api_key_only(request.headers, secret_lookup(ex))
     account = ex.account_by_api_key(api_key)
     assert account is not None
     return Call(state, account.account_id, Params({}, ex))

@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
-from perpsim.api.deps import dec
+from perpsim.api.deps import dec, price_digits
+from perpsim.api.ledger_rows import owned_by, posting_symbol
 from perpsim.sim import risk
 from perpsim.sim.accounts import DEFAULT_LEVERAGE, PositionSide, position_key
 from perpsim.sim.algo import AlgoOrder
@@ -48,12 +49,7 @@ def coin(value: Decimal | None) -> str:
 
 def price(value: Decimal | None, inst: Instrument) -> str:
     """A price with the instrument's decimals, or 8 when it needs more (averages); "0" if none."""
-    if value is None or not value.is_finite():
-        return "0"
-    places = inst.price_precision
-    if value != value.quantize(Decimal(1).scaleb(-places)):
-        places = COIN_PLACES
-    return dec(value, places)
+    return price_digits(value, inst.price_precision) or "0"
 
 
 # ---- orders -------------------------------------------------------------------------------------
@@ -187,21 +183,6 @@ def trade_json(ex: Exchange, event: Event) -> dict[str, Any]:
 
 
 # ---- income (from the ledger) -------------------------------------------------------------------
-def _owned_by(name: str, account_id: str) -> bool:
-    parts = name.split(":")
-    return len(parts) >= 3 and parts[0] in ("wallet", "isolated") and parts[1] == account_id
-
-
-def _income_symbol(ex: Exchange, ref: str) -> str:
-    kind, _, rest = ref.partition(":")
-    if kind == "order":
-        order = ex.orders.get(int(rest)) if rest.isdigit() else None
-        return order.symbol if order is not None else ""
-    if kind in ("funding", "liquidation", "adl"):
-        return rest.split(":")[0]
-    return ""
-
-
 def income_rows(ex: Exchange, account_id: str, postings: Iterable[Posting]) -> list[dict[str, Any]]:
     """The account's income history: one row per ledger posting between it and the outside.
 
@@ -210,14 +191,14 @@ def income_rows(ex: Exchange, account_id: str, postings: Iterable[Posting]) -> l
     """
     rows = []
     for posting in postings:
-        into = _owned_by(posting.destination, account_id)
-        out_of = _owned_by(posting.source, account_id)
+        into = owned_by(posting.destination, account_id)
+        out_of = owned_by(posting.source, account_id)
         if into == out_of:
             continue
         income_type = INCOME_TYPES.get(posting.reason, "TRANSFER")
         info = {"deposit": "DEPOSIT", "withdrawal": "WITHDRAW"}.get(posting.reason, "")
         rows.append({
-            "symbol": _income_symbol(ex, posting.ref),
+            "symbol": posting_symbol(ex, posting.ref),
             "incomeType": income_type,
             "income": coin(posting.amount if into else -posting.amount),
             "asset": posting.coin,

@@ -10,12 +10,12 @@ InvalidState (−1020, naming the scenario) and is left out of every all-symbols
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
 
+from perpsim.api.auth import secret_lookup
 from perpsim.api.binance_coinm import market_wire as wire
 from perpsim.api.binance_coinm.account_auth import Params
 from perpsim.api.binance_coinm.market_info import exchange_info
@@ -103,7 +103,7 @@ async def recent_trades(request: Request, state: State) -> list[dict[str, Any]]:
 async def historical_trades(request: Request, state: State) -> list[dict[str, Any]]:
     """Older public trades from ``fromId`` (MARKET_DATA: needs a known API key header)."""
     ex = state.exchange
-    api_key_only(request.headers, _secret_lookup(ex))
+    api_key_only(request.headers, secret_lookup(ex))
     q = _query(request, state)
     inst = _symbol(q)
     limit = q.limit(*HISTORICAL_TRADES_LIMIT)
@@ -232,11 +232,3 @@ def _time(trade: Trade) -> int:
 
 def _first(row: tuple[int, Decimal]) -> int:
     return row[0]
-
-
-def _secret_lookup(ex: Exchange) -> Callable[[str], str | None]:
-    def lookup(api_key: str) -> str | None:
-        account = ex.account_by_api_key(api_key)
-        return None if account is None else account.api_secret
-
-    return lookup

@@ -16,6 +16,7 @@ from typing import Any
 
 from perpsim.api.bybit_v5.market_wire import COIN_PLACES, price, rate
 from perpsim.api.deps import dec
+from perpsim.api.ledger_rows import owned_by, posting_symbol
 from perpsim.sim import risk
 from perpsim.sim.accounts import (
     BYBIT_POSITION_IDX,
@@ -446,21 +447,6 @@ TX_TYPES = {"deposit": "TRANSFER_IN", "withdrawal": "TRANSFER_OUT", "transfer": 
             "liquidation_clearance": "LIQUIDATION", "liquidation_clearance_fee": "LIQUIDATION"}
 
 
-def _owned(name: str, account_id: str) -> bool:
-    parts = name.split(":")
-    return len(parts) >= 3 and parts[0] in ("wallet", "isolated") and parts[1] == account_id
-
-
-def _symbol_of(ex: Exchange, ref: str) -> str:
-    kind, _, rest = ref.partition(":")
-    if kind == "order":
-        order = ex.orders.get(int(rest)) if rest.isdigit() else None
-        return order.symbol if order is not None else ""
-    if kind in ("funding", "liquidation", "adl"):
-        return rest.split(":")[0]
-    return ""
-
-
 def transaction_rows(ex: Exchange, account_id: str,
                      postings: Iterable[Posting] | None = None) -> list[dict[str, Any]]:
     """Every posting between the account's contract wallet and the outside, oldest first,
@@ -468,8 +454,8 @@ def transaction_rows(ex: Exchange, account_id: str,
     rows = []
     balance: dict[str, Decimal] = {}
     for posting in postings if postings is not None else ex.ledger.history_of(account_id):
-        into = _owned(posting.destination, account_id)
-        out_of = _owned(posting.source, account_id)
+        into = owned_by(posting.destination, account_id)
+        out_of = owned_by(posting.source, account_id)
         if into == out_of:
             continue
         change = posting.amount if into else -posting.amount
@@ -478,7 +464,7 @@ def transaction_rows(ex: Exchange, account_id: str,
         if kind == "TRANSFER":
             kind = "TRANSFER_IN" if into else "TRANSFER_OUT"
         rows.append({
-            "id": str(posting.seq), "symbol": _symbol_of(ex, posting.ref),
+            "id": str(posting.seq), "symbol": posting_symbol(ex, posting.ref),
             "category": "inverse", "side": "None", "transactionTime": str(posting.time_ms),
             "type": kind, "qty": "0", "size": "0", "currency": posting.coin,
             "tradePrice": "0",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from perpsim.api.deps import dec
+from perpsim.api.deps import dec, price_digits
 from perpsim.sim.errors import InvalidInterval
 from perpsim.sim.exchange import Exchange, Trade
 from perpsim.sim.market_data import Candle, day_stats
@@ -30,13 +30,8 @@ MAX_PRICE_USD = Decimal("1999999")  # Bybit's priceFilter.maxPrice for BTCUSD
 
 
 def price(inst: Instrument, value: Decimal | None) -> str:
-    """A price with the instrument's decimals (more when an average needs them)."""
-    if value is None or not value.is_finite():
-        return ""
-    places = inst.price_precision
-    if value != value.quantize(Decimal(1).scaleb(-places)):
-        places = COIN_PLACES
-    return dec(value, places)
+    """A price with the instrument's decimals (more when an average needs them); "" if none."""
+    return price_digits(value, inst.price_precision) or ""
 
 
 def rate(value: Decimal) -> str:

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request
 
+from perpsim.api.auth import secret_lookup
 from perpsim.api.bybit_v5.signing import verify_request
+from perpsim.api.deps import AuthenticatedCall
 from perpsim.api.state import ServerState
 from perpsim.sim.errors import InvalidInput
 from perpsim.sim.exchange import Exchange
@@ -163,26 +164,8 @@ def query_params(request: Request, ex: Exchange) -> Params:
     return Params(raw, ex)
 
 
-def _secret_for(ex: Exchange) -> Callable[[str], str | None]:
-    def lookup(api_key: str) -> str | None:
-        account = ex.account_by_api_key(api_key)
-        return None if account is None else account.api_secret
-
-    return lookup
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """An authenticated private request: the server, the caller's account, its parameters."""
-
-    state: ServerState
-    account_id: str
-    params: Params
-
-    @property
-    def ex(self) -> Exchange:
-        """The live exchange."""
-        return self.state.exchange
+# An authenticated private request with this dialect's parameter reader.
+Call = AuthenticatedCall[Params]
 
 
 async def private_call(request: Request) -> Call:
@@ -191,7 +174,7 @@ async def private_call(request: Request) -> Call:
     ex = state.exchange
     body = await request.body()
     api_key = verify_request(method=request.method, query=request.url.query, body=body,
-                             headers=request.headers, secret_for=_secret_for(ex),
+                             headers=request.headers, secret_for=secret_lookup(ex),
                              now_ms=(ex.now_ms, state.wall_ms()))
     state.follow_wall_clock()
     account = ex.account_by_api_key(api_key)

@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from perpsim.api.auth import SigningError
+from perpsim.api.auth import SigningError, secret_lookup
 from perpsim.api.bybit_v5 import account_wire as wire
 from perpsim.api.bybit_v5.params import CATEGORY
 from perpsim.api.bybit_v5.signing import verify_ws_auth
@@ -307,7 +307,7 @@ def _request(hub: Hub, conn: Connection, text: str) -> None:
             conn.push(_reply(conn, "ping", req_id, ret_msg="pong"))
     elif op == "auth" and conn.private:
         try:
-            api_key = verify_ws_auth(args, _secret_lookup(ex), (ex.now_ms, hub.state.wall_ms()))
+            api_key = verify_ws_auth(args, secret_lookup(ex), (ex.now_ms, hub.state.wall_ms()))
         except SigningError as exc:
             conn.push({**_reply(conn, "auth", req_id, success=False,
                                 ret_msg=f"error:{exc}"), "retCode": 10004})
@@ -362,14 +362,6 @@ def _subscribe(hub: Hub, conn: Connection, op: str, req_id: Any, args: Any) -> N
             conn.topics[topic.name] = topic
             for frame in topic.frames(hub.state.exchange, hub.liquidations):
                 conn.push(frame)
-
-
-def _secret_lookup(ex: Exchange) -> Any:
-    def lookup(api_key: str) -> str | None:
-        account = ex.account_by_api_key(api_key)
-        return None if account is None else account.api_secret
-
-    return lookup
 
 
 __all__ = ["PerpsimError", "hub_for", "router"]
