@@ -12,6 +12,7 @@ from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
 
+from perpsim.api.coin_totals import coin_totals
 from perpsim.api.deps import dec, price_digits
 from perpsim.api.ledger_rows import owned_by, posting_symbol
 from perpsim.sim import risk
@@ -306,25 +307,18 @@ def asset_json(ex: Exchange, account_id: str, coin_name: str) -> dict[str, Any]:
     """
     account = ex.accounts[account_id]
     touched = bool(ex.ledger.history(wallet_account(account_id, coin_name)))
-    cross = risk.cross_state(ex, account_id, coin_name)
-    isolated = [risk.position_risk(ex, account_id, p.symbol, p.position_side)
-                for p in account.open_positions()
-                if p.coin == coin_name and p.margin_mode == "isolated"]
-    iso_wallet = sum((v.isolated_margin_coin for v in isolated), Decimal(0))
-    iso_pnl = sum((v.unrealised_pnl_coin for v in isolated), Decimal(0))
-    position_im = cross.position_im_coin + sum((v.initial_margin_coin for v in isolated),
-                                               Decimal(0))
-    maint = cross.maint_coin + sum((v.maint_margin_coin for v in isolated), Decimal(0))
-    wallet = cross.wallet_coin + iso_wallet
-    margin_balance = coin(wallet + cross.unrealised_coin + iso_pnl)
+    totals = coin_totals(ex, account_id, coin_name)
+    cross = totals.cross
+    position_im, maint, wallet = totals.position_im_coin, totals.maint_coin, totals.wallet_coin
+    margin_balance = coin(wallet + totals.unrealised_coin)
     initial = coin(position_im + cross.order_im_coin)
     available = coin(cross.available_coin)
-    if not isolated and cross.available_coin > 0:
+    if not totals.has_isolated and cross.available_coin > 0:
         available = coin(max(Decimal(0), Decimal(margin_balance) - Decimal(initial)))
     return {
         "asset": coin_name,
         "walletBalance": coin(wallet),
-        "unrealizedProfit": coin(cross.unrealised_coin + iso_pnl),
+        "unrealizedProfit": coin(totals.unrealised_coin),
         "marginBalance": margin_balance,
         "maintMargin": coin(maint),
         "initialMargin": initial,

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from perpsim.api.bybit_v5.market_wire import COIN_PLACES, price, rate
+from perpsim.api.coin_totals import coin_totals
 from perpsim.api.deps import dec
 from perpsim.api.ledger_rows import owned_by, posting_symbol
 from perpsim.sim import risk
@@ -405,18 +406,10 @@ def _level(inst: Instrument, value: Decimal | None) -> str:
 def contract_coin_row(ex: Exchange, account_id: str, coin_name: str) -> dict[str, Any]:
     """One ``coin[]`` entry of the CONTRACT wallet (classic account): wallet balance
     (cross wallet plus isolated margins), equity, margins and what can be withdrawn."""
-    account = ex.accounts[account_id]
-    cross = risk.cross_state(ex, account_id, coin_name)
-    isolated = [risk.position_risk(ex, account_id, p.symbol, p.position_side)
-                for p in account.open_positions()
-                if p.coin == coin_name and p.margin_mode == "isolated"]
-    iso_wallet = sum((v.isolated_margin_coin for v in isolated), Decimal(0))
-    iso_pnl = sum((v.unrealised_pnl_coin for v in isolated), Decimal(0))
-    position_im = cross.position_im_coin + sum((v.initial_margin_coin for v in isolated),
-                                               Decimal(0))
-    maint = cross.maint_coin + sum((v.maint_margin_coin for v in isolated), Decimal(0))
-    wallet = cross.wallet_coin + iso_wallet
-    unrealised = cross.unrealised_coin + iso_pnl
+    totals = coin_totals(ex, account_id, coin_name)
+    cross = totals.cross
+    position_im, maint, wallet = totals.position_im_coin, totals.maint_coin, totals.wallet_coin
+    unrealised = totals.unrealised_coin
     withdrawable = min(cross.available_coin, cross.wallet_coin)
     return {
         "coin": coin_name, "equity": coin(wallet + unrealised), "usdValue": "",
