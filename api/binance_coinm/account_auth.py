@@ -12,7 +12,7 @@ The API-key-only endpoints (listenKey) use :data:`KeyOnly`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Annotated
 
@@ -26,10 +26,9 @@ from perpsim.api.binance_coinm.signing import (
     verify_request,
 )
 from perpsim.api.deps import AuthenticatedCall
+from perpsim.api.params_base import ParamReader
 from perpsim.api.state import ServerState
 from perpsim.sim.errors import InvalidInput
-from perpsim.sim.exchange import Exchange
-from perpsim.sim.profile import Instrument
 
 # Binance's own patterns for numeric parameters (quoted in its −1100 messages).
 _DECIMAL_RE = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,20})?$")
@@ -37,33 +36,13 @@ _INT_RE = re.compile(r"^[0-9]{1,20}$")
 MAX_MS = 2**63 - 1
 
 
-class Params:
-    """The signed parameters of one request, with Binance-strict typed getters."""
+class Params(ParamReader):
+    """The signed parameters of one request, with Binance-strict typed getters (a missing
+    one is −1102, an unknown symbol −1121)."""
 
-    def __init__(self, raw: Mapping[str, str], ex: Exchange) -> None:
-        self.raw = dict(raw)
-        self.ex = ex
-
-    def get(self, name: str) -> str | None:
-        """The raw text of ``name``; an empty value counts as absent."""
-        value = self.raw.get(name)
-        return None if value is None or value == "" else value
-
-    def required(self, name: str) -> str:
-        """The raw text of a mandatory parameter (−1102 when absent or empty)."""
-        value = self.get(name)
-        if value is None:
-            raise MissingParameter(name)
-        return value
-
-    def instrument(self, name: str = "symbol") -> Instrument:
-        """The mandatory symbol's instrument (−1102 missing, −1121 unknown)."""
-        return self.ex.instrument(self.required(name))
-
-    def optional_instrument(self, name: str = "symbol") -> Instrument | None:
-        """The symbol's instrument if one was sent."""
-        value = self.get(name)
-        return None if value is None else self.ex.instrument(value)
+    def missing(self, name: str) -> Exception:
+        """−1102: mandatory parameter not sent."""
+        return MissingParameter(name)
 
     def integer(self, name: str, *, required: bool = False, minimum: int = 0,
                 maximum: int = MAX_MS) -> int | None:

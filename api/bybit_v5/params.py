@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
@@ -20,38 +20,30 @@ from fastapi import Depends, Request
 from perpsim.api.auth import secret_lookup
 from perpsim.api.bybit_v5.signing import verify_request
 from perpsim.api.deps import AuthenticatedCall
+from perpsim.api.params_base import ParamReader
 from perpsim.api.state import ServerState
 from perpsim.sim.errors import InvalidInput
 from perpsim.sim.exchange import Exchange
-from perpsim.sim.profile import Instrument
 
 CATEGORY = "inverse"
 OTHER_CATEGORIES = ("linear", "spot", "option")
 _INT_RE = re.compile(r"^-?[0-9]{1,19}$")
 
 
-class Params:
+class Params(ParamReader):
     """One request's parameters with Bybit-strict typed getters."""
 
-    def __init__(self, raw: Mapping[str, Any], ex: Exchange) -> None:
-        self.raw = dict(raw)
-        self.ex = ex
-
     def get(self, name: str) -> str | None:
-        """The value as text; absent, null and empty count as absent."""
+        """The value as text (JSON booleans as true / false); absent, null and empty count as
+        absent."""
         value = self.raw.get(name)
-        if value is None or value == "":
-            return None
         if isinstance(value, bool):
             return "true" if value else "false"
-        return str(value)
+        return super().get(name)
 
-    def required(self, name: str) -> str:
-        """A mandatory parameter's text."""
-        value = self.get(name)
-        if value is None:
-            raise InvalidInput(f"{name} is required")
-        return value
+    def missing(self, name: str) -> Exception:
+        """10001: a mandatory parameter not sent."""
+        return InvalidInput(f"{name} is required")
 
     def serves_category(self) -> bool:
         """For list endpoints: True for ``inverse``; False for Bybit's other categories (the
@@ -68,15 +60,6 @@ class Params:
         if value is not None and value != CATEGORY:
             raise InvalidInput(f"category {value!r} is not served here; perpsim lists "
                                f"coin-margined contracts under category={CATEGORY}")
-
-    def instrument(self, name: str = "symbol") -> Instrument:
-        """The mandatory symbol's instrument (UnknownSymbol otherwise)."""
-        return self.ex.instrument(self.required(name))
-
-    def optional_instrument(self, name: str = "symbol") -> Instrument | None:
-        """The symbol's instrument if one was sent."""
-        value = self.get(name)
-        return None if value is None else self.ex.instrument(value)
 
     def integer(self, name: str, *, required: bool = False, minimum: int = 0,
                 maximum: int = 2**63 - 1) -> int | None:
