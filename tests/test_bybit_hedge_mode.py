@@ -126,3 +126,19 @@ def test_the_private_stream_sends_one_position_row_per_leg(http: Any,
         (order,) = seen["order"]["data"]
         assert (order["orderId"], order["positionIdx"]) == (placed["orderId"], 2)
         assert seen["execution"]["data"][0]["orderId"] == placed["orderId"]
+
+
+def test_ccxt_bybit_trades_both_legs(http: Any, bybit_market: Market) -> None:
+    from perpsim.strategy.connect_bybit import connect_bybit
+
+    ex = connect_bybit(bybit_market.base_url, http.creds["api_key"], http.creds["api_secret"])
+    unified = "BTC/USD:BTC"
+    ex.set_position_mode(True, unified)
+    ex.create_order(unified, "market", "sell", 1000, None, {"hedged": True})
+    ex.create_order(unified, "market", "buy", 400, None, {"hedged": True})
+    # ccxt sends a hedged reduce-only buy on the sell side (positionIdx 2): it closes the short.
+    ex.create_order(unified, "market", "buy", 300, None, {"hedged": True, "reduceOnly": True})
+    legs = {p["side"]: p for p in ex.fetch_positions([unified])}
+    assert {side: (p["contracts"], p["hedged"]) for side, p in legs.items()} == {
+        "long": (400, True), "short": (700, True)}
+    assert sorted(o["info"]["positionIdx"] for o in ex.fetch_closed_orders(unified)) == [1, 2, 2]
