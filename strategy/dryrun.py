@@ -25,6 +25,7 @@ from perpsim.strategy.markets import hedge_market
 from perpsim.strategy.record import HedgeConfig, RunRecord
 from perpsim.strategy.resilience import resilient
 from perpsim.strategy.runner import Progress, run_hedge
+from perpsim.strategy.venue import venue_for
 
 
 class DryRunError(RuntimeError):
@@ -104,6 +105,7 @@ async def dry_run(target: str | Transport, config: HedgeConfig, *,
                 body["spot_balances"] = {coin: _amount(config.spot_btc - collateral)}
             account = await _post(http, "/control/accounts", body)
             ex.apiKey, ex.secret = account["api_key"], account["api_secret"]
+            await venue_for(ex).credentials_set(ex)
             clock = SteppedClock(base, symbol=market["id"], account_id=account["account_id"],
                                  http=http)
             try:

@@ -88,6 +88,7 @@ class Venue(Protocol):
     reject_codes: tuple[str, ...]  # order rejects that may pass a moment later
     duplicate_id_codes: tuple[str, ...]
 
+    async def credentials_set(self, ex: Any) -> None: ...
     def post_only_params(self) -> dict[str, Any]: ...
     def is_post_only_rejection(self, error: Exception) -> bool: ...
     def is_nothing_to_reduce(self, error: Exception) -> bool: ...
@@ -136,6 +137,9 @@ class BinanceCoinM:
     reject_codes: tuple[str, ...] = ("-2010", "-1015", "-2020", "-4131", "-1008")
     duplicate_id_codes: tuple[str, ...] = ("-4116",)
     page = 1000  # userTrades, income, fundingRate
+
+    async def credentials_set(self, ex: Any) -> None:
+        """Nothing to redo: binancecoinm's currencies do not depend on the keys."""
 
     def post_only_params(self) -> dict[str, Any]:
         return {"timeInForce": "GTX"}
@@ -353,6 +357,12 @@ class BybitInverse:
     rate_page = 200  # /v5/market/funding/history: at most 200
     closed_pnl_page = 50  # /v5/position/closed-pnl (perpsim serves at most 50)
     order_page = 50  # /v5/order/history: at most 50
+
+    async def credentials_set(self, ex: Any) -> None:
+        """Reload the markets now that the client has keys. Without keys ccxt.bybit skips the
+        (private) coin list and takes each coin's precision from a contract's amount step: 1
+        for BTCUSD, so ``transfer`` would round 4.976 BTC to 5 and be refused."""
+        await ex.load_markets(True)
 
     def post_only_params(self) -> dict[str, Any]:
         return {"postOnly": True}
