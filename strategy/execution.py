@@ -312,7 +312,12 @@ class Executor:
 
     async def _lookup(self, cid: str) -> dict[str, Any] | None:
         found = await self.venue.find_order(self.ex, self.symbol, cid)
-        return None if found is None else await self.venue.complete(self.ex, found, self.symbol)
+        if found is None:
+            return None
+        try:
+            return await self.venue.complete(self.ex, found, self.symbol)
+        except ccxt.OrderImmediatelyFillable as error:  # found cancelled as post-only taker
+            raise PostOnlyRejected(str(error)) from error
 
     def _filled(self, order: dict[str, Any]) -> int:
         return self.venue.filled_contracts(order)

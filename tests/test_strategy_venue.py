@@ -226,3 +226,21 @@ def test_realised_pnl_adds_back_the_fees_closed_pnl_is_net_of() -> None:
     pnl, fees = run(BYBIT_INVERSE.realised_and_fees(Ex(), SYMBOL, 0))
     assert fees == D("0.00001216")
     assert pnl == D("0.00028340")  # closedPnl + the closing order's own fee
+
+
+def test_a_lost_answer_found_cancelled_as_a_taker_is_a_post_only_rejection() -> None:
+    """The create timed out; the look-up by orderLinkId finds it accepted then cancelled."""
+
+    class Lost(_Orders):
+        async def create_order(self, *args: Any) -> dict[str, Any]:
+            raise ccxt.RequestTimeout("timed out")
+
+        async def fetch_open_orders(self, symbol: str, since: None, limit: None,
+                                    params: dict[str, Any]) -> list[dict[str, Any]]:
+            assert params == {"orderLinkId": "hedge-t-open-0-0"}
+            return [dict(self.order)]
+
+    ex = Lost("canceled", reject="EC_PostOnlyWillTakeLiquidity")
+    with pytest.raises(PostOnlyRejected):
+        run(_executor(ex)._submit("hedge-t-open-0-0", "limit", "sell", 1000, D("60000"),
+                                  {"postOnly": True}))
