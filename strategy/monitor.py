@@ -375,9 +375,7 @@ class Monitor:
         settled = await self.venue.last_settled_rate(self.ex, self.symbol, since)
         if settled is not None:
             self._last_rate = settled
-        nxt = premium.get("fundingTimestamp") or (premium.get("info") or {}).get(
-            "nextFundingTime")
-        self._income_next_ms = int(nxt) if nxt else None
+        self._income_next_ms = self.venue.next_settlement_ms(premium)
 
     def _streak(self) -> tuple[int, int | None]:
         streak, start = 0, None

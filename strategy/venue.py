@@ -104,6 +104,7 @@ class Venue(Protocol):
     def futures_wallet(self, balance: Mapping[str, Any], coin: str) -> FuturesWallet: ...
     def spot_coin(self, balance: Mapping[str, Any], coin: str) -> Decimal: ...
     def premium(self, ticker: Mapping[str, Any]) -> Premium: ...
+    def next_settlement_ms(self, ticker: Mapping[str, Any]) -> int | None: ...
     def stream_mark_index(self, ticker: Mapping[str, Any]) -> tuple[Any, Any]: ...
     def tiers(self, rows: Sequence[Mapping[str, Any]]) -> tuple[Tier, ...]: ...
     def order_kind(self, order: Mapping[str, Any]) -> str | None: ...
@@ -238,6 +239,12 @@ class BinanceCoinM:
                           "fundingRate"),
             predicted_rate=None if predicted is None else dec(predicted, "fundingRate"),
             next_funding_ms=None if nxt is None else int(nxt))
+
+    def next_settlement_ms(self, ticker: Mapping[str, Any]) -> int | None:
+        """When funding income is next worth fetching (None: every resync)."""
+        nxt = ticker.get("fundingTimestamp") or (ticker.get("info") or {}).get(
+            "nextFundingTime")
+        return int(nxt) if nxt else None
 
     def stream_mark_index(self, ticker: Mapping[str, Any]) -> tuple[Any, Any]:
         info = ticker.get("info") or {}
@@ -463,6 +470,11 @@ class BybitInverse:
             plan_rate=dec(predicted or 0, "fundingRate"),
             predicted_rate=None if predicted is None else dec(predicted, "fundingRate"),
             next_funding_ms=None if nxt is None else int(nxt))
+
+    def next_settlement_ms(self, ticker: Mapping[str, Any]) -> int | None:
+        """When funding income is next worth fetching (None: every resync)."""
+        nxt = ticker.get("fundingTimestamp")
+        return int(nxt) if nxt else None
 
     def stream_mark_index(self, ticker: Mapping[str, Any]) -> tuple[Any, Any]:
         return ticker.get("markPrice"), ticker.get("indexPrice")
