@@ -117,6 +117,9 @@ def _add_run_options(cmd: argparse.ArgumentParser, *, scenario_default: str | No
     cmd.add_argument("--profile", default="binance_coinm", metavar="P",
                      help="bundled profile name or path to a profile JSON (default: "
                           "binance_coinm); the hedge trades its BTC inverse perpetual")
+    cmd.add_argument("--dialect", default=None, metavar="D",
+                     help="the wire the hedging client speaks: binance_coinm (ccxt.binancecoinm)"
+                          " or bybit_v5 (ccxt.bybit) (default: the profile's)")
     cmd.add_argument("--seed", type=_seed, default=0, metavar="N",
                      help="seed of the scenario generator (default: 0)")
     cmd.add_argument("--spot", type=_positive_decimal, default=Decimal(5), metavar="BTC",
@@ -307,7 +310,8 @@ def _market(args: argparse.Namespace) -> ServerState:
     from perpsim.api.state import ServerConfig, ServerState
 
     state = ServerState(ServerConfig(profile=args.profile, scenario=args.scenario,
-                                     seed=args.seed, clock="stepped"))
+                                     seed=args.seed, clock="stepped",
+                                     dialect=getattr(args, "dialect", None)))
     if state.exchange.scenario.end_ms is None:
         raise BadInput(f"{args.scenario}: has no price path to run (give a scenario with rows, "
                        "e.g. calm or a CSV file)")
@@ -357,7 +361,8 @@ def run_job(args: argparse.Namespace, *, report: str | None, title: str) -> int:
     try:
         with serve_in_thread(create_app(state=state, security=IN_PROCESS)) as base_url:
             job = dry_run(base_url, config, scenario=scenario, profile=args.profile,
-                          seed=args.seed, progress=None if args.json else _ProgressBar.update)
+                          seed=args.seed, progress=None if args.json else _ProgressBar.update,
+                          dialect=getattr(args, "dialect", None))
             if args.json:
                 record = asyncio.run(job)
             else:

@@ -25,6 +25,7 @@ from perpsim.strategy.markets import hedge_market
 from perpsim.strategy.record import HedgeConfig, RunRecord
 from perpsim.strategy.resilience import resilient
 from perpsim.strategy.runner import Progress, run_hedge
+from perpsim.strategy.venue import venue_for
 
 
 class DryRunError(RuntimeError):
@@ -66,9 +67,12 @@ def _amount(value: Decimal) -> str:
 
 async def dry_run(target: str | Transport, config: HedgeConfig, *,
                   scenario: str | Path | dict[str, str], profile: str = "binance_coinm",
-                  seed: int = 0, progress: Progress | None = None) -> RunRecord:
+                  seed: int = 0, progress: Progress | None = None,
+                  dialect: str | None = None) -> RunRecord:
     """Run ``config`` on ``scenario`` from its first row to its last (or ``config.end_ms``),
-    on the perpsim at ``target`` (a base URL, or an in-process :class:`Transport`)."""
+    on the perpsim at ``target`` (a base URL, or an in-process :class:`Transport`), through
+    the ccxt client of the market's wire: ``dialect`` if given, else the profile's default
+    (``bybit_inverse`` → ccxt.bybit over Bybit v5, ``binance_coinm`` → ccxt.binancecoinm)."""
     transport = target if isinstance(target, Transport) else None
     base = (target.base_url if isinstance(target, Transport) else target).rstrip("/")
     # ccxt sleeps 250 ms on close for TLS connections to drain; a dry run has none (loopback
@@ -79,13 +83,16 @@ async def dry_run(target: str | Transport, config: HedgeConfig, *,
     async with httpx.AsyncClient(base_url=base, timeout=120,
                                  transport=None if transport is None else
                                  transport.http_transport) as http:
-        state = await _post(http, "/control/reset", {
-            "scenario": scenario_ref(scenario), "profile": profile, "seed": seed,
-            "clock": "stepped"})
+        reset: dict[str, Any] = {"scenario": scenario_ref(scenario), "profile": profile,
+                                 "seed": seed, "clock": "stepped"}
+        if dialect is not None:
+            reset["dialect"] = dialect
+        state = await _post(http, "/control/reset", reset)
         end_ms = config.end_ms if config.end_ms is not None else state.get("scenario_end")
         if end_ms is not None and config.end_ms is None:
             config = replace(config, end_ms=int(end_ms))
-        ex = connect(base, None, None, mode="async", config=ccxt_config)
+        ex = connect(base, None, None, mode="async", config=ccxt_config,
+                     dialect=str(state.get("dialect") or "binance_coinm"))
         try:
             await ex.load_markets()
             market = hedge_market(ex, config.coin, config.symbol)
@@ -98,6 +105,7 @@ async def dry_run(target: str | Transport, config: HedgeConfig, *,
                 body["spot_balances"] = {coin: _amount(config.spot_btc - collateral)}
             account = await _post(http, "/control/accounts", body)
             ex.apiKey, ex.secret = account["api_key"], account["api_secret"]
+            await venue_for(ex).credentials_set(ex)
             clock = SteppedClock(base, symbol=market["id"], account_id=account["account_id"],
                                  http=http)
             try:

@@ -27,6 +27,7 @@ import ccxt
 
 from perpsim.strategy.clock import Clock
 from perpsim.strategy.plan import dec, harmonic_average
+from perpsim.strategy.venue import venue_for
 
 ZERO = Decimal(0)
 MAX_SUBMIT_TRIES = 3
@@ -62,7 +63,7 @@ class Fill:
     contracts: int
     price_usd: Decimal
     fee_btc: Decimal  # paid (positive)
-    realized_pnl_btc: Decimal
+    realized_pnl_btc: Decimal | None  # None: the venue reports it per order (Bybit)
     maker: bool
 
 
@@ -93,18 +94,6 @@ class LegResult:
         return sum((f.fee_btc for f in self.fills), ZERO)
 
 
-def _is_post_only_rejection(error: Exception) -> bool:
-    text = str(error)
-    return isinstance(error, ccxt.OrderImmediatelyFillable) or "-5022" in text or (
-        "Post Only" in text)
-
-
-def _filled(order: dict[str, Any]) -> int:
-    info = order.get("info") or {}
-    value = info.get("executedQty", order.get("filled"))
-    return int(dec(value or 0, "executedQty"))
-
-
 def _is_open(order: dict[str, Any]) -> bool:
     return order.get("status") == "open"
 
@@ -116,6 +105,7 @@ class Executor:
                  max_order_contracts: int, maker_wait_ms: int, reprice_interval_ms: int,
                  on_event: EventSink | None = None) -> None:
         self.ex = exchange
+        self.venue = venue_for(exchange)
         self.clock = clock
         self.symbol = symbol
         self.market = exchange.market(symbol)
@@ -133,7 +123,7 @@ class Executor:
         return f"hedge-{self.run_tag}-"
 
     def client_id(self, leg: str, slice_no: int, attempt: int) -> str:
-        """Deterministic client order id (Binance allows 36 characters)."""
+        """Deterministic client order id (Binance and Bybit allow 36 characters)."""
         cid = f"{self.prefix}{leg}-{slice_no}-{attempt}"
         if len(cid) > 36:
             raise ExecutionError(f"client order id {cid!r} is longer than 36 characters")
@@ -175,10 +165,8 @@ class Executor:
 
     async def position_contracts(self) -> int:
         """The signed position now (fetch_positions)."""
-        for pos in await self.ex.fetch_positions([self.symbol]):
-            if pos.get("symbol") == self.symbol and pos.get("contracts"):
-                return int(dec((pos.get("info") or {}).get("positionAmt", 0), "positionAmt"))
-        return 0
+        positions = await self.ex.fetch_positions([self.symbol])
+        return self.venue.position(positions, self.symbol).contracts
 
     async def close_position(self, leg: str = "close") -> LegResult:
         """Buy back exactly the open position with reduce-only orders, then confirm flat."""
@@ -223,7 +211,7 @@ class Executor:
                         break
                 continue
             price = await self._best(side)
-            params: dict[str, Any] = {"timeInForce": "GTX"}
+            params: dict[str, Any] = self.venue.post_only_params()
             if reduce_only:
                 params["reduceOnly"] = True
             try:
@@ -253,7 +241,7 @@ class Executor:
                 return order
             if await self.clock.now_ms() >= deadline:
                 return await self._cancel(order, "maker wait over")
-            remaining = int(dec(order.get("amount") or 0, "amount")) - _filled(order)
+            remaining = int(dec(order.get("amount") or 0, "amount")) - self._filled(order)
             best = await self._best(side, own_price=price, own_qty=remaining)
             if best != price:
                 return await self._cancel(order, f"best price moved {price} → {best}")
@@ -301,18 +289,21 @@ class Executor:
         """create_order with a fixed client id; never sends an id the venue already has."""
         for _ in range(MAX_SUBMIT_TRIES):
             try:
-                return dict(await self.ex.create_order(
+                order = dict(await self.ex.create_order(
                     self.symbol, kind, side, qty, float(price), {**params, "clientOrderId": cid}))
+                # Bybit answers with the ids only; a post-only order it accepted and cancelled
+                # at once raises here like a refused one.
+                return await self.venue.complete(self.ex, order, self.symbol)
             except ccxt.NetworkError:
                 found = await self._lookup(cid)
                 if found is not None:
                     return found
             except ccxt.ExchangeError as error:
-                if _is_post_only_rejection(error):
+                if self.venue.is_post_only_rejection(error):
                     raise PostOnlyRejected(str(error)) from error
-                if params.get("reduceOnly") and "-2022" in str(error):
+                if params.get("reduceOnly") and self.venue.is_nothing_to_reduce(error):
                     raise NothingToReduce(str(error)) from error
-                if "-4116" in str(error):
+                if self.venue.is_duplicate_id(error):
                     found = await self._lookup(cid)
                     if found is not None:
                         return found
@@ -320,11 +311,16 @@ class Executor:
         raise ExecutionError(f"could not submit {cid} after {MAX_SUBMIT_TRIES} tries")
 
     async def _lookup(self, cid: str) -> dict[str, Any] | None:
-        try:
-            return dict(await self.ex.fetch_order(None, self.symbol,
-                                                  {"origClientOrderId": cid}))
-        except ccxt.OrderNotFound:
+        found = await self.venue.find_order(self.ex, self.symbol, cid)
+        if found is None:
             return None
+        try:
+            return await self.venue.complete(self.ex, found, self.symbol)
+        except ccxt.OrderImmediatelyFillable as error:  # found cancelled as post-only taker
+            raise PostOnlyRejected(str(error)) from error
+
+    def _filled(self, order: dict[str, Any]) -> int:
+        return self.venue.filled_contracts(order)
 
     async def _fetch(self, order: dict[str, Any]) -> dict[str, Any]:
         return dict(await self.ex.fetch_order(order["id"], self.symbol))
@@ -337,37 +333,31 @@ class Executor:
         final = await self._fetch(order)
         now = await self.clock.now_ms()
         self.on_event(now, "order.canceled", {
-            "client_order_id": order.get("clientOrderId"), "filled": _filled(final),
+            "client_order_id": order.get("clientOrderId"), "filled": self._filled(final),
             "reason": why})
         return final
 
     async def _settle(self, result: LegResult, order: dict[str, Any]) -> int:
         """Collect the order's trades into the leg; the contracts it filled."""
-        filled = _filled(order)
+        filled = self._filled(order)
         if filled == 0:
             return 0
-        since = int(order.get("timestamp") or 0) or None
-        trades = await self.ex.fetch_my_trades(self.symbol, since, 1000)
-        mine = [t for t in trades if str(t.get("order")) == str(order["id"])]
+        mine = await self.venue.order_trades(self.ex, self.symbol, order)
         for t in sorted(mine, key=lambda t: (int(t.get("timestamp") or 0), str(t.get("id")))):
-            info = t.get("info") or {}
-            fee = (t.get("fee") or {}).get("cost")
+            numbers = self.venue.fill_numbers(t)
             fill = Fill(
                 time_ms=int(t.get("timestamp") or 0), trade_id=str(t.get("id")),
                 order_id=str(order["id"]), client_order_id=str(order.get("clientOrderId")),
-                side=str(t.get("side")),
-                contracts=int(dec(info.get("qty", t.get("amount")), "qty")),
-                price_usd=dec(info.get("price", t.get("price")), "price"),
-                fee_btc=dec(info.get("commission", fee or 0), "commission"),
-                realized_pnl_btc=dec(info.get("realizedPnl", 0) or 0, "realizedPnl"),
+                side=str(t.get("side")), contracts=numbers.contracts,
+                price_usd=numbers.price_usd, fee_btc=numbers.fee_btc,
+                realized_pnl_btc=numbers.realized_pnl_btc,
                 maker=t.get("takerOrMaker") == "maker")
             result.fills.append(fill)
             self.on_event(fill.time_ms, "fill", {
                 "client_order_id": fill.client_order_id, "side": fill.side,
                 "contracts": fill.contracts, "price": str(fill.price_usd),
                 "fee": str(fill.fee_btc), "maker": fill.maker, "leg": result.leg})
-        got = sum(int(dec((t.get("info") or {}).get("qty", t.get("amount")), "qty"))
-                  for t in mine)
+        got = sum(self.venue.fill_numbers(t).contracts for t in mine)
         if got != filled:
             raise ExecutionError(f"order {order.get('clientOrderId')} reports {filled} filled "
                                  f"but its trades add up to {got}")

@@ -27,10 +27,11 @@ from perpsim.strategy.plan import (
     distance_pct,
     tier_for,
 )
+from perpsim.strategy.venue import BINANCE_COINM, Venue, venue_for
 
 ZERO = Decimal(0)
-# binancecoinm reads the COIN-M account unless the sub-type says spot too (GET /api/v3/account).
-SPOT_BALANCE = {"type": "spot", "subType": "spot"}
+# binancecoinm's spot-wallet params (kept for callers; each venue's are in strategy/venue.py).
+SPOT_BALANCE = dict(BINANCE_COINM.spot_balance_params)
 
 
 @dataclass(frozen=True)
@@ -163,17 +164,10 @@ Notify = Callable[[str], None]
 MarkNotify = Callable[[Decimal, Decimal | None], None]
 
 
-def venue_order_kind(order: Mapping[str, Any]) -> str | None:
+def venue_order_kind(order: Mapping[str, Any], venue: Venue = BINANCE_COINM) -> str | None:
     """"liquidation" or "adl" for an order the venue placed on our account, else None
-    (Binance: type LIQUIDATION, client ids ``autoclose-…`` and ``adl_autoclose…``)."""
-    info = order.get("info") or {}
-    kind = str(order.get("type") or info.get("o") or "").lower()
-    cid = str(order.get("clientOrderId") or info.get("c") or "")
-    if cid.startswith("adl_"):
-        return "adl"
-    if kind == "liquidation" or cid.startswith("autoclose"):
-        return "liquidation"
-    return None
+    (how each venue marks them: strategy/venue.py)."""
+    return venue.order_kind(order)
 
 
 class Monitor:
@@ -183,6 +177,7 @@ class Monitor:
                  hedge_ratio: Decimal = Decimal(1), on_event: Notify | None = None,
                  on_mark: MarkNotify | None = None) -> None:
         self.ex = exchange
+        self.venue = venue_for(exchange)
         self.symbol = symbol
         market = exchange.market(symbol)
         self.market_id: str = market["id"]
@@ -245,8 +240,7 @@ class Monitor:
             ts = int(ticker.get("timestamp") or 0)
             if ts < self.live.mark_ms:
                 return
-            mark = ticker.get("markPrice") or (ticker.get("info") or {}).get("p")
-            index = ticker.get("indexPrice") or (ticker.get("info") or {}).get("i")
+            mark, index = self.venue.stream_mark_index(ticker)
             if mark is None:
                 return
             self.live.mark_usd = dec(mark, "markPrice")
@@ -261,7 +255,7 @@ class Monitor:
         async def step() -> None:
             orders = await self.ex.watch_orders(self.symbol)
             for order in orders or []:
-                if venue_order_kind(order) is not None:
+                if self.venue.order_kind(order) is not None:
                     self.live.foreign_orders.append(order)
                     self.on_event("liquidation.triggered")
             self.live.updates += 1
@@ -278,10 +272,9 @@ class Monitor:
                 ts = int(pos.get("timestamp") or 0)
                 if ts < self.live.position_ms:
                     continue
-                amount = (pos.get("info") or {}).get("pa", (pos.get("info") or {}).get(
-                    "positionAmt"))
+                amount = self.venue.stream_position_contracts(pos)
                 if amount is not None:
-                    self.live.position_contracts = int(dec(amount, "positionAmt"))
+                    self.live.position_contracts = amount
                     self.live.position_ms = ts
             self.live.updates += 1
             self.on_event("position")
@@ -306,8 +299,8 @@ class Monitor:
         """The venue's own orders on our account since ``since_ms`` (liquidation, ADL), read
         over REST into ``live.foreign_orders``: what the order stream reports, for a client
         that runs without streams."""
-        for order in await self.ex.fetch_orders(self.symbol, since_ms, 100):
-            if venue_order_kind(order) is not None:
+        for order in await self.venue.venue_orders(self.ex, self.symbol, since_ms):
+            if self.venue.order_kind(order) is not None:
                 self.live.foreign_orders.append(order)
 
     def spot_changed(self) -> None:
@@ -325,28 +318,19 @@ class Monitor:
         if self._spot is None:
             self._spot = await self._fetch_spot()
         await self._refresh_income(now_ms, premium)
-        raw = premium.get("info") or {}
-        mark = dec(raw.get("markPrice", premium.get("markPrice")), "markPrice")
-        index = dec(raw.get("indexPrice", premium.get("indexPrice")), "indexPrice")
+        venue = self.venue
+        quote = venue.premium(premium)
+        mark, index = quote.mark_usd, quote.index_usd
         last = dec(candles[-1][4], "close") if candles else mark
-        predicted = premium.get("fundingRate")
-        next_funding = premium.get("fundingTimestamp") or premium.get("nextFundingTimestamp")
-        pos_info: Mapping[str, Any] = {}
-        for pos in positions:
-            if pos.get("symbol") == sym and pos.get("contracts"):
-                pos_info = pos.get("info") or {}
-        qty = int(dec(pos_info.get("positionAmt", 0), "positionAmt"))
-        entry = dec(pos_info["entryPrice"], "entryPrice") if qty else None
-        liq_raw = pos_info.get("liquidationPrice")
-        liq = dec(liq_raw, "liquidationPrice") if qty and liq_raw is not None else None
-        asset = self._asset(balance)
-        wallet = dec(asset.get("walletBalance", 0), "walletBalance")
-        iso = dec(pos_info.get("isolatedWallet", 0) or 0, "isolatedWallet") if qty else ZERO
-        mode = str(pos_info.get("marginType") or (self.state.margin_mode if self.state else
-                                                     "isolated")).lower()
-        mode = "cross" if mode.startswith("cross") else "isolated"
-        cross = asset.get("crossWalletBalance")
-        futures_wallet = dec(cross, "crossWalletBalance") if cross is not None else wallet - iso
+        pos = venue.position(positions, sym)
+        qty = pos.contracts
+        entry, liq = pos.entry_price_usd, pos.liquidation_price_usd
+        asset = venue.futures_wallet(balance, self.coin)
+        wallet = asset.wallet_btc
+        iso = pos.isolated_margin_btc
+        mode = pos.margin_mode or (self.state.margin_mode if self.state else "isolated")
+        cross = asset.cross_wallet_btc
+        futures_wallet = cross if cross is not None else wallet - iso
         if mode == "cross":
             iso = ZERO
         streak, streak_start = self._streak()
@@ -355,38 +339,24 @@ class Monitor:
             contract_size_usd=self.contract_size, tiers=self.tiers, index_usd=index,
             mark_usd=mark, last_usd=last, hedge_ratio=self.hedge_ratio,
             funding_rate_last=self._last_rate[1],
-            funding_rate_predicted=None if predicted is None else dec(predicted, "fundingRate"),
-            next_funding_ms=None if next_funding is None else int(next_funding),
+            funding_rate_predicted=quote.predicted_rate,
+            next_funding_ms=quote.next_funding_ms,
             funding_cum_btc=sum((amount for _, amount, _ in self._income), ZERO),
             funding_payments=len(self._income), funding_paid_streak=streak,
             funding_streak_start_ms=streak_start, position_contracts=qty,
-            entry_price_usd=entry, margin_mode=mode,
-            leverage=int(dec(pos_info.get("leverage", 1) or 1, "leverage")),
-            isolated_wallet_btc=iso,
-            unrealized_pnl_btc=dec(pos_info.get("unRealizedProfit", 0) or 0, "unRealizedProfit"),
+            entry_price_usd=entry, margin_mode=mode, leverage=pos.leverage,
+            isolated_wallet_btc=iso, unrealized_pnl_btc=pos.unrealized_pnl_btc,
             liquidation_price_usd=liq if liq is None or liq > 0 else None,
             futures_wallet_btc=futures_wallet,
-            futures_available_btc=dec(asset.get("availableBalance", 0), "availableBalance"),
+            futures_available_btc=asset.available_btc,
             spot_btc=self._spot, fees_cum_btc=self.fees_cum_btc, taker_rate=self.taker_rate,
             ws_gaps=self.gaps,
         )
         return self.state
 
-    def _asset(self, balance: Mapping[str, Any]) -> Mapping[str, Any]:
-        for asset in (balance.get("info") or {}).get("assets", []):
-            if asset.get("asset") == self.coin:
-                return dict(asset)
-        total = (balance.get("total") or {}).get(self.coin)
-        free = (balance.get("free") or {}).get(self.coin)
-        return {"walletBalance": total or 0, "availableBalance": free or 0}
-
     async def _fetch_spot(self) -> Decimal:
-        balance = await self.ex.fetch_balance(dict(SPOT_BALANCE))
-        for row in (balance.get("info") or {}).get("balances", []):
-            if row.get("asset") == self.coin:
-                return dec(row.get("free", 0), "free") + dec(row.get("locked", 0), "locked")
-        total = (balance.get("total") or {}).get(self.coin)
-        return ZERO if total is None else dec(total, "spot total")
+        balance = await self.ex.fetch_balance(dict(self.venue.spot_balance_params))
+        return self.venue.spot_coin(balance, self.coin)
 
     async def _refresh_income(self, now_ms: int, premium: Mapping[str, Any]) -> None:
         """Fetch funding income (and the settled rate) only after a funding time passed."""
@@ -395,36 +365,17 @@ class Monitor:
             return
         since = (self._income[-1][0] + 1) if self._income else self.start_ms
         seen = {tran for _, _, tran in self._income}
-        while True:
-            rows = await self.ex.fetch_funding_history(self.symbol, since, 1000)
-            fresh = 0
-            for row in sorted(rows, key=lambda r: int(r.get("timestamp") or 0)):
-                info = row.get("info") or {}
-                tran = str(row.get("id") or info.get("tranId"))
-                if tran in seen:
-                    continue
-                seen.add(tran)
-                fresh += 1
-                amount = dec(info.get("income", row.get("amount")), "income")
-                time_ms = int(row.get("timestamp") or info.get("time") or 0)
-                self._income.append((time_ms, amount, tran))
-                self.new_income.append((time_ms, amount))
-            if len(rows) < 1000 or not fresh:
-                break
-            since = self._income[-1][0] + 1
+        for time_ms, amount, tran in await self.venue.funding_payments(self.ex, self.symbol,
+                                                                       since, seen):
+            self._income.append((time_ms, amount, tran))
+            self.new_income.append((time_ms, amount))
         self._income.sort(key=lambda item: item[0])
         # Only the rates settled since the last one seen (the latest is all that is kept).
         since = self._last_rate[0] + 1 if self._last_rate[0] is not None else self.start_ms
-        history = await self.ex.fetch_funding_rate_history(self.symbol, since, 1000)
-        if history:
-            last = history[-1]
-            self._last_rate = (int(last.get("timestamp") or 0),
-                               dec((last.get("info") or {}).get("fundingRate",
-                                                                 last.get("fundingRate")),
-                                   "fundingRate"))
-        nxt = premium.get("fundingTimestamp") or (premium.get("info") or {}).get(
-            "nextFundingTime")
-        self._income_next_ms = int(nxt) if nxt else None
+        settled = await self.venue.last_settled_rate(self.ex, self.symbol, since)
+        if settled is not None:
+            self._last_rate = settled
+        self._income_next_ms = self.venue.next_settlement_ms(premium)
 
     def _streak(self) -> tuple[int, int | None]:
         streak, start = 0, None

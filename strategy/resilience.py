@@ -1,4 +1,5 @@
-"""Surviving a venue that misbehaves, for any async / pro ccxt Binance COIN-M client.
+"""Surviving a venue that misbehaves, for any async / pro ccxt client the hedge trades with
+(Binance COIN-M, Bybit inverse: their codes and calls come from strategy/venue.py).
 
 :class:`ResilientExchange` wraps the client and is used in its place (every attribute it does
 not define is the client's own):
@@ -10,12 +11,14 @@ not define is the client's own):
   well-behaved client is never banned.
 * **Never double-submits**: ``create_order`` always carries a client order id (one is made up
   if the caller gave none). After an error that leaves the outcome unknown (a timeout, a 5xx)
-  the id is looked up (``fetch_order`` by ``origClientOrderId``; after a timeout again after
-  short waits, because the request may still be executing) and the order found is returned;
-  only an id the venue does not know is sent again. A duplicate-id answer (−4116) is resolved
-  the same way. Transient order rejects (−2010, −1015, −2020, −4131, −1008) are retried.
+  the id is looked up (Binance: ``fetch_order`` by ``origClientOrderId``, Bybit: by
+  ``orderLinkId``; after a timeout again after short waits, because the request may still be
+  executing) and the order found is returned; only an id the venue does not know is sent
+  again. A duplicate-id answer (−4116, 110072) is resolved the same way. Transient order
+  rejects (Binance −2010, −1015, −2020, −4131, −1008) are retried.
 * **Non-idempotent calls are verified, not repeated blindly**: after an ambiguous failure of
-  ``transfer`` (spot balance) or ``dapiPrivatePostPositionMargin`` (isolated margin) the state
+  ``transfer`` (spot balance) or an isolated-margin top-up (``dapiPrivatePostPositionMargin``,
+  ``privatePostV5PositionAddMargin``) the state
   is read back and the call is repeated only if it did not happen.
 * **Maintenance** (ccxt ``OnMaintenance``, perpsim's downtime): time has to pass, so the
   wrapper calls ``pass_time`` — on a stepped perpsim :func:`clock_time_passer` advances the
@@ -36,11 +39,13 @@ from typing import Any
 
 import ccxt
 
-# Server-side failures that say "try again" (the request did not, or may not, have run).
-TRANSIENT_CODES = ("-1000", "-1001", "-1006", "-1007", "-1008")
-# Order rejects that may pass a moment later.
-REJECT_CODES = ("-2010", "-1015", "-2020", "-4131", "-1008")
-DUPLICATE_ID = "-4116"
+from perpsim.strategy.venue import BINANCE_COINM, Venue, venue_for
+
+# Binance's (each venue's are in strategy/venue.py). Server-side failures that say "try again"
+# (the request did not, or may not, have run); order rejects that may pass a moment later.
+TRANSIENT_CODES = BINANCE_COINM.transient_codes
+REJECT_CODES = BINANCE_COINM.reject_codes
+DUPLICATE_ID = BINANCE_COINM.duplicate_id_codes[0]
 PRIVATE_WATCHES = ("watch_orders", "watch_my_trades", "watch_positions", "watch_balance")
 SPOT_ACCOUNTS = ("spot", "main", "MAIN")
 
@@ -63,7 +68,7 @@ class RetryPolicy:
     seed: int = 0
 
 
-def classify(error: BaseException) -> str | None:
+def classify(error: BaseException, venue: Venue = BINANCE_COINM) -> str | None:
     """``rate`` (not executed; wait), ``outage`` (maintenance), ``unknown`` (may have run,
     may still run), ``answered`` (the venue answered a failure: it may have run), ``reject``
     (an order refused for now), or None (a real error: do not retry)."""
@@ -74,10 +79,11 @@ def classify(error: BaseException) -> str | None:
         return "rate"
     if isinstance(error, ccxt.NetworkError):
         return "unknown"
-    if any(code in text for code in REJECT_CODES) and isinstance(error, ccxt.InvalidOrder):
+    if any(code in text for code in venue.reject_codes) and isinstance(error, ccxt.InvalidOrder):
         return "reject"
     if isinstance(error, ccxt.OperationFailed) or (
-            isinstance(error, ccxt.ExchangeError) and any(c in text for c in TRANSIENT_CODES)):
+            isinstance(error, ccxt.ExchangeError)
+            and any(c in text for c in venue.transient_codes)):
         return "answered"
     return None
 
@@ -120,6 +126,7 @@ class ResilientExchange:
                  pass_time: PassTime | None = None, sleep: Sleep | None = None) -> None:
         own = object.__setattr__
         own(self, "_ex", exchange)
+        own(self, "venue", venue_for(exchange))
         own(self, "policy", policy or RetryPolicy())
         own(self, "pass_time", pass_time)
         own(self, "_sleep", sleep or asyncio.sleep)
@@ -219,7 +226,7 @@ class ResilientExchange:
             try:
                 return await method(*args, **kwargs)
             except Exception as error:
-                kind = classify(error)
+                kind = classify(error, self.venue)
                 if kind is None or kind == "reject":
                     raise
                 await self._handle(kind, name, error, counters)
@@ -247,11 +254,7 @@ class ResilientExchange:
     async def find_order(self, symbol: str, client_id: str) -> dict[str, Any] | None:
         """The order with this client id, or None if the venue does not know it."""
         self.stats.lookups += 1
-        try:
-            return dict(await self.call("fetch_order", None, symbol,
-                                        {"origClientOrderId": client_id}))
-        except ccxt.OrderNotFound:
-            return None
+        return await self.venue.find_order(self, symbol, client_id)  # its fetch_* retried
 
     async def _find_settled(self, symbol: str, client_id: str, kind: str) -> dict[str, Any] | None:
         found = await self.find_order(symbol, client_id)
@@ -278,9 +281,9 @@ class ResilientExchange:
             try:
                 return await self._ex.create_order(symbol, type, side, amount, price, dict(sent))
             except Exception as error:
-                kind = classify(error)
+                kind = classify(error, self.venue)
                 if kind is None:
-                    if DUPLICATE_ID in str(error):
+                    if self.venue.is_duplicate_id(error):
                         found = await self.find_order(symbol, client_id)
                         if found is not None:
                             self.stats.found_after_error += 1
@@ -321,7 +324,7 @@ class ResilientExchange:
                     raise
                 return order
             except Exception as error:
-                kind = classify(error)
+                kind = classify(error, self.venue)
                 if kind is None or kind == "reject":
                     raise
                 ambiguous = ambiguous or kind in ("unknown", "answered")
@@ -340,7 +343,7 @@ class ResilientExchange:
             try:
                 return await run()
             except Exception as error:
-                kind = classify(error)
+                kind = classify(error, self.venue)
                 if kind is None or kind == "reject":
                     raise
                 if kind in ("unknown", "answered"):
@@ -353,11 +356,8 @@ class ResilientExchange:
                 await self._handle(kind, what, error, counters)
 
     async def _spot(self, code: str) -> Decimal:
-        balance = await self.call("fetch_balance", {"type": "spot", "subType": "spot"})
-        for row in (balance.get("info") or {}).get("balances", []):
-            if row.get("asset") == code:
-                return Decimal(str(row.get("free") or 0)) + Decimal(str(row.get("locked") or 0))
-        return Decimal(str((balance.get("total") or {}).get(code) or 0))
+        balance = await self.call("fetch_balance", dict(self.venue.spot_balance_params))
+        return self.venue.spot_coin(balance, code)
 
     async def transfer(self, code: str, amount: Any, from_account: str, to_account: str,
                        params: Mapping[str, Any] | None = None) -> Any:
@@ -370,22 +370,24 @@ class ResilientExchange:
                                       dict(params or {})),
             lambda: self._spot(code), -change if out_of_spot else change)
 
-    async def dapiPrivatePostPositionMargin(self, params: Mapping[str, Any]) -> Any:
-        """Add (type 1) or remove (type 2) isolated margin exactly once."""
-        symbol = str(params.get("symbol"))
-        amount = Decimal(str(params.get("amount")))
-
-        async def isolated() -> Decimal:
-            rows = await self.call("dapiPrivateGetPositionRisk")
-            for row in rows or []:
-                if row.get("symbol") == symbol:
-                    return Decimal(str(row.get("isolatedWallet") or 0))
-            return Decimal(0)
-
-        sign = 1 if str(params.get("type")) == "1" else -1
+    async def _isolated_margin(self, market_id: str, amount: Decimal,
+                               run: Callable[[], Awaitable[Any]]) -> Any:
         return await self._verified(
-            "position margin", lambda: self._ex.dapiPrivatePostPositionMargin(dict(params)),
-            isolated, sign * amount)
+            "position margin", run, lambda: self.venue.isolated_margin(self.call, market_id),
+            amount)
+
+    async def dapiPrivatePostPositionMargin(self, params: Mapping[str, Any]) -> Any:
+        """Binance: add (type 1) or remove (type 2) isolated margin exactly once."""
+        sign = 1 if str(params.get("type")) == "1" else -1
+        return await self._isolated_margin(
+            str(params.get("symbol")), sign * Decimal(str(params.get("amount"))),
+            lambda: self._ex.dapiPrivatePostPositionMargin(dict(params)))
+
+    async def privatePostV5PositionAddMargin(self, params: Mapping[str, Any]) -> Any:
+        """Bybit: add (a positive ``margin``) or remove isolated margin exactly once."""
+        return await self._isolated_margin(
+            str(params.get("symbol")), Decimal(str(params.get("margin"))),
+            lambda: self._ex.privatePostV5PositionAddMargin(dict(params)))
 
     # ---- streams -------------------------------------------------------------------------------
     def renew_listen_key(self) -> None:

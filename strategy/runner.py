@@ -12,7 +12,6 @@ plus the liquidation-engine orders the user stream reports; perpsim's control-pl
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import inspect
 from collections.abc import Callable
@@ -26,8 +25,8 @@ from perpsim.numbers import readable
 from perpsim.strategy.clock import Clock, WaitResult
 from perpsim.strategy.execution import ExecutionError, Executor, LegResult
 from perpsim.strategy.markets import hedge_market
-from perpsim.strategy.monitor import SPOT_BALANCE, Monitor, MonitorState, venue_order_kind
-from perpsim.strategy.plan import SATOSHI, HedgePlan, PlanError, dec, make_plan, tiers_from_ccxt
+from perpsim.strategy.monitor import Monitor, MonitorState
+from perpsim.strategy.plan import SATOSHI, HedgePlan, PlanError, make_plan
 from perpsim.strategy.record import HedgeConfig, RunRecord, Sample
 from perpsim.strategy.rules import (
     Exit,
@@ -39,6 +38,7 @@ from perpsim.strategy.rules import (
     funding_check_time_ms,
     wake_levels,
 )
+from perpsim.strategy.venue import venue_for
 
 ZERO = Decimal(0)
 Progress = Callable[[float, int], None]
@@ -75,6 +75,7 @@ class _Run:
     def __init__(self, config: HedgeConfig, ex: Any, clock: Clock,
                  progress: Progress | None) -> None:
         self.config, self.ex, self.clock, self.progress = config, ex, clock, progress
+        self.venue = venue_for(ex)
         self.record: RunRecord | None = None
         self.monitor: Monitor | None = None
         self.executor: Executor | None = None
@@ -107,23 +108,17 @@ class _Run:
     # ---- set-up --------------------------------------------------------------------------------
     async def balances(self) -> tuple[Decimal, Decimal]:
         """(spot, futures wallet) in the settlement coin."""
-        spot = await self.ex.fetch_balance(dict(SPOT_BALANCE))
-        spot_coin = ZERO
-        for row in (spot.get("info") or {}).get("balances", []):
-            if row.get("asset") == self.coin:
-                spot_coin = dec(row.get("free", 0), "free") + dec(row.get("locked", 0), "locked")
+        spot = await self.ex.fetch_balance(dict(self.venue.spot_balance_params))
         futures = await self.ex.fetch_balance()
-        wallet = ZERO
-        for asset in (futures.get("info") or {}).get("assets", []):
-            if asset.get("asset") == self.coin:
-                wallet = dec(asset.get("walletBalance", 0), "walletBalance")
-        return spot_coin, wallet
+        return (self.venue.spot_coin(spot, self.coin),
+                self.venue.futures_wallet(futures, self.coin).wallet_btc)
 
     async def transfer(self, amount: Decimal, to_futures: bool, why: str) -> None:
         amount = amount.quantize(SATOSHI)
         if amount <= 0:
             return
-        source, target = ("spot", "inverse") if to_futures else ("inverse", "spot")
+        spot, futures = self.venue.spot_account, self.venue.futures_account
+        source, target = (spot, futures) if to_futures else (futures, spot)
         await self.ex.transfer(self.coin, float(amount), source, target)
         if self.monitor is not None:
             self.monitor.spot_changed()
@@ -137,12 +132,9 @@ class _Run:
         market = hedge_market(ex, config.coin, config.symbol)
         self.symbol, self.market_id = market["symbol"], market["id"]
         self.coin = market.get("settle") or market["base"]
-        tiers = tiers_from_ccxt((await ex.fetch_leverage_tiers([self.symbol]))[self.symbol])
-        premium = await ex.fetch_funding_rate(self.symbol)
-        info = premium.get("info") or {}
-        index = dec(info.get("indexPrice", premium.get("indexPrice")), "indexPrice")
-        mark = dec(info.get("markPrice", premium.get("markPrice")), "markPrice")
-        rate = dec(info.get("lastFundingRate", premium.get("fundingRate") or 0), "fundingRate")
+        tiers = self.venue.tiers((await ex.fetch_leverage_tiers([self.symbol]))[self.symbol])
+        premium = self.venue.premium(await ex.fetch_funding_rate(self.symbol))
+        index, mark, rate = premium.index_usd, premium.mark_usd, premium.plan_rate
         self.start_ms = await self.clock.now_ms()
         spot, wallet = await self.balances()
         plan = make_plan(config, market, tiers, index_usd=index, mark_usd=mark,
@@ -159,9 +151,7 @@ class _Run:
         plan.check()
         if wallet < plan.collateral_btc:
             await self.transfer(plan.collateral_btc - wallet, True, "deposit the collateral")
-        with contextlib.suppress(ccxt.MarginModeAlreadySet):
-            await ex.set_margin_mode(config.margin_mode, self.symbol)
-        await ex.set_leverage(config.leverage, self.symbol)
+        await self.venue.set_margin(ex, config.margin_mode, config.leverage, self.symbol)
         self.monitor = Monitor(ex, self.symbol, tiers=tiers, start_ms=self.start_ms,
                                hedge_ratio=config.hedge_ratio, on_event=self.clock.notify_event,
                                on_mark=self.clock.notify_mark)
@@ -193,7 +183,7 @@ class _Run:
             if key in self.foreign_seen:
                 continue  # the stream reports an order at every status change
             self.foreign_seen.add(key)
-            kind = venue_order_kind(order) or "liquidation"
+            kind = self.venue.order_kind(order) or "liquidation"
             self.venue_kind = kind
             self.event(int(order.get("timestamp") or now), f"{kind}.order",
                        {"client_order_id": order.get("clientOrderId"),
@@ -220,8 +210,7 @@ class _Run:
             if intent.from_spot_btc > 0:
                 await self.transfer(intent.from_spot_btc, True, "top-up")
             if state.margin_mode == "isolated":
-                await self.ex.dapiPrivatePostPositionMargin({
-                    "symbol": self.market_id, "amount": str(intent.amount_btc), "type": 1})
+                await self.venue.add_isolated_margin(self.ex, self.market_id, intent.amount_btc)
         except ccxt.ExchangeError as error:
             self.event(now, "warning", {"text": f"top-up failed: {error}"})
             return
@@ -331,21 +320,8 @@ class _Run:
         """Realised PnL, fees from our trades; funding from the income history."""
         assert self.record is not None
         assert self.monitor is not None
-        record, ex = self.record, self.ex
-        since, seen = self.start_ms, set()
-        pnl = fees = ZERO
-        while True:
-            trades = await ex.fetch_my_trades(self.symbol, since, 1000)
-            fresh = [t for t in trades if str(t.get("id")) not in seen]
-            for t in fresh:
-                seen.add(str(t.get("id")))
-                info = t.get("info") or {}
-                pnl += dec(info.get("realizedPnl", 0) or 0, "realizedPnl")
-                fee = info.get("commission", (t.get("fee") or {}).get("cost") or 0)
-                fees += dec(fee or 0, "commission")
-            if len(trades) < 1000 or not fresh:
-                break
-            since = max(int(t.get("timestamp") or 0) for t in trades)
+        record = self.record
+        pnl, fees = await self.venue.realised_and_fees(self.ex, self.symbol, self.start_ms)
         record.futures_pnl_btc = pnl
         record.fees_btc = fees
         state = self.monitor.state

@@ -218,6 +218,13 @@ def fills_of(ex: Exchange, account_id: str) -> Iterator[Event]:
 EXEC_TYPES = {"LIQUIDATION": "BustTrade", "ADL": "AdlTrade"}
 
 
+def execution_order_id(event: Event, conditional_of: dict[int, AlgoOrder]) -> str:
+    """The ``orderId`` a fill is listed under (its conditional order's, if one placed it)."""
+    order_id = int(event.payload["order_id"])
+    algo = conditional_of.get(order_id)
+    return f"{CONDITIONAL_PREFIX}{algo.algo_id}" if algo else str(order_id)
+
+
 def execution_row(ex: Exchange, event: Event, conditional_of: dict[int, AlgoOrder]
                   ) -> dict[str, Any]:
     """One fill as /v5/execution/list and the ``execution`` stream send it."""
@@ -227,7 +234,7 @@ def execution_row(ex: Exchange, event: Event, conditional_of: dict[int, AlgoOrde
     qty = int(p["last_qty"])
     order = ex.orders.get(int(p["order_id"]))
     algo = conditional_of.get(int(p["order_id"]))
-    order_id = f"{CONDITIONAL_PREFIX}{algo.algo_id}" if algo else str(p["order_id"])
+    order_id = execution_order_id(event, conditional_of)
     value = coin_value(qty, fill_price, inst.contract_size_usd)
     fee = Decimal(p["commission"])
     return {

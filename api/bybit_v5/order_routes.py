@@ -159,7 +159,12 @@ def _rows(call: Call, *, open_only: bool) -> list[dict[str, Any]]:
     if kind in (None, "Order"):
         for order in call.ex.orders.values():
             if (order.account_id == call.account_id and order.order_id not in fired
-                    and (not open_only or order.is_open)):
+                    and (not open_only or order.is_open)
+                    # asked by id or symbol: build only the rows that can match (a row sums
+                    # its fees from the journal; a hedge asks for one order at a time)
+                    and (inst is None or order.symbol == inst.symbol)
+                    and (wanted_id is None or str(order.order_id) == wanted_id)
+                    and (wanted_link is None or wire.link_id(order) == wanted_link)):
                 rows.append((order.created_ms, wire.order_row(call.ex, order)))
     if kind in (None, "StopOrder"):
         for conditional in call.ex.algo_orders.values():
@@ -215,7 +220,9 @@ async def executions(call: Private) -> dict[str, Any]:
     conditional_of = {a.order_id: a for a in call.ex.algo_orders.values()
                       if a.order_id is not None}
     rows = [wire.execution_row(call.ex, e, conditional_of)
-            for e in wire.fills_of(call.ex, call.account_id)]
+            for e in wire.fills_of(call.ex, call.account_id)
+            # asked for one order: build only its rows (a hedge settles order by order)
+            if wanted_id is None or wire.execution_order_id(e, conditional_of) == wanted_id]
     rows += [wire.funding_execution_row(call.ex, e) for e in call.ex.journal
              if e.type == "funding.payment" and e.payload["account_id"] == call.account_id]
     rows.sort(key=lambda r: r["seq"], reverse=True)
