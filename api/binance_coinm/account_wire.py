@@ -241,7 +241,15 @@ def max_qty_coin(inst: Instrument, leverage: int) -> str:
 def position_risk_row(ex: Exchange, account_id: str, inst: Instrument,
                       side: PositionSide = "BOTH") -> dict[str, Any]:
     """One /dapi/v1/positionRisk row (``side`` LONG / SHORT: a hedge-mode leg, whose SHORT
-    amount is negative); a flat position has entryPrice 0 (ccxt drops it)."""
+    amount is negative); a flat position has entryPrice 0 (ccxt drops it). Built once per
+    engine stamp: /account's positions[] and /positionRisk at one instant share it."""
+    row = risk.settled_view(ex, ("binance_coinm.positionRisk", account_id, inst.symbol, side),
+                            lambda: _position_risk_row(ex, account_id, inst, side))
+    return dict(row)
+
+
+def _position_risk_row(ex: Exchange, account_id: str, inst: Instrument,
+                       side: PositionSide) -> dict[str, Any]:
     account = ex.accounts[account_id]
     pos = account.positions.get(position_key(inst.symbol, side))
     # Leverage and margin type are the symbol's, shared by its legs.
@@ -269,7 +277,7 @@ def position_risk_row(ex: Exchange, account_id: str, inst: Instrument,
     }
     if pos is None or not pos.is_open:
         return row
-    view = risk.position_risk(ex, account_id, inst.symbol, side)
+    view = risk.settled_position_risk(ex, account_id, inst.symbol, side)
     notional = view.value_coin if view.qty_contracts > 0 else -view.value_coin
     row.update({
         "positionAmt": str(view.qty_contracts),
@@ -293,7 +301,7 @@ def account_position_row(ex: Exchange, account_id: str, inst: Instrument,
     pos = ex.accounts[account_id].positions.get(position_key(inst.symbol, side))
     im = mm = Decimal(0)
     if pos is not None and pos.is_open:
-        view = risk.position_risk(ex, account_id, inst.symbol, side)
+        view = risk.settled_position_risk(ex, account_id, inst.symbol, side)
         im, mm = view.initial_margin_coin, risk.maint_margin(ex, pos)
     return {
         "symbol": inst.symbol,
@@ -326,7 +334,7 @@ def asset_json(ex: Exchange, account_id: str, coin_name: str) -> dict[str, Any]:
     account = ex.accounts[account_id]
     touched = bool(ex.ledger.history(wallet_account(account_id, coin_name)))
     cross = risk.cross_state(ex, account_id, coin_name)
-    isolated = [risk.position_risk(ex, account_id, p.symbol, p.position_side)
+    isolated = [risk.settled_position_risk(ex, account_id, p.symbol, p.position_side)
                 for p in account.open_positions()
                 if p.coin == coin_name and p.margin_mode == "isolated"]
     iso_wallet = sum((v.isolated_margin_coin for v in isolated), Decimal(0))

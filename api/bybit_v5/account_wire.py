@@ -322,7 +322,7 @@ def position_row(ex: Exchange, account_id: str, inst: Instrument) -> dict[str, A
     }
     if pos is None or not pos.is_open:
         return row
-    view = risk.position_risk(ex, account_id, inst.symbol)
+    view = risk.settled_position_risk(ex, account_id, inst.symbol)
     tier = next((b for b in inst.brackets
                  if b.cap_coin is None or view.value_coin <= b.cap_coin), inst.brackets[-1])
     row.update({
@@ -354,7 +354,8 @@ def contract_coin_row(ex: Exchange, account_id: str, coin_name: str) -> dict[str
     (cross wallet plus isolated margins), equity, margins and what can be withdrawn."""
     account = ex.accounts[account_id]
     cross = risk.cross_state(ex, account_id, coin_name)
-    isolated = [risk.position_risk(ex, account_id, p.symbol) for p in account.open_positions()
+    isolated = [risk.settled_position_risk(ex, account_id, p.symbol)
+                for p in account.open_positions()
                 if p.coin == coin_name and p.margin_mode == "isolated"]
     iso_wallet = sum((v.isolated_margin_coin for v in isolated), Decimal(0))
     iso_pnl = sum((v.unrealised_pnl_coin for v in isolated), Decimal(0))
