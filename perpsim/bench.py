@@ -241,6 +241,10 @@ def figures(results: Mapping[str, Any]) -> dict[str, float]:
                     "hedge_wire_over_in_process": tr["wire_over_in_process"],
                     "hedge_in_process_cpu_s": tr["in_process_cpu_s"],
                     "hedge_wire_cpu_s": tr["wire_cpu_s"]})
+        if "hedge_profile" in sweep:
+            hp = sweep["hedge_profile"]
+            out.update({"hedge_requests": hp["requests"], "hedge_app_fraction": hp["app_fraction"],
+                        "hedge_engine_share_profiled": hp["profiled_shares"]["engine"]})
     return out
 
 
