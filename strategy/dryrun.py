@@ -99,7 +99,7 @@ async def dry_run(target: str | Transport, config: HedgeConfig, *,
             account = await _post(http, "/control/accounts", body)
             ex.apiKey, ex.secret = account["api_key"], account["api_secret"]
             clock = SteppedClock(base, symbol=market["id"], account_id=account["account_id"],
-                                 http=http)
+                                 http=http, sole_actor=True)
             try:
                 # Retries with backoff, client-id lookups instead of re-sends, stream resync:
                 # the same wrapper a live run uses (strategy/resilience.py).
