@@ -1,5 +1,5 @@
 """Where one in-process hedge's time goes: requests by endpoint, time inside the app, and the
-shares of the engine, the app's own code, the web framework and ccxt under cProfile.
+shares of the engine, the app's own code, the web framework, ccxt and the strategy (sampled).
 
 Run: ``python -m perpsim.benchmarks.hedge_profile [--scenario calm_30d] [--json]``
 
@@ -11,32 +11,37 @@ request count and the fraction of the hedge spent in the engine.
 * **Time in the app** (wall, no profiler): the seconds spent inside ``call_app`` — routing,
   middleware, handlers and the engine — against the whole hedge; the rest is the client (ccxt
   building, signing and parsing; the strategy) and the event loop.
-* **Shares under cProfile** (a second, profiled run; the profiler inflates small calls, so
-  these are proportions, not times): *engine* is the inclusive time of ``perpsim/sim`` code
-  entered from outside it (nested engine calls are not counted twice); *api* the app's own
-  code (perpsim/api) less the engine it calls; *framework* FastAPI, Starlette and pydantic;
-  *ccxt* ccxt's own code.
+* **Sampled shares** (a second run, its main thread's stack sampled every millisecond by a
+  thread; statistical, a few % either way): each sample goes to the innermost frame's owner
+  among *engine* (perpsim/sim), *api* (perpsim/api: routes, wire shapes, signing),
+  *framework* (FastAPI, Starlette, pydantic), *ccxt*, *strategy* (perpsim/strategy),
+  *transport* (perpsim/inprocess, httpx) and *loop* (asyncio); library code (numpy, simpy,
+  json...) counts for whoever called it, and anything else is *other*.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import json
-import pstats
+import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 from perpsim.strategy.record import DEMO_PROFILE, DEMO_SCENARIO, HedgeConfig
 
-# Which code a profiled function belongs to, by a fragment of its file path.
-ENGINE = ("perpsim/sim/", "/sim/")
-GROUPS = {"api": ("perpsim/api/", "/api/"), "framework": ("fastapi/", "starlette/", "pydantic"),
-          "ccxt": ("ccxt/",)}
+# Who owns a sampled frame, by a fragment of its file path (the first match wins).
+OWNERS = (("engine", ("perpsim/sim/", "/sim/")), ("api", ("perpsim/api/", "/api/")),
+          ("framework", ("fastapi/", "starlette/", "pydantic")), ("ccxt", ("ccxt/",)),
+          ("strategy", ("perpsim/strategy/", "/strategy/")),
+          ("transport", ("perpsim/inprocess", "httpx/", "httpcore/")), ("loop", ("asyncio/",)))
+SAMPLE_S = 0.001
+SWITCH_S = 0.00001
 
 
 def _market(scenario: str) -> Any:
@@ -79,32 +84,51 @@ def counted_app_calls() -> Iterator[tuple[Counter[str], list[float]]]:
         inprocess.call_app = original
 
 
-def _in(path: str, fragments: tuple[str, ...]) -> bool:
-    return any(f in path for f in fragments)
+def owner(frame: FrameType | None) -> str:
+    """The owner (see OWNERS) of the innermost frame that has one, else "other"."""
+    while frame is not None:
+        path = frame.f_code.co_filename
+        for name, fragments in OWNERS:
+            if any(f in path for f in fragments):
+                return name
+        frame = frame.f_back
+    return "other"
 
 
-def shares(stats: pstats.Stats) -> dict[str, float]:
-    """Fractions of the profiled total: engine, api (less the engine), framework, ccxt."""
-    raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
-    total = sum(tt for _, _, tt, _, _ in raw.values())
-    engine = 0.0
-    own = Counter[str]()
-    for (path, _, _), (_, _, tt, _, callers) in raw.items():
-        if _in(path, ENGINE):
-            # Inclusive time of engine code entered from outside the engine.
-            engine += sum(c[3] for caller, c in callers.items() if not _in(caller[0], ENGINE))
-            continue
-        for name, fragments in GROUPS.items():
-            if _in(path, fragments):
-                own[name] += tt
-                break
-    out = {"engine": engine / total}
-    out.update({name: own[name] / total for name in GROUPS})
-    return {k: round(v, 3) for k, v in out.items()}
+@contextmanager
+def sampled_shares() -> Iterator[dict[str, float]]:
+    """Sample the calling thread's stack every SAMPLE_S while the block runs; the dict is
+    filled with each owner's share of the samples when the block ends."""
+    target = threading.get_ident()
+    counts: Counter[str] = Counter()
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(SAMPLE_S):
+            counts[owner(sys._current_frames().get(target))] += 1
+
+    shares: dict[str, float] = {}
+    switch = sys.getswitchinterval()
+    # The sampler waits for the GIL; the main thread hands it over at its next check after
+    # the switch interval, or sooner at a call that releases it (numpy's searches do): a long
+    # interval would pile the samples onto such calls.
+    sys.setswitchinterval(SWITCH_S)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield shares
+    finally:
+        done.set()
+        sampler.join()
+        sys.setswitchinterval(switch)
+        total = sum(counts.values()) or 1
+        shares.update({name: round(counts[name] / total, 3)
+                       for name in [*(n for n, _ in OWNERS), "other"]})
+        shares["samples"] = total
 
 
 def run(scenario: str = DEMO_SCENARIO) -> dict[str, Any]:
-    """One warm-up hedge, one timed (requests, time in the app), one profiled (shares)."""
+    """One warm-up hedge, one timed (requests, time in the app), one sampled (shares)."""
     from perpsim.inprocess import in_process_transport
 
     asyncio.run(_hedge(in_process_transport(_market(scenario)), scenario))
@@ -113,18 +137,16 @@ def run(scenario: str = DEMO_SCENARIO) -> dict[str, Any]:
         started = time.perf_counter()
         asyncio.run(_hedge(transport, scenario))
         hedge_s = time.perf_counter() - started
-    profiler = cProfile.Profile()
     transport = in_process_transport(_market(scenario))
-    profiler.enable()
-    asyncio.run(_hedge(transport, scenario))
-    profiler.disable()
+    with sampled_shares() as shares:
+        asyncio.run(_hedge(transport, scenario))
     control = sum(n for k, n in counts.items() if " /control/" in k)
     return {"scenario": scenario, "hedge_s": round(hedge_s, 3),
             "requests": sum(counts.values()), "control_requests": control,
             "advances": counts.get("POST /control/advance", 0),
             "by_endpoint": dict(counts.most_common()),
             "app_s": round(app_s[0], 3), "app_fraction": round(app_s[0] / hedge_s, 3),
-            "profiled_shares": shares(pstats.Stats(profiler))}
+            "sampled_shares": shares}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

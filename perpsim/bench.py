@@ -244,7 +244,7 @@ def figures(results: Mapping[str, Any]) -> dict[str, float]:
         if "hedge_profile" in sweep:
             hp = sweep["hedge_profile"]
             out.update({"hedge_requests": hp["requests"], "hedge_app_fraction": hp["app_fraction"],
-                        "hedge_engine_share_profiled": hp["profiled_shares"]["engine"]})
+                        "hedge_engine_share": hp["sampled_shares"]["engine"]})
     return out
 
 

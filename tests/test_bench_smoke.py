@@ -40,7 +40,7 @@ EXPECTED = {
     "sweep_dask_2_runs_per_s", "sweep_processes_2_over_serial", "sweep_dask_2_over_serial",
     "hedge_in_process_s", "hedge_wire_s", "hedge_wire_over_in_process",
     "hedge_in_process_cpu_s", "hedge_wire_cpu_s",
-    "hedge_requests", "hedge_app_fraction", "hedge_engine_share_profiled",
+    "hedge_requests", "hedge_app_fraction", "hedge_engine_share",
 }
 
 
