@@ -409,4 +409,11 @@ def _table_rows(results: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
             ("… CPU seconds: in-process / wire",
              f"{tr['in_process_cpu_s']} s / {tr['wire_cpu_s']} s"),
             ("wire / in-process", f"{tr['wire_over_in_process']}×")]
+        hp = results["sweep"].get("hedge_profile")
+        if hp:
+            rows["sweep"] += [
+                ("… requests per hedge (control plane)",
+                 f"{hp['requests']} ({hp['control_requests']})"),
+                ("… in-process: inside the app / engine (sampled)",
+                 f"{hp['app_fraction']:.0%} / {hp['sampled_shares']['engine']:.0%}")]
     return rows
