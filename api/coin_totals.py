@@ -28,7 +28,7 @@ def coin_totals(ex: Exchange, account_id: str, coin_name: str) -> CoinTotals:
     """The account's totals in ``coin_name`` now."""
     account = ex.accounts[account_id]
     cross = risk.cross_state(ex, account_id, coin_name)
-    isolated = [risk.position_risk(ex, account_id, p.symbol, p.position_side)
+    isolated = [risk.settled_position_risk(ex, account_id, p.symbol, p.position_side)
                 for p in account.open_positions()
                 if p.coin == coin_name and p.margin_mode == "isolated"]
     return CoinTotals(

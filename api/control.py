@@ -168,7 +168,7 @@ async def get_account(account_id: str, state: State) -> dict[str, Any]:
     for pos in account.positions.values():
         if not pos.is_open:
             continue
-        view = risk.position_risk(ex, account_id, pos.symbol, pos.position_side)
+        view = risk.settled_position_risk(ex, account_id, pos.symbol, pos.position_side)
         positions.append({
             "symbol": pos.symbol, "position_side": pos.position_side,
             "contracts": view.qty_contracts,

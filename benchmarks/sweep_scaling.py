@@ -15,6 +15,8 @@ Run: ``python -m benchmarks.sweep_scaling [--runs 24] [--scenario calm]
   already listening — in-process (perpsim/inprocess.py) and over loopback HTTP; the ratio, and
   the two records checked identical. Also the CPU seconds each took (the server thread
   included): on a busy machine the wall time is inflated by other jobs, the CPU time is not.
+* **Where a hedge's time goes** (benchmarks/hedge_profile.py): its requests by endpoint, the
+  fraction of the in-process hedge spent inside the app, and the engine's share under cProfile.
 """
 
 from __future__ import annotations
@@ -165,8 +167,11 @@ def transport(scenario: str = DEMO_SCENARIO, repeats: int = 2) -> dict[str, Any]
 
 def run(runs: int = 24, scenario: str = "calm", hedge_scenario: str = DEMO_SCENARIO
         ) -> dict[str, Any]:
-    """Both parts."""
-    return {"scaling": scaling(runs, scenario), "transport": transport(hedge_scenario)}
+    """All three parts."""
+    from perpsim.benchmarks import hedge_profile
+
+    return {"scaling": scaling(runs, scenario), "transport": transport(hedge_scenario),
+            "hedge_profile": hedge_profile.run(hedge_scenario)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -241,6 +241,10 @@ def figures(results: Mapping[str, Any]) -> dict[str, float]:
                     "hedge_wire_over_in_process": tr["wire_over_in_process"],
                     "hedge_in_process_cpu_s": tr["in_process_cpu_s"],
                     "hedge_wire_cpu_s": tr["wire_cpu_s"]})
+        if "hedge_profile" in sweep:
+            hp = sweep["hedge_profile"]
+            out.update({"hedge_requests": hp["requests"], "hedge_app_fraction": hp["app_fraction"],
+                        "hedge_engine_share": hp["sampled_shares"]["engine"]})
     return out
 
 
@@ -405,4 +409,11 @@ def _table_rows(results: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
             ("… CPU seconds: in-process / wire",
              f"{tr['in_process_cpu_s']} s / {tr['wire_cpu_s']} s"),
             ("wire / in-process", f"{tr['wire_over_in_process']}×")]
+        hp = results["sweep"].get("hedge_profile")
+        if hp:
+            rows["sweep"] += [
+                ("… requests per hedge (control plane)",
+                 f"{hp['requests']} ({hp['control_requests']})"),
+                ("… in-process: inside the app / engine (sampled)",
+                 f"{hp['app_fraction']:.0%} / {hp['sampled_shares']['engine']:.0%}")]
     return rows

@@ -163,6 +163,9 @@ class Exchange:
         self.lp_cache: dict[tuple[object, ...], tuple[Decimal | None, Decimal | None]] = {}
         self.hedge_lp_cache: dict[tuple[object, ...], HedgePrices] = {}
         self.scaled_instruments: dict[tuple[str, Decimal], Instrument] = {}
+        # Risk and wire views at one engine stamp (risk.settled_view).
+        self.risk_memo: tuple[tuple[int, int, int], dict[tuple[object, ...], object]] = (
+            (-1, -1, -1), {})
         self.watcher = watch.Watcher(self)
         self.depth_watch = cascade.DepthWatch(self)  # finite books only (sim/cascade.py)
         self.wakes: list[Wake] = []

@@ -56,10 +56,17 @@ class PriceTape:
         self.times_ms = np.asarray(times_ms, dtype=np.int64)
         self.index = np.asarray(index, dtype=np.float64)
         self.perp = np.asarray(perp, dtype=np.float64)
+        # The last row_at answer: one instant asks for its row dozens of times (mark, index,
+        # book, last price, risk of every position), and a search costs microseconds.
+        self._last_row: tuple[int | None, int] = (None, 0)
 
     def row_at(self, t_ms: int) -> int:
         """Row in force at ``t_ms`` (the first row before the tape starts)."""
-        return max(0, int(np.searchsorted(self.times_ms, t_ms, side="right")) - 1)
+        if self._last_row[0] == t_ms:
+            return self._last_row[1]
+        row = max(0, int(np.searchsorted(self.times_ms, t_ms, side="right")) - 1)
+        self._last_row = (t_ms, row)
+        return row
 
     def rows_at(self, grid_ms: np.ndarray) -> np.ndarray:
         """Vectorised ``row_at``."""
@@ -91,6 +98,7 @@ class PriceTape:
         self.times_ms = np.asarray(self._times, dtype=np.int64)
         self.index = np.asarray(self._index, dtype=np.float64)
         self.perp = np.asarray(self._perp, dtype=np.float64)
+        self._last_row = (None, 0)
         self.version += 1
 
 

@@ -7,9 +7,10 @@ margin; cross positions together, per settlement coin, against the wallet.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from perpsim.sim import liquidation_price as lp
 from perpsim.sim.inverse import coin_value, pnl_coin
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from perpsim.sim.profile import Instrument
 
 ZERO = Decimal(0)
+V = TypeVar("V")
 
 
 def mark_value_coin(ex: Exchange, pos: Position) -> Decimal:
@@ -213,6 +215,42 @@ def position_risk(ex: Exchange, account_id: str, symbol: str,
         liquidation_price_usd=liq, bankruptcy_price_usd=bankrupt,
         position_side=pos.position_side,
     )
+
+
+def engine_stamp(ex: Exchange) -> tuple[int, int, int]:
+    """(now, journal length, ledger postings): changes whenever anything risk reads can.
+
+    Every engine operation that moves a position, a wallet, an order, a setting or a price
+    journals an event (and money moves post to the ledger, which a rollback may shorten), and
+    time moves ``now``: between operations, the same stamp means the same risk numbers.
+    """
+    return ex.now_ms, len(ex.journal), len(ex.ledger.postings)
+
+
+def settled_view(ex: Exchange, key: tuple[object, ...], compute: Callable[[], V]) -> V:
+    """``compute()`` once per engine stamp and ``key``, for readers between engine operations
+    (the API's wire views): every request made at one stamp shares the answer.
+
+    Not for the engine's own use mid-operation (liquidation, trading): a position can change
+    there before the event that moves the stamp is journaled. ``compute`` must be a pure
+    function of the engine's state, and callers must not mutate what it returns.
+    """
+    stamp = engine_stamp(ex)
+    if ex.risk_memo[0] != stamp:
+        ex.risk_memo = (stamp, {})
+    views = ex.risk_memo[1]
+    if key in views:
+        return cast(V, views[key])
+    value = views[key] = compute()
+    return value
+
+
+def settled_position_risk(ex: Exchange, account_id: str, symbol: str,
+                          side: PositionSide = "BOTH") -> PositionRisk:
+    """:func:`position_risk` computed once per engine stamp (see :func:`settled_view`): a
+    client reading /account, /positionRisk and /balance at one instant pays for it once."""
+    return settled_view(ex, ("position_risk", account_id, symbol, side),
+                        lambda: position_risk(ex, account_id, symbol, side))
 
 
 def liquidation_prices(ex: Exchange, account_id: str, pos: Position,

@@ -69,9 +69,13 @@ class SteppedClock:
     """Advance a stepped perpsim through its control plane between decisions."""
 
     def __init__(self, base_url: str, *, symbol: str, account_id: str | None = None,
-                 http: httpx.AsyncClient | None = None, timeout_s: float = 120.0) -> None:
+                 http: httpx.AsyncClient | None = None, timeout_s: float = 120.0,
+                 sole_actor: bool = False) -> None:
         self.symbol = symbol  # the venue's market id, e.g. BTCUSD_PERP
         self.account_id = account_id
+        # Nobody but this client acts on the account (a dry run's own account): everything
+        # that happens to it between waits is in the waits' events (strategy/quiet_reads.py).
+        self.sole_actor = sole_actor and account_id is not None
         self._own_http = http is None
         self.http = http or httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
         self._now: int | None = None

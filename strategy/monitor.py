@@ -17,7 +17,7 @@ import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perpsim.strategy.plan import (
     HUNDRED,
@@ -27,7 +27,11 @@ from perpsim.strategy.plan import (
     distance_pct,
     tier_for,
 )
+from perpsim.strategy.quiet_reads import QuietRead
 from perpsim.strategy.venue import BINANCE_COINM, Venue, venue_for
+
+if TYPE_CHECKING:
+    from perpsim.strategy.clock import WaitResult
 
 ZERO = Decimal(0)
 # binancecoinm's spot-wallet params (kept for callers; each venue's are in strategy/venue.py).
@@ -199,6 +203,7 @@ class Monitor:
         self._income_next_ms: int | None = None  # refetch funding once this time has passed
         self._last_rate: tuple[int | None, Decimal] = (None, ZERO)
         self.new_income: list[tuple[int, Decimal]] = []  # payments seen by the latest resync
+        self._futures_balance = QuietRead()  # reused after a quiet stepped wait (quiet_reads.py)
 
     # ---- streams -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -306,6 +311,12 @@ class Monitor:
     def spot_changed(self) -> None:
         """Our own transfer moved coin: re-read the spot wallet at the next resync."""
         self._spot = None
+        self._futures_balance.changed()
+
+    def after_wait(self, waited: WaitResult, *, sole_actor: bool) -> None:
+        """The runner's wait between decisions ended: a quiet one lets the next resync reuse
+        the futures balance (strategy/quiet_reads.py)."""
+        self._futures_balance.after_wait(waited, self.state, sole_actor=sole_actor)
 
     async def resync(self, now_ms: int) -> MonitorState:
         """Rebuild the state from REST (the decision-point read)."""
@@ -313,8 +324,8 @@ class Monitor:
         # The last trade price is the close of the current 1-minute candle: the same number as
         # the 24-hour ticker's, at a fraction of its cost to the venue.
         premium, positions, balance, candles = await asyncio.gather(
-            ex.fetch_funding_rate(sym), ex.fetch_positions([sym]), ex.fetch_balance(),
-            ex.fetch_ohlcv(sym, "1m", None, 1))
+            ex.fetch_funding_rate(sym), ex.fetch_positions([sym]),
+            self._futures_balance.read(ex.fetch_balance), ex.fetch_ohlcv(sym, "1m", None, 1))
         if self._spot is None:
             self._spot = await self._fetch_spot()
         await self._refresh_income(now_ms, premium)

@@ -255,6 +255,7 @@ class _Run:
 
     async def monitor_loop(self) -> Exit:
         assert self.record is not None
+        assert self.monitor is not None
         config, idle = self.config, 0
         while True:
             state = await self.resync()
@@ -288,6 +289,7 @@ class _Run:
                 waited = await self.clock.wait(until, wake=levels, stop_on=WATCHED_EVENTS)
             idle = idle + 1 if waited.now_ms == now else 0
             self.venue_events(waited)
+            self.monitor.after_wait(waited, sole_actor=getattr(self.clock, "sole_actor", False))
 
     # ---- exit ----------------------------------------------------------------------------------
     async def finish(self, reason: Exit) -> None:

@@ -40,6 +40,7 @@ EXPECTED = {
     "sweep_dask_2_runs_per_s", "sweep_processes_2_over_serial", "sweep_dask_2_over_serial",
     "hedge_in_process_s", "hedge_wire_s", "hedge_wire_over_in_process",
     "hedge_in_process_cpu_s", "hedge_wire_cpu_s",
+    "hedge_requests", "hedge_app_fraction", "hedge_engine_share",
 }
 
 
@@ -50,7 +51,7 @@ POSITIVE = {
     "engine_short_days", "engine_short_rows", "engine_long_days", "engine_long_rows",
     "engine_resolution_days", "engine_100ms_over_1s_rows", "engine_long_target_s",
     "liq_accounts", "liq_liquidations", "ws_subscribers", "e2e_simulated_days",
-    "api_orders_per_s", "api_orders_per_s_one_client",
+    "api_orders_per_s", "api_orders_per_s_one_client", "hedge_requests",
 }
 
 

@@ -19,7 +19,6 @@ from perpsim.api.deps import dec
 from perpsim.sim.errors import InvalidInput, InvalidState, LeverageTooHigh
 
 router = APIRouter(tags=["binance-coinm-account"])
-router.include_router(account_orders.router)
 
 V1 = "/dapi/v1"
 MAX_LEVERAGE = 125  # Binance's bound on /dapi/v1/leverage (brackets may cap lower)
@@ -192,3 +191,8 @@ async def close_listen_key(call: KeyOnly) -> dict[str, Any]:
     """Close the account's user data stream."""
     call.state.close_listen_key(call.account_id)
     return {}
+
+
+# After this module's own routes: requests are matched against routes in order, and the reads a
+# hedging client makes at every step (/account, /positionRisk, /income) are the most frequent.
+router.include_router(account_orders.router)

@@ -223,7 +223,15 @@ def max_qty_coin(inst: Instrument, leverage: int) -> str:
 def position_risk_row(ex: Exchange, account_id: str, inst: Instrument,
                       side: PositionSide = "BOTH") -> dict[str, Any]:
     """One /dapi/v1/positionRisk row (``side`` LONG / SHORT: a hedge-mode leg, whose SHORT
-    amount is negative); a flat position has entryPrice 0 (ccxt drops it)."""
+    amount is negative); a flat position has entryPrice 0 (ccxt drops it). Built once per
+    engine stamp: /account's positions[] and /positionRisk at one instant share it."""
+    row = risk.settled_view(ex, ("binance_coinm.positionRisk", account_id, inst.symbol, side),
+                            lambda: _position_risk_row(ex, account_id, inst, side))
+    return dict(row)
+
+
+def _position_risk_row(ex: Exchange, account_id: str, inst: Instrument,
+                       side: PositionSide) -> dict[str, Any]:
     account = ex.accounts[account_id]
     pos = account.positions.get(position_key(inst.symbol, side))
     # Leverage and margin type are the symbol's, shared by its legs.
@@ -251,7 +259,7 @@ def position_risk_row(ex: Exchange, account_id: str, inst: Instrument,
     }
     if pos is None or not pos.is_open:
         return row
-    view = risk.position_risk(ex, account_id, inst.symbol, side)
+    view = risk.settled_position_risk(ex, account_id, inst.symbol, side)
     notional = view.value_coin if view.qty_contracts > 0 else -view.value_coin
     row.update({
         "positionAmt": str(view.qty_contracts),
@@ -275,7 +283,7 @@ def account_position_row(ex: Exchange, account_id: str, inst: Instrument,
     pos = ex.accounts[account_id].positions.get(position_key(inst.symbol, side))
     im = mm = Decimal(0)
     if pos is not None and pos.is_open:
-        view = risk.position_risk(ex, account_id, inst.symbol, side)
+        view = risk.settled_position_risk(ex, account_id, inst.symbol, side)
         im, mm = view.initial_margin_coin, risk.maint_margin(ex, pos)
     return {
         "symbol": inst.symbol,

@@ -383,7 +383,7 @@ def position_row(ex: Exchange, account_id: str, inst: Instrument,
     }
     if pos is None or not pos.is_open:
         return row
-    view = risk.position_risk(ex, account_id, inst.symbol, side)
+    view = risk.settled_position_risk(ex, account_id, inst.symbol, side)
     tier = next((b for b in inst.brackets
                  if b.cap_coin is None or view.value_coin <= b.cap_coin), inst.brackets[-1])
     row.update({

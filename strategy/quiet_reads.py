@@ -1,0 +1,59 @@
+"""Reads whose answer cannot have changed since the last one: reuse it instead of asking again.
+
+The monitor rebuilds its state over REST at every decision. One of those reads, the futures
+account (wallet, cross wallet, available balance), only moves when money moves: a fill, a fee, a
+transfer, a margin change, a funding payment, a liquidation — or, in cross margin, the mark.
+After a wait in which the venue reported nothing on our account, with no cross position open and
+no funding time passed, the previous answer is still the answer, and re-reading it only costs a
+request (a fifth of a stepped dry run's requests were such re-reads).
+
+This needs a venue that reports everything that happens to the account during a wait, and an
+account nobody else touches: a stepped perpsim dry run (``SteppedClock(sole_actor=True)``,
+whose advance returns every journal event of the account). Live, a deposit or another client
+could move the account unseen, so nothing is reused there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from perpsim.strategy.clock import WaitResult
+    from perpsim.strategy.monitor import MonitorState
+
+
+def quiet_wait(waited: WaitResult, state: MonitorState | None) -> bool:
+    """Whether nothing that moves the futures account can have happened during ``waited``:
+    the venue reported no event on the account (a wake level is not one), no funding time
+    passed, and no cross position is open (its unrealised PnL moves the available balance)."""
+    if state is None or any(e.get("type") != "wake" for e in waited.events):
+        return False
+    if state.position_contracts and state.margin_mode != "isolated":
+        return False
+    return state.next_funding_ms is None or waited.now_ms < state.next_funding_ms
+
+
+@dataclass
+class QuietRead:
+    """One read's last answer, reused once after a quiet wait (then read afresh again)."""
+
+    answer: Any = None
+    quiet: bool = False  # only a quiet wait happened since ``answer`` was read
+
+    def after_wait(self, waited: WaitResult, state: MonitorState | None, *,
+                   sole_actor: bool) -> None:
+        """Note the wait that just ended (``sole_actor``: the clock says nobody else acts)."""
+        self.quiet = sole_actor and quiet_wait(waited, state)
+
+    def changed(self) -> None:
+        """Something we did moved the account: read it afresh next time."""
+        self.quiet = False
+
+    async def read(self, fetch: Callable[[], Awaitable[Any]]) -> Any:
+        """The last answer if it cannot have changed, else ``await fetch()``."""
+        if not self.quiet or self.answer is None:
+            self.answer = await fetch()
+        self.quiet = False  # anything may happen before the next wait
+        return self.answer

@@ -1,0 +1,107 @@
+"""The futures balance is reused only after a wait in which nothing could have moved it
+(strategy/quiet_reads.py), and reusing it changes nothing in a dry run's record."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from perpsim.api.app import create_app
+from perpsim.api.security import IN_PROCESS
+from perpsim.api.state import ServerConfig, ServerState
+from perpsim.inprocess import in_process_transport
+from perpsim.strategy import quiet_reads
+from perpsim.strategy.clock import WaitResult
+from perpsim.strategy.dryrun import dry_run
+from perpsim.strategy.monitor import MonitorState
+from perpsim.strategy.quiet_reads import QuietRead, quiet_wait
+from perpsim.strategy.record import HedgeConfig
+from perpsim.strategy.results import to_json
+
+HOUR_MS = 3_600_000
+FUNDING_MS = 8 * HOUR_MS
+
+
+def _state(contracts: int = -300, mode: str = "isolated",
+           next_funding_ms: int | None = FUNDING_MS) -> MonitorState:
+    return MonitorState(time_ms=0, symbol="BTC/USD:BTC", market_id="BTCUSD_PERP",
+                        contract_size_usd=Decimal(100), tiers=(), index_usd=Decimal(60_000),
+                        mark_usd=Decimal(60_000), last_usd=Decimal(60_000),
+                        position_contracts=contracts, margin_mode=mode,
+                        next_funding_ms=next_funding_ms)
+
+
+def _waited(now_ms: int = 4 * HOUR_MS, *events: dict[str, Any]) -> WaitResult:
+    return WaitResult(now_ms, "time", tuple(events))
+
+
+def test_a_wait_is_quiet_only_if_nothing_could_move_the_account() -> None:
+    assert quiet_wait(_waited(), _state())
+    assert quiet_wait(_waited(4 * HOUR_MS, {"type": "wake"}), _state())  # a level, not money
+    assert quiet_wait(_waited(), _state(contracts=0, mode="cross"))  # flat: nothing moves
+    assert not quiet_wait(_waited(4 * HOUR_MS, {"type": "order.update"}), _state())
+    assert not quiet_wait(_waited(4 * HOUR_MS, {"type": "funding.payment"}), _state())
+    assert not quiet_wait(_waited(), _state(mode="cross"))  # the mark moves cross balances
+    assert not quiet_wait(_waited(FUNDING_MS), _state())  # a funding time passed
+    assert not quiet_wait(_waited(), None)  # nothing read yet
+
+
+def test_the_answer_is_reused_once_after_a_quiet_wait_and_only_then() -> None:
+    reads = Counter[str]()
+
+    async def fetch() -> dict[str, int]:
+        reads["n"] += 1
+        return {"read": reads["n"]}
+
+    async def scenario() -> list[int]:
+        cache, seen = QuietRead(), []
+        seen.append((await cache.read(fetch))["read"])  # first: read
+        cache.after_wait(_waited(), _state(), sole_actor=True)
+        seen.append((await cache.read(fetch))["read"])  # quiet: reused
+        seen.append((await cache.read(fetch))["read"])  # no wait in between: read
+        cache.after_wait(_waited(), _state(), sole_actor=True)
+        cache.changed()  # our own transfer
+        seen.append((await cache.read(fetch))["read"])
+        cache.after_wait(_waited(), _state(), sole_actor=False)  # live: others may act
+        seen.append((await cache.read(fetch))["read"])
+        cache.after_wait(_waited(4 * HOUR_MS, {"type": "adl.fill"}), _state(), sole_actor=True)
+        seen.append((await cache.read(fetch))["read"])
+        return seen
+
+    assert asyncio.run(scenario()) == [1, 1, 2, 3, 4, 5]
+
+
+def _dry_run(scenario: str) -> tuple[str, Counter[str], int]:
+    app = create_app(state=ServerState(ServerConfig(profile="binance_coinm",
+                                                    scenario=scenario, seed=0,
+                                                    clock="stepped")), security=IN_PROCESS)
+    transport = in_process_transport(app)
+    session, paths = transport.ccxt_session, Counter[str]()
+    original = session.request
+
+    async def counting(method: str, url: str, data: Any, headers: Any) -> Any:
+        paths[f"{method} {url.split('?')[0].split('127.0.0.1')[-1]}"] += 1
+        return await original(method, url, data, headers)
+
+    session.request = counting  # type: ignore[method-assign]
+    record = asyncio.run(dry_run(transport, HedgeConfig(), scenario=scenario, seed=0))
+    return json.dumps(to_json(record), sort_keys=True), paths, len(record.samples)
+
+
+def test_a_dry_run_reads_the_balance_less_and_records_the_same(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    reused, reused_paths, samples = _dry_run("calm")
+    monkeypatch.setattr(quiet_reads, "quiet_wait", lambda waited, state: False)
+    every, every_paths, _ = _dry_run("calm")
+    assert reused == every
+    account = "GET /dapi/v1/account"
+    assert every_paths[account] >= samples  # without reuse: one per decision at least
+    assert 0 < reused_paths[account] < every_paths[account]
+    # Only the balance read is saved: every other endpoint is asked as often.
+    assert {k: v for k, v in reused_paths.items() if k != account} == \
+        {k: v for k, v in every_paths.items() if k != account}
