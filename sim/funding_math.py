@@ -15,6 +15,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
+import numpy as np
+
 from perpsim.sim.errors import InvalidInput
 from perpsim.sim.inverse import (
     coin_value,
@@ -24,7 +26,14 @@ from perpsim.sim.inverse import (
     signed_contracts,
     to_dec,
 )
-from perpsim.sim.money import check_tick, positive_price, positive_quantity, to_decimal
+from perpsim.sim.money import (
+    RoundingRule,
+    check_tick,
+    positive_price,
+    positive_quantity,
+    quantize,
+    to_decimal,
+)
 from perpsim.sim.profile import Instrument, Profile
 
 Averaging = Literal["weighted", "plain"]
@@ -167,3 +176,53 @@ def funding_payment_coin(
     )
     # F > 0: longs pay shorts.
     return to_dec(-side * exact(value) * exact(rate))
+
+
+# ---- crowd scale: every position's payment at once ------------------------------------------
+# Which float fractions are too close to a rounding boundary to decide in float64 (relative to
+# the value): the float product is within 3 ulps, and the exact path's own roundings (to 28
+# digits in ``to_dec``, then to the step) move it by far less than this.
+_FLOAT_DOUBT = 1e-12
+_HALF_RULES = frozenset({"half_even", "half_up"})
+
+
+def payment_units(qty_contracts: np.ndarray, mark_price_usd: Decimal, contract_size_usd: object,
+                  funding_rate: Decimal, step: Decimal, rule: RoundingRule) -> np.ndarray:
+    """Every position's funding payment in whole coin steps (int64; negative: it pays), equal
+    to ``quantize(funding_payment_coin(q, ...), step, rule) / step`` for each q.
+
+    Vectorised: one float64 product per position decides the rounding wherever the value is
+    clearly away from a rounding boundary (an integer for the directed rules, a half for the
+    half rules); the few others, and values too large for float64 to hold exactly, take the
+    exact path. Same contract as the level index: floats filter, exact arithmetic decides.
+    """
+    qty = np.asarray(qty_contracts, dtype=np.int64)
+    if not len(qty):
+        return np.zeros(0, dtype=np.int64)
+    # units(q) = −q · cs · F / (MP · step): one exact ratio per settlement, one product each.
+    ratio = -(exact(to_decimal(contract_size_usd, "contract_size_usd")) * exact(funding_rate)
+              / (exact(mark_price_usd) * exact(step)))
+    value = qty.astype(np.float64) * float(ratio)
+    floor = np.floor(value)
+    frac = value - floor
+    slack = np.abs(value) * _FLOAT_DOUBT + 1e-300
+    if rule in _HALF_RULES:
+        units = np.rint(value)
+        doubt = np.abs(frac - 0.5) <= slack
+    else:
+        if rule == "floor":
+            units = floor
+        elif rule == "ceiling":
+            units = np.ceil(value)
+        elif rule == "down":
+            units = np.trunc(value)
+        else:  # up: away from zero
+            units = np.where(value < 0, floor, np.ceil(value))
+        doubt = (frac <= slack) | (1.0 - frac <= slack)
+    doubt |= np.abs(value) >= 2.0 ** 52
+    out = units.astype(np.int64)
+    for i in np.flatnonzero(doubt).tolist():
+        amount = quantize(funding_payment_coin(int(qty[i]), mark_price_usd, contract_size_usd,
+                                               funding_rate), step, rule)
+        out[i] = int(amount / step)
+    return out

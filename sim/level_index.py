@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from perpsim.sim.fast_levels import INF, Solver
-from perpsim.sim.ledger import isolated_account, wallet_account
+from perpsim.sim.ledger import BatchPosting, isolated_account, wallet_account
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -275,7 +275,8 @@ class LevelIndex:
             self._full = True  # rolled back past what was read: start over
         else:
             for p in postings[seen:n]:
-                for name in (p.source, p.destination):
+                names = p.names if isinstance(p, BatchPosting) else (p.source, p.destination)
+                for name in names:
                     if name.startswith(("wallet:", "isolated:")):
                         self._dirty.add(name.split(":", 2)[1])
         self._postings_seen = n
