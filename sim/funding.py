@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perpsim.sim.funding_detail import FundingDetail
-from perpsim.sim.funding_math import payment_units
-from perpsim.sim.ledger import market_account
+from perpsim.sim.funding_math import funding_payment_coin, payment_units
+from perpsim.sim.ledger import isolated_account, market_account, wallet_account
 from perpsim.sim.market import MarketPricer, PriceTape
+from perpsim.sim.money import quantize
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -206,6 +207,40 @@ def pay(ex: Exchange, symbol: str, t_ms: int, rate: Decimal, mark: Decimal) -> F
                          tuple(p.position_side for _, p in rows),
                          tuple(p.margin_mode for _, p in rows), qty, units, tuple(wallets),
                          tuple(isolated_wallets))
+
+
+def pay_one_by_one(ex: Exchange, symbol: str, t_ms: int, rate: Decimal,
+                   mark: Decimal) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    """The per-position settlement ``pay`` replaced: one exact payment and one posting per
+    position. Kept as the reference ``pay`` is checked against (tests/test_funding_batch.py)
+    and timed against (benchmarks/crowd_scale.py); (account, amount, wallet, isolated margin
+    after) per position."""
+    from perpsim.sim.trading import debit_from
+
+    inst = ex.instruments[symbol]
+    coin = inst.margin_asset
+    step, rule = ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule
+    market = market_account(coin)
+    ref = f"funding:{symbol}:{t_ms}"
+    rows = []
+    for account in ex.accounts.values():
+        for pos in account.positions_on(symbol):
+            if not pos.is_open:
+                continue
+            amount = quantize(funding_payment_coin(pos.qty_contracts, mark,
+                                                   inst.contract_size_usd, rate), step, rule)
+            holder = (isolated_account(account.account_id, pos.margin_key)
+                      if pos.margin_mode == "isolated"
+                      else wallet_account(account.account_id, coin))
+            if amount > 0:
+                ex.ledger.post(market, holder, coin, amount, "funding_fee", ref, t_ms)
+            elif amount < 0:
+                debit_from(ex, coin, -amount, [holder], market, "funding_fee", ref)
+            account.update_ms = t_ms
+            rows.append((account.account_id, amount,
+                         ex.ledger.balance(wallet_account(account.account_id, coin)),
+                         ex.isolated_wallet(account.account_id, pos.margin_key)))
+    return rows
 
 
 def predicted_rate(ex: Exchange, symbol: str) -> Decimal:

@@ -1,7 +1,7 @@
 """The crowd-scale funding settlement against the per-position one it replaced, to the satoshi.
 
 ``funding.pay`` computes every payment at once, moves every holder in one ledger posting and
-keeps the rows in a table; ``_pay_one_by_one`` below is the settlement as it was (one exact
+keeps the rows in a table; ``funding.pay_one_by_one`` is the settlement as it was (one exact
 payment, one posting and one event per position). On random crowds — cross and isolated, long
 and short, one-way and hedge mode, holders too poor to pay, positive and negative rates, two
 rounding rules — both give the same payment per position, the same balance in every ledger
@@ -26,7 +26,6 @@ from perpsim.sim.journal import expand
 from perpsim.sim.ledger import (
     BatchPosting,
     LedgerError,
-    isolated_account,
     market_account,
     wallet_account,
 )
@@ -35,35 +34,6 @@ from perpsim.sim.money import quantize
 from engine_helpers import BTC, XBT, XBT_PRICES, make_exchange, profile
 
 T_MS = 1_704_096_000_000  # a funding time (08:00) after the manual scenario's start
-
-
-def _pay_one_by_one(ex: Exchange, symbol: str, t_ms: int, rate: Decimal,
-                    mark: Decimal) -> list[tuple[str, Decimal, Decimal, Decimal]]:
-    """The per-position settlement as it was: (account, amount, wallet, isolated) per position."""
-    inst = ex.instruments[symbol]
-    coin = inst.margin_asset
-    step, rule = ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule
-    rows = []
-    for account in ex.accounts.values():
-        for pos in account.positions_on(symbol):
-            if not pos.is_open:
-                continue
-            amount = quantize(funding_payment_coin(pos.qty_contracts, mark,
-                                                   inst.contract_size_usd, rate), step, rule)
-            holder = (isolated_account(account.account_id, pos.margin_key)
-                      if pos.margin_mode == "isolated"
-                      else wallet_account(account.account_id, coin))
-            ref = f"funding:{symbol}:{t_ms}"
-            if amount > 0:
-                ex.ledger.post(market_account(coin), holder, coin, amount, "funding_fee", ref,
-                               t_ms)
-            elif amount < 0:
-                trading.debit_from(ex, coin, -amount, [holder], market_account(coin),
-                                   "funding_fee", ref)
-            rows.append((account.account_id, amount,
-                         ex.ledger.balance(wallet_account(account.account_id, coin)),
-                         ex.isolated_wallet(account.account_id, pos.margin_key)))
-    return rows
 
 
 _trader = st.tuples(
@@ -113,7 +83,7 @@ def test_the_batch_pays_what_each_position_paid(prof: str, traders: list[tuple[s
     symbol = XBT if prof == "bitmex_xbtusd" else BTC
     # Neither settlement changes anything but balances: compare after both have run.
     detail = funding.pay(batch, symbol, T_MS, rate, mark)
-    expected = _pay_one_by_one(each, symbol, T_MS, rate, mark)
+    expected = funding.pay_one_by_one(each, symbol, T_MS, rate, mark)
     got = [(detail.account_ids[i], detail.amount(i), detail.wallets[i],
             detail.isolated_wallets[i]) for i in range(len(detail))]
     assert got == expected
