@@ -216,13 +216,15 @@ class Journal:
         return list(expand(self.since(since), account_id))
 
     def to_jsonl(self, since: int = 0) -> str:
-        """The events after ``since`` as canonical JSON lines, each ending in a newline."""
-        return "".join(event.to_json() + "\n" for event in self.since(since))
+        """The events after ``since`` as canonical JSON lines, each ending in a newline; an
+        aggregated record's per-account events are written out before it (``expand``), so the
+        export reads as it did when each was journalled on its own."""
+        return "".join(event.to_json() + "\n" for event in expand(self.since(since)))
 
     def digest(self) -> str:
         """SHA-256 hex of ``to_jsonl()``: equal for byte-identical journals."""
         sha = hashlib.sha256()
-        for event in self._events:
+        for event in expand(self._events):
             sha.update(event.to_json().encode("ascii"))
             sha.update(b"\n")
         return sha.hexdigest()
