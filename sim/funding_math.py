@@ -184,6 +184,7 @@ def funding_payment_coin(
 # digits in ``to_dec``, then to the step) move it by far less than this.
 _FLOAT_DOUBT = 1e-12
 _HALF_RULES = frozenset({"half_even", "half_up"})
+_EXACT_UP_TO = 8  # positions up to which every payment is computed exactly, one by one
 
 
 def payment_units(qty_contracts: np.ndarray, mark_price_usd: Decimal, contract_size_usd: object,
@@ -197,8 +198,10 @@ def payment_units(qty_contracts: np.ndarray, mark_price_usd: Decimal, contract_s
     exact path. Same contract as the level index: floats filter, exact arithmetic decides.
     """
     qty = np.asarray(qty_contracts, dtype=np.int64)
-    if not len(qty):
-        return np.zeros(0, dtype=np.int64)
+    if len(qty) <= _EXACT_UP_TO:  # a handful: the exact path costs less than numpy's set-up
+        return np.array([int(quantize(funding_payment_coin(q, mark_price_usd, contract_size_usd,
+                                                           funding_rate), step, rule) / step)
+                         for q in qty.tolist()], dtype=np.int64)
     # units(q) = −q · cs · F / (MP · step): one exact ratio per settlement, one product each.
     ratio = -(exact(to_decimal(contract_size_usd, "contract_size_usd")) * exact(funding_rate)
               / (exact(mark_price_usd) * exact(step)))

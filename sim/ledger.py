@@ -109,6 +109,7 @@ class BatchPosting:
     amounts: tuple[Decimal, ...]
     reason: str
     ref: str
+    owners: tuple[str | None, ...]  # the user each leg's account belongs to (None: the venue)
 
     @property
     def source(self) -> str:
@@ -360,7 +361,7 @@ class Ledger:
             raise LedgerError(f"{cp.name} would go negative: balance {cp.balance}, batch "
                               f"posting {net} {coin} ({reason})")
         batch = BatchPosting(len(self._postings) + 1, time_ms, cp.name, coin, tuple(names),
-                             tuple(amounts), reason, ref)
+                             tuple(amounts), reason, ref, tuple(acc.owner for acc in accounts))
         for acc in [cp, *accounts]:
             if acc.name not in self._accounts:
                 self._store(acc)

@@ -177,6 +177,11 @@ class SymbolLevels:
         """True if no position on this symbol can become a candidate."""
         return not self.below.level and not self.above.level
 
+    def has_any(self, ordinal: int) -> bool:
+        """True if the ordinal has a level in any of the four indexes."""
+        return (ordinal in self.below.level or ordinal in self.above.level
+                or ordinal in self.watch_below.level or ordinal in self.watch_above.level)
+
     def has(self, ordinal: int) -> bool:
         """True if the ordinal has a level in this symbol's candidate indexes."""
         return ordinal in self.below.level or ordinal in self.above.level
@@ -281,8 +286,10 @@ class LevelIndex:
             self._full = True  # rolled back past what was read: start over
         else:
             for p in postings[seen:n]:
-                names = p.names if isinstance(p, BatchPosting) else (p.source, p.destination)
-                for name in names:
+                if isinstance(p, BatchPosting):  # its legs' owners, named once per batch
+                    self._dirty.update(owner for owner in p.owners if owner is not None)
+                    continue
+                for name in (p.source, p.destination):
                     if name.startswith(("wallet:", "isolated:")):
                         self._dirty.add(name.split(":", 2)[1])
         self._postings_seen = n
@@ -335,20 +342,26 @@ class LevelIndex:
         (``fast_levels.levels_batch``, bit for bit the scalar solver), the rest as before."""
         ex = self.ex
         gathered: dict[str, list[tuple[int, Account, Position]]] = {s: [] for s in self.symbols}
+        nowhere = (None, None, None, None)
         for o in todo:
             account = ex.accounts[self.account_ids[o]]
-            positions = [p for p in account.positions.values() if p.is_open]
-            cross = [p.coin for p in positions if p.margin_mode == "cross"]
-            volatile = len(cross) != len(set(cross)) or any(p.position_side != "BOTH"
-                                                            for p in positions)
+            if len(account.positions) == 1:  # the crowd's usual case: one record, no doubt
+                (only,) = account.positions.values()
+                volatile = only.position_side != "BOTH"
+            else:
+                positions = [p for p in account.positions.values() if p.is_open]
+                cross = [p.coin for p in positions if p.margin_mode == "cross"]
+                volatile = len(cross) != len(set(cross)) or any(p.position_side != "BOTH"
+                                                                for p in positions)
             if volatile:
                 self.volatile.add(o)
-            else:
+            elif o in self.volatile:
                 self.volatile.discard(o)
             for symbol, levels in self.symbols.items():
                 pos = account.positions.get(symbol)
                 if volatile or pos is None or not pos.is_open:
-                    levels.assign(o, (None, None, None, None))
+                    if levels.has_any(o):
+                        levels.assign(o, nowhere)
                 else:
                     gathered[symbol].append((o, account, pos))
         for symbol, rows in gathered.items():

@@ -106,6 +106,10 @@ class MarketPricer:
         self._tick_f = float(instrument.tick_size)
         self.schedule = schedule or FundingSchedule.of(profile, instrument)
         self._weights_usd, self._offsets_usd = _impact_walk(instrument)
+        # Premium samples on the global sample grid (t = k · step), computed a chunk at a
+        # time in one vectorised pass each and kept: settling funding reads a window's
+        # samples as a slice instead of searching the tape for them every time.
+        self._premium_chunks: dict[int, np.ndarray] = {}
 
     # ---- exact, at one instant -------------------------------------------------------------
     def reference_at(self, t_ms: int) -> Decimal:
@@ -221,6 +225,29 @@ class MarketPricer:
             impact_bid = notional / coin_bid
         return (np.maximum(0.0, impact_bid - index) - np.maximum(0.0, index - impact_ask)) / index
 
+    def premiums_on_grid(self, first_ms: int, count: int) -> np.ndarray:
+        """``premiums`` at ``first_ms + step · i`` for i < ``count`` (step: the profile's
+        premium sample interval), the same floats: elementwise work on the same tape rows.
+
+        A scenario tape's samples come from chunks of the sample grid computed once each; a
+        manual tape (it grows) or an off-grid start is computed directly."""
+        step = self.profile.funding.premium_sample_interval_ms
+        if count <= 0:
+            return np.empty(0, dtype=np.float64)
+        if self.tape.manual or first_ms % step:
+            return self.premiums(first_ms + step * np.arange(count, dtype=np.int64))
+        k0 = first_ms // step
+        pieces = []
+        for chunk in range(k0 // _PREMIUM_CHUNK, (k0 + count - 1) // _PREMIUM_CHUNK + 1):
+            values = self._premium_chunks.get(chunk)
+            if values is None:
+                grid = (chunk * _PREMIUM_CHUNK + np.arange(_PREMIUM_CHUNK, dtype=np.int64)) * step
+                values = self._premium_chunks[chunk] = self.premiums(grid)
+            lo = max(k0 - chunk * _PREMIUM_CHUNK, 0)
+            hi = min(k0 + count - chunk * _PREMIUM_CHUNK, _PREMIUM_CHUNK)
+            pieces.append(values[lo:hi])
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
     def _impact_by_coin(self, ref: np.ndarray, side: int) -> np.ndarray:
         """Average fill price of a notional set in coin (Bybit: 0.1 BTC × 100x = 10 BTC).
 
@@ -253,8 +280,8 @@ class MarketPricer:
         if until_ms < first:
             return _template(0.0, funding.interest_rate, funding.clamp, self.inst.funding_cap,
                              scale)
-        samples = np.arange(first, until_ms // step * step + 1, step, dtype=np.int64)
-        premium = self.premiums(samples)
+        count = (until_ms // step * step - first) // step + 1
+        premium = self.premiums_on_grid(first, count)
         if funding.averaging == "weighted":
             weights = np.arange(1, len(premium) + 1, dtype=np.float64)
             average = float((premium * weights).sum() / weights.sum())
@@ -262,6 +289,9 @@ class MarketPricer:
             average = float(premium.mean())
         return _template(average, funding.interest_rate, funding.clamp, self.inst.funding_cap,
                          scale)
+
+
+_PREMIUM_CHUNK = 1 << 14  # premium samples per vectorised pass (≈ 23 h at 5 s)
 
 
 def _template(average: float, interest: Decimal, clamp: Decimal, cap: Decimal,

@@ -12,6 +12,7 @@ conserves and replays.
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import cache
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -29,6 +30,7 @@ from perpsim.sim.ledger import (
     market_account,
     wallet_account,
 )
+from perpsim.sim.market import MarketPricer
 from perpsim.sim.money import quantize
 
 from engine_helpers import BTC, XBT, XBT_PRICES, make_exchange, profile
@@ -199,3 +201,21 @@ def test_a_rolled_back_batch_leaves_no_trace() -> None:
     assert all(p.reason != "funding_fee" for p in ex.ledger.history_of(a))
     ex.ledger.check_conserved(replay=True)
 
+
+
+@given(start_s=st.integers(0, 3 * 86_400), length_s=st.integers(1, 2 * 86_400))
+@settings(max_examples=40, deadline=None)
+def test_premiums_on_the_grid_are_the_direct_ones(start_s: int, length_s: int) -> None:
+    """The chunked premium cache gives the same floats as computing the samples directly
+    (windows that cross chunk edges and the tape's ends included)."""
+    pricer = _calm_pricer()
+    step = pricer.profile.funding.premium_sample_interval_ms
+    first = pricer.tape.times_ms[0] // step * step + step * (start_s * 1000 // step)
+    count = length_s * 1000 // step + 1
+    direct = pricer.premiums(first + step * np.arange(count, dtype=np.int64))
+    assert np.array_equal(pricer.premiums_on_grid(int(first), count), direct)
+
+
+@cache
+def _calm_pricer() -> MarketPricer:
+    return make_exchange(scenario="calm").pricer(BTC)
