@@ -62,8 +62,25 @@ class PriceTape:
         return max(0, int(np.searchsorted(self.times_ms, t_ms, side="right")) - 1)
 
     def rows_at(self, grid_ms: np.ndarray) -> np.ndarray:
-        """Vectorised ``row_at``."""
-        return np.maximum(np.searchsorted(self.times_ms, grid_ms, side="right") - 1, 0)
+        """Vectorised ``row_at``.
+
+        Scenario tapes are mostly a regular grid: each row is guessed as (t − t0) // step and
+        the guess checked against the row's neighbours; only wrong guesses are searched (a
+        year's tape is 31.5 M rows: a search per sample costs more than the rest)."""
+        times = self.times_ms
+        n = len(times)
+        if self.manual or n < 2 or len(grid_ms) < 64:
+            return np.maximum(np.searchsorted(times, grid_ms, side="right") - 1, 0)
+        step = int(times[1] - times[0])
+        guess = np.clip((grid_ms - times[0]) // step, 0, n - 1)
+        after = times[np.minimum(guess + 1, n - 1)]
+        right = ((times[guess] <= grid_ms) | (guess == 0)) & ((guess == n - 1) | (after > grid_ms))
+        if right.all():
+            return guess
+        wrong = ~right
+        guess[wrong] = np.maximum(
+            np.searchsorted(times, grid_ms[wrong], side="right") - 1, 0)
+        return guess
 
     def index_at(self, t_ms: int) -> Decimal:
         """Index price at ``t_ms``."""
@@ -110,6 +127,7 @@ class MarketPricer:
         # time in one vectorised pass each and kept: settling funding reads a window's
         # samples as a slice instead of searching the tape for them every time.
         self._premium_chunks: dict[int, np.ndarray] = {}
+        self._basis_of_row: dict[int, Decimal] = {}  # exact basis samples, by tape row
 
     # ---- exact, at one instant -------------------------------------------------------------
     def reference_at(self, t_ms: int) -> Decimal:
@@ -156,9 +174,19 @@ class MarketPricer:
         last_sample = t_ms // step * step
         rows = self.tape.rows_at(last_sample - step * np.arange(n, dtype=np.int64))
         total = Decimal(0)
+        # Consecutive instants share all but a few samples: each row's basis is converted once
+        # (a manual tape's rows can change, so it is converted every time).
+        cache = None if self.tape.manual else self._basis_of_row
         for row in rows.tolist():  # exact: each sample converted and rounded in Decimal
-            total += round_to_tick(decimal_price(self.tape.perp[row]), self.tick) - decimal_price(
-                self.tape.index[row])
+            basis = cache.get(row) if cache is not None else None
+            if basis is None:
+                basis = round_to_tick(decimal_price(self.tape.perp[row]), self.tick) - \
+                    decimal_price(self.tape.index[row])
+                if cache is not None:
+                    if len(cache) > _BASIS_CACHE_ROWS:
+                        cache.clear()
+                    cache[row] = basis
+            total += basis
         return total / n
 
     # ---- vectorised, over a grid --------------------------------------------------------------
@@ -291,6 +319,7 @@ class MarketPricer:
                          scale)
 
 
+_BASIS_CACHE_ROWS = 1 << 14  # exact basis samples kept (then forgotten all at once)
 _PREMIUM_CHUNK = 1 << 14  # premium samples per vectorised pass (≈ 23 h at 5 s)
 
 

@@ -30,7 +30,7 @@ from perpsim.sim.ledger import (
     market_account,
     wallet_account,
 )
-from perpsim.sim.market import MarketPricer
+from perpsim.sim.market import MarketPricer, PriceTape
 from perpsim.sim.money import quantize
 
 from engine_helpers import BTC, XBT, XBT_PRICES, make_exchange, profile
@@ -219,3 +219,16 @@ def test_premiums_on_the_grid_are_the_direct_ones(start_s: int, length_s: int) -
 @cache
 def _calm_pricer() -> MarketPricer:
     return make_exchange(scenario="calm").pricer(BTC)
+
+
+@given(gaps=st.lists(st.sampled_from([1000, 1000, 1000, 1000, 500, 3000]), min_size=1,
+                     max_size=400),
+       queries=st.lists(st.integers(-5_000, 500_000), min_size=64, max_size=300))
+@settings(max_examples=100, deadline=None)
+def test_rows_at_equals_the_search(gaps: list[int], queries: list[int]) -> None:
+    """The regular-grid guess gives the rows a search gives, on regular and irregular tapes."""
+    times = np.concatenate(([0], np.cumsum(gaps))).astype(np.int64)
+    tape = PriceTape("BTCUSD", times, np.full(len(times), 60_000.0), np.full(len(times), 60_000.0))
+    grid = np.array(sorted(queries), dtype=np.int64)
+    expected = np.maximum(np.searchsorted(times, grid, side="right") - 1, 0)
+    assert np.array_equal(tape.rows_at(grid), expected)
