@@ -47,7 +47,7 @@ class FundingDetail:
         follow from the amounts and the ledger before, which the journal already pins)."""
         sha = hashlib.sha256()
         for column in (self.account_ids, self.position_sides, self.margin_modes):
-            sha.update("\x1f".join(column).encode("ascii"))
+            sha.update("\x1f".join(column).encode("utf-8"))
             sha.update(b"\x1e")
         sha.update(np.ascontiguousarray(self.qty_contracts, dtype="<i8").tobytes())
         sha.update(np.ascontiguousarray(self.units, dtype="<i8").tobytes())

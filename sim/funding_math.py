@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from perpsim.sim.errors import InvalidInput
+from perpsim.sim.errors import InvalidInput, InvalidQuantity
 from perpsim.sim.inverse import (
     coin_value,
     contract_size,
@@ -187,8 +187,8 @@ _HALF_RULES = frozenset({"half_even", "half_up"})
 _EXACT_UP_TO = 8  # positions up to which every payment is computed exactly, one by one
 
 
-def payment_units(qty_contracts: np.ndarray, mark_price_usd: Decimal, contract_size_usd: object,
-                  funding_rate: Decimal, step: Decimal, rule: RoundingRule) -> np.ndarray:
+def payment_units(qty_contracts: object, mark_price_usd: object, contract_size_usd: object,
+                  funding_rate: object, step: object, rule: RoundingRule) -> np.ndarray:
     """Every position's funding payment in whole coin steps (int64; negative: it pays), equal
     to ``quantize(funding_payment_coin(q, ...), step, rule) / step`` for each q.
 
@@ -197,13 +197,19 @@ def payment_units(qty_contracts: np.ndarray, mark_price_usd: Decimal, contract_s
     half rules); the few others, and values too large for float64 to hold exactly, take the
     exact path. Same contract as the level index: floats filter, exact arithmetic decides.
     """
-    qty = np.asarray(qty_contracts, dtype=np.int64)
+    qty = _contracts_array(qty_contracts)
+    mark_price_usd = positive_price(mark_price_usd, "mark_price_usd")
+    contract_size_usd = contract_size(contract_size_usd)
+    funding_rate = rate_value(funding_rate, "funding_rate")
+    step = positive_quantity(step, "step")
+    if rule not in _RULES:
+        raise InvalidInput(f"rule must be one of {', '.join(_RULES)}, got {rule!r}")
     if len(qty) <= _EXACT_UP_TO:  # a handful: the exact path costs less than numpy's set-up
         return np.array([int(quantize(funding_payment_coin(q, mark_price_usd, contract_size_usd,
                                                            funding_rate), step, rule) / step)
                          for q in qty.tolist()], dtype=np.int64)
     # units(q) = −q · cs · F / (MP · step): one exact ratio per settlement, one product each.
-    ratio = -(exact(to_decimal(contract_size_usd, "contract_size_usd")) * exact(funding_rate)
+    ratio = -(exact(contract_size_usd) * exact(funding_rate)
               / (exact(mark_price_usd) * exact(step)))
     value = qty.astype(np.float64) * float(ratio)
     floor = np.floor(value)
@@ -229,3 +235,18 @@ def payment_units(qty_contracts: np.ndarray, mark_price_usd: Decimal, contract_s
                                                funding_rate), step, rule)
         out[i] = int(amount / step)
     return out
+
+
+_RULES = ("half_even", "half_up", "down", "up", "floor", "ceiling")
+
+
+def _contracts_array(value: object) -> np.ndarray:
+    """A 1-D int64 array of non-zero whole contracts, or InvalidQuantity naming qty_contracts."""
+    if isinstance(value, np.ndarray):
+        if value.ndim == 1 and value.dtype.kind in "iu" and not (value == 0).any():
+            return value.astype(np.int64, copy=False)
+    elif isinstance(value, list | tuple):
+        return np.array([signed_contracts(q, f"qty_contracts[{i}]") for i, q in enumerate(value)],
+                        dtype=np.int64)
+    raise InvalidQuantity(
+        f"qty_contracts must be a 1-D array of non-zero whole contracts, got {value!r}")
