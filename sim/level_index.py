@@ -89,6 +89,17 @@ class SortedLevels:
         if len(self._stale) > _REBUILD_AT:
             self._rebuild()
 
+    def set_many(self, ordinals: list[int], levels: list[float | None]) -> None:
+        """In a batch (``batch`` True): set each ordinal's level, or drop it where None — the
+        dictionary work in bulk; the snapshot is re-sorted at ``settle`` as for ``set``."""
+        assert self.batch, "set_many only in a batch of changes"
+        level = self.level
+        level.update({o: v for o, v in zip(ordinals, levels, strict=True) if v is not None})
+        for o, v in zip(ordinals, levels, strict=True):
+            if v is None:
+                level.pop(o, None)
+        self._stale.update(ordinals)
+
     def settle(self) -> None:
         """End a batch of changes: re-sort the snapshot, or the short list of changed entries."""
         self.batch = False
@@ -381,7 +392,8 @@ class LevelIndex:
         rate = float(ex.mark_funding_rate(symbol)) if solver.funding_in_mm else 0.0
         liqs, calls, los, his = levels_batch(solver, qty, entry, margin, rate, cross)
         call_scale = 1 / ex.profile.liquidation.margin_call_ratio
-        for (o, account, pos), liq, call, lo, hi in zip(rows, liqs.tolist(), calls.tolist(),
+        combined = []
+        for (_, account, pos), liq, call, lo, hi in zip(rows, liqs.tolist(), calls.tolist(),
                                                         los.tolist(), his.tolist(), strict=True):
             if liq != liq:  # NaN: too close to call in float
                 liq = _exact_level(ex, account.account_id, pos, Decimal(1))
@@ -390,8 +402,15 @@ class LevelIndex:
             elif call != call:
                 call = _exact_level(ex, account.account_id, pos, call_scale)
             boundary = None if lo != lo else (lo, hi)
-            levels.assign(o, _combine(pos, liq, call, boundary))
-            self.recomputed += 1
+            combined.append(_combine(pos, liq, call, boundary))
+        ordinals = [o for o, _, _ in rows]
+        if levels.below.batch:  # the four indexes in bulk (they are re-sorted at the end)
+            for k, index in enumerate(levels.indexes):
+                index.set_many(ordinals, [four[k] for four in combined])
+        else:
+            for o, four in zip(ordinals, combined, strict=True):
+                levels.assign(o, four)
+        self.recomputed += len(rows)
 
     # ---- queries -----------------------------------------------------------------------------
     def watch_range(self, symbol: str) -> tuple[float, float]:
