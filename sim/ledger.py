@@ -346,25 +346,34 @@ class Ledger:
                     or _EXACT.remainder(amount, self.step)):
                 raise LedgerError(f"batch amount {amount!r} must be non-zero, finite and a "
                                   f"multiple of the coin step {self.step}")
-        accounts = [self._accounts.get(n) or self._resolve(n) for n in names]
-        new = [_EXACT.add(acc.balance, amount) for acc, amount in zip(accounts, amounts,
-                                                                       strict=True)]
-        net = _EXACT.subtract(self._zero, sum(amounts, self._zero))
-        for acc, balance in zip(accounts, new, strict=True):
+        get, add = self._accounts.get, _EXACT.add
+        accounts: list[_Account] = []
+        new: list[Decimal] = []
+        fresh: list[_Account] = []  # named for the first time: stored once all is checked
+        for name, amount in zip(names, amounts, strict=True):
+            acc = get(name)
+            if acc is None:
+                acc = self._resolve(name)
+                fresh.append(acc)
             if acc.coin != coin:
                 raise LedgerError(f"{acc.name} holds {acc.coin}; it cannot take a {coin!r} "
                                   "posting")
+            balance = add(acc.balance, amount)
             if balance < 0 and acc.protected:
                 raise LedgerError(f"{acc.name} would go negative: balance {acc.balance}, "
-                                  f"batch posting {balance - acc.balance} {coin} ({reason})")
+                                  f"batch posting {amount} {coin} ({reason})")
+            accounts.append(acc)
+            new.append(balance)
+        net = _EXACT.subtract(self._zero, sum(amounts, self._zero))
         if cp.protected and _EXACT.add(cp.balance, net) < 0:
             raise LedgerError(f"{cp.name} would go negative: balance {cp.balance}, batch "
                               f"posting {net} {coin} ({reason})")
         batch = BatchPosting(len(self._postings) + 1, time_ms, cp.name, coin, tuple(names),
                              tuple(amounts), reason, ref, tuple(acc.owner for acc in accounts))
-        for acc in [cp, *accounts]:
-            if acc.name not in self._accounts:
-                self._store(acc)
+        for acc in [cp] if cp.name not in self._accounts else []:
+            self._store(acc)
+        for acc in fresh:
+            self._store(acc)
         for i, (acc, balance) in enumerate(zip(accounts, new, strict=True)):
             acc.balance = balance
             acc.history.append((batch, i))
