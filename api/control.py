@@ -31,7 +31,7 @@ from perpsim.numbers import readable
 from perpsim.sim import risk
 from perpsim.sim.errors import InvalidInput, InvalidState
 from perpsim.sim.exchange import Exchange, Wake
-from perpsim.sim.journal import Event, is_event_type
+from perpsim.sim.journal import Event, expand, is_event_type
 from perpsim.sim.ledger import insurance_account
 from perpsim.sim.money import filtered_price
 from perpsim.sim.profile import bundled_profiles
@@ -198,7 +198,7 @@ async def get_account(account_id: str, state: State) -> dict[str, Any]:
 async def set_prices(body: PricesBody, state: State) -> dict[str, Any]:
     """Move a pair's prices now (manual scenario; 409 otherwise) and run what that triggers."""
     events = state.exchange.set_prices(body.symbol, body.index, body.perp)
-    return {"now": state.exchange.now_ms, "events": [event_json(e) for e in events]}
+    return {"now": state.exchange.now_ms, "events": [event_json(e) for e in expand(events)]}
 
 
 @router.post("/advance")
@@ -214,8 +214,12 @@ async def advance(body: AdvanceBody, state: State) -> dict[str, Any]:
         ex.account(body.account_id)
     types, owner = frozenset(body.stop_on), body.account_id
 
+    def matched(event: Event) -> str | None:  # a settlement stands for its payments too
+        return next((e.type for e in expand((event,), owner) if e.type in types
+                     and owner in (None, e.payload.get("account_id"))), None)
+
     def stop_on(event: Event) -> bool:
-        return event.type in types and owner in (None, event.payload.get("account_id"))
+        return matched(event) is not None
 
     assert target is not None
     ex.clock.check_target(target)  # a bad target is refused before anything runs
@@ -228,7 +232,7 @@ async def advance(body: AdvanceBody, state: State) -> dict[str, Any]:
         chunk = ex.advance_until(min(target, ex.now_ms + ADVANCE_SLICE_MS), wakes=wakes,
                                  stop_on=stop_on if types else None)
         events.extend(chunk)
-        stopped = next((e.type for e in reversed(chunk)
+        stopped = next((e.type if e.type == "wake" else matched(e) for e in reversed(chunk)
                         if e.type == "wake" or (types and stop_on(e))), None)
         if stopped is not None or ex.now_ms >= target:
             break
@@ -237,7 +241,8 @@ async def advance(body: AdvanceBody, state: State) -> dict[str, Any]:
             slice_start = time.monotonic()
             if state.exchange is not ex:  # a reset ran meanwhile: this market is gone
                 raise InvalidState("the market was reset while this advance ran")
-    return {"now": ex.now_ms, "events": [event_json(e) for e in events], "stopped": stopped}
+    return {"now": ex.now_ms, "events": [event_json(e) for e in expand(events)],
+            "stopped": stopped}
 
 
 def _wake(ex: Exchange, body: WakeBody) -> Wake:
@@ -293,7 +298,9 @@ async def journal(
     wanted = None if types is None else _event_types(types)
     if account_id is not None:
         ex.account(account_id)  # an unknown account is a 404 naming it
-    events = [e for e in ex.journal.since(since)
+    # A funding settlement is one record; its per-account payments are rows of its detail,
+    # served here as the funding.payment events they were (``sim.journal.expand``).
+    events = [e for e in expand(ex.journal.since(since), account_id)
               if (wanted is None or e.type in wanted)
               and (account_id is None or e.payload.get("account_id") == account_id)]
     return PlainTextResponse("".join(e.to_json() + "\n" for e in events),

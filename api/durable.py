@@ -123,9 +123,10 @@ class DurableLog(Recorder):
             with path.open("w", encoding="ascii") as out:
                 for (line,) in self._db.execute("SELECT line FROM log ORDER BY n"):
                     out.write(line + "\n")
-                for event in ex.journal:
+                for event in ex.journal.expanded():  # as to_jsonl: the digest's lines
                     out.write(json_line({"kind": "event", "event": json.loads(event.to_json())}))
-                end = {"kind": "end", "requests": self.requests, "events": len(ex.journal),
+                end = {"kind": "end", "requests": self.requests,
+                       "events": len(ex.journal.expanded()),
                        "now_ms": ex.now_ms, "journal_digest": ex.journal.digest()}
                 out.write(json_line(end))
         except OSError as exc:

@@ -166,7 +166,7 @@ class Recorder:
     def write_end(self) -> dict[str, Any]:
         """Write the journal and the end record (the summary, without ``kind``)."""
         ex = self.state.exchange
-        for event in ex.journal:
+        for event in ex.journal.expanded():  # as to_jsonl: the digest's lines
             self._write({"kind": "event", "event": json.loads(event.to_json())})
         summary = end_record(self.state, self.requests)
         self._write(summary)
@@ -180,14 +180,14 @@ def header_record(state: ServerState) -> dict[str, Any]:
     return {"kind": "header", "format": FORMAT, "version": VERSION,
             "config": dataclasses.asdict(state.config),
             "anchor": list(anchor) if anchor is not None else None,
-            "start_events": len(ex.journal), "start_digest": ex.journal.digest(),
+            "start_events": len(ex.journal.expanded()), "start_digest": ex.journal.digest(),
             "start_now_ms": ex.now_ms}
 
 
 def end_record(state: ServerState, requests: int) -> dict[str, Any]:
     """A recording's last line: counts, simulated time and the journal digest."""
     ex = state.exchange
-    return {"kind": "end", "requests": requests, "events": len(ex.journal),
+    return {"kind": "end", "requests": requests, "events": len(ex.journal.expanded()),
             "now_ms": ex.now_ms, "journal_digest": ex.journal.digest()}
 
 

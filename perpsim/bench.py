@@ -15,7 +15,9 @@ Suites (``--only`` picks some; ``--quick`` shrinks every size for CI):
 * data — a year at 1 s rows opened from a Parquet store: time and peak memory over the arrays
   (data_store.py);
 * sweep — sweep runs/s on 1 core, 2 processes, a 2-worker Dask LocalCluster; one hedge
-  in-process vs over the wire (sweep_scaling.py).
+  in-process vs over the wire (sweep_scaling.py);
+* crowd — a funding settlement per position (batch vs per-position), the level upkeep after
+  it, a crowd over days at 1 s scaled to a year, one hedge over a year (crowd_scale.py).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-SUITES = ("engine", "liquidation", "api", "ws", "e2e", "data", "sweep")
+SUITES = ("engine", "liquidation", "api", "ws", "e2e", "data", "sweep", "crowd")
 ENGINE_TARGET_S = 2.0  # 365 days at 1 s rows, engine time, on a 2-core machine
 
 
@@ -52,11 +54,14 @@ class Sizes:
     sweep_runs: int = 4  # runs per executor, on sweep_scenario
     sweep_scenario: str = "calm"
     hedge_scenario: str = "calm"  # the in-process vs wire hedge
+    crowd: tuple[int, float, float, int] = (10_000, 30.0, 365.0, 10_000)  # accounts, days,
+    # hedge days, accounts in the settlement measurement
 
 
 FULL = Sizes((30.0, 365.0, 30.0), 100_000, 300, 5.0, 8, 100, 5.0, "calm_30d", 365.0, 24, "calm",
              "calm_30d")
-QUICK = Sizes((1.0, 3.0, 1.0), 2_000, 50, 1.0, 8, 100, 1.0, "calm", 3.0)
+QUICK = Sizes((1.0, 3.0, 1.0), 2_000, 50, 1.0, 8, 100, 1.0, "calm", 3.0,
+              crowd=(500, 2.0, 30.0, 1_000))
 
 
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -101,7 +106,8 @@ def collect(sizes: Sizes, only: tuple[str, ...] = SUITES, *,
     runners: dict[str, Callable[[], dict[str, Any]]] = {
         "engine": lambda: _engine(sizes), "liquidation": lambda: _liquidation(sizes),
         "api": lambda: _api(sizes), "ws": lambda: _ws(sizes), "e2e": lambda: _e2e(sizes),
-        "data": lambda: _data(sizes), "sweep": lambda: _sweep(sizes)}
+        "data": lambda: _data(sizes), "sweep": lambda: _sweep(sizes),
+        "crowd": lambda: _crowd(sizes)}
     results: dict[str, Any] = {}
     failed: dict[str, str] = {}
     started = time.perf_counter()
@@ -171,6 +177,13 @@ def _sweep(sizes: Sizes) -> dict[str, Any]:
 
 
 # ---- the flat figures ---------------------------------------------------------------------------
+def _crowd(sizes: Sizes) -> dict[str, Any]:
+    from perpsim.benchmarks import crowd_scale
+
+    accounts, days, hedge_days, settle_accounts = sizes.crowd
+    return crowd_scale.run(accounts, days, hedge_days, settle_accounts=settle_accounts)
+
+
 def figures(results: Mapping[str, Any]) -> dict[str, float]:
     """Every figure and ratio by a flat name (only for the suites that ran)."""
     out: dict[str, float] = {}
@@ -245,6 +258,22 @@ def figures(results: Mapping[str, Any]) -> dict[str, float]:
             hp = sweep["hedge_profile"]
             out.update({"hedge_requests": hp["requests"], "hedge_app_fraction": hp["app_fraction"],
                         "hedge_engine_share": hp["sampled_shares"]["engine"]})
+    crowd = results.get("crowd")
+    if crowd:
+        st, cr, hd = crowd["settlement"], crowd["crowd"], crowd["hedge"]
+        out.update({"crowd_settle_positions": st["positions"],
+                    "crowd_settle_us_per_position": st["batch_us_per_position"],
+                    "crowd_levels_us_per_position": st["levels_us_per_position"],
+                    "crowd_settle_with_levels_us": st["settle_with_levels_us_per_position"],
+                    "crowd_one_by_one_us_per_position": st["one_by_one_us_per_position"],
+                    "crowd_one_by_one_with_levels_us": st[
+                        "one_by_one_with_levels_us_per_position"],
+                    "crowd_one_by_one_over_batch": st["one_by_one_over_batch"],
+                    "crowd_accounts": cr["accounts"], "crowd_days": cr["days"],
+                    "crowd_engine_s": cr["engine_s"], "crowd_year_s_scaled": cr["year_s_scaled"],
+                    "crowd_settlements": cr["settlements"],
+                    "crowd_hedge_days": hd["days"], "crowd_hedge_s": hd["engine_s"],
+                    "crowd_hedge_year_s_scaled": hd["year_s_scaled"]})
     return out
 
 
@@ -265,6 +294,10 @@ def checks(results: Mapping[str, Any]) -> dict[str, bool]:
         out["sweep_executors_agree"] = bool(results["sweep"]["scaling"]["identical_rows"])
         out["hedge_in_process_equals_wire"] = bool(
             results["sweep"]["transport"]["identical_records"])
+    if "crowd" in results:
+        st = results["crowd"]["settlement"]
+        out["crowd_batch_equals_one_by_one"] = bool(st["balances_identical"])
+        out["crowd_ledger_conserved"] = bool(st["ledger_conserved"])
     return out
 
 
@@ -307,7 +340,8 @@ def _progress(name: str) -> None:
 _LABELS = {
     "engine": "engine: event skipping", "liquidation": "liquidation at scale",
     "api": "API over ccxt (loopback)", "ws": "WebSocket fan-out", "e2e": "end to end (demo)",
-    "data": "market-data store", "sweep": "sweeps"}
+    "data": "market-data store", "sweep": "sweeps",
+    "crowd": "crowd scale: funding, levels, a year"}
 
 
 def _print_table(report: Mapping[str, Any]) -> None:
@@ -416,4 +450,20 @@ def _table_rows(results: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
                  f"{hp['requests']} ({hp['control_requests']})"),
                 ("… in-process: inside the app / engine (sampled)",
                  f"{hp['app_fraction']:.0%} / {hp['sampled_shares']['engine']:.0%}")]
+    if "crowd" in results:
+        st, cr, hd = (results["crowd"][k] for k in ("settlement", "crowd", "hedge"))
+        goals = results["crowd"]["goals"]
+        rows["crowd"] = [
+            (f"settlement of {st['positions']:,} positions: batch / per position",
+             f"{st['batch_us_per_position']} µs / {st['one_by_one_us_per_position']} µs "
+             f"({st['one_by_one_over_batch']}×)"),
+            ("… level upkeep after it, per position", f"{st['levels_us_per_position']} µs"),
+            (f"… batch + levels (goal ≤ {goals['settle_us_per_position']} µs)",
+             f"{st['settle_with_levels_us_per_position']} µs"),
+            (f"{cr['accounts']:,} accounts × {cr['days']:g} d at 1 s "
+             f"({cr['settlements']} settlements)", f"{cr['engine_s']} s"),
+            (f"… scaled to 365 d (goal ≤ {goals['crowd_10k_year_s']} s at 10,000)",
+             f"{cr['year_s_scaled']} s"),
+            (f"one hedge, {hd['days']:g} d at 1 s (goal ≤ {goals['hedge_year_s']} s a year)",
+             f"{hd['engine_s']} s (year: {hd['year_s_scaled']} s)")]
     return rows

@@ -24,6 +24,8 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
+import numpy as np
+
 from perpsim.sim.margin import brackets_value
 from perpsim.sim.profile import Instrument, Profile
 
@@ -251,3 +253,133 @@ def _mm_at_entry(side: int, n: float, inv_ep: float, w: float, table: Table, ext
     if side > 0:
         return (INF, INF) if inv + err <= 0 else None
     return (INF, INF) if inv + err <= 0 else (1 / (inv + err) * (1 - 4 * U), INF)
+
+
+# ---- many positions at once (crowd scale) --------------------------------------------------------
+# The same formulas on numpy arrays, operation for operation (IEEE float64 gives the same bits as
+# the scalar code above), for the mm-at-liquidation-price style (Binance); NaN stands for the
+# scalar code's None ("use exact"). ``tests/test_level_index.py`` checks them equal element by
+# element. A funding settlement moves every position's margin at once: this is its re-solve.
+_NONE = math.nan
+
+
+def batch_supported(solver: Solver) -> bool:
+    """True if ``levels_batch`` handles this solver's style (else solve position by position)."""
+    return solver.style == "mm_at_liquidation_price"
+
+
+def levels_batch(solver: Solver, qty: np.ndarray, entry: np.ndarray, margin: np.ndarray,
+                 rate: float, cross: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                          np.ndarray]:
+    """(liquidation level, call level, ratio boundary lo, hi) per position, as the scalar
+    ``liquidation_level``, ``call_level`` and ``ratio_boundary`` give them (NaN: None)."""
+    if not batch_supported(solver):
+        raise ValueError(f"levels_batch does not handle the {solver.style!r} style")
+    side = np.where(qty > 0, 1, -1)
+    n = np.abs(qty).astype(np.float64) * solver.contract_size
+    inv_ep = 1.0 / entry
+    # ``Solver._fee``: the exit fee, else the fee to close (cross positions only).
+    fee = (np.full(len(qty), solver.exit_fee) if solver.exit_fee
+           else np.where(cross, solver.close_fee, 0.0))
+    funding = np.maximum(0.0, side * rate) if solver.funding_in_mm else 0.0
+    k = fee + funding
+    inv_bp = inv_ep + side * margin / n
+    inv_bp_err = 8 * U * (inv_ep + np.abs(margin) / n)
+    if solver.close_fee:
+        closing = cross & (k != 0)
+        shrunk = inv_bp / (1 + side * solver.close_fee)
+        inv_bp_err = np.where(closing, 2 * inv_bp_err + 8 * U * np.abs(shrunk), inv_bp_err)
+        inv_bp = np.where(closing, shrunk, inv_bp)
+    extra = np.where(k != 0, n * np.maximum(0.0, inv_bp) * k, 0.0)
+    extra_err = np.where(k != 0, n * k * inv_bp_err + 8 * U * extra, 0.0)
+    zero = np.zeros(len(qty))
+    levels = []
+    for table in (solver.table, solver.call_table):
+        lo, hi = _mm_at_lp_batch(side, n, inv_ep, margin, table, extra, extra_err)
+        level = np.where(side > 0, hi, lo)
+        levels.append(_round_batch(solver, side, level))
+    if solver.mm_positive:
+        ratio_lo, ratio_hi = _mm_at_lp_batch(side, n, inv_ep, margin, solver.ratio_table, zero,
+                                             zero)
+    else:
+        ratio_lo = ratio_hi = np.full(len(qty), _NONE)
+    return levels[0], levels[1], ratio_lo, ratio_hi
+
+
+def _round_batch(solver: Solver, side: np.ndarray, level: np.ndarray) -> np.ndarray:
+    if not solver.tick_rounding:
+        return level
+    c_up, c_down = 1 + 4 * U, 1 - 4 * U
+    with np.errstate(invalid="ignore"):
+        up = np.ceil(level / solver.tick * c_up) * solver.tick * c_up
+        down = np.floor(level / solver.tick * c_down) * solver.tick * c_down
+    rounded = np.where(side > 0, up, down)
+    return np.where(np.isinf(level) | np.isnan(level), level, rounded)
+
+
+def _value_bounds_batch(side: np.ndarray, n: np.ndarray, root: np.ndarray,
+                        err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo_pos = n / (root + err) * (1 - 4 * U)
+        hi_pos = n / (root - err) * (1 + 4 * U)
+    positive = root - err > 0
+    never = root + err <= 0
+    lo = np.where(positive, lo_pos, np.where(never, INF, np.where(side > 0, _NONE, lo_pos)))
+    hi = np.where(positive, hi_pos, np.where(never, INF, np.where(side > 0, _NONE, INF)))
+    return lo, hi
+
+
+def _mm_at_lp_batch(side: np.ndarray, n: np.ndarray, inv_ep: np.ndarray, w: np.ndarray,
+                    table: Table, extra: np.ndarray,
+                    extra_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``_mm_at_lp`` on arrays: (lo, hi), NaN where the scalar code returns None."""
+    a = n * inv_ep
+    count = len(side)
+    lo, hi = np.full(count, _NONE), np.full(count, _NONE)
+    open_ = side > 0  # longs: brackets in order, the first that holds the root decides
+    for floor, cap, mmr, cum in table:
+        if not open_.any():
+            break
+        den = 1 + mmr
+        root = (w + a + cum - extra) / den
+        err = (16 * U * (np.abs(w) + a + cum + extra) + extra_err) / den + 4 * U * np.abs(root)
+        v_lo, v_hi = np.maximum(floor, root - err), np.maximum(floor, root + err)
+        skip = v_lo >= cap * (1 + U)
+        decide = open_ & ~skip
+        close_cap = v_hi >= cap * (1 - U)
+        never = ~close_cap & (v_hi <= 0)
+        doubt = close_cap | (~never & (v_lo <= 0))
+        good = decide & ~doubt & ~never
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lo = np.where(good, n / v_hi * (1 - 4 * U), np.where(decide & never, INF, lo))
+            hi = np.where(good, n / v_lo * (1 + 4 * U), np.where(decide & never, INF, hi))
+        open_ &= skip
+    open_ = side < 0  # shorts: brackets from the top down
+    last = len(table) - 1
+    for i in range(last, -1, -1):
+        if not open_.any():
+            break
+        floor, cap, mmr, cum = table[i]
+        den = 1 - mmr
+        if den <= 8 * U:  # every short still open: None (NaN already)
+            open_ = np.zeros(count, dtype=bool)
+            break
+        root = (a - w - cum + extra) / den
+        err = (16 * U * (a + np.abs(w) + cum + extra) + extra_err) / den + 4 * U * np.abs(root)
+        if i < last:
+            at_cap = open_ & (root - err >= cap * (1 + U))
+            lo = np.where(at_cap, n / cap * (1 - 4 * U), lo)
+            hi = np.where(at_cap, n / cap * (1 + 4 * U), hi)
+            near_cap = open_ & ~at_cap & (root + err >= cap * (1 - U))
+            open_ &= ~at_cap & ~near_cap  # near the cap: None
+        v_lo, v_hi = _value_bounds_batch(side, n, root, err)
+        if floor > 0:
+            above = open_ & (root - err >= floor * (1 + U))
+            below = open_ & ~above & (root + err < floor * (1 - U))
+            lo, hi = np.where(above, v_lo, lo), np.where(above, v_hi, hi)
+            open_ &= below  # the rest (close to the floor): None
+        else:
+            lo, hi = np.where(open_, v_lo, lo), np.where(open_, v_hi, hi)
+            open_ = np.zeros(count, dtype=bool)
+    lo, hi = np.where(open_, INF, lo), np.where(open_, INF, hi)
+    return lo, hi

@@ -10,15 +10,16 @@ A position opened after a funding time does not pay it: only positions open at t
 
 from __future__ import annotations
 
-import copy
+import collections
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from perpsim.sim.funding_math import funding_payment_coin
+from perpsim.sim.funding_detail import FundingDetail
+from perpsim.sim.funding_math import funding_payment_coin, payment_units
 from perpsim.sim.ledger import isolated_account, market_account, wallet_account
-from perpsim.sim.market import MarketPricer, PriceTape
+from perpsim.sim.market import MarketPricer
 from perpsim.sim.money import quantize
 
 if TYPE_CHECKING:
@@ -98,19 +99,10 @@ def upcoming_rate(ex: Exchange, symbol: str, t_ms: int | None = None) -> Decimal
 
 
 def window_rate(pricer: MarketPricer, window_start_ms: int, until_ms: int) -> Decimal:
-    """``pricer.window_rate`` computed on only the tape rows the window's samples fall in.
-
-    The same rows give the same floats and so the same rate; searching a window's rows instead
-    of a whole year of them is what makes settling funding cheap on long tapes.
-    """
-    tape = pricer.tape
-    if tape.manual or until_ms <= window_start_ms:
-        return pricer.window_rate(window_start_ms, until_ms)
-    lo = tape.row_at(window_start_ms)
-    hi = tape.row_at(until_ms) + 1
-    view = copy.copy(pricer)
-    view.tape = PriceTape(tape.pair, tape.times_ms[lo:hi], tape.index[lo:hi], tape.perp[lo:hi])
-    return view.window_rate(window_start_ms, until_ms)
+    """``pricer.window_rate``: the window's premium samples are read off the pricer's sample
+    grid (``MarketPricer.premiums_on_grid``), computed once per chunk in one vectorised pass,
+    instead of searching the tape at every settlement."""
+    return pricer.window_rate(window_start_ms, until_ms)
 
 
 def _recorded_rate(ex: Exchange, symbol: str, t_ms: int) -> Decimal | None:
@@ -124,52 +116,121 @@ def _recorded_rate(ex: Exchange, symbol: str, t_ms: int) -> Decimal | None:
 
 
 def settle(ex: Exchange, symbol: str, t_ms: int) -> None:
-    """Pay funding on ``symbol`` at ``t_ms`` to and from every open position."""
-    from perpsim.sim.trading import debit_from
-
-    inst = ex.instruments[symbol]
+    """Pay funding on ``symbol`` at ``t_ms`` to and from every open position (``pay``) and
+    journal the settlement as ONE record whose detail holds every position's row."""
     state = ex.states[symbol]
     rate, source = settlement_rate(ex, symbol, t_ms)
     mark = ex.mark_price(symbol)
-    coin = inst.margin_asset
-    step, rule = ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule
-    paid = received = Decimal(0)
-    count = 0
-    amounts: dict[int, Decimal] = {}  # by position size: the payment is a function of it alone
-    positions = [(a, p) for a in ex.accounts.values() for p in a.positions_on(symbol)]
-    for account, pos in positions:  # hedge mode: both legs pay or receive
-        if not pos.is_open:
-            continue
-        amount = amounts.get(pos.qty_contracts)
-        if amount is None:
-            amount = amounts[pos.qty_contracts] = quantize(funding_payment_coin(
-                pos.qty_contracts, mark, inst.contract_size_usd, rate), step, rule)
-        holder = (isolated_account(account.account_id, pos.margin_key)
-                  if pos.margin_mode == "isolated"
-                  else wallet_account(account.account_id, coin))
-        ref = f"funding:{symbol}:{t_ms}"
-        if amount > 0:
-            ex.ledger.post(market_account(coin), holder, coin, amount, "funding_fee", ref, t_ms)
-            received += amount
-        elif amount < 0:
-            debit_from(ex, coin, -amount, [holder], market_account(coin), "funding_fee", ref)
-            paid -= amount
-        count += 1
-        account.update_ms = t_ms
-        ex.journal.append(t_ms, "funding.payment", account_id=account.account_id, symbol=symbol,
-                          rate=rate, mark=mark, position_qty=pos.qty_contracts, amount=amount,
-                          coin=coin, margin_mode=pos.margin_mode,
-                          wallet=ex.ledger.balance(wallet_account(account.account_id, coin)),
-                          isolated_wallet=ex.isolated_wallet(account.account_id, pos.margin_key),
-                          position_side=pos.position_side)
+    detail = pay(ex, symbol, t_ms, rate, mark)
+    step, units = detail.step, detail.units
+    received = int(units[units > 0].sum())
+    paid = -int(units[units < 0].sum())
     state.last_funding_rate = rate
     state.last_funding_ms = t_ms
     state.funding_history.append((t_ms, rate))
     if ex.profile.funding.settles == "previous_window":
         start = ex.funding_schedules[symbol].previous_time(t_ms)
         state.next_funding_rate = window_rate(ex.pricers[symbol], start, t_ms)
-    ex.journal.append(t_ms, "funding.settled", symbol=symbol, rate=rate, source=source,
-                      mark=mark, positions=count, paid=paid, received=received, coin=coin)
+    ex.journal.append_detailed(t_ms, "funding.settled", detail, {
+        "symbol": symbol, "rate": rate, "source": source, "mark": mark,
+        "positions": len(detail),
+        "paid": (Decimal(paid) * step).quantize(step),
+        "received": (Decimal(received) * step).quantize(step), "coin": detail.coin,
+        "payments_digest": detail.digest()})
+
+
+def pay(ex: Exchange, symbol: str, t_ms: int, rate: Decimal, mark: Decimal) -> FundingDetail:
+    """Pay N / mark · ``rate`` to or from every open position on ``symbol``; their rows.
+
+    Crowd scale: every payment is computed at once (``payment_units``), every holder that can
+    pay in full (or receives) moves in ONE ledger posting, and the rows are a table, not
+    events. Holders that cannot pay in full (the insurance fund covers them) and hedge-mode
+    accounts (two legs on one wallet, paid one after the other) take the per-position path,
+    in position order, as every position did before.
+    """
+    from perpsim.sim.trading import debit_from
+
+    inst = ex.instruments[symbol]
+    coin = inst.margin_asset
+    step, rule = ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule
+    market = market_account(coin)
+    ref = f"funding:{symbol}:{t_ms}"
+    rows = [(a, p) for a in ex.accounts.values() for p in a.positions.values()
+            if p.symbol == symbol and p.is_open]  # hedge mode: both legs pay or receive
+    qty = np.fromiter((p.qty_contracts for _, p in rows), dtype=np.int64, count=len(rows))
+    units = payment_units(qty, mark, inst.contract_size_usd, rate, step, rule)
+    amount_of = {u: (Decimal(u) * step).quantize(step) for u in set(units.tolist())}
+    amounts = [amount_of[u] for u in units.tolist()]
+    ids = [a.account_id for a, _ in rows]
+    isolated = [p.margin_mode == "isolated" for _, p in rows]
+    wallet_names = [f"wallet:{aid}:{coin}" for aid in ids]
+    isolated_names = [f"isolated:{aid}:{p.margin_key}" for aid, (_, p) in zip(ids, rows,
+                                                                              strict=True)]
+    holders = [i_name if iso else w_name
+               for iso, w_name, i_name in zip(isolated, wallet_names, isolated_names, strict=True)]
+    before = ex.ledger.peek_balances(holders)
+    legs = collections.Counter(ids)
+    batch_names: list[str] = []
+    batch_amounts: list[Decimal] = []
+    one_by_one: list[int] = []
+    for i, (amount, held) in enumerate(zip(amounts, before, strict=True)):
+        if legs[ids[i]] > 1 or (amount < 0 and held < -amount):
+            one_by_one.append(i)
+        elif amount:
+            batch_names.append(holders[i])
+            batch_amounts.append(amount)
+    if batch_names:
+        ex.ledger.post_batch(market, coin, batch_names, batch_amounts, "funding_fee", ref, t_ms)
+    wallets = ex.ledger.peek_balances(wallet_names)
+    isolated_wallets = ex.ledger.peek_balances(isolated_names)
+    for i in one_by_one:  # in position order: a hedge account's second leg sees the first's
+        amount, holder = amounts[i], holders[i]
+        if amount > 0:
+            ex.ledger.post(market, holder, coin, amount, "funding_fee", ref, t_ms)
+        elif amount < 0:
+            debit_from(ex, coin, -amount, [holder], market, "funding_fee", ref)
+        wallets[i], isolated_wallets[i] = ex.ledger.peek_balances(
+            (wallet_names[i], isolated_names[i]))
+    for account, _ in rows:
+        account.update_ms = t_ms
+    return FundingDetail(symbol, coin, rate, mark, step, tuple(ids),
+                         tuple(p.position_side for _, p in rows),
+                         tuple(p.margin_mode for _, p in rows), qty, units, tuple(wallets),
+                         tuple(isolated_wallets))
+
+
+def pay_one_by_one(ex: Exchange, symbol: str, t_ms: int, rate: Decimal,
+                   mark: Decimal) -> list[tuple[str, Decimal, Decimal, Decimal]]:
+    """The per-position settlement ``pay`` replaced: one exact payment and one posting per
+    position. Kept as the reference ``pay`` is checked against (tests/test_funding_batch.py)
+    and timed against (benchmarks/crowd_scale.py); (account, amount, wallet, isolated margin
+    after) per position."""
+    from perpsim.sim.trading import debit_from
+
+    inst = ex.instruments[symbol]
+    coin = inst.margin_asset
+    step, rule = ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule
+    market = market_account(coin)
+    ref = f"funding:{symbol}:{t_ms}"
+    rows = []
+    for account in ex.accounts.values():
+        for pos in account.positions_on(symbol):
+            if not pos.is_open:
+                continue
+            amount = quantize(funding_payment_coin(pos.qty_contracts, mark,
+                                                   inst.contract_size_usd, rate), step, rule)
+            holder = (isolated_account(account.account_id, pos.margin_key)
+                      if pos.margin_mode == "isolated"
+                      else wallet_account(account.account_id, coin))
+            if amount > 0:
+                ex.ledger.post(market, holder, coin, amount, "funding_fee", ref, t_ms)
+            elif amount < 0:
+                debit_from(ex, coin, -amount, [holder], market, "funding_fee", ref)
+            account.update_ms = t_ms
+            rows.append((account.account_id, amount,
+                         ex.ledger.balance(wallet_account(account.account_id, coin)),
+                         ex.isolated_wallet(account.account_id, pos.margin_key)))
+    return rows
 
 
 def predicted_rate(ex: Exchange, symbol: str) -> Decimal:

@@ -15,7 +15,9 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
-from perpsim.sim.errors import InvalidInput
+import numpy as np
+
+from perpsim.sim.errors import InvalidInput, InvalidQuantity
 from perpsim.sim.inverse import (
     coin_value,
     contract_size,
@@ -24,7 +26,14 @@ from perpsim.sim.inverse import (
     signed_contracts,
     to_dec,
 )
-from perpsim.sim.money import check_tick, positive_price, positive_quantity, to_decimal
+from perpsim.sim.money import (
+    RoundingRule,
+    check_tick,
+    positive_price,
+    positive_quantity,
+    quantize,
+    to_decimal,
+)
 from perpsim.sim.profile import Instrument, Profile
 
 Averaging = Literal["weighted", "plain"]
@@ -167,3 +176,77 @@ def funding_payment_coin(
     )
     # F > 0: longs pay shorts.
     return to_dec(-side * exact(value) * exact(rate))
+
+
+# ---- crowd scale: every position's payment at once ------------------------------------------
+# Which float fractions are too close to a rounding boundary to decide in float64 (relative to
+# the value): the float product is within 3 ulps, and the exact path's own roundings (to 28
+# digits in ``to_dec``, then to the step) move it by far less than this.
+_FLOAT_DOUBT = 1e-12
+_HALF_RULES = frozenset({"half_even", "half_up"})
+_EXACT_UP_TO = 8  # positions up to which every payment is computed exactly, one by one
+
+
+def payment_units(qty_contracts: object, mark_price_usd: object, contract_size_usd: object,
+                  funding_rate: object, step: object, rule: RoundingRule) -> np.ndarray:
+    """Every position's funding payment in whole coin steps (int64; negative: it pays), equal
+    to ``quantize(funding_payment_coin(q, ...), step, rule) / step`` for each q.
+
+    Vectorised: one float64 product per position decides the rounding wherever the value is
+    clearly away from a rounding boundary (an integer for the directed rules, a half for the
+    half rules); the few others, and values too large for float64 to hold exactly, take the
+    exact path. Same contract as the level index: floats filter, exact arithmetic decides.
+    """
+    qty = _contracts_array(qty_contracts)
+    mark_price_usd = positive_price(mark_price_usd, "mark_price_usd")
+    contract_size_usd = contract_size(contract_size_usd)
+    funding_rate = rate_value(funding_rate, "funding_rate")
+    step = positive_quantity(step, "step")
+    if rule not in _RULES:
+        raise InvalidInput(f"rule must be one of {', '.join(_RULES)}, got {rule!r}")
+    if len(qty) <= _EXACT_UP_TO:  # a handful: the exact path costs less than numpy's set-up
+        return np.array([int(quantize(funding_payment_coin(q, mark_price_usd, contract_size_usd,
+                                                           funding_rate), step, rule) / step)
+                         for q in qty.tolist()], dtype=np.int64)
+    # units(q) = −q · cs · F / (MP · step): one exact ratio per settlement, one product each.
+    ratio = -(exact(contract_size_usd) * exact(funding_rate)
+              / (exact(mark_price_usd) * exact(step)))
+    value = qty.astype(np.float64) * float(ratio)
+    floor = np.floor(value)
+    frac = value - floor
+    slack = np.abs(value) * _FLOAT_DOUBT + 1e-300
+    if rule in _HALF_RULES:
+        units = np.rint(value)
+        doubt = np.abs(frac - 0.5) <= slack
+    else:
+        if rule == "floor":
+            units = floor
+        elif rule == "ceiling":
+            units = np.ceil(value)
+        elif rule == "down":
+            units = np.trunc(value)
+        else:  # up: away from zero
+            units = np.where(value < 0, floor, np.ceil(value))
+        doubt = (frac <= slack) | (1.0 - frac <= slack)
+    doubt |= np.abs(value) >= 2.0 ** 52
+    out = units.astype(np.int64)
+    for i in np.flatnonzero(doubt).tolist():
+        amount = quantize(funding_payment_coin(int(qty[i]), mark_price_usd, contract_size_usd,
+                                               funding_rate), step, rule)
+        out[i] = int(amount / step)
+    return out
+
+
+_RULES = ("half_even", "half_up", "down", "up", "floor", "ceiling")
+
+
+def _contracts_array(value: object) -> np.ndarray:
+    """A 1-D int64 array of non-zero whole contracts, or InvalidQuantity naming qty_contracts."""
+    if isinstance(value, np.ndarray):
+        if value.ndim == 1 and value.dtype.kind in "iu" and not (value == 0).any():
+            return value.astype(np.int64, copy=False)
+    elif isinstance(value, list | tuple):
+        return np.array([signed_contracts(q, f"qty_contracts[{i}]") for i, q in enumerate(value)],
+                        dtype=np.int64)
+    raise InvalidQuantity(
+        f"qty_contracts must be a 1-D array of non-zero whole contracts, got {value!r}")

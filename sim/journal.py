@@ -19,11 +19,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from perpsim.numbers import readable
 from perpsim.sim.errors import InvalidInput, InvalidState
@@ -71,14 +71,29 @@ def _plain(value: object) -> object:
     raise TypeError(f"not JSON-able: {value!r}")  # unreachable for frozen payloads
 
 
+class Detail(Protocol):
+    """Per-account rows one aggregated record stands for (e.g. a funding settlement's payments).
+
+    A crowd-scale engine writes one record per settlement instead of one event per position;
+    the rows stay queryable as the per-account events they replace (``expand``)."""
+
+    def events(self, parent: Event, account_id: str | None = None) -> list[Event]:
+        """The per-account events of ``parent`` (only ``account_id``'s if given), in order."""
+        ...
+
+
 @dataclass(slots=True, frozen=True)
 class Event:
-    """One journal entry: ``seq`` from 1, sim ``time_ms``, dotted ``type``, read-only payload."""
+    """One journal entry: ``seq`` from 1, sim ``time_ms``, dotted ``type``, read-only payload.
+
+    ``detail``: the per-account rows an aggregated record stands for (None for most events);
+    the payload carries a digest of them, so the journal's digest covers them too."""
 
     seq: int
     time_ms: int
     type: str
     payload: Mapping[str, Any]
+    detail: Detail | None = None
 
     def to_json(self) -> str:
         """The canonical JSON line (sorted keys, no spaces, ASCII, no trailing newline)."""
@@ -89,6 +104,21 @@ class Event:
             "type": self.type,
         }
         return json.dumps(record, sort_keys=True, separators=(",", ":"), default=_plain)
+
+
+def make_event(seq: int, time_ms: int, event_type: str, payload: Mapping[str, object]) -> Event:
+    """An event with a frozen copy of ``payload`` (for the per-account views of a ``Detail``)."""
+    return Event(seq, time_ms, event_type, cast(Mapping[str, Any], _freeze(payload, "payload")))
+
+
+def expand(events: Iterable[Event], account_id: str | None = None) -> Iterator[Event]:
+    """``events`` with each aggregated record preceded by the per-account events it stands for
+    (only ``account_id``'s if given; they carry the record's seq), as they were journalled
+    one by one before settlements were aggregated."""
+    for event in events:
+        if event.detail is not None:
+            yield from event.detail.events(event, account_id)
+        yield event
 
 
 class Journal:
@@ -103,6 +133,11 @@ class Journal:
 
     def append(self, time_ms: int, event_type: str, /, **payload: object) -> Event:
         """Store an event at ``time_ms`` (not before the last one) and tell the subscribers."""
+        return self.append_detailed(time_ms, event_type, None, payload)
+
+    def append_detailed(self, time_ms: int, event_type: str, detail: Detail | None,
+                        payload: Mapping[str, object]) -> Event:
+        """``append`` with the per-account rows an aggregated record stands for (``Detail``)."""
         if self._delivering:
             raise InvalidState("a journal subscriber must not append events")
         if type(time_ms) is not int or time_ms < 0:
@@ -118,7 +153,7 @@ class Journal:
                 "appended in time order"
             )
         frozen = cast(Mapping[str, Any], _freeze(payload, "payload"))
-        event = Event(len(self._events) + 1, time_ms, event_type, frozen)
+        event = Event(len(self._events) + 1, time_ms, event_type, frozen, detail)
         self._events.append(event)
         if self._subscribers:
             self._deliver(event)
@@ -176,14 +211,20 @@ class Journal:
             raise InvalidInput(f"since() needs a non-negative int seq, got {seq!r}")
         return tuple(self._events[seq:])
 
+    def expanded(self, since: int = 0, account_id: str | None = None) -> list[Event]:
+        """``since(since)`` with aggregated records' per-account events (see ``expand``)."""
+        return list(expand(self.since(since), account_id))
+
     def to_jsonl(self, since: int = 0) -> str:
-        """The events after ``since`` as canonical JSON lines, each ending in a newline."""
-        return "".join(event.to_json() + "\n" for event in self.since(since))
+        """The events after ``since`` as canonical JSON lines, each ending in a newline; an
+        aggregated record's per-account events are written out before it (``expand``), so the
+        export reads as it did when each was journalled on its own."""
+        return "".join(event.to_json() + "\n" for event in expand(self.since(since)))
 
     def digest(self) -> str:
         """SHA-256 hex of ``to_jsonl()``: equal for byte-identical journals."""
         sha = hashlib.sha256()
-        for event in self._events:
+        for event in expand(self._events):
             sha.update(event.to_json().encode("ascii"))
             sha.update(b"\n")
         return sha.hexdigest()

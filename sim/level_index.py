@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from perpsim.sim.fast_levels import INF, Solver
-from perpsim.sim.ledger import isolated_account, wallet_account
+from perpsim.sim.fast_levels import INF, Solver, batch_supported, levels_batch
+from perpsim.sim.ledger import BatchPosting, isolated_account, wallet_account
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
 _SLACK = 1e-9  # relative: float marks against float levels (the exact check decides)
 _REBUILD_AT = 512  # changed entries tolerated before the sorted arrays are rebuilt
+_BATCH_AT = 64  # positions to recompute at once from which the float solves run as arrays
 
 
 class SortedLevels:
@@ -87,6 +88,17 @@ class SortedLevels:
             bisect.insort(self._fresh, (new, ordinal))
         if len(self._stale) > _REBUILD_AT:
             self._rebuild()
+
+    def set_many(self, ordinals: list[int], levels: list[float | None]) -> None:
+        """In a batch (``batch`` True): set each ordinal's level, or drop it where None — the
+        dictionary work in bulk; the snapshot is re-sorted at ``settle`` as for ``set``."""
+        assert self.batch, "set_many only in a batch of changes"
+        level = self.level
+        level.update({o: v for o, v in zip(ordinals, levels, strict=True) if v is not None})
+        for o, v in zip(ordinals, levels, strict=True):
+            if v is None:
+                level.pop(o, None)
+        self._stale.update(ordinals)
 
     def settle(self) -> None:
         """End a batch of changes: re-sort the snapshot, or the short list of changed entries."""
@@ -160,7 +172,8 @@ class SymbolLevels:
         """Set an ordinal's four levels (None: absent from that index)."""
         for index, level in zip(self.indexes, levels, strict=True):
             if level is None:
-                index.drop(ordinal)
+                if ordinal in index.level:
+                    index.drop(ordinal)
             else:
                 index.set(ordinal, level)
 
@@ -174,6 +187,11 @@ class SymbolLevels:
     def empty(self) -> bool:
         """True if no position on this symbol can become a candidate."""
         return not self.below.level and not self.above.level
+
+    def has_any(self, ordinal: int) -> bool:
+        """True if the ordinal has a level in any of the four indexes."""
+        return (ordinal in self.below.level or ordinal in self.above.level
+                or ordinal in self.watch_below.level or ordinal in self.watch_above.level)
 
     def has(self, ordinal: int) -> bool:
         """True if the ordinal has a level in this symbol's candidate indexes."""
@@ -244,8 +262,12 @@ class LevelIndex:
         for levels in self.symbols.values():
             for index in levels.indexes:
                 index.batch = batch
-        for o in todo:
-            self._recompute(o)
+        if len(todo) >= _BATCH_AT and all(batch_supported(lv.solver)
+                                          for lv in self.symbols.values()):
+            self._recompute_many(todo)
+        else:
+            for o in todo:
+                self._recompute(o)
         if batch:
             for levels in self.symbols.values():
                 for index in levels.indexes:
@@ -275,6 +297,9 @@ class LevelIndex:
             self._full = True  # rolled back past what was read: start over
         else:
             for p in postings[seen:n]:
+                if isinstance(p, BatchPosting):  # its legs' owners, named once per batch
+                    self._dirty.update(owner for owner in p.owners if owner is not None)
+                    continue
                 for name in (p.source, p.destination):
                     if name.startswith(("wallet:", "isolated:")):
                         self._dirty.add(name.split(":", 2)[1])
@@ -316,21 +341,76 @@ class LevelIndex:
         if liq is None:
             liq = _exact_level(ex, aid, pos, Decimal(1))
         boundary = solver.ratio_boundary(qty, entry, margin, rate, cross=cross)
-        called = pos.margin_call_sent
         call: float | None = INF if pos.side > 0 else -INF  # unused after a call
-        if not called:
+        if not pos.margin_call_sent:
             call = solver.call_level(qty, entry, margin, rate, cross=cross)
         if call is None:
             call = _exact_level(ex, aid, pos, 1 / ex.profile.liquidation.margin_call_ratio)
-        # Unknown boundary: always a candidate (before a call) or always re-checked (after).
-        lo, hi = boundary if boundary is not None else (-INF, INF)
-        if pos.side > 0:
-            if called:
-                return liq, lo, liq, None
-            return max(liq, hi), None, max(liq, call), None
-        if called:
-            return hi, liq, None, liq
-        return None, min(liq, lo), None, min(liq, call)
+        return _combine(pos, liq, call, boundary)
+
+    def _recompute_many(self, todo: list[int]) -> None:
+        """``_recompute`` for many ordinals at once: the float solves as arrays per symbol
+        (``fast_levels.levels_batch``, bit for bit the scalar solver), the rest as before."""
+        ex = self.ex
+        gathered: dict[str, list[tuple[int, Account, Position]]] = {s: [] for s in self.symbols}
+        nowhere = (None, None, None, None)
+        for o in todo:
+            account = ex.accounts[self.account_ids[o]]
+            if len(account.positions) == 1:  # the crowd's usual case: one record, no doubt
+                (only,) = account.positions.values()
+                volatile = only.position_side != "BOTH"
+            else:
+                positions = [p for p in account.positions.values() if p.is_open]
+                cross = [p.coin for p in positions if p.margin_mode == "cross"]
+                volatile = len(cross) != len(set(cross)) or any(p.position_side != "BOTH"
+                                                                for p in positions)
+            if volatile:
+                self.volatile.add(o)
+            elif o in self.volatile:
+                self.volatile.discard(o)
+            for symbol, levels in self.symbols.items():
+                pos = account.positions.get(symbol)
+                if volatile or pos is None or not pos.is_open:
+                    if levels.has_any(o):
+                        levels.assign(o, nowhere)
+                else:
+                    gathered[symbol].append((o, account, pos))
+        for symbol, rows in gathered.items():
+            if rows:
+                self._solve_many(self.symbols[symbol], rows)
+
+    def _solve_many(self, levels: SymbolLevels, rows: list[tuple[int, Account, Position]]) -> None:
+        ex = self.ex
+        solver = levels.solver
+        names = [f"isolated:{a.account_id}:{p.margin_key}" if p.margin_mode == "isolated"
+                 else f"wallet:{a.account_id}:{p.coin}" for _, a, p in rows]
+        margin = np.array([float(b) for b in ex.ledger.peek_balances(names)])
+        qty = np.array([p.qty_contracts for _, _, p in rows], dtype=np.int64)
+        entry = np.array([float(p.entry_price_usd) for _, _, p in rows])  # type: ignore[arg-type]
+        cross = np.array([p.margin_mode == "cross" for _, _, p in rows])
+        symbol = rows[0][2].symbol
+        rate = float(ex.mark_funding_rate(symbol)) if solver.funding_in_mm else 0.0
+        liqs, calls, los, his = levels_batch(solver, qty, entry, margin, rate, cross)
+        call_scale = 1 / ex.profile.liquidation.margin_call_ratio
+        combined = []
+        for (_, account, pos), liq, call, lo, hi in zip(rows, liqs.tolist(), calls.tolist(),
+                                                        los.tolist(), his.tolist(), strict=True):
+            if liq != liq:  # NaN: too close to call in float
+                liq = _exact_level(ex, account.account_id, pos, Decimal(1))
+            if pos.margin_call_sent:
+                call = INF if pos.side > 0 else -INF  # unused after a call
+            elif call != call:
+                call = _exact_level(ex, account.account_id, pos, call_scale)
+            boundary = None if lo != lo else (lo, hi)
+            combined.append(_combine(pos, liq, call, boundary))
+        ordinals = [o for o, _, _ in rows]
+        if levels.below.batch:  # the four indexes in bulk (they are re-sorted at the end)
+            for k, index in enumerate(levels.indexes):
+                index.set_many(ordinals, [four[k] for four in combined])
+        else:
+            for o, four in zip(ordinals, combined, strict=True):
+                levels.assign(o, four)
+        self.recomputed += len(rows)
 
     # ---- queries -----------------------------------------------------------------------------
     def watch_range(self, symbol: str) -> tuple[float, float]:
@@ -397,6 +477,22 @@ class LevelIndex:
                 elif moved or any(levels.has(c) for c in changed):
                     follow(symbol, o)
             push((c for c in changed if c in self.volatile), o)
+
+
+def _combine(pos: Position, liq: float, call: float,
+             boundary: tuple[float, float] | None) -> tuple[float | None, ...]:
+    """(below, above, watch below, watch above) from a position's liquidation level, its
+    margin-call level (unused after a call) and its ratio boundary (None: unknown)."""
+    # Unknown boundary: always a candidate (before a call) or always re-checked (after).
+    lo, hi = boundary if boundary is not None else (-INF, INF)
+    called = pos.margin_call_sent
+    if pos.side > 0:
+        if called:
+            return liq, lo, liq, None
+        return max(liq, hi), None, max(liq, call), None
+    if called:
+        return hi, liq, None, liq
+    return None, min(liq, lo), None, min(liq, call)
 
 
 def _mark_bounds(ex: Exchange, symbol: str) -> tuple[float, float]:

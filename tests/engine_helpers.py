@@ -22,7 +22,7 @@ import pytest
 
 from perpsim.sim.accounts import DEFAULT_LEVERAGE
 from perpsim.sim.exchange import Exchange
-from perpsim.sim.journal import Event
+from perpsim.sim.journal import Event, expand
 from perpsim.sim.profile import Profile, load_profile
 from perpsim.sim.scenario import load_scenario, manual_scenario
 
@@ -101,13 +101,14 @@ def _default_symbol(ex: Exchange) -> str:
 
 
 def types(events: Iterable[Event]) -> list[str]:
-    """The event types, in order."""
-    return [e.type for e in events]
+    """The event types, in order (a funding settlement's per-account payments included)."""
+    return [e.type for e in expand(events)]
 
 
 def of_type(events: Iterable[Event], *wanted: str) -> list[Event]:
-    """The events whose type is one of ``wanted``, in order."""
-    return [e for e in events if e.type in wanted]
+    """The events whose type is one of ``wanted``, in order (a funding settlement's
+    per-account ``funding.payment`` events included: see ``sim.journal.expand``)."""
+    return [e for e in expand(events) if e.type in wanted]
 
 
 def first_index(events: list[Event], event_type: str) -> int:

@@ -12,6 +12,7 @@ from decimal import Decimal as D
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
 import pytest
 
 from perpsim.sim import funding_math as fm
@@ -425,6 +426,8 @@ RATE = {
     "averaging": "weighted",
 }
 PAY = {"qty_contracts": 3, "mark_price_usd": 100, "contract_size_usd": 10, "funding_rate": "0.0001"}
+UNITS = {"qty_contracts": np.array([3, -7]), "mark_price_usd": 100, "contract_size_usd": 10,
+         "funding_rate": "0.0001", "step": D("0.00000001"), "rule": "half_even"}
 PREMIUM = {"impact_bid_usd": 99, "impact_ask_usd": 101, "index_price_usd": 100}
 
 FUNDING: list[Row] = [
@@ -508,6 +511,14 @@ FUNDING: list[Row] = [
     (fm.funding_payment_coin, PAY, "mark_price_usd", PRICES, InvalidPrice),
     (fm.funding_payment_coin, PAY, "contract_size_usd", POSITIVE, InvalidQuantity),
     (fm.funding_payment_coin, PAY, "funding_rate", RATES, InvalidInput),
+    (fm.payment_units, UNITS, "qty_contracts",
+     [None, "abc", 3, np.array([1.5]), np.array([0, 1]), np.array([[1]]), [0], [1.5]],
+     InvalidQuantity),
+    (fm.payment_units, UNITS, "mark_price_usd", PRICES, InvalidPrice),
+    (fm.payment_units, UNITS, "contract_size_usd", POSITIVE, InvalidQuantity),
+    (fm.payment_units, UNITS, "funding_rate", RATES, InvalidInput),
+    (fm.payment_units, UNITS, "step", POSITIVE, InvalidQuantity),
+    (fm.payment_units, UNITS, "rule", ["nearest", None], InvalidInput),
 ]
 
 

@@ -18,7 +18,7 @@ from perpsim import bench
 
 TINY = bench.Sizes(engine_days=(0.05, 0.1, 0.05), accounts=150, api_rounds=10,
                    api_seconds=0.3, api_clients=8, ws_subscribers=10, ws_seconds=0.3,
-                   e2e_scenario="calm", data_days=0.05)
+                   e2e_scenario="calm", data_days=0.05, crowd=(40, 0.5, 0.1, 60))
 
 EXPECTED = {
     "engine_short_days", "engine_short_rows", "engine_short_s", "engine_short_rows_per_s",
@@ -41,6 +41,11 @@ EXPECTED = {
     "hedge_in_process_s", "hedge_wire_s", "hedge_wire_over_in_process",
     "hedge_in_process_cpu_s", "hedge_wire_cpu_s",
     "hedge_requests", "hedge_app_fraction", "hedge_engine_share",
+    "crowd_settle_positions", "crowd_settle_us_per_position", "crowd_levels_us_per_position",
+    "crowd_settle_with_levels_us", "crowd_one_by_one_us_per_position",
+    "crowd_one_by_one_with_levels_us", "crowd_one_by_one_over_batch", "crowd_accounts",
+    "crowd_days", "crowd_engine_s", "crowd_year_s_scaled", "crowd_settlements",
+    "crowd_hedge_days", "crowd_hedge_s", "crowd_hedge_year_s_scaled",
 }
 
 
@@ -52,6 +57,8 @@ POSITIVE = {
     "engine_resolution_days", "engine_100ms_over_1s_rows", "engine_long_target_s",
     "liq_accounts", "liq_liquidations", "ws_subscribers", "e2e_simulated_days",
     "api_orders_per_s", "api_orders_per_s_one_client", "hedge_requests",
+    "crowd_settle_positions", "crowd_accounts", "crowd_days", "crowd_settlements",
+    "crowd_hedge_days",
 }
 
 
@@ -83,6 +90,8 @@ def test_the_suites_own_checks_hold(report: dict[str, object]) -> None:
     assert outcome["liq_no_survivor_past_its_level"]
     assert outcome["sweep_executors_agree"]
     assert outcome["hedge_in_process_equals_wire"]
+    assert outcome["crowd_batch_equals_one_by_one"]
+    assert outcome["crowd_ledger_conserved"]
     machine = report["machine"]
     assert isinstance(machine, dict)
     assert machine["nproc"]

@@ -74,7 +74,7 @@ def test_same_inputs_give_a_byte_identical_journal() -> None:
     assert [(p.source, p.destination, p.amount, p.reason) for p in a.ledger.postings] == [
         (p.source, p.destination, p.amount, p.reason) for p in b.ledger.postings]
     # The run did something worth comparing: trades, funding, a liquidation.
-    kinds = {e.type for e in a.journal}
+    kinds = {e.type for e in a.journal.expanded()}
     assert {"order.update", "funding.payment", "liquidation.triggered"} <= kinds
 
 

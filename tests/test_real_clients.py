@@ -118,7 +118,7 @@ def _check_cycle(market: Market, creds: dict[str, str], report: dict[str, Any]) 
     assert stop.account_id == account_id
     assert report["stream_algo_statuses"][0] == "NEW"
     assert report["stream_algo_statuses"][-1] in ("TRIGGERED", "FINISHED")
-    payments = [Decimal(str(e.payload["amount"])) for e in ex.journal
+    payments = [Decimal(str(e.payload["amount"])) for e in ex.journal.expanded()
                 if e.type == "funding.payment" and e.payload["account_id"] == account_id
                 and Decimal(str(e.payload["amount"])) != 0]
     assert payments, "the advance crossed a funding time with an open position"

@@ -45,7 +45,8 @@ def shown(value: Decimal) -> Decimal:
 
 
 def events(lesson: Lesson, *types: str, **match: Any) -> list[Event]:
-    return [e for e in lesson.exchange.journal if e.type in types
+    # A funding settlement's per-account payments are rows of its record (``expand``).
+    return [e for e in lesson.exchange.journal.expanded() if e.type in types
             and all(e.payload.get(k) == v for k, v in match.items())]
 
 

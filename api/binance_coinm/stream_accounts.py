@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from perpsim.api.binance_coinm import stream_frames as fr
+from perpsim.sim.funding_detail import FundingDetail
 from perpsim.sim.inverse import pnl_coin
 from perpsim.sim.profile import Instrument
 
@@ -186,6 +187,17 @@ class AccountViews:
         isolated = pos.margin_mode == "isolated"
         return [self._update(t, aid, "FUNDING_FEE", coin, symbol if isolated else None,
                              mark=_opt_dec(p.get("mark")), side=side)]
+
+    def settle_funding(self, detail: FundingDetail, skip: frozenset[str]) -> None:
+        """A funding settlement's rows, except ``skip``'s, straight into the views (what
+        ``_funding`` keeps, without building events or frames: nobody listens to them)."""
+        for i, aid in enumerate(detail.account_ids):
+            if aid in skip:
+                continue
+            self.account(aid).wallets[detail.coin] = detail.wallets[i]
+            pos = self.position(aid, detail.symbol, detail.position_sides[i])
+            pos.qty, pos.margin_mode = int(detail.qty_contracts[i]), detail.margin_modes[i]
+            pos.isolated_wallet = detail.isolated_wallets[i]
 
     def _margin_transfer(self, t: int, p: Mapping[str, Any]) -> list[fr.Frame]:
         aid, symbol, coin = p["account_id"], p["symbol"], p["coin"]

@@ -39,6 +39,7 @@ from perpsim.api.binance_coinm.stream_market import Readings, StreamSpec, Subscr
 from perpsim.api.state import ServerState
 from perpsim.sim.errors import PerpsimError
 from perpsim.sim.exchange import Exchange
+from perpsim.sim.funding_detail import FundingDetail
 from perpsim.sim.journal import Event
 
 log = logging.getLogger("perpsim.streams")
@@ -165,6 +166,12 @@ class StreamHub:
         try:
             if ex is not self.exchange:
                 self._switch(ex, seed=False)
+            if isinstance(event.detail, FundingDetail):  # one record for every position
+                listened = [aid for aid in self.users if event.detail.rows_of(aid)]
+                self.views.settle_funding(event.detail, skip=frozenset(listened))
+                for aid in listened:  # their payments as the events the views read
+                    for payment in event.detail.events(event, aid):
+                        self._handle(payment, ex)
             payload = event.payload
             account_id = payload.get("account_id")
             conns = self.users.get(account_id) if isinstance(account_id, str) else None

@@ -256,6 +256,12 @@ def execution_row(ex: Exchange, event: Event, conditional_of: dict[int, AlgoOrde
     }
 
 
+def _funding_exec_id(event: Event) -> str:
+    """One settlement is one journal record: a hedge account's two legs share its seq."""
+    side = event.payload.get("position_side", "BOTH")
+    return f"funding-{event.seq}" if side == "BOTH" else f"funding-{event.seq}-{side}"
+
+
 def funding_execution_row(ex: Exchange, event: Event) -> dict[str, Any]:
     """A funding payment as Bybit lists it: execType Funding, ``execFee`` the amount paid
     (negative when received), ``feeRate`` the funding rate."""
@@ -267,7 +273,7 @@ def funding_execution_row(ex: Exchange, event: Event) -> dict[str, Any]:
         "symbol": p["symbol"], "orderId": "", "orderLinkId": "",
         "side": "Buy" if qty > 0 else "Sell", "orderPrice": "0", "orderQty": "0",
         "leavesQty": "0", "createType": "", "orderType": "UNKNOWN", "stopOrderType": "",
-        "execFee": coin(-Decimal(p["amount"])), "execId": f"funding-{event.seq}",
+        "execFee": coin(-Decimal(p["amount"])), "execId": _funding_exec_id(event),
         "execPrice": price(inst, mark), "execQty": str(abs(qty)), "execType": "Funding",
         "execValue": coin(coin_value(abs(qty), mark, inst.contract_size_usd)),
         "execTime": str(event.time_ms), "feeCurrency": inst.margin_asset, "isMaker": False,

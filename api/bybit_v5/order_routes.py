@@ -27,6 +27,7 @@ from perpsim.api.bybit_v5.route_class import BybitRoute
 from perpsim.sim import algo, trading
 from perpsim.sim.algo import AlgoOrder
 from perpsim.sim.errors import InvalidInput, OrderNotFound, WouldTriggerImmediately
+from perpsim.sim.journal import expand
 from perpsim.sim.orders import Order
 
 router = APIRouter(prefix="/v5", tags=["bybit v5 orders"], route_class=BybitRoute)
@@ -223,7 +224,8 @@ async def executions(call: Private) -> dict[str, Any]:
             for e in wire.fills_of(call.ex, call.account_id)
             # asked for one order: build only its rows (a hedge settles order by order)
             if wanted_id is None or wire.execution_order_id(e, conditional_of) == wanted_id]
-    rows += [wire.funding_execution_row(call.ex, e) for e in call.ex.journal
+    rows += [wire.funding_execution_row(call.ex, e)
+             for e in expand(call.ex.journal, call.account_id)
              if e.type == "funding.payment" and e.payload["account_id"] == call.account_id]
     rows.sort(key=lambda r: r["seq"], reverse=True)
     kept = [r for r in rows

@@ -104,7 +104,8 @@ class Hub:
     def _on_event(self, event: Event) -> None:
         if not self.conns:
             return
-        if event.type in ACCOUNT_EVENTS or event.type == "liquidation.order":
+        if (event.type in ACCOUNT_EVENTS or event.type == "liquidation.order"
+                or event.detail is not None):
             with self._lock:
                 self._pending.append((self.state.exchange, event))
 
@@ -140,7 +141,15 @@ class Hub:
                 self.liquidations.append(event)
         del self.liquidations[:-MAX_LIQUIDATIONS]
         touched: dict[str, list[Event]] = {}
+        listening = {conn.account_id for conn in self.conns if conn.account_id is not None}
         for event in events:
+            # A funding settlement is one record: only listening accounts' payments expand.
+            detail = event.detail
+            if detail is not None:
+                for aid in listening:
+                    payments = detail.events(event, aid)
+                    if payments:
+                        touched.setdefault(aid, []).extend(payments)
             account_id = event.payload.get("account_id")
             if isinstance(account_id, str) and account_id in ex.accounts:
                 touched.setdefault(account_id, []).append(event)

@@ -14,7 +14,7 @@ from typing import Any
 
 from perpsim.sim import trading
 from perpsim.sim.exchange import Exchange
-from perpsim.sim.journal import Event
+from perpsim.sim.journal import Event, expand
 from perpsim.sim.profile import Profile, load_profile
 from perpsim.sim.scenario import MANUAL_START_MS, load_scenario
 
@@ -62,9 +62,11 @@ def step_to(ex: Exchange, price: Decimal | int | str, *, perp: Decimal | int | s
 
 
 def of_type(events: Iterable[Event], *types: str, **match: Any) -> list[Event]:
-    """The events of the given types whose payload matches ``match`` (key = value)."""
-    return [e for e in events if e.type in types
-            and all(e.payload.get(k) == v for k, v in match.items())]
+    """The events of the given types whose payload matches ``match`` (key = value); a funding
+    settlement's per-account payments included (``sim.journal.expand``)."""
+    owner = match.get("account_id")
+    return [e for e in expand(events, owner if isinstance(owner, str) else None)
+            if e.type in types and all(e.payload.get(k) == v for k, v in match.items())]
 
 
 def journal(ex: Exchange, *types: str, **match: Any) -> list[Event]:
