@@ -7,8 +7,9 @@ not define is the client's own):
 * **Retries with backoff**: reads (``fetch_*``, ``load_markets``) and idempotent settings
   (leverage, margin mode) are retried on transient errors with exponential backoff and
   "equal jitter" from a seeded RNG (the same seed gives the same delays). A 429 / 418's
-  ``Retry-After`` is honoured for *every* call of the client (one shared gate), so a
-  well-behaved client is never banned.
+  ``Retry-After`` (Bybit: the ``X-Bapi-Limit-Reset-Timestamp`` of a spent budget) is
+  honoured for *every* call of the client (one shared gate), so a well-behaved client is
+  never banned. Which codes mean "wait" or "try again" is the venue's (strategy/venue.py).
 * **Never double-submits**: ``create_order`` always carries a client order id (one is made up
   if the caller gave none). After an error that leaves the outcome unknown (a timeout, a 5xx)
   the id is looked up (Binance: ``fetch_order`` by ``origClientOrderId``, Bybit: by
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -51,6 +53,11 @@ SPOT_ACCOUNTS = ("spot", "main", "MAIN")
 
 PassTime = Callable[[int], Awaitable[None]]
 Sleep = Callable[[float], Awaitable[None]]
+WallMs = Callable[[], int]
+
+
+def _wall_now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)
@@ -72,18 +79,19 @@ def classify(error: BaseException, venue: Venue = BINANCE_COINM) -> str | None:
     """``rate`` (not executed; wait), ``outage`` (maintenance), ``unknown`` (may have run,
     may still run), ``answered`` (the venue answered a failure: it may have run), ``reject``
     (an order refused for now), or None (a real error: do not retry)."""
-    text = str(error)
     if isinstance(error, ccxt.OnMaintenance):
         return "outage"
-    if isinstance(error, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
+    if isinstance(error, ccxt.DDoSProtection | ccxt.RateLimitExceeded) or (
+            isinstance(error, ccxt.ExchangeError)
+            and venue.has_code(error, venue.rate_limit_codes)):
         return "rate"
     if isinstance(error, ccxt.NetworkError):
         return "unknown"
-    if any(code in text for code in venue.reject_codes) and isinstance(error, ccxt.InvalidOrder):
+    if venue.has_code(error, venue.reject_codes) and isinstance(error, ccxt.InvalidOrder):
         return "reject"
     if isinstance(error, ccxt.OperationFailed) or (
             isinstance(error, ccxt.ExchangeError)
-            and any(c in text for c in venue.transient_codes)):
+            and venue.has_code(error, venue.transient_codes)):
         return "answered"
     return None
 
@@ -123,13 +131,15 @@ class ResilientExchange:
     """A ccxt async / pro client that survives faults (see module doc)."""
 
     def __init__(self, exchange: Any, policy: RetryPolicy | None = None, *,
-                 pass_time: PassTime | None = None, sleep: Sleep | None = None) -> None:
+                 pass_time: PassTime | None = None, sleep: Sleep | None = None,
+                 wall_ms: WallMs | None = None) -> None:
         own = object.__setattr__
         own(self, "_ex", exchange)
         own(self, "venue", venue_for(exchange))
         own(self, "policy", policy or RetryPolicy())
         own(self, "pass_time", pass_time)
         own(self, "_sleep", sleep or asyncio.sleep)
+        own(self, "_wall_ms", wall_ms or _wall_now_ms)  # a venue's reset stamps are wall ms
         own(self, "_rng", random.Random(self.policy.seed))
         own(self, "stats", Stats())
         own(self, "_hold_until", 0.0)
@@ -170,13 +180,8 @@ class ResilientExchange:
         """Honour Retry-After (shared by every call), else back off."""
         self.stats.rate_waits += 1
         headers = getattr(self._ex, "last_response_headers", None) or {}
-        retry_after = None
-        for key, value in dict(headers).items():
-            if str(key).lower() == "retry-after":
-                try:
-                    retry_after = float(value)
-                except ValueError:
-                    retry_after = None
+        # Binance: Retry-After; Bybit: until its X-Bapi-Limit-Reset-Timestamp (venue.py).
+        retry_after = self.venue.retry_after_s(headers, self._wall_ms())
         if retry_after is not None and retry_after > self.policy.max_retry_after_s:
             raise error  # banned for longer than we are willing to wait
         delay = max(retry_after or 0.0, self.backoff_s(attempt))

@@ -17,6 +17,7 @@ are right). See docs/bybit-dialect-notes.md §6.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -85,10 +86,13 @@ class Venue(Protocol):
     futures_account: str
     spot_balance_params: Mapping[str, Any]  # fetch_balance params for the spot wallet
     transient_codes: tuple[str, ...]  # "the request did not (or may not) have run"
+    rate_limit_codes: tuple[str, ...]  # "too many requests: wait" (not run)
     reject_codes: tuple[str, ...]  # order rejects that may pass a moment later
     duplicate_id_codes: tuple[str, ...]
 
     async def credentials_set(self, ex: Any) -> None: ...
+    def has_code(self, error: BaseException, codes: Iterable[str]) -> bool: ...
+    def retry_after_s(self, headers: Mapping[str, Any], wall_ms: int) -> float | None: ...
     def post_only_params(self) -> dict[str, Any]: ...
     def is_post_only_rejection(self, error: Exception) -> bool: ...
     def is_nothing_to_reduce(self, error: Exception) -> bool: ...
@@ -125,6 +129,24 @@ def _text_has(error: BaseException, codes: Iterable[str]) -> bool:
     return any(code in text for code in codes)
 
 
+def _header(headers: Mapping[str, Any], name: str) -> str | None:
+    """A response header by name, whatever its case (ccxt keeps the server's spelling)."""
+    wanted = name.lower()
+    for key, value in dict(headers).items():
+        if str(key).lower() == wanted:
+            return str(value)
+    return None
+
+
+def _retry_after_header(headers: Mapping[str, Any]) -> float | None:
+    """HTTP's ``Retry-After`` in seconds (None: absent or not a number)."""
+    value = _header(headers, "retry-after")
+    try:
+        return None if value is None else float(value)
+    except ValueError:
+        return None
+
+
 # ---- Binance COIN-M ------------------------------------------------------------------------------
 class BinanceCoinM:
     """ccxt ``binancecoinm``: numbers from Binance's raw strings (``info``)."""
@@ -135,12 +157,21 @@ class BinanceCoinM:
     # binancecoinm reads the COIN-M account unless the sub-type says spot too (GET /api/v3/account).
     spot_balance_params: Mapping[str, Any] = {"type": "spot", "subType": "spot"}
     transient_codes: tuple[str, ...] = ("-1000", "-1001", "-1006", "-1007", "-1008")
+    rate_limit_codes: tuple[str, ...] = ()  # -1003 and 429 are ccxt RateLimitExceeded already
     reject_codes: tuple[str, ...] = ("-2010", "-1015", "-2020", "-4131", "-1008")
     duplicate_id_codes: tuple[str, ...] = ("-4116",)
     page = 1000  # userTrades, income, fundingRate
 
     async def credentials_set(self, ex: Any) -> None:
         """Nothing to redo: binancecoinm's currencies do not depend on the keys."""
+
+    def has_code(self, error: BaseException, codes: Iterable[str]) -> bool:
+        """Binance's codes are negative and of distinct lengths: found in ccxt's text."""
+        return _text_has(error, codes)
+
+    def retry_after_s(self, headers: Mapping[str, Any], wall_ms: int) -> float | None:
+        """A 429 / 418 says how long in ``Retry-After``."""
+        return _retry_after_header(headers)
 
     def post_only_params(self) -> dict[str, Any]:
         return {"timeInForce": "GTX"}
@@ -347,6 +378,7 @@ BYBIT_CATEGORY = "inverse"
 BYBIT_POST_ONLY_TAKES = "EC_PostOnlyWillTakeLiquidity"
 BYBIT_VENUE_ORDERS = {"CreateByLiq": "liquidation", "CreateByAdl_PassThrough": "adl"}
 BYBIT_FILL_TYPES = ("Trade", "BustTrade", "AdlTrade")  # our fills, the venue's on our account
+BYBIT_RET_CODE = re.compile(r'"ret_?[cC]ode"\s*:\s*"?(-?\d+)')  # in ccxt's "bybit {body}"
 
 
 class BybitInverse:
@@ -356,8 +388,13 @@ class BybitInverse:
     spot_account = "spot"
     futures_account = "contract"
     spot_balance_params: Mapping[str, Any] = {"type": "spot"}
-    # 10016 server error, 10000 / 10002-style time-outs answer as ccxt network errors anyway.
-    transient_codes: tuple[str, ...] = ("10016",)
+    # Server-side "try again" answers ccxt raises as a bare ExchangeError: 10000 / 5004 server
+    # timeout, 10016 server error (a 5xx carries it too). 10002 (timestamp / recv window) is
+    # ccxt's InvalidNonce and 170007 its RequestTimeout: network errors, retried as such.
+    transient_codes: tuple[str, ...] = ("10000", "5004", "10016")
+    # 10006 too many visits, 10018 IP limit (ccxt: RateLimitExceeded, as HTTP 403), 10429
+    # system-level frequency protection (ccxt: a bare ExchangeError).
+    rate_limit_codes: tuple[str, ...] = ("10006", "10018", "10429")
     reject_codes: tuple[str, ...] = ()
     duplicate_id_codes: tuple[str, ...] = ("110072",)
     execution_page = 100  # /v5/execution/list: at most 100 a page
@@ -370,6 +407,28 @@ class BybitInverse:
         (private) coin list and takes each coin's precision from a contract's amount step: 1
         for BTCUSD, so ``transfer`` would round 4.976 BTC to 5 and be refused."""
         await ex.load_markets(True)
+
+    def has_code(self, error: BaseException, codes: Iterable[str]) -> bool:
+        """The answer's ``retCode`` is one of ``codes`` (read exactly: 10016 is not 110016).
+        An error without a retCode in its text (ccxt's own, an HTTP status) has none."""
+        found = BYBIT_RET_CODE.search(str(error))
+        return found is not None and found.group(1) in codes
+
+    def retry_after_s(self, headers: Mapping[str, Any], wall_ms: int) -> float | None:
+        """Until the window ends (``X-Bapi-Limit-Reset-Timestamp``, wall ms) when the budget is
+        spent (``X-Bapi-Limit-Status`` 0): Bybit sends no Retry-After, and a request sent
+        before the reset counts against the spent budget (and, repeated, gets the IP banned)."""
+        after = _retry_after_header(headers)
+        if after is not None:
+            return after
+        left, reset = _header(headers, "X-Bapi-Limit-Status"), _header(
+            headers, "X-Bapi-Limit-Reset-Timestamp")
+        if left is None or reset is None or not left.isdigit() or int(left) > 0:
+            return None
+        try:
+            return max(0.0, (int(reset) - wall_ms) / 1000)
+        except ValueError:
+            return None
 
     def post_only_params(self) -> dict[str, Any]:
         return {"postOnly": True}

@@ -13,6 +13,7 @@ import ccxt
 import pytest
 
 from perpsim.strategy.resilience import ResilientExchange, RetryPolicy, classify, resilient
+from perpsim.strategy.venue import BINANCE_COINM, BYBIT_INVERSE
 
 SYMBOL = "BTC/USD:BTC"
 
@@ -98,6 +99,36 @@ def test_errors_are_classified_by_what_they_say_about_execution() -> None:
     assert classify(ccxt.InvalidOrder('{"code":-2010}')) == "reject"
     assert classify(ccxt.InvalidOrder('{"code":-5022}')) is None  # post-only: the caller's
     assert classify(ccxt.InsufficientFunds('{"code":-2019}')) is None
+
+
+def bybit_error(cls: type[Exception], code: int) -> Exception:
+    """What ccxt.bybit raises for an answer with ``code`` (its "bybit {body}" text)."""
+    return cls(f'bybit {{"retCode":{code},"retMsg":"m","result":{{}},"time":1}}')
+
+
+def test_bybit_codes_are_classified_as_binances_are() -> None:
+    assert classify(bybit_error(ccxt.RateLimitExceeded, 10006), BYBIT_INVERSE) == "rate"
+    assert classify(bybit_error(ccxt.ExchangeError, 10429), BYBIT_INVERSE) == "rate"
+    assert classify(ccxt.RateLimitExceeded("bybit POST /v5/order/create 403 Forbidden "
+                                           "access too frequent"), BYBIT_INVERSE) == "rate"
+    assert classify(bybit_error(ccxt.ExchangeError, 10016), BYBIT_INVERSE) == "answered"
+    assert classify(bybit_error(ccxt.ExchangeError, 10000), BYBIT_INVERSE) == "answered"
+    assert classify(bybit_error(ccxt.InvalidNonce, 10002), BYBIT_INVERSE) == "unknown"
+    # Read exactly: a six-digit code holding a transient one is a real error.
+    assert classify(bybit_error(ccxt.ExchangeError, 110016), BYBIT_INVERSE) is None
+    assert classify(bybit_error(ccxt.InsufficientFunds, 110007), BYBIT_INVERSE) is None
+
+
+def test_bybit_says_how_long_to_wait_by_its_reset_stamp() -> None:
+    spent = {"x-bapi-limit": "40", "X-Bapi-Limit-Status": "0",
+             "X-Bapi-Limit-Reset-Timestamp": "1800000001500"}
+    assert BYBIT_INVERSE.retry_after_s(spent, 1_800_000_000_000) == 1.5
+    assert BYBIT_INVERSE.retry_after_s(spent, 1_800_000_002_000) == 0.0
+    assert BYBIT_INVERSE.retry_after_s({**spent, "X-Bapi-Limit-Status": "3"},
+                                       1_800_000_000_000) is None  # budget left
+    assert BYBIT_INVERSE.retry_after_s({}, 0) is None
+    assert BYBIT_INVERSE.retry_after_s({"Retry-After": "7"}, 0) == 7.0
+    assert BINANCE_COINM.retry_after_s({"retry-after": "3"}, 0) == 3.0
 
 
 def test_reads_are_retried_with_seeded_backoff() -> None:
