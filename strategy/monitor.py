@@ -208,7 +208,7 @@ class Monitor:
     # ---- streams -------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the ``watch_*`` loops (they run until :meth:`stop`)."""
-        if self._tasks or not getattr(self.ex, "has", {}).get("watchMarkPrice"):
+        if self._tasks or not self.venue.can_stream(self.ex):
             return
         loops: list[Callable[[], Any]] = [self._watch_mark, self._watch_orders,
                                           self._watch_positions, self._watch_balance]
@@ -241,7 +241,7 @@ class Monitor:
 
     async def _watch_mark(self) -> None:
         async def step() -> None:
-            ticker = await self.ex.watch_mark_price(self.symbol)
+            ticker = await self.venue.watch_mark(self.ex, self.symbol)
             ts = int(ticker.get("timestamp") or 0)
             if ts < self.live.mark_ms:
                 return

@@ -110,6 +110,8 @@ class Venue(Protocol):
     def premium(self, ticker: Mapping[str, Any]) -> Premium: ...
     def next_settlement_ms(self, ticker: Mapping[str, Any]) -> int | None: ...
     def stream_mark_index(self, ticker: Mapping[str, Any]) -> tuple[Any, Any]: ...
+    def can_stream(self, ex: Any) -> bool: ...
+    async def watch_mark(self, ex: Any, symbol: str) -> Mapping[str, Any]: ...
     def tiers(self, rows: Sequence[Mapping[str, Any]]) -> tuple[Tier, ...]: ...
     def order_kind(self, order: Mapping[str, Any]) -> str | None: ...
     async def venue_orders(self, ex: Any, symbol: str, since_ms: int) -> list[dict[str, Any]]: ...
@@ -281,6 +283,15 @@ class BinanceCoinM:
         info = ticker.get("info") or {}
         return (ticker.get("markPrice") or info.get("p"),
                 ticker.get("indexPrice") or info.get("i"))
+
+    def can_stream(self, ex: Any) -> bool:
+        """A ccxt.pro client (the mark price stream is what the others go with)."""
+        return bool((getattr(ex, "has", None) or {}).get("watchMarkPrice"))
+
+    async def watch_mark(self, ex: Any, symbol: str) -> Mapping[str, Any]:
+        """The next ``markPriceUpdate`` (mark and index)."""
+        answer: Mapping[str, Any] = await ex.watch_mark_price(symbol)
+        return answer
 
     def tiers(self, rows: Sequence[Mapping[str, Any]]) -> tuple[Tier, ...]:
         return tiers_from_ccxt(rows)
@@ -537,6 +548,17 @@ class BybitInverse:
 
     def stream_mark_index(self, ticker: Mapping[str, Any]) -> tuple[Any, Any]:
         return ticker.get("markPrice"), ticker.get("indexPrice")
+
+    def can_stream(self, ex: Any) -> bool:
+        """A ccxt.pro client: Bybit has no mark-price stream of its own, its ``tickers``
+        topic carries the mark and the index."""
+        return bool((getattr(ex, "has", None) or {}).get("watchTicker"))
+
+    async def watch_mark(self, ex: Any, symbol: str) -> Mapping[str, Any]:
+        """The next ``tickers.<symbol>`` frame (ccxt merges Bybit's deltas into a whole
+        ticker: ``markPrice``, ``indexPrice``)."""
+        answer: Mapping[str, Any] = await ex.watch_ticker(symbol)
+        return answer
 
     def tiers(self, rows: Sequence[Mapping[str, Any]]) -> tuple[Tier, ...]:
         """Bybit's risk limits: value caps in coin, MMR, and ``mmDeduction`` (the cum)."""
