@@ -15,7 +15,7 @@ re-solved) solves W + s·N·(1/EP − 1/LP) = N/LP·MMR − cum.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
@@ -68,28 +68,16 @@ class Tier:
     max_leverage: Decimal
 
 
-def tiers_from_ccxt(rows: Sequence[Mapping[str, Any]]) -> tuple[Tier, ...]:
-    """Tiers from ``fetch_leverage_tiers()[symbol]`` (exact numbers taken from ``info``)."""
-    tiers: list[Tier] = []
-    for row in rows:
-        info = row.get("info") or {}
-        floor = info.get("qtyFloor", info.get("notionalFloor", row.get("minNotional")))
-        cap = info.get("qtyCap", info.get("notionalCap", row.get("maxNotional")))
-        tiers.append(Tier(
-            floor_coin=dec(floor, "tier floor"),
-            cap_coin=None if cap is None else dec(cap, "tier cap"),
-            mmr=dec(info.get("maintMarginRatio", row.get("maintenanceMarginRate")), "tier MMR"),
-            cum_coin=dec(info.get("cum", 0), "tier cum"),
-            max_leverage=dec(info.get("initialLeverage", row.get("maxLeverage")),
-                             "tier max leverage"),
-        ))
-    tiers.sort(key=lambda t: t.floor_coin)
-    if not tiers:
+def ordered_tiers(tiers: Iterable[Tier]) -> tuple[Tier, ...]:
+    """A venue's tiers (each venue reads its own fields: strategy/venue.py ``tiers``) by
+    floor, the last one open-ended as on the venue (its published cap is only a display
+    value)."""
+    found = sorted(tiers, key=lambda t: t.floor_coin)
+    if not found:
         raise PlanError("the market has no leverage tiers")
-    # The last tier is open-ended, as on the venue (its published cap is only a display value).
-    last = tiers[-1]
-    tiers[-1] = Tier(last.floor_coin, None, last.mmr, last.cum_coin, last.max_leverage)
-    return tuple(tiers)
+    last = found[-1]
+    found[-1] = Tier(last.floor_coin, None, last.mmr, last.cum_coin, last.max_leverage)
+    return tuple(found)
 
 
 def tier_for(tiers: Sequence[Tier], value_coin: Decimal) -> Tier:

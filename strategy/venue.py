@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import ccxt
 
-from perpsim.strategy.plan import Tier, dec, tiers_from_ccxt
+from perpsim.strategy.plan import Tier, dec, ordered_tiers
 
 ZERO = Decimal(0)
 MAX_PAGES = 10_000  # a history longer than this many pages is a venue that never ends one
@@ -294,7 +294,23 @@ class BinanceCoinM:
         return answer
 
     def tiers(self, rows: Sequence[Mapping[str, Any]]) -> tuple[Tier, ...]:
-        return tiers_from_ccxt(rows)
+        """``fetch_leverage_tiers()[symbol]``, the exact numbers from Binance's bracket
+        strings (``info``; ccxt's unified ones are floats): ``qtyFloor`` / ``qtyCap`` (coin
+        value), ``maintMarginRatio``, ``cum``, ``initialLeverage``."""
+        tiers = []
+        for row in rows:
+            info = row.get("info") or {}
+            floor = info.get("qtyFloor", info.get("notionalFloor", row.get("minNotional")))
+            cap = info.get("qtyCap", info.get("notionalCap", row.get("maxNotional")))
+            tiers.append(Tier(
+                floor_coin=dec(floor, "tier floor"),
+                cap_coin=None if cap is None else dec(cap, "tier cap"),
+                mmr=dec(info.get("maintMarginRatio", row.get("maintenanceMarginRate")),
+                        "tier MMR"),
+                cum_coin=dec(info.get("cum", 0), "tier cum"),
+                max_leverage=dec(info.get("initialLeverage", row.get("maxLeverage")),
+                                 "tier max leverage")))
+        return ordered_tiers(tiers)
 
     def order_kind(self, order: Mapping[str, Any]) -> str | None:
         """Binance: type LIQUIDATION, client ids ``autoclose-…`` and ``adl_autoclose…``."""
@@ -561,14 +577,15 @@ class BybitInverse:
         return answer
 
     def tiers(self, rows: Sequence[Mapping[str, Any]]) -> tuple[Tier, ...]:
-        """Bybit's risk limits: value caps in coin, MMR, and ``mmDeduction`` (the cum)."""
-        converted = [{
-            "minNotional": row.get("minNotional"), "maxNotional": row.get("maxNotional"),
-            "maintenanceMarginRate": row.get("maintenanceMarginRate"),
-            "maxLeverage": row.get("maxLeverage"),
-            "info": {"cum": (row.get("info") or {}).get("mmDeduction") or 0}}
-            for row in rows]
-        return tiers_from_ccxt(converted)
+        """Bybit's risk limits as ccxt parses them: value caps in coin (``minNotional`` /
+        ``maxNotional``), MMR, max leverage, and ``mmDeduction`` (the cum) from the raw row."""
+        return ordered_tiers(Tier(
+            floor_coin=dec(row.get("minNotional"), "tier floor"),
+            cap_coin=None if row.get("maxNotional") is None
+            else dec(row.get("maxNotional"), "tier cap"),
+            mmr=dec(row.get("maintenanceMarginRate"), "tier MMR"),
+            cum_coin=dec((row.get("info") or {}).get("mmDeduction") or 0, "tier cum"),
+            max_leverage=dec(row.get("maxLeverage"), "tier max leverage")) for row in rows)
 
     def order_kind(self, order: Mapping[str, Any]) -> str | None:
         return BYBIT_VENUE_ORDERS.get(str((order.get("info") or {}).get("createType") or ""))

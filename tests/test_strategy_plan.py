@@ -16,9 +16,9 @@ from perpsim.strategy.plan import (
     make_plan,
     margin_for_liquidation_price,
     tier_for,
-    tiers_from_ccxt,
 )
 from perpsim.strategy.record import HedgeConfig
+from perpsim.strategy.venue import BINANCE_COINM
 
 D = Decimal
 MARKET = {
@@ -37,7 +37,7 @@ CCXT_TIERS = [{"tier": b, "minNotional": float(lo), "maxNotional": float(hi),
                "info": {"bracket": str(b), "initialLeverage": str(lev), "qtyFloor": lo,
                         "qtyCap": hi, "maintMarginRatio": mmr, "cum": cum}}
               for b, lo, hi, lev, mmr, cum in _ROWS]
-TIERS = tiers_from_ccxt(CCXT_TIERS)
+TIERS = BINANCE_COINM.tiers(CCXT_TIERS)
 ONE_TIER = (Tier(D(0), None, D("0.004"), D(0), D(125)),)
 
 

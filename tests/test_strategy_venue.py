@@ -13,6 +13,7 @@ import ccxt
 import pytest
 
 from perpsim.strategy.execution import Executor, PostOnlyRejected
+from perpsim.strategy.plan import PlanError
 from perpsim.strategy.venue import BINANCE_COINM, BYBIT_INVERSE, venue_for
 
 SYMBOL = "BTC/USD:BTC"
@@ -244,3 +245,17 @@ def test_a_lost_answer_found_cancelled_as_a_taker_is_a_post_only_rejection() -> 
     with pytest.raises(PostOnlyRejected):
         run(_executor(ex)._submit("hedge-t-open-0-0", "limit", "sell", 1000, D("60000"),
                                   {"postOnly": True}))
+
+
+def test_each_venue_reads_its_own_tier_fields_and_none_is_an_error() -> None:
+    # Binance: the exact bracket strings in info, not ccxt's floats.
+    (tier,) = BINANCE_COINM.tiers([{
+        "minNotional": 0.0, "maxNotional": 5.0, "maintenanceMarginRate": 0.004,
+        "maxLeverage": 125, "info": {"qtyFloor": "0", "qtyCap": "5",
+                                     "maintMarginRatio": "0.004", "cum": "0",
+                                     "initialLeverage": "125"}}])
+    assert (tier.floor_coin, tier.cap_coin, tier.mmr, tier.max_leverage) == (
+        0, None, D("0.004"), 125)
+    for venue in (BINANCE_COINM, BYBIT_INVERSE):
+        with pytest.raises(PlanError, match="no leverage tiers"):
+            venue.tiers([])
