@@ -163,3 +163,26 @@ def test_a_sweep_run_on_bybit_inverse_speaks_v5_in_process_as_over_the_wire(
     wire = run_row(run, over_wire=True)
     assert in_process["record_digest"] == wire["record_digest"]
     assert in_process["journal_digest"] == wire["journal_digest"]
+
+
+def test_a_liquidated_isolated_hedge_accounts_for_the_clearance_as_a_fee(
+        capsys: pytest.CaptureFixture[str], wire_paths: list[str]) -> None:
+    # squeeze with thin isolated margin and no top-ups: the short is taken over, and what its
+    # margin held beyond the loss at the bankruptcy price goes to the insurance fund. Bybit
+    # charges that with the BustTrade (execFee): the attribution has nothing left over.
+    code, out, err = run_main(capsys, "hedge", "--profile", "bybit_inverse", "--scenario",
+                              "squeeze", "--spot", "1", "--collateral", "0.3", "--leverage",
+                              "5", "--no-topup", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["liquidated"] is True
+    (market,) = MARKETS
+    ex = market.exchange
+    (account_id,) = ex.accounts
+    posted: dict[str, Decimal] = {}
+    for posting in ex.ledger.history_of(account_id):
+        if posting.reason in ("commission", "liquidation_clearance"):
+            posted[posting.reason] = posted.get(posting.reason, D(0)) + posting.amount
+    assert posted["liquidation_clearance"] > 0  # the case this test is about
+    assert D(result["fees_btc"]) == posted["commission"] + posted["liquidation_clearance"]
+    assert D(result["other_btc"]) == 0

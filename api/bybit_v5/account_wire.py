@@ -29,7 +29,7 @@ from perpsim.sim.algo import AlgoOrder
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.inverse import coin_value
 from perpsim.sim.journal import Event
-from perpsim.sim.ledger import Posting
+from perpsim.sim.ledger import Posting, isolated_account
 from perpsim.sim.orders import FOK_UNFILLED, IOC_UNFILLED, POST_ONLY_WOULD_TAKE, Order
 from perpsim.sim.profile import Instrument
 
@@ -109,8 +109,8 @@ def _fill_part(ex: Exchange, inst: Instrument, order: Order | None) -> dict[str,
 
 
 def order_fee(ex: Exchange, order: Order) -> Decimal:
-    """Commission charged on ``order``'s fills so far (from the journal)."""
-    return sum((Decimal(e.payload["commission"]) for e in fills_of(ex, order.account_id)
+    """Fees charged on ``order``'s fills so far (from the journal; see :func:`exec_fee`)."""
+    return sum((exec_fee(ex, e) for e in fills_of(ex, order.account_id)
                 if e.payload["order_id"] == order.order_id), Decimal(0))
 
 
@@ -216,6 +216,28 @@ def fills_of(ex: Exchange, account_id: str) -> Iterator[Event]:
 
 
 EXEC_TYPES = {"LIQUIDATION": "BustTrade", "ADL": "AdlTrade"}
+CLEARANCE = "liquidation_clearance"  # the engine's posting of a taken-over isolated remainder
+
+
+def clearance_fee(ex: Exchange, event: Event) -> Decimal:
+    """What an isolated position's takeover left in its margin and the engine swept to the
+    insurance fund at that instant (sim/liquidation.py ``_take_over``). On Bybit that is the
+    fee to close the bankruptcy price holds, charged with the BustTrade: part of its
+    ``execFee`` (a client summing its executions' fees then accounts for every coin)."""
+    p = event.payload
+    if p["order_type"] != "LIQUIDATION" or int(p["position_qty"]) != 0 \
+            or p.get("margin_mode") != "isolated":
+        return Decimal(0)
+    side = str(p.get("position_side", "BOTH"))
+    margin = isolated_account(p["account_id"],
+                              p["symbol"] if side == "BOTH" else f"{p['symbol']}.{side}")
+    return sum((q.amount for q in ex.ledger.history(margin) if q.source == margin
+                and q.reason == CLEARANCE and q.time_ms == event.time_ms), Decimal(0))
+
+
+def exec_fee(ex: Exchange, event: Event) -> Decimal:
+    """A fill's ``execFee``: its commission, and a takeover's clearance (above)."""
+    return Decimal(event.payload["commission"]) + clearance_fee(ex, event)
 
 
 def execution_order_id(event: Event, conditional_of: dict[int, AlgoOrder]) -> str:
@@ -236,7 +258,7 @@ def execution_row(ex: Exchange, event: Event, conditional_of: dict[int, AlgoOrde
     algo = conditional_of.get(int(p["order_id"]))
     order_id = execution_order_id(event, conditional_of)
     value = coin_value(qty, fill_price, inst.contract_size_usd)
-    fee = Decimal(p["commission"])
+    fee = exec_fee(ex, event)
     return {
         "symbol": p["symbol"], "orderId": order_id,
         "orderLinkId": algo.client_algo_id if algo else (link_id(order) if order else ""),
@@ -322,7 +344,7 @@ def closed_pnl_rows(ex: Exchange, account_id: str,
         entry_value = size / entry_before
         total = totals.setdefault(order_id, [Decimal(0)] * 5)
         for i, value in enumerate((Decimal(closed), entry_value, size / exit_price,
-                                   pnl - Decimal(p["commission"]), Decimal(1))):
+                                   pnl - exec_fee(ex, event), Decimal(1))):
             total[i] += value
         order = ex.orders.get(order_id)
         conditional = conditional_of.get(order_id)
