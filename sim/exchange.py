@@ -582,6 +582,12 @@ def _check_tape_prices(scenario: Scenario, tape: PriceTape, inst: Instrument) ->
     high = float(MAX_PRICE_USD)
     for column, low in (("index", inst.tick_size), ("perp", lowest_perp_price_usd(inst))):
         values = getattr(tape, column)
+        if not len(values):
+            continue
+        # Two reductions (NaN propagates through both) instead of four full-tape temporaries;
+        # only a failing tape pays for finding its first bad row.
+        if float(values.min()) >= float(low) and float(values.max()) <= high:
+            continue
         bad = np.flatnonzero(~((values >= float(low)) & (values <= high)))
         if bad.size:
             row = int(bad[0])
