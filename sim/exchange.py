@@ -107,10 +107,24 @@ class SymbolState:
 TOKEN_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 
 
+# Byte b < 248 maps to TOKEN_CHARS[b % 62] (248 = 4 × 62, so every character is equally
+# likely); bytes 248..255 are dropped (rejection sampling, no modulo bias).
+_TOKEN_BYTES_KEPT = 4 * len(TOKEN_CHARS)
+_TOKEN_TABLE = bytes.maketrans(bytes(range(_TOKEN_BYTES_KEPT)), (TOKEN_CHARS * 4).encode())
+_TOKEN_DROP = bytes(range(_TOKEN_BYTES_KEPT, 256))
+
+
 def random_token(n: int) -> str:
     """``n`` characters from a cryptographic source: API keys and secrets must not follow
-    from the seed (two servers with seed 0 would otherwise hand out the same secret)."""
-    return "".join(secrets.choice(TOKEN_CHARS) for _ in range(n))
+    from the seed (two servers with seed 0 would otherwise hand out the same secret).
+
+    One ``secrets.token_bytes`` call per token, mapped through a table, instead of one
+    ``secrets.choice`` (a system call) per character: a crowd of 100,000 accounts spent half its
+    set-up time here."""
+    out = b""
+    while len(out) < n:
+        out += secrets.token_bytes(n - len(out) + n // 16 + 4).translate(_TOKEN_TABLE, _TOKEN_DROP)
+    return out[:n].decode()
 
 
 class Exchange:
