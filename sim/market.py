@@ -248,8 +248,9 @@ class MarketPricer:
     # ---- premium and funding -------------------------------------------------------------------
     def premiums(self, sample_ms: np.ndarray) -> np.ndarray:
         """Premium index samples (mechanics §4) at the given times, from the synthetic book."""
-        ref = self.references(sample_ms)[:, None]
-        index = self.tape.index[self.tape.rows_at(sample_ms)]
+        rows = self.tape.rows_at(sample_ms)  # once: the reference and the index share them
+        ref = (np.round(self.tape.perp[rows] / self._tick_f) * self._tick_f)[:, None]
+        index = self.tape.index[rows]
         if self.inst.impact_notional_coin is not None:
             impact_ask = self._impact_by_coin(ref, +1)
             impact_bid = self._impact_by_coin(ref, -1)
