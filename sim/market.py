@@ -20,7 +20,7 @@ import numpy as np
 
 from perpsim.sim.errors import InvalidState
 from perpsim.sim.funding_schedule import FundingSchedule
-from perpsim.sim.money import round_to_tick
+from perpsim.sim.money import quantize, round_to_tick
 from perpsim.sim.profile import Instrument, Profile
 
 RATE_STEP = Decimal("0.00000001")  # funding rates are published with 8 decimals
@@ -181,20 +181,28 @@ class MarketPricer:
         n = self.profile.mark.basis_samples
         last_sample = t_ms // step * step
         rows = self.tape.rows_at(last_sample - step * np.arange(n, dtype=np.int64))
-        total = Decimal(0)
         # Consecutive instants share all but a few samples: each row's basis is converted once
         # (a manual tape's rows can change, so it is converted every time).
         cache = None if self.tape.manual else self._basis_of_row
-        for row in rows.tolist():  # exact: each sample converted and rounded in Decimal
-            basis = cache.get(row) if cache is not None else None
-            if basis is None:
-                basis = round_to_tick(decimal_price(self.tape.perp[row]), self.tick) - \
-                    decimal_price(self.tape.index[row])
-                if cache is not None:
-                    if len(cache) > _BASIS_CACHE_ROWS:
-                        cache.clear()
-                    cache[row] = basis
-            total += basis
+        row_list = rows.tolist()
+        missing = row_list if cache is None else [row for row in row_list if row not in cache]
+        fresh: dict[int, Decimal] = {}
+        if missing:
+            # Exact: each sample converted (Decimal of the float's shortest repr, as
+            # decimal_price) and rounded in Decimal; the floats are read in one batch.
+            tick = self.tick
+            perps = self.tape.perp[missing].tolist()
+            indexes = self.tape.index[missing].tolist()
+            for row, perp, index in zip(missing, perps, indexes, strict=True):
+                fresh[row] = quantize(Decimal(repr(perp)), tick) - Decimal(repr(index))
+        total = Decimal(0)
+        for row in row_list:
+            basis = fresh.get(row)
+            total += basis if basis is not None else cache[row]  # type: ignore[index]
+        if cache is not None and fresh:
+            if len(cache) + len(fresh) > _BASIS_CACHE_ROWS:
+                cache.clear()
+            cache.update(fresh)
         return total / n
 
     # ---- vectorised, over a grid --------------------------------------------------------------
