@@ -66,16 +66,15 @@ def check_account(ex: Exchange, account: Account) -> None:
         return
     for pos in list(account.positions.values()):
         if pos.is_open and pos.margin_mode == "isolated":
-            _margin_call(ex, account, pos)
+            view = _margin_call(ex, account, pos)
             if _reached(ex, account, pos):
-                liquidate(ex, account, [pos])
+                liquidate(ex, account, [pos], {id(pos): view})
     for coin in dict.fromkeys(p.coin for p in account.open_positions()
                               if p.margin_mode == "cross"):
         positions = risk.cross_positions(ex, account.account_id, coin)
-        for pos in positions:
-            _margin_call(ex, account, pos)
+        views = {id(pos): _margin_call(ex, account, pos) for pos in positions}
         if any(_reached(ex, account, p) for p in positions):
-            liquidate(ex, account, positions)
+            liquidate(ex, account, positions, views)
 
 
 def _reached(ex: Exchange, account: Account, pos: Position) -> bool:
@@ -98,14 +97,16 @@ def _past_bankruptcy(ex: Exchange, account: Account, pos: Position) -> bool:
     return mark <= bankrupt if side > 0 else mark >= bankrupt
 
 
-def _margin_call(ex: Exchange, account: Account, pos: Position) -> None:
+def _margin_call(ex: Exchange, account: Account, pos: Position) -> risk.PositionRisk:
+    """Journal a margin call when the ratio first reaches the threshold; the risk view used
+    (the liquidation snapshot right after reuses it: nothing moves money in between)."""
     view = risk.position_risk(ex, account.account_id, pos.symbol, pos.position_side)
     threshold = ex.profile.liquidation.margin_call_ratio
     if view.margin_ratio < threshold:
         pos.margin_call_sent = False
-        return
+        return view
     if pos.margin_call_sent:
-        return
+        return view
     pos.margin_call_sent = True
     ex.journal.append(ex.now_ms, "margin.call", account_id=account.account_id,
                       symbol=pos.symbol, position_side=pos.position_side,
@@ -115,14 +116,21 @@ def _margin_call(ex: Exchange, account: Account, pos: Position) -> None:
                       maint_margin=view.maint_margin_coin,
                       liquidation_price=_finite(view.liquidation_price_usd))
     ex.watcher.replan()
+    return view
 
 
-def liquidate(ex: Exchange, account: Account, positions: list[Position]) -> None:
-    """Run the waterfall for an isolated position ([pos]) or an account's cross positions."""
+def liquidate(ex: Exchange, account: Account, positions: list[Position],
+              views: dict[int, risk.PositionRisk] | None = None) -> None:
+    """Run the waterfall for an isolated position ([pos]) or an account's cross positions.
+
+    ``views``: each position's risk view (by ``id``) computed at this stamp with nothing moved
+    since (check_account's margin-call pass): the trigger snapshot reuses it instead of a
+    second exact ``position_risk``."""
     aid = account.account_id
+    known = views or {}
     ex.journal.append(ex.now_ms, "liquidation.triggered", account_id=aid,
                       margin_mode=positions[0].margin_mode, coin=positions[0].coin,
-                      positions=[_snapshot(ex, aid, p) for p in positions])
+                      positions=[_snapshot(ex, aid, p, known.get(id(p))) for p in positions])
     # 1. Cancel the account's open orders on these symbols (cross: all in the coin).
     symbols = ([positions[0].symbol] if positions[0].margin_mode == "isolated" else
                [s for s, i in ex.instruments.items() if i.margin_asset == positions[0].coin])
@@ -170,8 +178,10 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position]) -> None
     ex.watcher.replan()
 
 
-def _snapshot(ex: Exchange, account_id: str, pos: Position) -> dict[str, object]:
-    view = risk.position_risk(ex, account_id, pos.symbol, pos.position_side)
+def _snapshot(ex: Exchange, account_id: str, pos: Position,
+              view: risk.PositionRisk | None = None) -> dict[str, object]:
+    if view is None:
+        view = risk.position_risk(ex, account_id, pos.symbol, pos.position_side)
     return {"symbol": pos.symbol, "position_side": pos.position_side, "qty": pos.qty_contracts,
             "entry": pos.entry_price_usd,
             "mark": view.mark_price_usd, "margin_balance": view.margin_balance_coin,
