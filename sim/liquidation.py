@@ -97,10 +97,10 @@ def _past_bankruptcy(ex: Exchange, account: Account, pos: Position) -> bool:
     return mark <= bankrupt if side > 0 else mark >= bankrupt
 
 
-def _margin_call(ex: Exchange, account: Account, pos: Position) -> risk.PositionRisk:
+def _margin_call(ex: Exchange, account: Account, pos: Position) -> risk.MarginCheck:
     """Journal a margin call when the ratio first reaches the threshold; the risk view used
     (the liquidation snapshot right after reuses it: nothing moves money in between)."""
-    view = risk.position_risk(ex, account.account_id, pos.symbol, pos.position_side)
+    view = risk.margin_check(ex, account.account_id, pos)
     threshold = ex.profile.liquidation.margin_call_ratio
     if view.margin_ratio < threshold:
         pos.margin_call_sent = False
@@ -120,12 +120,12 @@ def _margin_call(ex: Exchange, account: Account, pos: Position) -> risk.Position
 
 
 def liquidate(ex: Exchange, account: Account, positions: list[Position],
-              views: dict[int, risk.PositionRisk] | None = None) -> None:
+              views: dict[int, risk.MarginCheck] | None = None) -> None:
     """Run the waterfall for an isolated position ([pos]) or an account's cross positions.
 
     ``views``: each position's risk view (by ``id``) computed at this stamp with nothing moved
     since (check_account's margin-call pass): the trigger snapshot reuses it instead of a
-    second exact ``position_risk``."""
+    second exact ``margin_check``."""
     aid = account.account_id
     known = views or {}
     ex.journal.append(ex.now_ms, "liquidation.triggered", account_id=aid,
@@ -179,9 +179,9 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
 
 
 def _snapshot(ex: Exchange, account_id: str, pos: Position,
-              view: risk.PositionRisk | None = None) -> dict[str, object]:
+              view: risk.MarginCheck | None = None) -> dict[str, object]:
     if view is None:
-        view = risk.position_risk(ex, account_id, pos.symbol, pos.position_side)
+        view = risk.margin_check(ex, account_id, pos)
     return {"symbol": pos.symbol, "position_side": pos.position_side, "qty": pos.qty_contracts,
             "entry": pos.entry_price_usd,
             "mark": view.mark_price_usd, "margin_balance": view.margin_balance_coin,

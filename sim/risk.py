@@ -192,10 +192,22 @@ class PositionRisk:
     position_side: str = "BOTH"
 
 
-def position_risk(ex: Exchange, account_id: str, symbol: str,
-                  side: PositionSide = "BOTH") -> PositionRisk:
-    """The risk view of one position (one-way, or one leg in hedge mode) now."""
-    pos = ex.position(account_id, symbol, side)
+@dataclass(frozen=True, slots=True)
+class MarginCheck:
+    """What the liquidation engine reads of a position (the margin-call test and the trigger
+    snapshot): :class:`PositionRisk`'s margin fields without its display-only ones (initial
+    margin, unrealised PnL, value), which cost as much again to compute exactly."""
+
+    mark_price_usd: Decimal
+    maint_margin_coin: Decimal
+    margin_balance_coin: Decimal
+    margin_ratio: Decimal
+    liquidation_price_usd: Decimal | None
+    bankruptcy_price_usd: Decimal | None
+
+
+def margin_check(ex: Exchange, account_id: str, pos: Position) -> MarginCheck:
+    """The margin fields of ``pos``'s risk view now (exact, as :func:`position_risk`)."""
     mark = ex.mark_price(pos.symbol)
     if pos.margin_mode == "isolated":
         balance = isolated_margin_balance(ex, account_id, pos)
@@ -204,15 +216,25 @@ def position_risk(ex: Exchange, account_id: str, symbol: str,
         state = cross_state(ex, account_id, pos.coin)
         balance, mm = state.margin_balance_coin, state.maint_coin
     liq, bankrupt = liquidation_prices(ex, account_id, pos)
+    return MarginCheck(mark, mm, balance, margin_ratio(mm, balance), liq, bankrupt)
+
+
+def position_risk(ex: Exchange, account_id: str, symbol: str,
+                  side: PositionSide = "BOTH") -> PositionRisk:
+    """The risk view of one position (one-way, or one leg in hedge mode) now."""
+    pos = ex.position(account_id, symbol, side)
+    check = margin_check(ex, account_id, pos)
+    mark = check.mark_price_usd
     return PositionRisk(
         symbol=pos.symbol, qty_contracts=pos.qty_contracts, entry_price_usd=pos.entry_price_usd,
         mark_price_usd=mark, unrealised_pnl_coin=unrealised_pnl(ex, pos, mark),
         value_coin=mark_value_coin(ex, pos) if pos.is_open else ZERO,
         margin_mode=pos.margin_mode, leverage=pos.leverage,
         isolated_margin_coin=ex.isolated_wallet(account_id, pos.margin_key),
-        initial_margin_coin=position_im(ex, pos), maint_margin_coin=mm,
-        margin_balance_coin=balance, margin_ratio=margin_ratio(mm, balance),
-        liquidation_price_usd=liq, bankruptcy_price_usd=bankrupt,
+        initial_margin_coin=position_im(ex, pos), maint_margin_coin=check.maint_margin_coin,
+        margin_balance_coin=check.margin_balance_coin, margin_ratio=check.margin_ratio,
+        liquidation_price_usd=check.liquidation_price_usd,
+        bankruptcy_price_usd=check.bankruptcy_price_usd,
         position_side=pos.position_side,
     )
 
