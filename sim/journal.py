@@ -40,7 +40,11 @@ def is_event_type(name: str) -> bool:
 
 def _freeze(value: object, where: str) -> object:
     """A read-only, JSON-able copy of ``value``; InvalidInput naming the offending path."""
-    if value is None or isinstance(value, str | bool | int):
+    # Exact-type tests first (every event passes a dozen values through here, and isinstance
+    # against an ABC such as Mapping costs more than the rest); subclasses take isinstance.
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None \
+            or isinstance(value, str | bool | int):
         # bool is an int subclass; numpy integers are not ints, so they are refused below.
         return value
     if isinstance(value, Decimal):
@@ -49,15 +53,16 @@ def _freeze(value: object, where: str) -> object:
         # Ledger amounts and prices are on a grid of at most 8 decimals and stay exact;
         # quotients (averages, liquidation prices) are written as a venue shows them.
         return readable(value)
-    if isinstance(value, Mapping):
+    if kind is dict or isinstance(value, Mapping):
         out: dict[str, object] = {}
-        for key, item in value.items():
+        for key, item in cast(Mapping[object, object], value).items():
             if not isinstance(key, str):
                 raise InvalidInput(f"{where} has a non-string key {key!r}")
             out[key] = _freeze(item, f"{where}.{key}")
         return MappingProxyType(out)
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(item, f"{where}[{i}]") for i, item in enumerate(value))
+    if kind is tuple or kind is list or isinstance(value, list | tuple):
+        return tuple(_freeze(item, f"{where}[{i}]")
+                     for i, item in enumerate(cast(list[object], value)))
     raise InvalidInput(
         f"{where} has type {type(value).__name__} ({value!r}); use str, int, bool, None, "
         "Decimal, or lists and mappings of them"
