@@ -273,10 +273,18 @@ class Exchange:
     # ---- market data -------------------------------------------------------------------------
     def instrument(self, symbol: object) -> Instrument:
         """The instrument, or UnknownSymbol."""
+        if type(symbol) is str:  # a known symbol: one dict lookup (called per risk read)
+            inst = self.instruments.get(symbol)
+            if inst is not None:
+                return inst
         return self.profile.instrument(symbol)
 
     def pricer(self, symbol: object) -> MarketPricer:
         """The symbol's pricer; InvalidState if the scenario has no prices for its pair."""
+        if type(symbol) is str:  # a known symbol with prices: one dict lookup
+            known = self.pricers.get(symbol)
+            if known is not None:
+                return known
         inst = self.instrument(symbol)
         pricer = self.pricers.get(inst.symbol)
         if pricer is None:
