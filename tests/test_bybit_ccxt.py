@@ -188,9 +188,12 @@ async def _cycle(market: Market, ex: Any, creds: dict[str, str], pro: bool) -> d
                                 for batch in seen["orders"] for o in batch),
                     "the venue's liquidation order on the order stream")
         await until(lambda: any(b["BTC"]["total"] < 1 for b in seen["balance"]), "wallet")
+        # the execution frames travel on their own topic: wait for the bust fill, not the wallet
+        await until(lambda: any(t["info"]["execType"] == "BustTrade"
+                                for batch in seen["trades"] for t in batch),
+                    "the liquidation's BustTrade on the execution stream")
         executions = [t["info"] for batch in seen["trades"] for t in batch]
         assert {e["orderId"] for e in executions} >= {short["id"], stop["id"]}
-        assert "BustTrade" in {e["execType"] for e in executions}
     for task in watchers:
         task.cancel()
     return seen
