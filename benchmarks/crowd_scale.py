@@ -28,15 +28,19 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import random
 import time
 from collections.abc import Callable
 from decimal import Decimal
 
 from perpsim.benchmarks import engine_event_skipping, sig
-from perpsim.benchmarks.liquidation_scale import LEVERAGES, SYMBOL, _profile, crash_scenario
-from perpsim.sim import funding, trading
-from perpsim.sim.errors import PerpsimError
+from perpsim.benchmarks.liquidation_scale import (
+    LEVERAGES,
+    SYMBOL,
+    _profile,
+    crash_scenario,
+    populate,
+)
+from perpsim.sim import funding
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.scenario import Scenario, load_scenario
 
@@ -46,31 +50,6 @@ CROWD_LEVERAGES = (2, 3, 5, 10)
 GOAL_SETTLE_US = 5.0  # per position per settlement, levels included
 GOAL_CROWD_YEAR_S = 30.0  # 10,000 accounts × 365 days at 1 s
 GOAL_HEDGE_YEAR_S = 0.5  # one hedge, 365 days at 1 s
-
-
-def populate(ex: Exchange, accounts: int, seed: int = 0,
-             leverages: tuple[int, ...] = LEVERAGES) -> int:
-    """``accounts`` accounts with one position each (as liquidation_scale.populate, with fixed
-    API keys: random ones cost more than the rest of the set-up); the number opened."""
-    rng = random.Random(seed)
-    mark = ex.mark_price(SYMBOL)
-    opened = 0
-    for i in range(accounts):
-        aid = ex.create_account({"BTC": "0.01"}, api_key=f"crowd-key-{i}",
-                                api_secret=f"crowd-secret-{i}").account_id
-        leverage = rng.choice(leverages)
-        try:
-            if rng.random() < 0.5:
-                ex.set_margin_mode(aid, SYMBOL, "isolated")
-            ex.set_leverage(aid, SYMBOL, leverage)
-            side = "BUY" if rng.random() < 0.8 else "SELL"
-            qty = max(1, int(Decimal("0.01") * leverage * mark / 100
-                             * Decimal(str(round(rng.uniform(0.3, 0.9), 3)))))
-            trading.place_order(ex, aid, SYMBOL, side, "MARKET", qty)
-            opened += 1
-        except PerpsimError:
-            continue
-    return opened
 
 
 def _crowd(accounts: int, scenario: Scenario, seed: int,

@@ -69,14 +69,15 @@ def _profile() -> Profile:
     return base.model_copy(update={"insurance_fund_start": {"BTC": Decimal(100_000)}})
 
 
-def populate(ex: Exchange, accounts: int, seed: int = 0) -> int:
+def populate(ex: Exchange, accounts: int, seed: int = 0,
+             leverages: tuple[int, ...] = LEVERAGES) -> int:
     """Open ``accounts`` positions of varied leverage and side; the number opened."""
     rng = random.Random(seed)
     mark = ex.mark_price(SYMBOL)
     opened = 0
     for _ in range(accounts):
         aid = ex.create_account({"BTC": "0.01"}).account_id
-        leverage = rng.choice(LEVERAGES)
+        leverage = rng.choice(leverages)
         try:
             if rng.random() < 0.5:
                 ex.set_margin_mode(aid, SYMBOL, "isolated")
