@@ -13,6 +13,7 @@ and leaving them out keeps funding a pure function of the scenario (documented i
 
 from __future__ import annotations
 
+import functools
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 
@@ -89,6 +90,27 @@ class PriceTape:
             np.searchsorted(times, grid_ms[wrong], side="right") - 1, 0)
         return guess
 
+    def grid_rows(self, first_ms: int, step_ms: int, count: int) -> np.ndarray | slice:
+        """``rows_at`` of the grid ``first_ms + step_ms · i`` (i < ``count``), usable as an
+        index of the tape's columns.
+
+        Where every grid time is itself a row's time, spaced evenly — a scenario tape sampled
+        on a multiple of its own step — the rows are a strided slice (a view, no gather): the
+        times being strictly increasing, a row starting exactly at t is the row in force at t.
+        That takes one comparison per grid time instead of a guess checked on both sides."""
+        times = self.times_ms
+        n = len(times)
+        if not self.manual and n >= 2 and count > 0:
+            row_ms = int(times[1] - times[0])
+            r0, off = divmod(first_ms - int(times[0]), row_ms)
+            stride, rem = divmod(step_ms, row_ms)
+            last = r0 + stride * (count - 1)
+            if not off and not rem and r0 >= 0 and last < n:
+                rows = slice(r0, last + 1, stride)
+                if np.array_equal(times[rows] - first_ms, _grid_offsets(step_ms, count)):
+                    return rows
+        return self.rows_at(first_ms + step_ms * np.arange(count, dtype=np.int64))
+
     def index_at(self, t_ms: int) -> Decimal:
         """Index price at ``t_ms``."""
         return decimal_price(self.index[self.row_at(t_ms)])
@@ -136,6 +158,15 @@ class MarketPricer:
         # samples as a slice instead of searching the tape for them every time.
         self._premium_chunks: dict[int, np.ndarray] = {}
         self._basis_of_row: dict[int, Decimal] = {}  # exact basis samples, by tape row
+        # Memos of pure functions of (arguments, tape version): every caller at one instant
+        # (settlement, liquidation checks, API reads) shares one exact computation. A manual
+        # tape bumps its version on every change, so no entry outlives the prices it read.
+        self._basis_memo: dict[tuple[int, int], Decimal] = {}
+        self._rate_memo: dict[tuple[int, int, int], Decimal] = {}
+        self._weights_1_to_n = np.empty(0, dtype=np.float64)  # see _window_weights
+        # A power-of-ten tick (0.1, 0.01) rounds with one Decimal.quantize: the same value as
+        # money.quantize (x / tick is exact), at a third of the cost.
+        self._tick_is_power_of_ten = instrument.tick_size.as_tuple().digits == (1,)
 
     # ---- exact, at one instant -------------------------------------------------------------
     def reference_at(self, t_ms: int) -> Decimal:
@@ -178,8 +209,21 @@ class MarketPricer:
     def _basis_average(self, t_ms: int) -> Decimal:
         """Moving average of (book mid − index) over the profile's last N basis samples."""
         step = self.profile.mark.basis_sample_interval_ms
-        n = self.profile.mark.basis_samples
         last_sample = t_ms // step * step
+        key = (last_sample, self.tape.version)
+        memo = self._basis_memo
+        average = memo.get(key)
+        if average is None:
+            average = self._basis_average_of(last_sample)
+            if len(memo) >= _MEMO_ENTRIES:
+                memo.clear()
+            memo[key] = average
+        return average
+
+    def _basis_average_of(self, last_sample: int) -> Decimal:
+        """``_basis_average`` computed: the N basis samples up to ``last_sample``."""
+        step = self.profile.mark.basis_sample_interval_ms
+        n = self.profile.mark.basis_samples
         rows = self.tape.rows_at(last_sample - step * np.arange(n, dtype=np.int64))
         # Consecutive instants share all but a few samples: each row's basis is converted once
         # (a manual tape's rows can change, so it is converted every time).
@@ -193,8 +237,13 @@ class MarketPricer:
             tick = self.tick
             perps = self.tape.perp[missing].tolist()
             indexes = self.tape.index[missing].tolist()
-            for row, perp, index in zip(missing, perps, indexes, strict=True):
-                fresh[row] = quantize(Decimal(repr(perp)), tick) - Decimal(repr(index))
+            if self._tick_is_power_of_ten:
+                for row, perp, index in zip(missing, perps, indexes, strict=True):
+                    fresh[row] = (Decimal(repr(perp)).quantize(tick, rounding=ROUND_HALF_EVEN)
+                                  - Decimal(repr(index)))
+            else:
+                for row, perp, index in zip(missing, perps, indexes, strict=True):
+                    fresh[row] = quantize(Decimal(repr(perp)), tick) - Decimal(repr(index))
         total = Decimal(0)
         for row in row_list:
             basis = fresh.get(row)
@@ -257,8 +306,13 @@ class MarketPricer:
     def premiums(self, sample_ms: np.ndarray) -> np.ndarray:
         """Premium index samples (mechanics §4) at the given times, from the synthetic book."""
         rows = self.tape.rows_at(sample_ms)  # once: the reference and the index share them
-        ref = (np.round(self.tape.perp[rows] / self._tick_f) * self._tick_f)[:, None]
-        index = self.tape.index[rows]
+        return self._premiums_of(self.tape.perp[rows], self.tape.index[rows])
+
+    def _premiums_of(self, perp: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """``premiums`` of the tape prices in force at the samples."""
+        if self.inst.impact_notional_coin is None and self._weights_usd.shape[1] == 1:
+            return self._premiums_one_level(perp, index)
+        ref = (np.round(perp / self._tick_f) * self._tick_f)[:, None]
         if self.inst.impact_notional_coin is not None:
             impact_ask = self._impact_by_coin(ref, +1)
             impact_bid = self._impact_by_coin(ref, -1)
@@ -269,6 +323,30 @@ class MarketPricer:
             impact_ask = notional / coin_ask
             impact_bid = notional / coin_bid
         return (np.maximum(0.0, impact_bid - index) - np.maximum(0.0, index - impact_ask)) / index
+
+    def _premiums_one_level(self, perp: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """``_premiums_of`` when the impact notional fits in the first synthetic level (the
+        usual book): the same operations on the same floats as the general walk (a one-term
+        sum is its term), in 1-D arrays and in place — a year of samples is 6 M of them."""
+        weight, offset = float(self._weights_usd[0, 0]), float(self._offsets_usd[0, 0])
+        tick = self._tick_f
+        index = np.ascontiguousarray(index)  # a strided view (grid_rows) is read three times
+        ref = np.divide(perp, tick)
+        np.round(ref, out=ref)
+        ref *= tick
+        ask = np.add(ref, offset)  # impact ask = N / (N / (ref + offset))
+        np.divide(weight, ask, out=ask)
+        np.divide(weight, ask, out=ask)
+        bid = np.subtract(ref, offset, out=ref)
+        np.divide(weight, bid, out=bid)
+        np.divide(weight, bid, out=bid)
+        bid -= index  # P = (max(0, bid − index) − max(0, index − ask)) / index
+        np.maximum(0.0, bid, out=bid)
+        np.subtract(index, ask, out=ask)
+        np.maximum(0.0, ask, out=ask)
+        bid -= ask
+        bid /= index
+        return bid
 
     def premiums_on_grid(self, first_ms: int, count: int) -> np.ndarray:
         """``premiums`` at ``first_ms + step · i`` for i < ``count`` (step: the profile's
@@ -286,8 +364,9 @@ class MarketPricer:
         for chunk in range(k0 // _PREMIUM_CHUNK, (k0 + count - 1) // _PREMIUM_CHUNK + 1):
             values = self._premium_chunks.get(chunk)
             if values is None:
-                grid = (chunk * _PREMIUM_CHUNK + np.arange(_PREMIUM_CHUNK, dtype=np.int64)) * step
-                values = self._premium_chunks[chunk] = self.premiums(grid)
+                rows = self.tape.grid_rows(chunk * _PREMIUM_CHUNK * step, step, _PREMIUM_CHUNK)
+                values = self._premium_chunks[chunk] = self._premiums_of(
+                    self.tape.perp[rows], self.tape.index[rows])
             lo = max(k0 - chunk * _PREMIUM_CHUNK, 0)
             hi = min(k0 + count - chunk * _PREMIUM_CHUNK, _PREMIUM_CHUNK)
             pieces.append(values[lo:hi])
@@ -325,19 +404,47 @@ class MarketPricer:
         if until_ms < first:
             return _template(0.0, funding.interest_rate, funding.clamp, self.inst.funding_cap,
                              scale)
+        # Memoised on the window and the tape's version: settlement, the next window's known
+        # rate and every predicted-rate read at one instant share one computation.
+        key = (window_start_ms, until_ms, self.tape.version)
+        rate = self._rate_memo.get(key)
+        if rate is not None:
+            return rate
         count = (until_ms // step * step - first) // step + 1
         premium = self.premiums_on_grid(first, count)
         if funding.averaging == "weighted":
-            weights = np.arange(1, len(premium) + 1, dtype=np.float64)
-            average = float((premium * weights).sum() / weights.sum())
+            weights, weights_sum = self._window_weights(len(premium))
+            average = float((premium * weights).sum() / weights_sum)
         else:
             average = float(premium.mean())
-        return _template(average, funding.interest_rate, funding.clamp, self.inst.funding_cap,
+        rate = _template(average, funding.interest_rate, funding.clamp, self.inst.funding_cap,
                          scale)
+        if len(self._rate_memo) >= _MEMO_ENTRIES:
+            self._rate_memo.clear()
+        self._rate_memo[key] = rate
+        return rate
+
+    def _window_weights(self, n: int) -> tuple[np.ndarray, float]:
+        """Weights 1..n (float64) and their sum, the values ``np.arange(1, n + 1)`` and its
+        ``sum()`` give (a sum of whole numbers below 2**53 is exact in any order): a view of
+        one array kept at the longest window seen, instead of a new one per window."""
+        if len(self._weights_1_to_n) < n:
+            self._weights_1_to_n = np.arange(1, max(n, 2 * len(self._weights_1_to_n)) + 1,
+                                             dtype=np.float64)
+        return self._weights_1_to_n[:n], float(n * (n + 1) // 2)
 
 
 _BASIS_CACHE_ROWS = 1 << 14  # exact basis samples kept (then forgotten all at once)
+_MEMO_ENTRIES = 256  # instants / windows a memo keeps (then forgotten all at once)
 _PREMIUM_CHUNK = 1 << 14  # premium samples per vectorised pass (≈ 23 h at 5 s)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid_offsets(step_ms: int, count: int) -> np.ndarray:
+    """``step_ms · i`` for i < ``count`` (read-only, made once per grid shape)."""
+    offsets = step_ms * np.arange(count, dtype=np.int64)
+    offsets.flags.writeable = False
+    return offsets
 
 
 def _template(average: float, interest: Decimal, clamp: Decimal, cap: Decimal,
