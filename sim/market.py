@@ -187,13 +187,48 @@ class MarketPricer:
         p1 = index * (1 + funding_rate * self._time_to_funding_ms(t_ms) / interval)
         if self.profile.mark.method == "fair_price":
             return p1.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
-        p2 = index + self._basis_average(t_ms) + (basis_shift_usd or 0)
         if not self.inst.is_perpetual:
             # Binance "Mark Price in Quarterly Futures": Price Index + moving-average basis.
+            p2 = index + self._basis_average(t_ms) + (basis_shift_usd or 0)
             return p2.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
         last = self.reference_at(t_ms) if last is None else last
-        mark = sorted((p1, p2, last))[1]
+        mark = self._median_without_p2(t_ms, index, p1, last, basis_shift_usd)
+        if mark is None:
+            p2 = index + self._basis_average(t_ms) + (basis_shift_usd or 0)
+            mark = sorted((p1, p2, last))[1]
         return mark.quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
+
+    def _median_without_p2(self, t_ms: int, index: Decimal, p1: Decimal, last: Decimal,
+                           basis_shift_usd: Decimal | None) -> Decimal | None:
+        """median(P1, P2, last) when P2 clearly lies outside [P1, last] — then it is the
+        nearer of the two, known exactly without P2's exact basis average (thirty Decimal
+        conversions); None when P2 may be the median (or is already known exactly).
+
+        Floats filter, exact arithmetic decides: the float basis average differs from the
+        exact one by less than a tick (each sample's rounding to the tick can land one tick
+        apart at a tie) plus float error, so a margin of two ticks and 1e-9 of the price is
+        on the safe side."""
+        step = self.profile.mark.basis_sample_interval_ms
+        last_sample = t_ms // step * step
+        if (last_sample, self.tape.version) in self._basis_memo:
+            return None  # the exact P2 costs nothing
+        rows = self._basis_rows(last_sample)
+        tick = self._tick_f
+        basis = np.round(self.tape.perp[rows] / tick) * tick - self.tape.index[rows]
+        p2 = float(index) + float(basis.sum()) / len(basis) + float(basis_shift_usd or 0)
+        lo, hi = (p1, last) if p1 <= last else (last, p1)
+        margin = 2 * tick + 1e-9 * abs(p2)
+        if p2 < float(lo) - margin:
+            return lo
+        if p2 > float(hi) + margin:
+            return hi
+        return None
+
+    def _basis_rows(self, last_sample: int) -> np.ndarray:
+        """Tape rows of the N basis samples up to ``last_sample``, newest first."""
+        step = self.profile.mark.basis_sample_interval_ms
+        n = self.profile.mark.basis_samples
+        return self.tape.rows_at(last_sample - step * np.arange(n, dtype=np.int64))
 
     def _time_to_funding_ms(self, t_ms: int) -> int:
         """Time until the funding time at or after ``t_ms``: zero AT a funding instant.
@@ -222,9 +257,8 @@ class MarketPricer:
 
     def _basis_average_of(self, last_sample: int) -> Decimal:
         """``_basis_average`` computed: the N basis samples up to ``last_sample``."""
-        step = self.profile.mark.basis_sample_interval_ms
         n = self.profile.mark.basis_samples
-        rows = self.tape.rows_at(last_sample - step * np.arange(n, dtype=np.int64))
+        rows = self._basis_rows(last_sample)
         # Consecutive instants share all but a few samples: each row's basis is converted once
         # (a manual tape's rows can change, so it is converted every time).
         cache = None if self.tape.manual else self._basis_of_row

@@ -197,6 +197,12 @@ def _scan(ex: Exchange, symbol: str, levels: Levels, now_ms: int, end_ms: int) -
     rate = float(ex.mark_funding_rate(symbol))
     sample_ms = ex.profile.mark.basis_sample_interval_ms
     last_row = int(np.searchsorted(times, end_ms, side="right"))
+    first_lo = int(np.searchsorted(times, now_ms, side="right"))
+    # Every window below reads rows inside this range, and a wider range only loosens the
+    # bound: if all of it cannot reach a level, no window can (one min and max per column
+    # instead of one per window — a quiet stretch between two funding times is the rule).
+    if not _may_reach(levels, pricer, max(first_lo - 1, 0), max(last_row, first_lo, 1), rate):
+        return None
     start = now_ms
     window = _FIRST_ROWS
     while start < end_ms:
