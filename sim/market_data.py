@@ -83,27 +83,38 @@ def _close(prices: list[Decimal], in_bar: list) -> Decimal:
     return in_bar[-1].price_usd if in_bar else prices[-1]
 
 
+def _extremes(values: np.ndarray) -> np.ndarray:
+    """The first, highest, lowest and last of ``values``: all a bar reads of its prices (open,
+    high, low, close). The conversions to Decimal below are monotonic (the shortest repr of
+    a larger float is not smaller; rounding to a step keeps order), so converting these four
+    gives the bar that converting every price gave, at a handful of conversions a bar."""
+    if len(values) <= 4:
+        return values
+    return values[[0, int(np.argmax(values)), int(np.argmin(values)), len(values) - 1]]
+
+
 def _prices_in(ex: Exchange, symbol: str, kind: PriceKind, open_ms: int,
                close_ms: int) -> list[Decimal]:
-    """The price at the bar's open and at every change inside it (exact Decimals)."""
+    """The bar's prices: at its open, its highest and lowest, and its last before the live
+    price (exact Decimals; every change inside the bar is looked at, see ``_extremes``)."""
     pricer = ex.pricer(symbol)
     tape = pricer.tape
     lo = tape.row_at(open_ms)
     hi = int(np.searchsorted(tape.times_ms, close_ms, side="right"))
     times = np.concatenate(([open_ms], tape.times_ms[lo + 1:hi])).astype(np.int64)
     if kind == "index":
-        return [decimal_price(x) for x in tape.index[tape.rows_at(times)]]
+        return [decimal_price(x) for x in _extremes(tape.index[tape.rows_at(times)])]
     if kind == "last":
         refs = pricer.references(times)
-        return [decimal_price(x).quantize(pricer.tick) for x in refs]
+        return [decimal_price(x).quantize(pricer.tick) for x in _extremes(refs)]
     step = ex.profile.mark.basis_sample_interval_ms
     samples = np.arange((open_ms // step + 1) * step, close_ms + 1, step, dtype=np.int64)
     grid = np.unique(np.concatenate((times, samples)))
     if kind == "premium":  # the premium index the funding rate averages (mechanics §4)
         return [Decimal(repr(float(x))).quantize(Decimal("0.00000001"))
-                for x in pricer.premiums(grid)]
+                for x in _extremes(pricer.premiums(grid))]
     marks = pricer.marks(grid, float(ex.mark_funding_rate(symbol)))
-    out = [Decimal(repr(float(x))).quantize(Decimal("0.00000001")) for x in marks]
+    out = [Decimal(repr(float(x))).quantize(Decimal("0.00000001")) for x in _extremes(marks)]
     if close_ms == ex.now_ms:
         # The bar still open ends at the live mark, which also counts users' last trade
         # (the grid's marks use the tape's price as "last"; with the 30-second basis the two
