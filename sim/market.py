@@ -60,14 +60,32 @@ class PriceTape:
         # The last row_at answer: one instant asks for its row dozens of times (mark, index,
         # book, last price, risk of every position), and a search costs microseconds.
         self._last_row: tuple[int | None, int] = (None, 0)
+        # A scenario tape is mostly a regular grid: its first row and step let ``rows_through``
+        # guess a row and check it against its neighbour instead of searching 31 M rows.
+        self._grid = (None if manual or len(self.times_ms) < 2 else
+                      (int(self.times_ms[0]), int(self.times_ms[1] - self.times_ms[0])))
 
     def row_at(self, t_ms: int) -> int:
         """Row in force at ``t_ms`` (the first row before the tape starts)."""
         if self._last_row[0] == t_ms:
             return self._last_row[1]
-        row = max(0, int(np.searchsorted(self.times_ms, t_ms, side="right")) - 1)
+        row = max(0, self.rows_through(t_ms) - 1)
         self._last_row = (t_ms, row)
         return row
+
+    def rows_through(self, t_ms: int) -> int:
+        """How many rows start at or before ``t_ms``: ``searchsorted(times, t, "right")``,
+        from the regular-grid guess where it holds (checked on both sides), else a search."""
+        if self._grid is not None:
+            first, step = self._grid
+            k = (t_ms - first) // step
+            times = self.times_ms
+            if 0 <= k < len(times) - 1:
+                if times[k] <= t_ms < times[k + 1]:
+                    return k + 1
+            elif k >= len(times) - 1 and times[-1] <= t_ms:
+                return len(times)
+        return int(np.searchsorted(self.times_ms, t_ms, side="right"))
 
     def rows_at(self, grid_ms: np.ndarray) -> np.ndarray:
         """Vectorised ``row_at``.
@@ -225,10 +243,14 @@ class MarketPricer:
         return None
 
     def _basis_rows(self, last_sample: int) -> np.ndarray:
-        """Tape rows of the N basis samples up to ``last_sample``, newest first."""
+        """Tape rows of the N basis samples up to ``last_sample``, oldest first (the samples
+        lie on a grid: on a scenario tape, usually a strided slice of rows, no search)."""
         step = self.profile.mark.basis_sample_interval_ms
         n = self.profile.mark.basis_samples
-        return self.tape.rows_at(last_sample - step * np.arange(n, dtype=np.int64))
+        rows = self.tape.grid_rows(last_sample - (n - 1) * step, step, n)
+        if isinstance(rows, slice):
+            return np.arange(rows.start, rows.stop, rows.step)
+        return rows
 
     def _time_to_funding_ms(self, t_ms: int) -> int:
         """Time until the funding time at or after ``t_ms``: zero AT a funding instant.

@@ -100,7 +100,7 @@ def _prices_in(ex: Exchange, symbol: str, kind: PriceKind, open_ms: int,
     pricer = ex.pricer(symbol)
     tape = pricer.tape
     lo = tape.row_at(open_ms)
-    hi = int(np.searchsorted(tape.times_ms, close_ms, side="right"))
+    hi = tape.rows_through(close_ms)
     times = np.concatenate(([open_ms], tape.times_ms[lo + 1:hi])).astype(np.int64)
     if kind == "index":
         return [decimal_price(x) for x in _extremes(tape.index[tape.rows_at(times)])]
@@ -147,7 +147,7 @@ def day_stats(ex: Exchange, symbol: str) -> DayStats:
     pricer = ex.pricer(symbol)
     tape = pricer.tape
     lo = tape.row_at(max(start, int(tape.times_ms[0])))
-    hi = max(lo + 1, int(np.searchsorted(tape.times_ms, now, side="right")))
+    hi = max(lo + 1, tape.rows_through(now))
     refs = pricer.references_of_rows(lo, hi)  # one vectorised pass; only 3 values leave it
     prices = [decimal_price(x).quantize(pricer.tick) for x in (refs[0], refs.max(), refs.min())]
     trades = [t for t in ex.states[symbol].trades if start <= t.time_ms <= now]

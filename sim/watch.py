@@ -196,8 +196,9 @@ def _scan(ex: Exchange, symbol: str, levels: Levels, now_ms: int, end_ms: int) -
     times = pricer.tape.times_ms
     rate = float(ex.mark_funding_rate(symbol))
     sample_ms = ex.profile.mark.basis_sample_interval_ms
-    last_row = int(np.searchsorted(times, end_ms, side="right"))
-    first_lo = int(np.searchsorted(times, now_ms, side="right"))
+    rows_through = pricer.tape.rows_through  # a search of the tape, from a guess if regular
+    last_row = rows_through(end_ms)
+    first_lo = rows_through(now_ms)
     # Every window below reads rows inside this range, and a wider range only loosens the
     # bound: if all of it cannot reach a level, no window can (one min and max per column
     # instead of one per window — a quiet stretch between two funding times is the rule).
@@ -206,7 +207,7 @@ def _scan(ex: Exchange, symbol: str, levels: Levels, now_ms: int, end_ms: int) -
     start = now_ms
     window = _FIRST_ROWS
     while start < end_ms:
-        lo = int(np.searchsorted(times, start, side="right"))
+        lo = rows_through(start)
         hi = min(last_row, lo + window)
         chunk_end = end_ms if hi == last_row else int(times[hi - 1])
         first = n_samples = 0
@@ -216,7 +217,7 @@ def _scan(ex: Exchange, symbol: str, levels: Levels, now_ms: int, end_ms: int) -
             if n_samples > window:
                 n_samples = window
                 chunk_end = first + (n_samples - 1) * sample_ms
-                hi = int(np.searchsorted(times, chunk_end, side="right"))
+                hi = rows_through(chunk_end)
         window = min(2 * window, _CHUNK_ROWS)
         if not _may_reach(levels, pricer, max(lo - 1, 0), max(hi, lo, 1), rate):
             start = chunk_end

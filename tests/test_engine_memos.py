@@ -284,3 +284,19 @@ def test_the_scans_whole_range_bound_never_hides_a_hit(lo_ticks: int, hi_ticks: 
 @cache
 def _calm_exchange() -> Exchange:
     return make_exchange(scenario="calm")
+
+
+@given(gaps=st.lists(st.sampled_from([1000, 1000, 1000, 1000, 500, 3000]), min_size=1,
+                     max_size=300),
+       queries=st.lists(st.integers(-5_000, 400_000), min_size=1, max_size=50))
+@settings(max_examples=200, deadline=None)
+def test_rows_through_and_row_at_are_the_search(gaps: list[int], queries: list[int]) -> None:
+    """The regular-grid guess for one instant answers what the search answers, on regular
+    and irregular tapes, before the first row and after the last."""
+    times = np.concatenate(([0], np.cumsum(gaps))).astype(np.int64)
+    tape = PriceTape("BTCUSD", times, np.full(len(times), 60_000.0),
+                     np.full(len(times), 60_000.0))
+    for t in queries:
+        through = int(np.searchsorted(times, t, side="right"))
+        assert tape.rows_through(t) == through
+        assert tape.row_at(t) == max(0, through - 1)
