@@ -175,7 +175,7 @@ class MarketPricer:
         # time in one vectorised pass each and kept: settling funding reads a window's
         # samples as a slice instead of searching the tape for them every time.
         self._premium_chunks: dict[int, np.ndarray] = {}
-        self._basis_of_row: dict[int, Decimal] = {}  # exact basis samples, by tape row
+        self._index_of_row: dict[int, Decimal] = {}  # exact index samples, by tape row
         # Memos of pure functions of (arguments, tape version): every caller at one instant
         # (settlement, liquidation checks, API reads) shares one exact computation. A manual
         # tape bumps its version on every change, so no entry outlives the prices it read.
@@ -278,37 +278,46 @@ class MarketPricer:
         return average
 
     def _basis_average_of(self, last_sample: int) -> Decimal:
-        """``_basis_average`` computed: the N basis samples up to ``last_sample``."""
-        n = self.profile.mark.basis_samples
+        """``_basis_average`` computed: the N basis samples up to ``last_sample``, exactly
+        (each sample's reference less its index, summed — as two exact sums)."""
         rows = self._basis_rows(last_sample)
-        # Consecutive instants share all but a few samples: each row's basis is converted once
-        # (a manual tape's rows can change, so it is converted every time).
-        cache = None if self.tape.manual else self._basis_of_row
+        total = self._reference_sum(rows) - self._index_sum(rows)
+        return total / self.profile.mark.basis_samples
+
+    def _reference_sum(self, rows: np.ndarray) -> Decimal:
+        """Σ of the rows' book references (the perp's shortest-repr Decimal rounded half-even
+        to the tick), exact. Where no perp lies within 1e-6 of a tick of a half tick, the
+        float tick counts round as the Decimals do (the float and its repr differ by far less),
+        so the sum is one integer; otherwise each is rounded in Decimal."""
+        perps = self.tape.perp[rows]
+        units = perps / self._tick_f
+        whole = np.round(units)
+        count = float(whole.sum())  # whole numbers: exact below 2**52
+        if abs(count) < 2.0 ** 52 and bool((np.abs(units - whole) < _HALF_TICK_DOUBT).all()):
+            return Decimal(int(count)) * self.tick
+        tick = self.tick
+        if self._tick_is_power_of_ten:
+            return sum((Decimal(repr(p)).quantize(tick, rounding=ROUND_HALF_EVEN)
+                        for p in perps.tolist()), Decimal(0))
+        return sum((quantize(Decimal(repr(p)), tick) for p in perps.tolist()), Decimal(0))
+
+    def _index_sum(self, rows: np.ndarray) -> Decimal:
+        """Σ of the rows' index prices as the Decimals of their shortest reprs, exact.
+
+        Consecutive instants share all but a few samples: each row is converted once (a
+        manual tape's rows can change, so it is converted every time)."""
+        if self.tape.manual:
+            return sum((Decimal(repr(x)) for x in self.tape.index[rows].tolist()), Decimal(0))
+        cache = self._index_of_row
         row_list = rows.tolist()
-        missing = row_list if cache is None else [row for row in row_list if row not in cache]
-        fresh: dict[int, Decimal] = {}
+        missing = [row for row in row_list if row not in cache]
         if missing:
-            # Exact: each sample converted (Decimal of the float's shortest repr, as
-            # decimal_price) and rounded in Decimal; the floats are read in one batch.
-            tick = self.tick
-            perps = self.tape.perp[missing].tolist()
-            indexes = self.tape.index[missing].tolist()
-            if self._tick_is_power_of_ten:
-                for row, perp, index in zip(missing, perps, indexes, strict=True):
-                    fresh[row] = (Decimal(repr(perp)).quantize(tick, rounding=ROUND_HALF_EVEN)
-                                  - Decimal(repr(index)))
-            else:
-                for row, perp, index in zip(missing, perps, indexes, strict=True):
-                    fresh[row] = quantize(Decimal(repr(perp)), tick) - Decimal(repr(index))
-        total = Decimal(0)
-        for row in row_list:
-            basis = fresh.get(row)
-            total += basis if basis is not None else cache[row]  # type: ignore[index]
-        if cache is not None and fresh:
-            if len(cache) + len(fresh) > _BASIS_CACHE_ROWS:
+            if len(cache) + len(missing) > _BASIS_CACHE_ROWS:
                 cache.clear()
-            cache.update(fresh)
-        return total / n
+                missing = row_list
+            for row, x in zip(missing, self.tape.index[missing].tolist(), strict=True):
+                cache[row] = Decimal(repr(x))
+        return sum((cache[row] for row in row_list), Decimal(0))
 
     # ---- vectorised, over a grid --------------------------------------------------------------
     def references(self, grid_ms: np.ndarray) -> np.ndarray:
@@ -490,7 +499,9 @@ class MarketPricer:
         return self._weights_1_to_n[:n], float(n * (n + 1) // 2)
 
 
-_BASIS_CACHE_ROWS = 1 << 14  # exact basis samples kept (then forgotten all at once)
+_BASIS_CACHE_ROWS = 1 << 14  # exact index samples kept (then forgotten all at once)
+# A float tick count this far from a half is rounded as its Decimal is (see _reference_sum).
+_HALF_TICK_DOUBT = 0.5 - 1e-6
 _MEMO_ENTRIES = 256  # instants / windows a memo keeps (then forgotten all at once)
 _PREMIUM_CHUNK = 1 << 14  # premium samples per vectorised pass (≈ 23 h at 5 s)
 

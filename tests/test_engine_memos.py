@@ -300,3 +300,21 @@ def test_rows_through_and_row_at_are_the_search(gaps: list[int], queries: list[i
         through = int(np.searchsorted(times, t, side="right"))
         assert tape.rows_through(t) == through
         assert tape.row_at(t) == max(0, through - 1)
+
+
+@given(perps=st.lists(st.one_of(st.floats(100, 200_000), st.integers(1, 2_000_000).map(
+    lambda k: k * 0.1), st.integers(1, 4_000_000).map(lambda k: k * 0.05)), min_size=1,
+    max_size=40), tick=st.sampled_from(["0.1", "0.5", "0.01", "1"]))
+@settings(max_examples=300, deadline=None)
+def test_the_reference_sum_is_the_sum_of_exactly_rounded_references(perps: list[float],
+                                                                    tick: str) -> None:
+    """The basis average's reference part — one integer sum of float tick counts away from
+    half ticks, Decimal rounding near them — is the sum of every perp rounded in Decimal."""
+    n = len(perps)
+    tape = PriceTape("BTCUSD", T0 + SECOND_MS * np.arange(n, dtype=np.int64),
+                     np.full(n, 60_000.0), np.array(perps))
+    prof = _binance()
+    inst = prof.instrument(BTC).model_copy(update={"tick_size": Decimal(tick)})
+    pricer = MarketPricer(prof, inst, tape)
+    expected = sum((quantize(Decimal(repr(p)), Decimal(tick)) for p in perps), Decimal(0))
+    assert pricer._reference_sum(np.arange(n)) == expected
