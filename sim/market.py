@@ -176,6 +176,7 @@ class MarketPricer:
         # samples as a slice instead of searching the tape for them every time.
         self._premium_chunks: dict[int, np.ndarray] = {}
         self._index_of_row: dict[int, Decimal] = {}  # exact index samples, by tape row
+        self._reference: tuple[tuple[int, int], Decimal] = ((-1, -1), Decimal(0))
         # Memos of pure functions of (arguments, tape version): every caller at one instant
         # (settlement, liquidation checks, API reads) shares one exact computation. A manual
         # tape bumps its version on every change, so no entry outlives the prices it read.
@@ -189,7 +190,12 @@ class MarketPricer:
     # ---- exact, at one instant -------------------------------------------------------------
     def reference_at(self, t_ms: int) -> Decimal:
         """Centre of the synthetic book: the tape's perp price rounded to the tick."""
-        return round_to_tick(self.tape.perp_at(t_ms), self.tick)
+        # Kept for the last row asked: every mark, last-price and book read at one instant
+        # asks for it (a manual change bumps the version).
+        key = (self.tape.row_at(t_ms), self.tape.version)
+        if self._reference[0] != key:
+            self._reference = (key, round_to_tick(self.tape.perp_at(t_ms), self.tick))
+        return self._reference[1]
 
     def mark_at(self, t_ms: int, funding_rate: Decimal, last: Decimal | None = None,
                 basis_shift_usd: Decimal | None = None) -> Decimal:
