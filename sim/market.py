@@ -13,6 +13,7 @@ and leaving them out keeps funding a pure function of the scenario (documented i
 
 from __future__ import annotations
 
+import collections
 import functools
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
@@ -310,20 +311,26 @@ class MarketPricer:
     def _index_sum(self, rows: np.ndarray) -> Decimal:
         """Σ of the rows' index prices as the Decimals of their shortest reprs, exact.
 
-        Consecutive instants share all but a few samples: each row is converted once (a
-        manual tape's rows can change, so it is converted every time)."""
+        A row repeats when the tape is coarser than the samples (a 1-minute tape, 1-second
+        basis samples): each distinct row is converted once and counted. Consecutive instants
+        share all but a few rows: on a scenario tape each row is converted once (a manual
+        tape's rows can change, so they are converted every time)."""
+        uses = collections.Counter(rows.tolist())
+        distinct = list(uses)
         if self.tape.manual:
-            return sum((Decimal(repr(x)) for x in self.tape.index[rows].tolist()), Decimal(0))
-        cache = self._index_of_row
-        row_list = rows.tolist()
-        missing = [row for row in row_list if row not in cache]
-        if missing:
-            if len(cache) + len(missing) > _BASIS_CACHE_ROWS:
-                cache.clear()
-                missing = row_list
-            for row, x in zip(missing, self.tape.index[missing].tolist(), strict=True):
-                cache[row] = Decimal(repr(x))
-        return sum((cache[row] for row in row_list), Decimal(0))
+            values = [Decimal(repr(x)) for x in self.tape.index[distinct].tolist()]
+        else:
+            cache = self._index_of_row
+            missing = [row for row in distinct if row not in cache]
+            if missing:
+                if len(cache) + len(missing) > _BASIS_CACHE_ROWS:
+                    cache.clear()
+                    missing = distinct
+                for row, x in zip(missing, self.tape.index[missing].tolist(), strict=True):
+                    cache[row] = Decimal(repr(x))
+            values = [cache[row] for row in distinct]
+        return sum((value * uses[row] if uses[row] > 1 else value
+                    for row, value in zip(distinct, values, strict=True)), Decimal(0))
 
     # ---- vectorised, over a grid --------------------------------------------------------------
     def references(self, grid_ms: np.ndarray) -> np.ndarray:

@@ -87,11 +87,13 @@ def direct_mark(pricer: MarketPricer, t_ms: int, rate: Decimal, last: Decimal | 
 
 
 # ---- random tapes -----------------------------------------------------------------------------
-def _tape(perp_halves: list[int], basis_halves: list[int], noise: list[float]) -> PriceTape:
-    """A 1 s tape around 60,000 whose perp sits on half ticks (ties for the tick rounding)
-    plus noise (cycled; none if empty), and whose index is the perp less a basis."""
+def _tape(perp_halves: list[int], basis_halves: list[int], noise: list[float],
+          row_ms: int = SECOND_MS) -> PriceTape:
+    """A tape (1 s rows unless told) around 60,000 whose perp sits on half ticks (ties for
+    the tick rounding) plus noise (cycled; none if empty), and whose index is the perp less
+    a basis."""
     n = len(perp_halves)
-    times = T0 + SECOND_MS * np.arange(n, dtype=np.int64)
+    times = T0 + row_ms * np.arange(n, dtype=np.int64)
     wiggle = [noise[i % len(noise)] if noise else 0.0 for i in range(n)]
     perp = np.array([60_000 + 0.05 * h + e for h, e in zip(perp_halves, wiggle, strict=True)])
     index = perp - 0.05 * np.array([basis_halves[i % len(basis_halves)] for i in range(n)],
@@ -117,16 +119,17 @@ noises = st.lists(st.sampled_from([0.0, 0.0, 1e-9, -1e-9, 0.013, -0.021, 0.5]), 
 @given(perp=halves, basis=bases, noise=noises, at_ms=st.integers(0, 200_000),
        rate=st.decimals("-0.003", "0.003", places=6),
        last_ticks=st.one_of(st.none(), st.integers(-300, 300)),
-       shift=st.one_of(st.none(), st.decimals("-5", "5", places=2)))
+       shift=st.one_of(st.none(), st.decimals("-5", "5", places=2)),
+       row_ms=st.sampled_from([SECOND_MS, SECOND_MS, 700, 60 * SECOND_MS]))
 @settings(max_examples=300, deadline=None)
 def test_the_mark_equals_the_exact_median(perp: list[int], basis: list[int], noise: list[float],
                                           at_ms: int, rate: Decimal, last_ticks: int | None,
-                                          shift: Decimal | None) -> None:
+                                          shift: Decimal | None, row_ms: int) -> None:
     """Whether P2's exact basis is skipped (clearly not the median) or computed, memoised or
     not, the mark is the one the full exact computation gives — ties at half ticks included."""
-    tape = _tape(perp, basis, noise)
+    tape = _tape(perp, basis, noise, row_ms)  # 1-minute rows: samples share rows
     pricer = _pricer(tape)
-    t = T0 + at_ms
+    t = T0 + at_ms * row_ms // SECOND_MS
     last = None if last_ticks is None else Decimal(60_000) + Decimal(last_ticks) / 10
     expected = direct_mark(pricer, t, rate, last, shift)
     assert pricer.mark_at(t, rate, last, basis_shift_usd=shift) == expected
