@@ -123,8 +123,11 @@ def settle(ex: Exchange, symbol: str, t_ms: int) -> None:
     mark = ex.mark_price(symbol)
     detail = pay(ex, symbol, t_ms, rate, mark)
     step, units = detail.step, detail.units
-    received = int(units[units > 0].sum())
-    paid = -int(units[units < 0].sum())
+    if len(units) <= 8:  # a handful of positions: Python ints beat four array calls
+        each = units.tolist()
+        received, paid = sum(u for u in each if u > 0), -sum(u for u in each if u < 0)
+    else:
+        received, paid = int(units[units > 0].sum()), -int(units[units < 0].sum())
     state.last_funding_rate = rate
     state.last_funding_ms = t_ms
     state.funding_history.append((t_ms, rate))
