@@ -206,11 +206,16 @@ class MarginCheck:
     bankruptcy_price_usd: Decimal | None
 
 
-def margin_check(ex: Exchange, account_id: str, pos: Position) -> MarginCheck:
-    """The margin fields of ``pos``'s risk view now (exact, as :func:`position_risk`)."""
+def margin_check(ex: Exchange, account_id: str, pos: Position,
+                 unrealised_coin: Decimal | None = None) -> MarginCheck:
+    """The margin fields of ``pos``'s risk view now (exact, as :func:`position_risk`);
+    ``unrealised_coin``: its unrealised PnL now, if the caller has it already."""
     mark = ex.mark_price(pos.symbol)
     if pos.margin_mode == "isolated":
-        balance = isolated_margin_balance(ex, account_id, pos)
+        if unrealised_coin is None:
+            balance = isolated_margin_balance(ex, account_id, pos)
+        else:
+            balance = ex.isolated_wallet(account_id, pos.margin_key) + unrealised_coin
         mm = maint_margin(ex, pos, mark)
     else:
         state = cross_state(ex, account_id, pos.coin)
@@ -223,11 +228,13 @@ def position_risk(ex: Exchange, account_id: str, symbol: str,
                   side: PositionSide = "BOTH") -> PositionRisk:
     """The risk view of one position (one-way, or one leg in hedge mode) now."""
     pos = ex.position(account_id, symbol, side)
-    check = margin_check(ex, account_id, pos)
+    # The PnL at the mark once: the view shows it and an isolated margin balance adds it.
+    unrealised = unrealised_pnl(ex, pos, ex.mark_price(pos.symbol))
+    check = margin_check(ex, account_id, pos, unrealised)
     mark = check.mark_price_usd
     return PositionRisk(
         symbol=pos.symbol, qty_contracts=pos.qty_contracts, entry_price_usd=pos.entry_price_usd,
-        mark_price_usd=mark, unrealised_pnl_coin=unrealised_pnl(ex, pos, mark),
+        mark_price_usd=mark, unrealised_pnl_coin=unrealised,
         value_coin=mark_value_coin(ex, pos) if pos.is_open else ZERO,
         margin_mode=pos.margin_mode, leverage=pos.leverage,
         isolated_margin_coin=ex.isolated_wallet(account_id, pos.margin_key),
