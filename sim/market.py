@@ -293,14 +293,18 @@ class MarketPricer:
 
     def _reference_sum(self, rows: np.ndarray) -> Decimal:
         """Σ of the rows' book references (the perp's shortest-repr Decimal rounded half-even
-        to the tick), exact. Where no perp lies within 1e-6 of a tick of a half tick, the
-        float tick counts round as the Decimals do (the float and its repr differ by far less),
-        so the sum is one integer; otherwise each is rounded in Decimal."""
+        to the tick), exact. Where no perp lies near a half tick (1e-6 of a tick, more for
+        counts in the billions), the float tick counts round as the Decimals do (the float and
+        its repr differ by far less), so the sum is one integer; otherwise each is rounded in
+        Decimal."""
         perps = self.tape.perp[rows]
         units = perps / self._tick_f
         whole = np.round(units)
         count = float(whole.sum())  # whole numbers: exact below 2**52
-        if abs(count) < 2.0 ** 52 and bool((np.abs(units - whole) < _HALF_TICK_DOUBT).all()):
+        # How far a float tick count may be from its Decimal's: the repr, the division and
+        # the tick's own float each move it by a few parts in 1e16 of its size.
+        doubt = _HALF_TICK_DOUBT - np.abs(units) * 1e-15
+        if abs(count) < 2.0 ** 52 and bool((np.abs(units - whole) < doubt).all()):
             return Decimal(int(count)) * self.tick
         tick = self.tick
         if self._tick_is_power_of_ten:

@@ -306,7 +306,8 @@ def test_rows_through_and_row_at_are_the_search(gaps: list[int], queries: list[i
 
 
 @given(perps=st.lists(st.one_of(st.floats(100, 200_000), st.integers(1, 2_000_000).map(
-    lambda k: k * 0.1), st.integers(1, 4_000_000).map(lambda k: k * 0.05)), min_size=1,
+    lambda k: k * 0.1), st.integers(1, 4_000_000).map(lambda k: k * 0.05),
+    st.floats(1e6, 1e9), st.integers(10**10, 10**11).map(lambda k: k * 0.005)), min_size=1,
     max_size=40), tick=st.sampled_from(["0.1", "0.5", "0.01", "1"]))
 @settings(max_examples=300, deadline=None)
 def test_the_reference_sum_is_the_sum_of_exactly_rounded_references(perps: list[float],
