@@ -21,6 +21,9 @@ from cli_helpers import run_main
 D = Decimal
 BINANCE_PREFIXES = ("/dapi/", "/api/", "/sapi/", "/fapi/")
 MARKETS: list[Any] = []  # the ServerStates the recorded apps served
+# The coin hedged: 30,000 of Bybit's 1 USD contracts in 15 slices of 2,000 (the default 5 BTC
+# makes 150 slices each way, which shows nothing more and costs most of this module's time).
+SPOT = "0.5"
 
 
 @pytest.fixture
@@ -90,7 +93,7 @@ def test_hedge_on_bybit_inverse_runs_over_v5_and_funding_follows_the_path(
         capsys: pytest.CaptureFixture[str], wire_paths: list[str]) -> None:
     """funding_flip: 2 days at a premium (shorts receive), then 2 at a discount (shorts pay)."""
     code, out, err = run_main(capsys, "hedge", "--profile", "bybit_inverse", "--scenario",
-                              "funding_flip", "--json")
+                              "funding_flip", "--spot", SPOT, "--json")
     assert code == 0, err
     result = json.loads(out)
     assert result["profile"] == "bybit_inverse"
@@ -115,7 +118,7 @@ def test_demo_on_bybit_inverse_writes_its_report_over_v5(
         capsys: pytest.CaptureFixture[str], wire_paths: list[str], tmp_path: Path) -> None:
     report = tmp_path / "bybit-demo.html"
     code, out, err = run_main(capsys, "demo", "--profile", "bybit_inverse", "--scenario", "calm",
-                              "--report", str(report), "--json")
+                              "--report", str(report), "--spot", SPOT, "--json")
     assert code == 0, err
     result = json.loads(out)
     venue_paths(wire_paths, ("/v5/",))
@@ -138,7 +141,7 @@ def test_dialect_binance_coinm_runs_the_bybit_profile_over_binance(
         capsys: pytest.CaptureFixture[str], wire_paths: list[str], tmp_path: Path) -> None:
     code, out, err = run_main(capsys, "hedge", "--profile", "bybit_inverse", "--dialect",
                               "binance_coinm", "--scenario", str(_short_path(tmp_path)),
-                              "--spot", "1", "--json")
+                              "--spot", SPOT, "--json")
     assert code == 0, err
     used = venue_paths(wire_paths, BINANCE_PREFIXES)
     assert "/dapi/v1/order" in used
@@ -155,7 +158,7 @@ def test_an_unknown_dialect_is_bad_input(capsys: pytest.CaptureFixture[str]) -> 
 def test_a_sweep_run_on_bybit_inverse_speaks_v5_in_process_as_over_the_wire(
         wire_paths: list[str], tmp_path: Path) -> None:
     run = RunSpec(scenario=ScenarioRef.from_file(_short_path(tmp_path)), seed=0,
-                  profile="bybit_inverse", params=(("leverage", 2),))
+                  profile="bybit_inverse", params=(("leverage", 2), ("spot_btc", D(SPOT))))
     in_process = run_row(run)
     assert in_process["error"] == ""
     assert in_process["contracts"] > 0
@@ -171,7 +174,7 @@ def test_a_liquidated_isolated_hedge_accounts_for_the_clearance_as_a_fee(
     # margin held beyond the loss at the bankruptcy price goes to the insurance fund. Bybit
     # charges that with the BustTrade (execFee): the attribution has nothing left over.
     code, out, err = run_main(capsys, "hedge", "--profile", "bybit_inverse", "--scenario",
-                              "squeeze", "--spot", "1", "--collateral", "0.3", "--leverage",
+                              "squeeze", "--spot", SPOT, "--collateral", "0.15", "--leverage",
                               "5", "--no-topup", "--json")
     assert code == 0, err
     result = json.loads(out)

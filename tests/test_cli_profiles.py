@@ -15,6 +15,10 @@ from perpsim.sim.profile import bundled_profiles, load_profile
 from perpsim.strategy.markets import hedge_market
 from perpsim.strategy.plan import PlanError
 
+# The coin hedged: half a BTC is 30,000 of Bybit's and BitMEX's 1 USD contracts (15 slices of
+# 2,000 each way), as telling as the default 5 BTC's 150 slices and a tenth of the requests.
+SPOT_BTC = "0.5"
+
 
 def test_the_three_venues_are_bundled() -> None:
     assert {"binance_coinm", "bybit_inverse", "bitmex_xbtusd"} <= set(bundled_profiles())
@@ -23,17 +27,18 @@ def test_the_three_venues_are_bundled() -> None:
 @pytest.mark.parametrize("profile", bundled_profiles())
 def test_hedge_runs_on_every_bundled_profile(capsys: pytest.CaptureFixture[str],
                                              profile: str) -> None:
-    code = main(["hedge", "--scenario", "calm", "--profile", profile, "--json"])
+    code = main(["hedge", "--scenario", "calm", "--profile", profile, "--spot", SPOT_BTC,
+                 "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
     result = json.loads(out)
     assert (result["profile"], result["exit_reason"], result["liquidated"]) == (
         profile, "end", False)
-    # the whole 5 BTC hedged in the venue's own contracts (1 USD on Bybit/BitMEX, 100 on Binance)
+    # all the coin hedged in the venue's own contracts (1 USD on Bybit/BitMEX, 100 on Binance)
     perp = next(i for i in load_profile(profile).instruments
                 if i.is_perpetual and i.pair == "BTCUSD")
     assert Decimal(result["contract_size_usd"]) == perp.contract_size_usd
-    held_usd = 5 * float(result["start_price_usd"])
+    held_usd = float(SPOT_BTC) * float(result["start_price_usd"])
     assert abs(result["contracts"] * float(perp.contract_size_usd) - held_usd) < 0.01 * held_usd
 
 
@@ -41,7 +46,8 @@ def test_hedge_runs_on_every_bundled_profile(capsys: pytest.CaptureFixture[str],
 def test_demo_runs_on_the_other_profiles(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                          profile: str) -> None:
     report = tmp_path / "report.html"
-    code = main(["demo", "--scenario", "calm", "--profile", profile, "--report", str(report)])
+    code = main(["demo", "--scenario", "calm", "--profile", profile, "--spot", SPOT_BTC,
+                 "--report", str(report)])
     out, err = capsys.readouterr()
     assert code == 0, err
     assert "perpsim demo" in out
