@@ -2,7 +2,8 @@
 
 Run as ``python python_binance_cycle.py <base_url> <api_key> <api_secret>``; prints a JSON
 report (cycle_common.emit). python-binance has no base-URL argument: its URLs are class
-attributes, so a subclass names perpsim's (docs/clients.md) — nothing else is changed.
+attributes, so a subclass names perpsim's (docs/clients.md) — nothing else is changed but how
+long an idle socket's read waits before reading again (below).
 ``AsyncClient.create()`` then pings ``/api/v3/ping`` and syncs its timestamp offset to
 ``/api/v3/time`` (simulated time), exactly as against Binance.
 """
@@ -18,6 +19,13 @@ from typing import Any
 import cycle_common as cc
 from binance import AsyncClient, BinanceSocketManager
 from binance.enums import FuturesType
+from binance.ws.reconnecting_websocket import ReconnectingWebsocket
+
+# python-binance closes a socket once its read loop wakes up: on a frame, or when a read has
+# waited ReconnectingWebsocket.TIMEOUT (10 s) for one, after which it just reads again. A
+# stepped perpsim market is silent between steps, so closing the sockets idled 10 s; a shorter
+# wait changes nothing else (no reconnect, no frame lost: the socket's queue is untouched).
+ReconnectingWebsocket.TIMEOUT = 0.5
 
 
 def perpsim_classes(base_url: str) -> tuple[type[AsyncClient], type[BinanceSocketManager]]:
