@@ -30,6 +30,8 @@ chromium:
 	    echo "    sudo apt-get install chromium   (or PERPSIM_CHROMIUM=/path/to/chromium make test)"; \
 	fi
 
+# Property tests draw a share of their examples here; a deep run draws them all
+# (tests/hypothesis_budget.py): $(BIN)/python -m pytest --hypothesis-profile=thorough
 test: $(STAMP) chromium
 	$(BIN)/ruff check sim api strategy perpsim fixtures tests benchmarks
 	$(BIN)/mypy

@@ -22,8 +22,11 @@ from perpsim.api.state import ServerConfig, ServerState
 # name), never replay a local example database, and never fail on how fast data generation
 # happened to be on a busy machine: a failure is a bug, reproducible by running the test again.
 # HYPOTHESIS_PROFILE=explore draws fresh random examples (to hunt for new counterexamples).
+# Properties draw a share of their stated counts by default; --hypothesis-profile=thorough (or
+# explore) draws them all (tests/hypothesis_budget.py).
 settings.register_profile("perpsim", derandomize=True, database=None, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", settings.get_profile("perpsim"))
 settings.register_profile("explore", database=None, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "perpsim"))

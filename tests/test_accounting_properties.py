@@ -7,6 +7,7 @@ from fractions import Fraction
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from perpsim.sim.inverse import apply_fill, average_entry, coin_value, exact, pnl_coin, to_dec
 from perpsim.sim.liquidation_price import (
@@ -31,7 +32,7 @@ INSTRUMENTS: list[tuple[Profile, Instrument]] = [
 ]
 BINANCE_INSTRUMENTS = [i for p, i in INSTRUMENTS if p is BINANCE]
 
-SETTINGS = settings(deadline=None, max_examples=200)
+SETTINGS = settings(deadline=None, max_examples=examples(200))
 
 qtys = st.integers(min_value=1, max_value=1_000_000)
 signed_qtys = qtys.flatmap(lambda q: st.sampled_from([q, -q]))

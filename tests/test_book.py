@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from perpsim.sim.book import OrderBook
 from perpsim.sim.errors import (
@@ -527,7 +528,7 @@ def _check_invariants(book: OrderBook, orders: list[Order], all_fills: list[Any]
         assert (o.order_id in book) == (o.is_open and o.type == "LIMIT" and o.status != "REJECTED")
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_op, max_size=60))
 def test_random_flows_keep_book_sorted_uncrossed_and_conserved(ops: list[tuple[Any, ...]]) -> None:
     # A wide synthetic spread leaves room inside it for users to trade with each other.

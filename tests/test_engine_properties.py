@@ -15,6 +15,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from perpsim.sim import trading
 from perpsim.sim.errors import (
@@ -141,7 +142,7 @@ def _apply(ex: Exchange, ids: list[str], step: tuple[Any, ...]) -> None:
         raise AssertionError(kind)
 
 
-@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=examples(60), suppress_health_check=[HealthCheck.too_slow])
 @given(st.booleans(), steps)
 def test_random_sessions_keep_the_books_right(start_with_positions: bool,
                                               session: list[tuple[Any, ...]]) -> None:
@@ -186,7 +187,7 @@ def _move(ex: Exchange, symbol: str, move: float) -> None:
     ex.set_prices(symbol, min(max(index, Decimal(5_000)), Decimal(500_000)))
 
 
-@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=examples(40), suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(VENUES)),
        st.lists(st.tuples(st.floats(-0.3, 0.3), st.integers(0, 12 * HOUR_MS)), min_size=1,
                 max_size=12),

@@ -12,6 +12,7 @@ import math
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from perpsim.sim.fast_levels import Solver, batch_supported, levels_batch
 
@@ -33,7 +34,7 @@ def _same(a: float | None, b: float) -> bool:
     return math.isnan(b) if a is None else a == b
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(solver=st.sampled_from(SOLVERS), positions=st.lists(_position, min_size=1, max_size=30),
        rate=st.floats(-0.01, 0.01))
 def test_the_batch_gives_the_scalar_solvers_floats(solver: Solver,

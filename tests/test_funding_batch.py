@@ -17,6 +17,7 @@ from functools import cache
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from perpsim.sim import funding, trading
 from perpsim.sim.errors import PerpsimError
@@ -73,7 +74,7 @@ def _crowd(prof: str, traders: list[tuple[str, str, int, int, str, bool]]) -> Ex
     return ex
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(prof=st.sampled_from(["binance_coinm", "bitmex_xbtusd"]),
        traders=st.lists(_trader, min_size=1, max_size=10),
        rate=st.decimals("-0.3", "0.3", places=6).filter(lambda r: r != 0),
@@ -144,7 +145,7 @@ def test_a_settlement_is_one_posting_and_one_record_with_rows_per_account() -> N
        mark=st.decimals("0.5", "1000000", places=2).filter(lambda m: m > 0),
        rule=st.sampled_from(["half_even", "half_up", "down", "up", "floor", "ceiling"]),
        cs=st.sampled_from([1, 10, 100]))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_payment_units_equal_the_exact_payment(qty: list[int], rate: Decimal, mark: Decimal,
                                                rule: str, cs: int) -> None:
     step = Decimal("0.00000001")
@@ -204,7 +205,7 @@ def test_a_rolled_back_batch_leaves_no_trace() -> None:
 
 
 @given(start_s=st.integers(0, 3 * 86_400), length_s=st.integers(1, 2 * 86_400))
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 def test_premiums_on_the_grid_are_the_direct_ones(start_s: int, length_s: int) -> None:
     """The chunked premium cache gives the same floats as computing the samples directly
     (windows that cross chunk edges and the tape's ends included)."""
@@ -224,7 +225,7 @@ def _calm_pricer() -> MarketPricer:
 @given(gaps=st.lists(st.sampled_from([1000, 1000, 1000, 1000, 500, 3000]), min_size=1,
                      max_size=400),
        queries=st.lists(st.integers(-5_000, 500_000), min_size=64, max_size=300))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_rows_at_equals_the_search(gaps: list[int], queries: list[int]) -> None:
     """The regular-grid guess gives the rows a search gives, on regular and irregular tapes."""
     times = np.concatenate(([0], np.cumsum(gaps))).astype(np.int64)

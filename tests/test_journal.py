@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from perpsim.numbers import readable
 from perpsim.sim.errors import InvalidInput, InvalidState
@@ -213,7 +214,7 @@ def expected_plain(value: object) -> object:
     return value
 
 
-@settings(deadline=None, max_examples=200)
+@settings(deadline=None, max_examples=examples(200))
 @given(st.dictionaries(st.text(), json_values, max_size=4))
 def test_any_json_able_payload_round_trips_through_its_line(payload: dict) -> None:
     journal = Journal()

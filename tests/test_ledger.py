@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from perpsim.sim.errors import LedgerError
 from perpsim.sim.ledger import (
@@ -345,7 +346,7 @@ def apply(led: Ledger, op: tuple) -> None:
         led.post_many([(src, MARKET, "BTC", amt, "fee") for src, amt in op[1]], "r", 0)
 
 
-@settings(deadline=None, max_examples=150)
+@settings(deadline=None, max_examples=examples(150))
 @given(st.lists(operation, max_size=40))
 def test_random_operations_conserve_and_failures_change_nothing(ops: list[tuple]) -> None:
     led = Ledger(["BTC", "ETH"])

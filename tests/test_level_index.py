@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from perpsim.sim import funding, liquidation, trading, watch
 from perpsim.sim.errors import PerpsimError
@@ -76,7 +77,7 @@ def _exchange_with(prof: str, qty: int, leverage: int, mode: str, extra: str) ->
     return ex, aid, inst.symbol
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=examples(120), deadline=None)
 @given(prof=st.sampled_from(PROFILES), side=st.sampled_from([1, -1]),
        size=st.integers(1, 4000), leverage=st.sampled_from([1, 2, 5, 10, 20, 50, 100]),
        mode=st.sampled_from(["cross", "isolated"]),

@@ -10,6 +10,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 from safety_helpers import app_client, signed, state_digest
 
 from perpsim.api.state import ServerState
@@ -168,7 +169,7 @@ def _assert_refused_and_unchanged(response: Any, before: str, what: object) -> N
     assert state_digest(STATE) == before, (what, response.text)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(call=control_calls())
 def test_invalid_control_calls_change_nothing(call: tuple[str, str, Any]) -> None:
     method, path, body = call
@@ -177,7 +178,7 @@ def test_invalid_control_calls_change_nothing(call: tuple[str, str, Any]) -> Non
     _assert_refused_and_unchanged(response, before, call)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(call=dialect_calls())
 def test_invalid_dialect_calls_change_nothing(call: tuple[str, str, dict[str, Any]]) -> None:
     method, path, params = call
@@ -186,7 +187,7 @@ def test_invalid_dialect_calls_change_nothing(call: tuple[str, str, dict[str, An
     _assert_refused_and_unchanged(response, before, call)
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(key=st.text(alphabet=string.ascii_letters + string.digits, min_size=64, max_size=64),
        secret=st.text(alphabet=string.ascii_letters + string.digits, min_size=8, max_size=64),
        params=st.dictionaries(st.sampled_from(["symbol", "side", "type", "quantity", "price"]),
@@ -216,7 +217,7 @@ GARBAGE_NAMES = st.sampled_from(["symbol", "side", "type", "quantity", "price", 
                                  "asset", "triggerPrice", "algoType", "limit", "startTime"])
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(call=st.sampled_from(SIGNED_PATHS),
        params=st.dictionaries(GARBAGE_NAMES, GARBAGE_VALUES, max_size=7))
 def test_correctly_signed_garbage_never_breaks_the_market(call: tuple[str, str],
