@@ -4,9 +4,11 @@ off the event loop, so the server keeps answering while a big file loads."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import tracemalloc
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -113,9 +115,20 @@ def test_a_long_advance_lets_other_clients_in(monkeypatch: pytest.MonkeyPatch) -
     from perpsim.api import control
 
     monkeypatch.setattr(control, "YIELD_AFTER_S", 0.0)  # yield after every simulated day
+    # Where the advance yields, it waits until another client has had an answer while the
+    # simulated time stood between the start and the target: however busy the machine, the
+    # other client gets in, and an advance that never yields finishes first and fails below.
+    answered = threading.Event()
+    real_sleep = asyncio.sleep
+
+    async def yield_until_answered(seconds: float) -> None:
+        while not answered.is_set():
+            await real_sleep(0.01)
+
+    monkeypatch.setattr(control, "asyncio", SimpleNamespace(sleep=yield_until_answered))
     state = ServerState(ServerConfig(start="2024-01-01T00:00:00Z"))
     start = state.exchange.now_ms
-    target = start + 2 * 365 * 24 * 3_600_000
+    target = start + 30 * 24 * 3_600_000
     seen: list[int] = []
     done: list[int] = []
     with serve_in_thread(create_app(state=state, security=IN_PROCESS)) as url, \
@@ -126,6 +139,8 @@ def test_a_long_advance_lets_other_clients_in(monkeypatch: pytest.MonkeyPatch) -
         with httpx.Client(base_url=url, timeout=600) as other:
             while advancing.is_alive():
                 seen.append(other.get("/control/health").json()["now"])
+                if start < seen[-1] < target:
+                    answered.set()
         advancing.join()
     assert done == [200]
     # some answer came while simulated time was between the start and the target
