@@ -88,8 +88,8 @@ class RateBudget:
                 self.banned_until = wall_ms + spec.ban_ms
                 return self._banned(wall_ms)
         window_end = self.installed_wall_ms + (window + 1) * spec.interval_ms
-        if wall_ms >= self.retry_at:
-            self.retry_at = window_end
+        if wall_ms >= self.retry_at:  # a new 429 episode: the client waited out the last one
+            self.retry_at, self.violations = window_end, 0
         seconds = max(1, math.ceil((window_end - wall_ms) / 1000))
         return HttpError(429, None, text="Too Many Requests", kind="rate_limit",
                          headers={"Retry-After": str(seconds)}, rule=self.rule_id)

@@ -40,7 +40,10 @@ def test_survives_rate_limits_by_waiting_for_bybits_reset_stamp(served: Served) 
     # client waits. Bybit says retCode 10006 and when the window resets
     # (X-Bapi-Limit-Reset-Timestamp); a client sending before the reset is banned (HTTP 403).
     run = hedge(served, BYBIT, lambda start, account: [
-        {"kind": "rate_limit", "limit": 40, "interval_ms": 1000, "path": "/v5/*"}],
+        # ban_after 5: a decision's reads go out together (up to 4 in flight), so up to 3 can
+        # arrive after the 10006 that the client has not seen yet; a 4th would mean it ignored it.
+        {"kind": "rate_limit", "limit": 40, "interval_ms": 1000, "path": "/v5/*",
+         "ban_after": 5}],
         fake_wall=True)
     (rule,) = run.faults["faults"]
     assert rule["fired"] >= 1

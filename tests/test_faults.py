@@ -389,3 +389,21 @@ def test_listen_key_expiry_ends_the_stream_and_the_key(live: Live, two: Any) -> 
     assert renewed.status_code == 400  # the expired key cannot be kept alive
     fresh = live.http.post("/dapi/v1/listenKey", headers={"X-MBX-APIKEY": a["api_key"]})
     assert fresh.json()["listenKey"] != got["a"]["key"]
+
+
+def test_rate_limit_counts_violations_per_retry_after_not_per_run() -> None:
+    # Requests already in flight when a 429 goes out arrive "during" its Retry-After; a client
+    # that then waits it out starts clean. Only ban_after sends during ONE Retry-After ban it.
+    from perpsim.api.fault_rates import RateBudget
+    from perpsim.api.faults import FaultSpec
+
+    budget = RateBudget(FaultSpec(kind="rate_limit", limit=2, interval_ms=1000, ban_after=2),
+                        "f1", installed_wall_ms=0)
+    for episode_ms in (0, 1000, 2000):  # three windows, each overspent, each waited out
+        assert budget.charge(1, episode_ms) is None
+        assert budget.charge(1, episode_ms) is None
+        assert budget.charge(1, episode_ms).status == 429  # the 429: wait until the window ends
+        assert budget.charge(1, episode_ms + 1).status == 429  # one in flight: a violation
+    assert budget.bans == 0
+    assert budget.charge(1, 2002).status == 418  # a second send in the same Retry-After
+    assert budget.bans == 1
