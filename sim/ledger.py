@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import TYPE_CHECKING
 
@@ -110,6 +110,7 @@ class BatchPosting:
     reason: str
     ref: str
     owners: tuple[str | None, ...]  # the user each leg's account belongs to (None: the venue)
+    _leg_of: dict[str, int] | None = field(default=None, repr=False)
 
     @property
     def source(self) -> str:
@@ -139,17 +140,27 @@ class BatchPosting:
         """Every account's movement, in order."""
         return [self.leg(i) for i in range(len(self.names))]
 
+    def index_of(self, name: str) -> int:
+        """The leg of account ``name`` (an index built on first use: history reads only)."""
+        if self._leg_of is None:  # frozen: the cache is set once, past the dataclass guard
+            object.__setattr__(self, "_leg_of", {n: i for i, n in enumerate(self.names)})
+        assert self._leg_of is not None
+        return self._leg_of[name]
 
-# An account's history holds its postings, and (batch, i) for its leg i of a batch posting
-# (i = -1: the counterparty's side, every leg); ``Ledger.history`` turns both into postings.
-_HistoryEntry = Posting | tuple[BatchPosting, int]
+
+# An account's history holds its postings, and the batch postings it has a leg in (the
+# counterparty's history: (batch, -1), every leg); ``Ledger.history`` turns both into postings.
+# A leg's index is found by name when a history is read (rare), so a settlement appends the
+# batch itself to each account's history instead of allocating an (batch, i) pair per account.
+_HistoryEntry = Posting | BatchPosting | tuple[BatchPosting, int]
 
 
-def _postings_of(entry: _HistoryEntry) -> list[Posting]:
+def _postings_of(entry: _HistoryEntry, name: str) -> list[Posting]:
     if isinstance(entry, Posting):
         return [entry]
-    batch, i = entry
-    return batch.legs() if i < 0 else [batch.leg(i)]
+    if isinstance(entry, BatchPosting):
+        return [entry.leg(entry.index_of(name))]
+    return entry[0].legs()
 
 
 class _Account:
@@ -347,36 +358,37 @@ class Ledger:
                 raise LedgerError(f"batch amount {amount!r} must be non-zero, finite and a "
                                   f"multiple of the coin step {self.step}")
         get, add = self._accounts.get, _EXACT.add
-        accounts: list[_Account] = []
-        new: list[Decimal] = []
+        # One pass per account, the hot loop of a settlement: the coin and the protection are
+        # checked per account, the balance added exactly (trapping context), nothing else.
+        found = [get(name) for name in names]
         fresh: list[_Account] = []  # named for the first time: stored once all is checked
-        for name, amount in zip(names, amounts, strict=True):
-            acc = get(name)
-            if acc is None:
-                acc = self._resolve(name)
-                fresh.append(acc)
+        if None in found:
+            for k, name in enumerate(names):
+                if found[k] is None:
+                    found[k] = self._resolve(name)
+                    fresh.append(found[k])  # type: ignore[arg-type]
+        checked: list[_Account] = found  # type: ignore[assignment]
+        new = [add(acc.balance, amount) for acc, amount in zip(checked, amounts, strict=True)]
+        for acc, balance, amount in zip(checked, new, amounts, strict=True):
             if acc.coin != coin:
                 raise LedgerError(f"{acc.name} holds {acc.coin}; it cannot take a {coin!r} "
                                   "posting")
-            balance = add(acc.balance, amount)
             if balance < 0 and acc.protected:
                 raise LedgerError(f"{acc.name} would go negative: balance {acc.balance}, "
                                   f"batch posting {amount} {coin} ({reason})")
-            accounts.append(acc)
-            new.append(balance)
         net = _EXACT.subtract(self._zero, sum(amounts, self._zero))
         if cp.protected and _EXACT.add(cp.balance, net) < 0:
             raise LedgerError(f"{cp.name} would go negative: balance {cp.balance}, batch "
                               f"posting {net} {coin} ({reason})")
         batch = BatchPosting(len(self._postings) + 1, time_ms, cp.name, coin, tuple(names),
-                             tuple(amounts), reason, ref, tuple(acc.owner for acc in accounts))
+                             tuple(amounts), reason, ref, tuple([acc.owner for acc in checked]))
         for acc in [cp] if cp.name not in self._accounts else []:
             self._store(acc)
         for acc in fresh:
             self._store(acc)
-        for i, (acc, balance) in enumerate(zip(accounts, new, strict=True)):
+        for acc, balance in zip(checked, new, strict=True):
             acc.balance = balance
-            acc.history.append((batch, i))
+            acc.history.append(batch)
         cp.balance = _EXACT.add(cp.balance, net)
         cp.history.append((batch, -1))
         self._postings.append(batch)
@@ -455,7 +467,7 @@ class Ledger:
         acc = self._known(name)
         if acc is None:
             return ()
-        return tuple(p for entry in acc.history for p in _postings_of(entry))
+        return tuple(p for entry in acc.history for p in _postings_of(entry, name))
 
     def history_of(self, account_id: str) -> tuple[Posting, ...]:
         """The postings touching any ledger account of user ``account_id``, oldest first."""

@@ -100,6 +100,17 @@ class SortedLevels:
                 level.pop(o, None)
         self._stale.update(ordinals)
 
+    def set_array(self, ordinals: np.ndarray, levels: np.ndarray) -> None:
+        """``set_many`` from arrays, NaN standing for None (drop): the crowd-scale path."""
+        assert self.batch, "set_array only in a batch of changes"
+        present = ~np.isnan(levels)
+        level = self.level
+        level.update(zip(ordinals[present].tolist(), levels[present].tolist(), strict=True))
+        if not present.all():
+            for o in ordinals[~present].tolist():
+                level.pop(o, None)
+        self._stale.update(ordinals.tolist())
+
     def settle(self) -> None:
         """End a batch of changes: re-sort the snapshot, or the short list of changed entries."""
         self.batch = False
@@ -392,24 +403,24 @@ class LevelIndex:
         rate = float(ex.mark_funding_rate(symbol)) if solver.funding_in_mm else 0.0
         liqs, calls, los, his = levels_batch(solver, qty, entry, margin, rate, cross)
         call_scale = 1 / ex.profile.liquidation.margin_call_ratio
-        combined = []
-        for (_, account, pos), liq, call, lo, hi in zip(rows, liqs.tolist(), calls.tolist(),
-                                                        los.tolist(), his.tolist(), strict=True):
-            if liq != liq:  # NaN: too close to call in float
-                liq = _exact_level(ex, account.account_id, pos, Decimal(1))
-            if pos.margin_call_sent:
-                call = INF if pos.side > 0 else -INF  # unused after a call
-            elif call != call:
-                call = _exact_level(ex, account.account_id, pos, call_scale)
-            boundary = None if lo != lo else (lo, hi)
-            combined.append(_combine(pos, liq, call, boundary))
-        ordinals = [o for o, _, _ in rows]
+        called = np.fromiter((p.margin_call_sent for _, _, p in rows), dtype=bool,
+                             count=len(rows))
+        # The rare rows the float solve leaves to exact arithmetic (NaN), one by one.
+        for i in np.flatnonzero(np.isnan(liqs)).tolist():
+            _, account, pos = rows[i]
+            liqs[i] = _exact_level(ex, account.account_id, pos, Decimal(1))
+        for i in np.flatnonzero(np.isnan(calls) & ~called).tolist():
+            _, account, pos = rows[i]
+            calls[i] = _exact_level(ex, account.account_id, pos, call_scale)
+        four = combine_batch(qty > 0, called, liqs, calls, los, his)
+        ordinals = np.fromiter((o for o, _, _ in rows), dtype=np.int64, count=len(rows))
         if levels.below.batch:  # the four indexes in bulk (they are re-sorted at the end)
-            for k, index in enumerate(levels.indexes):
-                index.set_many(ordinals, [four[k] for four in combined])
+            for index, column in zip(levels.indexes, four, strict=True):
+                index.set_array(ordinals, column)
         else:
-            for o, four in zip(ordinals, combined, strict=True):
-                levels.assign(o, four)
+            columns = [[None if v != v else v for v in column.tolist()] for column in four]
+            for k, o in enumerate(ordinals.tolist()):
+                levels.assign(o, tuple(column[k] for column in columns))
         self.recomputed += len(rows)
 
     # ---- queries -----------------------------------------------------------------------------
@@ -493,6 +504,28 @@ def _combine(pos: Position, liq: float, call: float,
     if called:
         return hi, liq, None, liq
     return None, min(liq, lo), None, min(liq, call)
+
+
+def combine_batch(long: np.ndarray, called: np.ndarray, liq: np.ndarray, call: np.ndarray,
+                  lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``_combine`` on arrays (NaN: None): the four index columns of many positions.
+
+    ``lo`` NaN means the ratio boundary is unknown, as ``boundary=None``; ``call`` is unused
+    where ``called``. Python's max(a, b) keeps a unless b > a (min: unless b < a); the same
+    choice is written out, so ties (0.0 against -0.0) pick the same float.
+    """
+    unknown = np.isnan(lo)
+    lo = np.where(unknown, -INF, lo)
+    hi = np.where(unknown, INF, hi)
+    nan = np.full(len(liq), np.nan)
+    short = ~long
+    below = np.where(long, np.where(called, liq, np.where(hi > liq, hi, liq)),
+                     np.where(called, hi, nan))
+    above = np.where(long, np.where(called, lo, nan),
+                     np.where(called, liq, np.where(lo < liq, lo, liq)))
+    watch_below = np.where(long, np.where(called, liq, np.where(call > liq, call, liq)), nan)
+    watch_above = np.where(short, np.where(called, liq, np.where(call < liq, call, liq)), nan)
+    return below, above, watch_below, watch_above
 
 
 def _mark_bounds(ex: Exchange, symbol: str) -> tuple[float, float]:

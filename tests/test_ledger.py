@@ -366,3 +366,22 @@ def test_random_operations_conserve_and_failures_change_nothing(ops: list[tuple]
             assert led.total(coin) == led.deposits(coin)
     assert [p.seq for p in led.postings] == list(range(1, len(led.postings) + 1))
     led.check_conserved(replay=True)
+
+
+def test_a_batch_posting_shows_each_account_its_own_leg(ledger: Ledger) -> None:
+    """Accounts' histories hold the batch itself; reading a history finds each one's leg."""
+    bob = wallet_account("bob", "BTC")
+    ledger.deposit("alice", "BTC", Decimal("1"), "d1", 1)
+    ledger.deposit("bob", "BTC", Decimal("1"), "d2", 1)
+    batch = ledger.post_batch(market_account("BTC"), "BTC", [WALLET_A, bob],
+                              [Decimal("0.25"), Decimal("-0.5")], "funding_fee", "f", 2)
+    (mine,) = [p for p in ledger.history(WALLET_A) if p.reason == "funding_fee"]
+    (theirs,) = [p for p in ledger.history(bob) if p.reason == "funding_fee"]
+    assert (mine.source, mine.destination, mine.amount, mine.seq) == (
+        market_account("BTC"), WALLET_A, Decimal("0.25"), batch.seq)
+    assert (theirs.source, theirs.destination, theirs.amount) == (
+        bob, market_account("BTC"), Decimal("0.5"))
+    assert [p.amount for p in ledger.history(market_account("BTC"))
+            if p.reason == "funding_fee"] == [Decimal("0.25"), Decimal("0.5")]
+    assert ledger.balances_of("bob") == {bob: Decimal("0.5")}
+    ledger.check_conserved(replay=True)
