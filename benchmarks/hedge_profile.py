@@ -1,7 +1,7 @@
 """Where one in-process hedge's time goes: requests by endpoint, time inside the app, and the
 shares of the engine, the app's own code, the web framework, ccxt and the strategy (sampled).
 
-Run: ``python -m perpsim.benchmarks.hedge_profile [--scenario calm_30d] [--json]``
+Run: ``python -m perpsim.benchmarks.hedge_profile [--scenario calm_30d] [--profile P] [--json]``
 
 Used by ``benchmarks/sweep_scaling.py`` (``perpsim bench --only sweep``) for the per-hedge
 request count and the fraction of the hedge spent in the engine.
@@ -44,20 +44,20 @@ SAMPLE_S = 0.001
 SWITCH_S = 0.00001
 
 
-def _market(scenario: str) -> Any:
+def _market(scenario: str, profile: str = DEMO_PROFILE) -> Any:
     from perpsim.api.app import create_app
     from perpsim.api.security import IN_PROCESS
     from perpsim.api.state import ServerConfig, ServerState
 
-    return create_app(state=ServerState(ServerConfig(profile=DEMO_PROFILE, scenario=scenario,
+    return create_app(state=ServerState(ServerConfig(profile=profile, scenario=scenario,
                                                      seed=0, clock="stepped")),
                       security=IN_PROCESS)
 
 
-async def _hedge(target: Any, scenario: str) -> Any:
+async def _hedge(target: Any, scenario: str, profile: str = DEMO_PROFILE) -> Any:
     from perpsim.strategy.dryrun import dry_run
 
-    return await dry_run(target, HedgeConfig(), scenario=scenario, profile=DEMO_PROFILE, seed=0)
+    return await dry_run(target, HedgeConfig(), scenario=scenario, profile=profile, seed=0)
 
 
 @contextmanager
@@ -127,21 +127,22 @@ def sampled_shares() -> Iterator[dict[str, float]]:
         shares["samples"] = total
 
 
-def run(scenario: str = DEMO_SCENARIO) -> dict[str, Any]:
+def run(scenario: str = DEMO_SCENARIO, profile: str = DEMO_PROFILE) -> dict[str, Any]:
     """One warm-up hedge, one timed (requests, time in the app), one sampled (shares)."""
     from perpsim.inprocess import in_process_transport
 
-    asyncio.run(_hedge(in_process_transport(_market(scenario)), scenario))
-    transport = in_process_transport(_market(scenario))
+    asyncio.run(_hedge(in_process_transport(_market(scenario, profile)), scenario, profile))
+    transport = in_process_transport(_market(scenario, profile))
     with counted_app_calls() as (counts, app_s):
-        started = time.perf_counter()
-        asyncio.run(_hedge(transport, scenario))
-        hedge_s = time.perf_counter() - started
-    transport = in_process_transport(_market(scenario))
+        started, cpu = time.perf_counter(), time.process_time()
+        asyncio.run(_hedge(transport, scenario, profile))
+        hedge_s, hedge_cpu_s = time.perf_counter() - started, time.process_time() - cpu
+    transport = in_process_transport(_market(scenario, profile))
     with sampled_shares() as shares:
-        asyncio.run(_hedge(transport, scenario))
+        asyncio.run(_hedge(transport, scenario, profile))
     control = sum(n for k, n in counts.items() if " /control/" in k)
-    return {"scenario": scenario, "hedge_s": round(hedge_s, 3),
+    return {"scenario": scenario, "profile": profile, "hedge_s": round(hedge_s, 3),
+            "hedge_cpu_s": round(hedge_cpu_s, 3),
             "requests": sum(counts.values()), "control_requests": control,
             "advances": counts.get("POST /control/advance", 0),
             "by_endpoint": dict(counts.most_common()),
@@ -153,9 +154,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run and print the figures as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default=DEMO_SCENARIO)
+    parser.add_argument("--profile", default=DEMO_PROFILE)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = run(args.scenario)
+    result = run(args.scenario, args.profile)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return result
 

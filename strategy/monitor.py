@@ -51,7 +51,6 @@ class MonitorState:
     mark_usd: Decimal
     last_usd: Decimal
     hedge_ratio: Decimal = Decimal(1)
-    funding_rate_last: Decimal = ZERO  # the last settled rate
     funding_rate_predicted: Decimal | None = None  # what the next funding time would settle
     next_funding_ms: int | None = None
     funding_cum_btc: Decimal = ZERO  # + received, − paid, since the run started
@@ -201,9 +200,10 @@ class Monitor:
         self._spot: Decimal | None = None
         self._income: list[tuple[int, Decimal, str]] = []  # (time, amount, tranId)
         self._income_next_ms: int | None = None  # refetch funding once this time has passed
-        self._last_rate: tuple[int | None, Decimal] = (None, ZERO)
         self.new_income: list[tuple[int, Decimal]] = []  # payments seen by the latest resync
-        self._futures_balance = QuietRead()  # reused after a quiet stepped wait (quiet_reads.py)
+        # Reused after a quiet stepped wait (quiet_reads.py); the position at the new mark.
+        self._futures_balance = QuietRead()
+        self._positions = QuietRead()
 
     # ---- streams -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -312,11 +312,13 @@ class Monitor:
         """Our own transfer moved coin: re-read the spot wallet at the next resync."""
         self._spot = None
         self._futures_balance.changed()
+        self._positions.changed()
 
     def after_wait(self, waited: WaitResult, *, sole_actor: bool) -> None:
         """The runner's wait between decisions ended: a quiet one lets the next resync reuse
-        the futures balance (strategy/quiet_reads.py)."""
+        the futures balance and the position (strategy/quiet_reads.py)."""
         self._futures_balance.after_wait(waited, self.state, sole_actor=sole_actor)
+        self._positions.after_wait(waited, self.state, sole_actor=sole_actor)
 
     async def resync(self, now_ms: int) -> MonitorState:
         """Rebuild the state from REST (the decision-point read)."""
@@ -324,8 +326,10 @@ class Monitor:
         # The last trade price is the close of the current 1-minute candle: the same number as
         # the 24-hour ticker's, at a fraction of its cost to the venue.
         premium, positions, balance, candles = await asyncio.gather(
-            ex.fetch_funding_rate(sym), ex.fetch_positions([sym]),
+            ex.fetch_funding_rate(sym), self._positions.read(lambda: ex.fetch_positions([sym])),
             self._futures_balance.read(ex.fetch_balance), ex.fetch_ohlcv(sym, "1m", None, 1))
+        if self._positions.reused:
+            positions = await self._positions_at_mark(positions, premium)
         if self._spot is None:
             self._spot = await self._fetch_spot()
         await self._refresh_income(now_ms, premium)
@@ -349,7 +353,6 @@ class Monitor:
             time_ms=now_ms, symbol=sym, market_id=self.market_id,
             contract_size_usd=self.contract_size, tiers=self.tiers, index_usd=index,
             mark_usd=mark, last_usd=last, hedge_ratio=self.hedge_ratio,
-            funding_rate_last=self._last_rate[1],
             funding_rate_predicted=quote.predicted_rate,
             next_funding_ms=quote.next_funding_ms,
             funding_cum_btc=sum((amount for _, amount, _ in self._income), ZERO),
@@ -365,12 +368,24 @@ class Monitor:
         )
         return self.state
 
+    async def _positions_at_mark(self, positions: Any, premium: Mapping[str, Any]) -> Any:
+        """The reused position answer at the mark just read, or a fresh read when the venue's
+        digits for its unrealised PnL cannot be proven (strategy/mark_pnl.py)."""
+        marked = self.venue.positions_at_mark(self.ex, positions, self.symbol, premium,
+                                              self.contract_size)
+        if marked is None:
+            marked = await self.ex.fetch_positions([self.symbol])
+        self._positions.answer = marked
+        return marked
+
     async def _fetch_spot(self) -> Decimal:
         balance = await self.ex.fetch_balance(dict(self.venue.spot_balance_params))
         return self.venue.spot_coin(balance, self.coin)
 
     async def _refresh_income(self, now_ms: int, premium: Mapping[str, Any]) -> None:
-        """Fetch funding income (and the settled rate) only after a funding time passed."""
+        """Fetch funding income only after a funding time passed. (The settled rate itself is
+        not read: no rule, sample or report uses it — the rules judge the predicted rate, the
+        record the payments.)"""
         self.new_income = []
         if self._income_next_ms is not None and now_ms < self._income_next_ms:
             return
@@ -381,11 +396,6 @@ class Monitor:
             self._income.append((time_ms, amount, tran))
             self.new_income.append((time_ms, amount))
         self._income.sort(key=lambda item: item[0])
-        # Only the rates settled since the last one seen (the latest is all that is kept).
-        since = self._last_rate[0] + 1 if self._last_rate[0] is not None else self.start_ms
-        settled = await self.venue.last_settled_rate(self.ex, self.symbol, since)
-        if settled is not None:
-            self._last_rate = settled
         self._income_next_ms = self.venue.next_settlement_ms(premium)
 
     def _streak(self) -> tuple[int, int | None]:

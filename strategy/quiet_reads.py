@@ -7,6 +7,14 @@ After a wait in which the venue reported nothing on our account, with no cross p
 no funding time passed, the previous answer is still the answer, and re-reading it only costs a
 request (a fifth of a stepped dry run's requests were such re-reads).
 
+The position read is reused the same way: after such a wait an isolated position's contracts,
+entry, isolated margin, leverage and liquidation price are what they were (each moves only with
+an event on the account, or with the funding rate, which changes only at a funding time). What
+moves is its unrealised PnL, with the mark — which the client reads at every decision anyway
+(the premium index): it is computed from it in the venue's own digits, as a client watching the
+mark stream would (strategy/mark_pnl.py), and the position is read afresh whenever those digits
+cannot be proven.
+
 This needs a venue that reports everything that happens to the account during a wait, and an
 account nobody else touches: a stepped perpsim dry run (``SteppedClock(sole_actor=True)``,
 whose advance returns every journal event of the account). Live, a deposit or another client
@@ -41,6 +49,7 @@ class QuietRead:
 
     answer: Any = None
     quiet: bool = False  # only a quiet wait happened since ``answer`` was read
+    reused: bool = False  # the latest read() gave the last answer back without asking
 
     def after_wait(self, waited: WaitResult, state: MonitorState | None, *,
                    sole_actor: bool) -> None:
@@ -53,7 +62,8 @@ class QuietRead:
 
     async def read(self, fetch: Callable[[], Awaitable[Any]]) -> Any:
         """The last answer if it cannot have changed, else ``await fetch()``."""
-        if not self.quiet or self.answer is None:
+        self.reused = self.quiet and self.answer is not None
+        if not self.reused:
             self.answer = await fetch()
         self.quiet = False  # anything may happen before the next wait
         return self.answer

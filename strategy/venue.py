@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import ccxt
 
+from perpsim.strategy.mark_pnl import written_pnl
 from perpsim.strategy.plan import Tier, dec, ordered_tiers
 
 ZERO = Decimal(0)
@@ -104,6 +105,9 @@ class Venue(Protocol):
                            ) -> list[dict[str, Any]]: ...
     def fill_numbers(self, trade: Mapping[str, Any]) -> FillNumbers: ...
     def position(self, positions: Iterable[Mapping[str, Any]], symbol: str) -> PositionView: ...
+    def positions_at_mark(self, ex: Any, positions: Sequence[Mapping[str, Any]], symbol: str,
+                          ticker: Mapping[str, Any], contract_size_usd: Decimal
+                          ) -> list[dict[str, Any]] | None: ...
     def stream_position_contracts(self, position: Mapping[str, Any]) -> int | None: ...
     def futures_wallet(self, balance: Mapping[str, Any], coin: str) -> FuturesWallet: ...
     def spot_coin(self, balance: Mapping[str, Any], coin: str) -> Decimal: ...
@@ -120,8 +124,6 @@ class Venue(Protocol):
     async def isolated_margin(self, call: Call, market_id: str) -> Decimal: ...
     async def funding_payments(self, ex: Any, symbol: str, since_ms: int, seen: set[str]
                                ) -> list[tuple[int, Decimal, str]]: ...
-    async def last_settled_rate(self, ex: Any, symbol: str, since_ms: int
-                                ) -> tuple[int, Decimal] | None: ...
     async def realised_and_fees(self, ex: Any, symbol: str, since_ms: int
                                 ) -> tuple[Decimal, Decimal]: ...
 
@@ -162,7 +164,7 @@ class BinanceCoinM:
     rate_limit_codes: tuple[str, ...] = ()  # -1003 and 429 are ccxt RateLimitExceeded already
     reject_codes: tuple[str, ...] = ("-2010", "-1015", "-2020", "-4131", "-1008")
     duplicate_id_codes: tuple[str, ...] = ("-4116",)
-    page = 1000  # userTrades, income, fundingRate
+    page = 1000  # userTrades, income
 
     async def credentials_set(self, ex: Any) -> None:
         """Nothing to redo: binancecoinm's currencies do not depend on the keys."""
@@ -238,6 +240,32 @@ class BinanceCoinM:
                 "cross" if str(mode).lower().startswith("cross") else "isolated"),
             leverage=int(dec(info.get("leverage", 1) or 1, "leverage")),
             unrealized_pnl_btc=dec(info.get("unRealizedProfit", 0) or 0, "unRealizedProfit"))
+
+    def positions_at_mark(self, ex: Any, positions: Sequence[Mapping[str, Any]], symbol: str,
+                          ticker: Mapping[str, Any], contract_size_usd: Decimal
+                          ) -> list[dict[str, Any]] | None:
+        """``positions`` (a positionRisk answer) as the venue would answer it at the mark of
+        ``ticker`` (a premiumIndex answer), everything but the mark held: the open row's
+        ``unRealizedProfit`` (and ``markPrice``) rewritten in the venue's digits
+        (strategy/mark_pnl.py). None when those digits cannot be proven. Only the raw strings
+        this venue reads are rewritten (ccxt's unified numbers of the row are left stale)."""
+        mark = (ticker.get("info") or {}).get("markPrice")
+        if mark is None:
+            return None
+        answer: list[dict[str, Any]] = []
+        for pos in positions:
+            info = pos.get("info") or {}
+            if pos.get("symbol") != symbol or not pos.get("contracts"):
+                answer.append(dict(pos))
+                continue
+            pnl = written_pnl(int(dec(info.get("positionAmt"), "positionAmt")),
+                              contract_size_usd, str(info.get("entryPrice")), str(mark),
+                              str(info.get("unRealizedProfit")))
+            if pnl is None:
+                return None
+            answer.append({**pos, "info": {**info, "unRealizedProfit": pnl,
+                                           "markPrice": str(mark)}})
+        return answer
 
     def stream_position_contracts(self, position: Mapping[str, Any]) -> int | None:
         info = position.get("info") or {}
@@ -364,16 +392,6 @@ class BinanceCoinM:
             since = found[-1][0] + 1
         return found
 
-    async def last_settled_rate(self, ex: Any, symbol: str, since_ms: int
-                                ) -> tuple[int, Decimal] | None:
-        history = await ex.fetch_funding_rate_history(symbol, since_ms, self.page)
-        if not history:
-            return None
-        last = history[-1]
-        return (int(last.get("timestamp") or 0),
-                dec((last.get("info") or {}).get("fundingRate", last.get("fundingRate")),
-                    "fundingRate"))
-
     async def realised_and_fees(self, ex: Any, symbol: str, since_ms: int
                                 ) -> tuple[Decimal, Decimal]:
         """Σ realizedPnl and Σ commission of our trades since ``since_ms``."""
@@ -425,7 +443,6 @@ class BybitInverse:
     reject_codes: tuple[str, ...] = ()
     duplicate_id_codes: tuple[str, ...] = ("110072",)
     execution_page = 100  # /v5/execution/list: at most 100 a page
-    rate_page = 200  # /v5/market/funding/history: at most 200
     closed_pnl_page = 50  # /v5/position/closed-pnl (perpsim serves at most 50)
     order_page = 50  # /v5/order/history: at most 50
 
@@ -529,6 +546,33 @@ class BybitInverse:
                 leverage=int(dec(pos.get("leverage") or 1, "leverage")),
                 unrealized_pnl_btc=dec(pos.get("unrealizedPnl") or 0, "unrealizedPnl"))
         return PositionView()
+
+    def positions_at_mark(self, ex: Any, positions: Sequence[Mapping[str, Any]], symbol: str,
+                          ticker: Mapping[str, Any], contract_size_usd: Decimal
+                          ) -> list[dict[str, Any]] | None:
+        """``positions`` (a /v5/position/list answer) as the venue would answer it at the
+        mark of ``ticker`` (a /v5/market/tickers answer), everything but the mark held: the
+        open row's ``unrealisedPnl`` (and ``markPrice``) rewritten in the venue's digits
+        (strategy/mark_pnl.py) and parsed again by ccxt, whose collateral adds the PnL in.
+        None when those digits cannot be proven."""
+        mark = (ticker.get("info") or {}).get("markPrice")
+        if mark is None:
+            return None
+        answer: list[dict[str, Any]] = []
+        for pos in positions:
+            info = pos.get("info") or {}
+            contracts = self.stream_position_contracts(pos)
+            if pos.get("symbol") != symbol or not contracts:
+                answer.append(dict(pos))
+                continue
+            entry = info.get("avgPrice", info.get("entryPrice"))
+            pnl = written_pnl(contracts, contract_size_usd, str(entry), str(mark),
+                              str(info.get("unrealisedPnl")))
+            if pnl is None:
+                return None
+            row = {**info, "unrealisedPnl": pnl, "markPrice": str(mark)}
+            answer.append(dict(ex.parse_position(row, ex.market(symbol))))
+        return answer
 
     def stream_position_contracts(self, position: Mapping[str, Any]) -> int | None:
         contracts = position.get("contracts")
@@ -645,15 +689,6 @@ class BybitInverse:
             found.append((int(row.get("timestamp") or 0), -dec(row.get("amount"), "execFee"),
                           tran))
         return found
-
-    async def last_settled_rate(self, ex: Any, symbol: str, since_ms: int
-                                ) -> tuple[int, Decimal] | None:
-        # Newest first on the wire, oldest first from ccxt: the last row is the latest.
-        history = await ex.fetch_funding_rate_history(symbol, since_ms, self.rate_page)
-        if not history:
-            return None
-        last = history[-1]
-        return int(last.get("timestamp") or 0), dec(last.get("fundingRate"), "fundingRate")
 
     async def realised_and_fees(self, ex: Any, symbol: str, since_ms: int
                                 ) -> tuple[Decimal, Decimal]:

@@ -1,5 +1,6 @@
-"""The futures balance is reused only after a wait in which nothing could have moved it
-(strategy/quiet_reads.py), and reusing it changes nothing in a dry run's record."""
+"""The futures balance and the position are reused only after a wait in which nothing could
+have moved them but the mark (strategy/quiet_reads.py; the position's unrealised PnL at the
+new mark: strategy/mark_pnl.py), and reusing them changes nothing in a dry run's record."""
 
 from __future__ import annotations
 
@@ -76,8 +77,8 @@ def test_the_answer_is_reused_once_after_a_quiet_wait_and_only_then() -> None:
     assert asyncio.run(scenario()) == [1, 1, 2, 3, 4, 5]
 
 
-def _dry_run(scenario: str) -> tuple[str, Counter[str], int]:
-    app = create_app(state=ServerState(ServerConfig(profile="binance_coinm",
+def _dry_run(scenario: str, profile: str = "binance_coinm") -> tuple[str, Counter[str], int]:
+    app = create_app(state=ServerState(ServerConfig(profile=profile,
                                                     scenario=scenario, seed=0,
                                                     clock="stepped")), security=IN_PROCESS)
     transport = in_process_transport(app)
@@ -89,19 +90,28 @@ def _dry_run(scenario: str) -> tuple[str, Counter[str], int]:
         return await original(method, url, data, headers)
 
     session.request = counting  # type: ignore[method-assign]
-    record = asyncio.run(dry_run(transport, HedgeConfig(), scenario=scenario, seed=0))
+    record = asyncio.run(dry_run(transport, HedgeConfig(), scenario=scenario, profile=profile,
+                                 seed=0))
     return json.dumps(to_json(record), sort_keys=True), paths, len(record.samples)
 
 
-def test_a_dry_run_reads_the_balance_less_and_records_the_same(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    reused, reused_paths, samples = _dry_run("calm")
+# The futures balance and the position reads of each venue's wire.
+REUSED = {"binance_coinm": ("GET /dapi/v1/account", "GET /dapi/v1/positionRisk"),
+          "bybit_inverse": ("GET /v5/account/wallet-balance", "GET /v5/position/list")}
+
+
+@pytest.mark.parametrize(("profile", "scenario"), [("binance_coinm", "calm"),
+                                                   ("binance_coinm", "crash"),
+                                                   ("bybit_inverse", "calm")])
+def test_a_dry_run_reads_balance_and_position_less_and_records_the_same(
+        monkeypatch: pytest.MonkeyPatch, profile: str, scenario: str) -> None:
+    reused, reused_paths, samples = _dry_run(scenario, profile)
     monkeypatch.setattr(quiet_reads, "quiet_wait", lambda waited, state: False)
-    every, every_paths, _ = _dry_run("calm")
+    every, every_paths, _ = _dry_run(scenario, profile)
     assert reused == every
-    account = "GET /dapi/v1/account"
-    assert every_paths[account] >= samples  # without reuse: one per decision at least
-    assert 0 < reused_paths[account] < every_paths[account]
-    # Only the balance read is saved: every other endpoint is asked as often.
-    assert {k: v for k, v in reused_paths.items() if k != account} == \
-        {k: v for k, v in every_paths.items() if k != account}
+    for path in REUSED[profile]:
+        assert every_paths[path] >= samples  # without reuse: one per decision at least
+        assert 0 < reused_paths[path] < every_paths[path]
+    # Only those reads are saved: every other endpoint is asked as often.
+    assert {k: v for k, v in reused_paths.items() if k not in REUSED[profile]} == \
+        {k: v for k, v in every_paths.items() if k not in REUSED[profile]}
