@@ -25,6 +25,7 @@ from typing import Any
 
 import ccxt
 
+from perpsim.strategy import quiet_reads
 from perpsim.strategy.clock import Clock
 from perpsim.strategy.plan import dec, harmonic_average
 from perpsim.strategy.venue import venue_for
@@ -234,9 +235,11 @@ class Executor:
             now = await self.clock.now_ms()
             if now >= deadline:
                 return await self._cancel(order, "maker wait over")
-            await self.clock.wait(min(now + self.reprice_ms, deadline),
-                                  stop_on=("order.update",))
-            order = await self._fetch(order)
+            waited = await self.clock.wait(min(now + self.reprice_ms, deadline),
+                                           stop_on=("order.update",))
+            if not quiet_reads.order_unchanged(
+                    waited, sole_actor=getattr(self.clock, "sole_actor", False)):
+                order = await self._fetch(order)
             if not _is_open(order):
                 return order
             if await self.clock.now_ms() >= deadline:

@@ -15,6 +15,10 @@ moves is its unrealised PnL, with the mark — which the client reads at every d
 mark stream would (strategy/mark_pnl.py), and the position is read afresh whenever those digits
 cannot be proven.
 
+A resting order of ours is not re-read after a wait without an event on the account either
+(every fill, cancel or expiry of it would be one): the executor's re-price checks then only read
+the book, which moves by itself.
+
 This needs a venue that reports everything that happens to the account during a wait, and an
 account nobody else touches: a stepped perpsim dry run (``SteppedClock(sole_actor=True)``,
 whose advance returns every journal event of the account). Live, a deposit or another client
@@ -32,11 +36,24 @@ if TYPE_CHECKING:
     from perpsim.strategy.monitor import MonitorState
 
 
+def no_account_event(waited: WaitResult) -> bool:
+    """Whether the venue reported no event on the account during ``waited`` (a wake level is
+    not one). With a sole-actor clock, nothing of ours — an order, a fill, a transfer — changed
+    then."""
+    return all(e.get("type") == "wake" for e in waited.events)
+
+
+def order_unchanged(waited: WaitResult, *, sole_actor: bool) -> bool:
+    """Whether a resting order of ours is still as we last read it after ``waited``: nobody
+    else acts on the account (``sole_actor``) and the venue reported no event on it."""
+    return sole_actor and no_account_event(waited)
+
+
 def quiet_wait(waited: WaitResult, state: MonitorState | None) -> bool:
     """Whether nothing that moves the futures account can have happened during ``waited``:
     the venue reported no event on the account (a wake level is not one), no funding time
     passed, and no cross position is open (its unrealised PnL moves the available balance)."""
-    if state is None or any(e.get("type") != "wake" for e in waited.events):
+    if state is None or not no_account_event(waited):
         return False
     if state.position_contracts and state.margin_mode != "isolated":
         return False

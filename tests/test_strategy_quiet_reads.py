@@ -20,7 +20,7 @@ from perpsim.strategy import quiet_reads
 from perpsim.strategy.clock import WaitResult
 from perpsim.strategy.dryrun import dry_run
 from perpsim.strategy.monitor import MonitorState
-from perpsim.strategy.quiet_reads import QuietRead, quiet_wait
+from perpsim.strategy.quiet_reads import QuietRead, order_unchanged, quiet_wait
 from perpsim.strategy.record import HedgeConfig
 from perpsim.strategy.results import to_json
 
@@ -50,6 +50,15 @@ def test_a_wait_is_quiet_only_if_nothing_could_move_the_account() -> None:
     assert not quiet_wait(_waited(), _state(mode="cross"))  # the mark moves cross balances
     assert not quiet_wait(_waited(FUNDING_MS), _state())  # a funding time passed
     assert not quiet_wait(_waited(), None)  # nothing read yet
+
+
+def test_an_order_is_unchanged_only_after_an_eventless_wait_with_nobody_else() -> None:
+    assert order_unchanged(_waited(), sole_actor=True)
+    assert order_unchanged(_waited(FUNDING_MS, {"type": "wake"}), sole_actor=True)
+    assert not order_unchanged(_waited(), sole_actor=False)  # live: read it
+    assert not order_unchanged(_waited(4 * HOUR_MS, {"type": "order.update"}), sole_actor=True)
+    assert not order_unchanged(_waited(4 * HOUR_MS, {"type": "funding.payment"}),
+                               sole_actor=True)
 
 
 def test_the_answer_is_reused_once_after_a_quiet_wait_and_only_then() -> None:
@@ -115,3 +124,22 @@ def test_a_dry_run_reads_balance_and_position_less_and_records_the_same(
     # Only those reads are saved: every other endpoint is asked as often.
     assert {k: v for k, v in reused_paths.items() if k not in REUSED[profile]} == \
         {k: v for k, v in every_paths.items() if k not in REUSED[profile]}
+
+
+# How each venue's ccxt client reads one order (Bybit: the open list, then the history).
+ORDER_READS = {"binance_coinm": ("GET /dapi/v1/order",),
+               "bybit_inverse": ("GET /v5/order/realtime", "GET /v5/order/history")}
+
+
+@pytest.mark.parametrize(("profile", "scenario"), [("binance_coinm", "calm"),
+                                                   ("bybit_inverse", "calm")])
+def test_a_resting_order_is_read_again_only_after_an_event_and_records_the_same(
+        monkeypatch: pytest.MonkeyPatch, profile: str, scenario: str) -> None:
+    reused, reused_paths, _ = _dry_run(scenario, profile)
+    monkeypatch.setattr(quiet_reads, "order_unchanged", lambda waited, sole_actor: False)
+    every, every_paths, _ = _dry_run(scenario, profile)
+    assert reused == every
+    reads = ORDER_READS[profile]
+    assert 0 < sum(reused_paths[p] for p in reads) < sum(every_paths[p] for p in reads)
+    assert {k: v for k, v in reused_paths.items() if k not in reads} == \
+        {k: v for k, v in every_paths.items() if k not in reads}
