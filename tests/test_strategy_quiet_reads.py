@@ -86,7 +86,8 @@ def test_the_answer_is_reused_once_after_a_quiet_wait_and_only_then() -> None:
     assert asyncio.run(scenario()) == [1, 1, 2, 3, 4, 5]
 
 
-def _dry_run(scenario: str, profile: str = "binance_coinm") -> tuple[str, Counter[str], int]:
+def _dry_run(scenario: str, profile: str = "binance_coinm",
+             config: HedgeConfig | None = None) -> tuple[str, Counter[str], int]:
     app = create_app(state=ServerState(ServerConfig(profile=profile,
                                                     scenario=scenario, seed=0,
                                                     clock="stepped")), security=IN_PROCESS)
@@ -99,8 +100,8 @@ def _dry_run(scenario: str, profile: str = "binance_coinm") -> tuple[str, Counte
         return await original(method, url, data, headers)
 
     session.request = counting  # type: ignore[method-assign]
-    record = asyncio.run(dry_run(transport, HedgeConfig(), scenario=scenario, profile=profile,
-                                 seed=0))
+    record = asyncio.run(dry_run(transport, config or HedgeConfig(), scenario=scenario,
+                                 profile=profile, seed=0))
     return json.dumps(to_json(record), sort_keys=True), paths, len(record.samples)
 
 
@@ -143,3 +144,16 @@ def test_a_resting_order_is_read_again_only_after_an_event_and_records_the_same(
     assert 0 < sum(reused_paths[p] for p in reads) < sum(every_paths[p] for p in reads)
     assert {k: v for k, v in reused_paths.items() if k not in reads} == \
         {k: v for k, v in every_paths.items() if k not in reads}
+
+
+def test_a_liquidated_hedge_records_the_same_with_every_reuse(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """10x without top-ups on the squeeze: margin calls, then the venue liquidates the short."""
+    config = HedgeConfig(leverage=10, topup=False, collateral_btc=Decimal(1))
+    reused, reused_paths, _ = _dry_run("squeeze", config=config)
+    assert '"liquidated": true' in reused
+    monkeypatch.setattr(quiet_reads, "quiet_wait", lambda waited, state: False)
+    monkeypatch.setattr(quiet_reads, "order_unchanged", lambda waited, sole_actor: False)
+    every, every_paths, _ = _dry_run("squeeze", config=config)
+    assert reused == every
+    assert sum(reused_paths.values()) < sum(every_paths.values())
