@@ -540,8 +540,10 @@ class BybitInverse:
                 contracts=-contracts if pos.get("side") == "short" else contracts,
                 entry_price_usd=None if entry is None else dec(entry, "entryPrice"),
                 liquidation_price_usd=None if liq is None else dec(liq, "liquidationPrice"),
-                isolated_margin_btc=dec(pos.get("collateral") or 0, "positionBalance")
-                if isolated else ZERO,
+                # The raw positionBalance (margin excl. unrealised PnL): ccxt's ``collateral``
+                # adds the unrealised PnL in, which margin_balance_btc adds once more.
+                isolated_margin_btc=dec((pos.get("info") or {}).get("positionBalance") or 0,
+                                        "positionBalance") if isolated else ZERO,
                 margin_mode="isolated" if isolated else "cross",
                 leverage=int(dec(pos.get("leverage") or 1, "leverage")),
                 unrealized_pnl_btc=dec(pos.get("unrealizedPnl") or 0, "unrealizedPnl"))

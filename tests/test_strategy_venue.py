@@ -72,7 +72,8 @@ def test_balances_come_from_ccxt_totals() -> None:
 
 def _position(trade_mode: int, **fields: Any) -> dict[str, Any]:
     return {"symbol": SYMBOL, "contracts": 1000.0, "side": "short", "entryPrice": 60011.5,
-            "liquidationPrice": 120023.5, "collateral": 0.02666348, "leverage": 2.0,
+            # ccxt's collateral is positionBalance + unrealisedPnl (ccxt bybit.parse_position)
+            "liquidationPrice": 120023.5, "collateral": 0.02654003, "leverage": 2.0,
             "unrealizedPnl": -0.00012345, "marginMode": None,
             "info": {"tradeMode": trade_mode, "positionBalance": "0.02666348"}, **fields}
 
@@ -83,7 +84,8 @@ def test_an_isolated_short_reads_size_side_entry_liquidation_margin_and_pnl() ->
     assert view.contracts == -1000
     assert view.entry_price_usd == D("60011.5")
     assert view.liquidation_price_usd == D("120023.5")
-    assert view.isolated_margin_btc == D("0.02666348")  # positionBalance
+    # positionBalance, not ccxt's collateral: the monitor adds the unrealised PnL itself
+    assert view.isolated_margin_btc == D("0.02666348")
     assert view.margin_mode == "isolated"
     assert view.leverage == 2
     assert view.unrealized_pnl_btc == D("-0.00012345")
