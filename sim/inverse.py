@@ -1,11 +1,15 @@
 """Pure inverse-contract arithmetic: coin value, PnL, harmonic entry, fills, fees (mechanics §0).
 
 An inverse contract is quoted in USD but margined and settled in coin: N = |Q|·CS USD is worth
-N/P coin at price P. Every function here is pure (no state, no I/O, no clock) and exact: the
-arithmetic runs on ``fractions.Fraction`` built exactly from the Decimal inputs and is rounded
-once, to ``PRECISION`` significant digits, when the result is turned back into a Decimal. So the
-answer never depends on the caller's decimal context, and identities such as "open and close at
-the same price realise exactly zero" hold exactly. Quantisation to the coin step is *not* done
+N/P coin at price P. Every function here is pure (no state, no I/O, no clock) and exact: each
+Decimal input is taken as its exact integer ratio, the formula is worked out as one integer
+numerator over one integer denominator, and the quotient is rounded once, to ``PRECISION``
+significant digits, when it becomes a Decimal (``quotient``). So the answer never depends on the
+caller's decimal context, and identities such as "open and close at the same price realise
+exactly zero" hold exactly. (This is the rational arithmetic of ``fractions.Fraction`` without
+its per-operation gcd and object: the liquidation waterfall makes millions of these calls, and
+the rounded result is the same Decimal, digit for digit — tests/test_inverse.py checks it
+against Fraction over wide ranges.) Quantisation to the coin step is *not* done
 here (except the BitMEX per-contract floor, which is part of the value itself): the ledger
 quantises at each posting with the profile's rule.
 
@@ -23,7 +27,13 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from perpsim.sim.errors import InvalidInput, InvalidQuantity
-from perpsim.sim.money import check_tick, positive_price, positive_quantity, to_decimal
+from perpsim.sim.money import (
+    MAX_ABS_AMOUNT,
+    check_tick,
+    positive_price,
+    positive_quantity,
+    to_decimal,
+)
 from perpsim.sim.profile import Rounding
 
 # 28 significant digits, the default of Python's decimal context: ample (a 1e6-coin amount still
@@ -31,6 +41,7 @@ from perpsim.sim.profile import Rounding
 # arithmetic such as unary minus. Fixed here so the caller's context can never change a result.
 PRECISION = 28
 _CTX = decimal.Context(prec=PRECISION, rounding=decimal.ROUND_HALF_EVEN)
+_MAX_CONTRACTS = int(MAX_ABS_AMOUNT)  # to_decimal's limit, for the int fast path
 
 
 def exact(value: Decimal | int | Fraction) -> Fraction:
@@ -47,15 +58,33 @@ def to_dec(value: Fraction | int) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, Fraction | int):
         raise InvalidInput(f"value must be a Fraction or int, got {value!r}")
     value = Fraction(value)
-    # Decimal division is computed exactly and rounded once, so this is correctly rounded;
-    # an exactly representable value (5625, 0.05) comes back with no trailing digits.
-    return _CTX.divide(Decimal(value.numerator), Decimal(value.denominator))
+    return quotient(value.numerator, value.denominator)
+
+
+def quotient(numerator: int, denominator: int) -> Decimal:
+    """numerator / denominator (ints, denominator > 0) rounded once to ``PRECISION`` digits.
+
+    Decimal division is computed exactly and rounded once (half-even), so this is correctly
+    rounded; and with two integer operands the result's digits and exponent depend only on the
+    value (an exact 5625 or 0.05 comes back with no trailing digits), so an unreduced pair gives
+    the very Decimal its reduced form — ``to_dec(Fraction(numerator, denominator))`` — gives.
+    A positive denominator keeps a zero result unsigned (0/−5 would be −0).
+    """
+    if type(numerator) is not int:
+        raise InvalidInput(f"numerator must be an int, got {numerator!r}")
+    if type(denominator) is not int or denominator <= 0:
+        raise InvalidInput(f"denominator must be a positive int, got {denominator!r}")
+    return _CTX.divide(Decimal(numerator), Decimal(denominator))
 
 
 def signed_contracts(
     value: object, what: str = "qty_contracts", *, allow_zero: bool = False
 ) -> int:
     """A signed whole number of contracts (+ long, − short), or InvalidQuantity naming it."""
+    # The engine's own ints (every position and fill) take the short way: same answer.
+    if type(value) is int and -_MAX_CONTRACTS <= value <= _MAX_CONTRACTS \
+            and (value or allow_zero):
+        return value
     try:
         qty = to_decimal(value, what)
     except InvalidInput as exc:
@@ -103,13 +132,17 @@ def coin_value(
     cs = contract_size(contract_size_usd)
     if rounding is not None and not isinstance(rounding, Rounding):
         raise InvalidInput(f"rounding must be a Rounding or None, got {type(rounding).__name__}")
+    price_n, price_d = price.as_integer_ratio()
+    cs_n, cs_d = cs.as_integer_ratio()
     if rounding is not None and rounding.contract_value_floor:
         # BitMEX values one contract in whole satoshis (floored), then multiplies: 2,000 at
         # 1,160.72 is 2,000 × 86,153 sat = 172,306,000 sat, not round(2,000/1,160.72 BTC).
-        step = exact(rounding.coin_step)
-        steps_per_contract = math.floor(exact(cs) / exact(price) / step)
-        return to_dec(steps_per_contract * step * abs(qty))
-    return to_dec(abs(qty) * exact(cs) / exact(price))
+        step_n, step_d = rounding.coin_step.as_integer_ratio()
+        # floor(CS / P / step): both sides positive, so // is the floor.
+        steps_per_contract = (cs_n * price_d * step_d) // (cs_d * price_n * step_n)
+        return quotient(steps_per_contract * step_n * abs(qty), step_d)
+    # |Q|·CS/P = |Q|·(cs_n/cs_d)·(price_d/price_n)
+    return quotient(abs(qty) * cs_n * price_d, cs_d * price_n)
 
 
 def pnl_coin(
@@ -123,18 +156,26 @@ def pnl_coin(
     entry = positive_price(entry_price_usd, "entry_price_usd")
     exit_ = positive_price(exit_price_usd, "exit_price_usd")
     cs = contract_size(contract_size_usd)
-    return to_dec(_pnl(qty, exact(entry), exact(exit_), exact(cs)))
+    return quotient(*_pnl_ratio(qty, entry, exit_, cs))
 
 
-def _pnl(qty: int, entry: Fraction, exit_: Fraction, cs: Fraction) -> Fraction:
-    # Q·CS·(1/EP − 1/XP): the sign of Q is the side, so no separate side factor is needed.
-    return qty * cs * (1 / entry - 1 / exit_)
+def _pnl_ratio(qty: int, entry: Decimal, exit_: Decimal, cs: Decimal) -> tuple[int, int]:
+    """Q·CS·(1/EP − 1/XP) as (numerator, denominator > 0) of validated inputs.
+
+    The sign of Q is the side, so no separate side factor is needed. With EP = e/ed,
+    XP = x/xd, CS = c/cd: Q·(c/cd)·(ed/e − xd/x) = Q·c·(ed·x − xd·e) / (cd·e·x).
+    """
+    e, ed = entry.as_integer_ratio()
+    x, xd = exit_.as_integer_ratio()
+    c, cd = cs.as_integer_ratio()
+    return qty * c * (ed * x - xd * e), cd * e * x
 
 
 def average_entry(fills: Iterable[tuple[object, object]]) -> Decimal:
     """Harmonic average entry Σ|Q_i| / Σ(|Q_i|/P_i) of (qty_contracts, price_usd) fills."""
     total_qty = 0
-    total_coin = Fraction(0)
+    # Σ|Q_i|/P_i kept as one unreduced fraction coin_n / coin_d (P_i = n_i/d_i).
+    coin_n, coin_d = 0, 1
     for i, fill in enumerate(_iterable(fills, "fills")):
         if not isinstance(fill, tuple) or len(fill) != 2:
             raise InvalidInput(
@@ -143,11 +184,12 @@ def average_entry(fills: Iterable[tuple[object, object]]) -> Decimal:
         qty = abs(signed_contracts(fill[0], f"fills[{i}] qty_contracts"))
         price = positive_price(fill[1], f"fills[{i}] price_usd")
         total_qty += qty
-        total_coin += qty / exact(price)
+        price_n, price_d = price.as_integer_ratio()
+        coin_n, coin_d = coin_n * price_n + qty * price_d * coin_d, coin_d * price_n
     if total_qty == 0:
         raise InvalidInput("fills must not be empty")
     # CS cancels out of the harmonic mean, so it is not a parameter.
-    return to_dec(total_qty / total_coin)
+    return quotient(total_qty * coin_d, coin_n)
 
 
 def _iterable(value: object, what: str) -> Iterable[object]:
@@ -192,17 +234,20 @@ def apply_fill(
             )
         return Fill(fill_qty, price, Decimal(0))
     entry = positive_price(entry_price_usd, "entry_price_usd")
-    ep, fp = exact(entry), exact(price)
     if (qty > 0) == (fill_qty > 0):
         if rounding is not None and rounding.entry_lot_contracts is not None:
-            lot_entry = _lot_average_entry(qty, ep, fill_qty, fp, rounding)
+            lot_entry = _lot_average_entry(qty, exact(entry), fill_qty, exact(price), rounding)
             return Fill(qty + fill_qty, to_dec(lot_entry), Decimal(0))
-        # Adding: harmonic mean of the old entry and the fill, one rounding.
-        new_entry = (abs(qty) + abs(fill_qty)) / (abs(qty) / ep + abs(fill_qty) / fp)
-        return Fill(qty + fill_qty, to_dec(new_entry), Decimal(0))
+        # Adding: harmonic mean of the old entry and the fill, one rounding:
+        # (|Q|+|F|) / (|Q|·ed/e + |F|·fd/f) = (|Q|+|F|)·e·f / (|Q|·ed·f + |F|·fd·e).
+        e, ed = entry.as_integer_ratio()
+        f, fd = price.as_integer_ratio()
+        held, added = abs(qty), abs(fill_qty)
+        new_entry = quotient((held + added) * e * f, held * ed * f + added * fd * e)
+        return Fill(qty + fill_qty, new_entry, Decimal(0))
     closed = min(abs(qty), abs(fill_qty))
     sign = 1 if qty > 0 else -1
-    realised = to_dec(_pnl(sign * closed, ep, fp, exact(cs)))
+    realised = quotient(*_pnl_ratio(sign * closed, entry, price, cs))
     new_qty = qty + fill_qty
     if new_qty == 0:
         return Fill(0, None, realised)
@@ -249,4 +294,6 @@ def fee_coin(
     """Trading fee in coin, N/trade price·rate (negative rate: a rebate, returned negative)."""
     fee_rate = rate_value(rate, "rate")
     value = coin_value(qty_contracts, price_usd, contract_size_usd, rounding)
-    return to_dec(exact(value) * exact(fee_rate))
+    value_n, value_d = value.as_integer_ratio()
+    rate_n, rate_d = fee_rate.as_integer_ratio()
+    return quotient(value_n * rate_n, value_d * rate_d)

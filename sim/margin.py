@@ -4,25 +4,33 @@ Brackets are looked up by the position's value in coin at the relevant price: a 
 while the value is in [floor_coin, cap_coin). Maintenance margin is N/P·MMR − cum with the
 bracket chosen at that same value; with the Binance cum rule MM is continuous in the value.
 The margin ratio is Binance's: maintenance margin / margin balance, so ≥ 1 means liquidation.
-Results are exact (see sim.inverse); the ledger quantises at postings.
+Results are exact, worked as integer ratios and rounded once (see sim.inverse); the ledger
+quantises at postings.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from fractions import Fraction
 
 from perpsim.sim.errors import InvalidInput, LeverageTooHigh
-from perpsim.sim.inverse import coin_value, exact, to_dec
+from perpsim.sim.inverse import coin_value, quotient
 from perpsim.sim.money import to_decimal
 from perpsim.sim.profile import Bracket
 
 INFINITE_RATIO = Decimal("Infinity")
 
 
+# Tuples of Brackets already validated, by id (the tuple itself is kept, so the id cannot be
+# reused while it is here): an instrument's table is looked up on every margin computation.
+_VALIDATED: dict[int, tuple[Bracket, ...]] = {}
+_VALIDATED_MAX = 1024
+
+
 def brackets_value(brackets: object) -> tuple[Bracket, ...]:
     """Validate a non-empty sequence of Brackets sorted by floor from 0; the last is unbounded."""
+    if type(brackets) is tuple and _VALIDATED.get(id(brackets)) is brackets:
+        return brackets  # immutable, and Bracket is frozen: still valid
     if isinstance(brackets, str | bytes) or not isinstance(brackets, Sequence) or not brackets:
         raise InvalidInput(f"brackets must be a non-empty sequence of Bracket, got {brackets!r}")
     result = tuple(brackets)
@@ -33,6 +41,8 @@ def brackets_value(brackets: object) -> tuple[Bracket, ...]:
             raise InvalidInput(f"brackets must be sorted by floor_coin (entry {i})")
     if result[0].floor_coin != 0:
         raise InvalidInput("brackets: the first floor_coin must be 0")
+    if type(brackets) is tuple and len(_VALIDATED) < _VALIDATED_MAX:
+        _VALIDATED[id(brackets)] = brackets
     return result
 
 
@@ -87,8 +97,9 @@ def initial_margin_coin(
 ) -> Decimal:
     """Initial margin N/(P·L) in coin."""
     lev = leverage_value(leverage)
-    value = coin_value(qty_contracts, price_usd, contract_size_usd)
-    return to_dec(exact(value) / exact(lev))
+    value_n, value_d = coin_value(qty_contracts, price_usd, contract_size_usd).as_integer_ratio()
+    lev_n, lev_d = lev.as_integer_ratio()
+    return quotient(value_n * lev_d, value_d * lev_n)
 
 
 def maintenance_margin_coin(
@@ -100,7 +111,10 @@ def maintenance_margin_coin(
     """
     value = coin_value(qty_contracts, price_usd, contract_size_usd)
     b = bracket_for(brackets, value)
-    return to_dec(exact(value) * exact(b.mmr) - exact(b.cum_coin))
+    value_n, value_d = value.as_integer_ratio()
+    mmr_n, mmr_d = b.mmr.as_integer_ratio()
+    cum_n, cum_d = b.cum_coin.as_integer_ratio()
+    return quotient(value_n * mmr_n * cum_d - cum_n * value_d * mmr_d, value_d * mmr_d * cum_d)
 
 
 def margin_ratio(maint_margin_coin: object, margin_balance_coin: object) -> Decimal:
@@ -112,7 +126,9 @@ def margin_ratio(maint_margin_coin: object, margin_balance_coin: object) -> Deci
     if balance <= 0:
         # Nothing left to cover the maintenance margin: as liquidatable as it gets.
         return INFINITE_RATIO
-    return to_dec(exact(mm) / exact(balance))
+    mm_n, mm_d = mm.as_integer_ratio()
+    balance_n, balance_d = balance.as_integer_ratio()  # balance_n > 0
+    return quotient(mm_n * balance_d, mm_d * balance_n)
 
 
 def is_liquidatable(maint_margin_coin: object, margin_balance_coin: object) -> bool:
@@ -124,7 +140,16 @@ def isolated_margin_balance(isolated_wallet_coin: object, unrealised_pnl_coin: o
     """Isolated margin balance: the position's isolated wallet plus its unrealised PnL."""
     wallet = _non_negative(isolated_wallet_coin, "isolated_wallet_coin")
     upnl = to_decimal(unrealised_pnl_coin, "unrealised_pnl_coin")
-    return to_dec(exact(wallet) + exact(upnl))
+    return _sum_exact((wallet, upnl))
+
+
+def _sum_exact(amounts: Iterable[Decimal]) -> Decimal:
+    """Σ amounts, exact, rounded once (see sim.inverse.quotient)."""
+    total_n, total_d = 0, 1
+    for amount in amounts:
+        n, d = amount.as_integer_ratio()
+        total_n, total_d = total_n * d + n * total_d, total_d * d
+    return quotient(total_n, total_d)
 
 
 def cross_margin_balance(
@@ -138,10 +163,10 @@ def cross_margin_balance(
         raise InvalidInput(
             f"unrealised_pnls_coin must be a sequence of amounts, got {unrealised_pnls_coin!r}"
         )
-    total = exact(wallet)
+    amounts = [wallet]
     for i, upnl in enumerate(unrealised_pnls_coin):
-        total += exact(to_decimal(upnl, f"unrealised_pnls_coin[{i}]"))
-    return to_dec(total)
+        amounts.append(to_decimal(upnl, f"unrealised_pnls_coin[{i}]"))
+    return _sum_exact(amounts)
 
 
 def available_balance(
@@ -151,5 +176,9 @@ def available_balance(
     balance = to_decimal(margin_balance_coin, "margin_balance_coin")
     position_im = _non_negative(position_im_coin, "position_im_coin")
     order_im = _non_negative(order_im_coin, "order_im_coin")
-    free: Fraction = exact(balance) - exact(position_im) - exact(order_im)
-    return to_dec(max(free, Fraction(0)))
+    # Negated as ratios: unary minus on a Decimal would round it to the context's precision.
+    parts = [balance.as_integer_ratio(), position_im.as_integer_ratio(),
+             order_im.as_integer_ratio()]
+    (b_n, b_d), (p_n, p_d), (o_n, o_d) = parts
+    free_n = b_n * p_d * o_d - p_n * b_d * o_d - o_n * b_d * p_d
+    return quotient(max(free_n, 0), b_d * p_d * o_d)

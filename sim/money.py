@@ -41,6 +41,9 @@ Number = Decimal | int | str | float
 
 def to_decimal(value: object, what: str = "value") -> Decimal:
     """Convert a user-supplied number to a finite Decimal, or raise InvalidInput naming it."""
+    # The engine's own Decimals (every price, amount and rate it holds) take the short way.
+    if type(value) is Decimal and value.is_finite() and -MAX_ABS_AMOUNT <= value <= MAX_ABS_AMOUNT:
+        return value
     if isinstance(value, bool):
         raise InvalidInput(f"{what} must be a number, not a boolean ({value!r})")
     if isinstance(value, Decimal):
@@ -65,6 +68,8 @@ def to_decimal(value: object, what: str = "value") -> Decimal:
 
 def positive_price(value: object, what: str = "price") -> Decimal:
     """A finite, strictly positive price as Decimal, or InvalidPrice naming it."""
+    if type(value) is Decimal and value.is_finite() and 0 < value <= MAX_ABS_AMOUNT:
+        return value  # the engine's own prices: the checks below would pass it unchanged
     try:
         price = to_decimal(value, what)
     except InvalidInput as exc:
@@ -87,6 +92,8 @@ def filtered_price(value: object, tick: Decimal, what: str = "price") -> Decimal
 
 def positive_quantity(value: object, what: str = "quantity") -> Decimal:
     """A finite, strictly positive quantity as Decimal, or InvalidQuantity naming it."""
+    if type(value) is Decimal and value.is_finite() and 0 < value <= MAX_ABS_AMOUNT:
+        return value  # the engine's own sizes: the checks below would pass it unchanged
     try:
         qty = to_decimal(value, what)
     except InvalidInput as exc:

@@ -86,6 +86,10 @@ INVERSE: list[Row] = [
     (inv.rate_value, {"value": "0.1", "what": "rate"}, "value>rate", RATES, InvalidInput),
     (inv.exact, {"value": D(1)}, "value", [None, "1", 1.5, True, D("NaN")], InvalidInput),
     (inv.to_dec, {"value": Fraction(1, 3)}, "value", [None, "1", 1.5, D(1), True], InvalidInput),
+    (inv.quotient, {"numerator": -1, "denominator": 3}, "numerator", [None, "1", 1.5, D(1), True],
+     InvalidInput),
+    (inv.quotient, {"numerator": 1, "denominator": 3}, "denominator",
+     [None, 0, -3, 1.5, D(3), True], InvalidInput),
     (
         inv.face_value_usd,
         {"qty_contracts": 1, "contract_size_usd": 10},
