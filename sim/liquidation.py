@@ -37,7 +37,7 @@ from perpsim.sim.ledger import (
 )
 from perpsim.sim.margin import bracket_for
 from perpsim.sim.money import quantize
-from perpsim.sim.orders import Order, Side, opposite
+from perpsim.sim.orders import MatchPlan, Order, Side, opposite
 
 if TYPE_CHECKING:
     from perpsim.sim.accounts import Account, Position
@@ -67,34 +67,49 @@ def check_account(ex: Exchange, account: Account) -> None:
     for pos in list(account.positions.values()):
         if pos.is_open and pos.margin_mode == "isolated":
             view = _margin_call(ex, account, pos)
-            if _reached(ex, account, pos):
+            if _reached(ex, account, pos, view):
                 liquidate(ex, account, [pos], {id(pos): view})
     for coin in dict.fromkeys(p.coin for p in account.open_positions()
                               if p.margin_mode == "cross"):
         positions = risk.cross_positions(ex, account.account_id, coin)
         views = {id(pos): _margin_call(ex, account, pos) for pos in positions}
-        if any(_reached(ex, account, p) for p in positions):
+        if any(_reached(ex, account, p, views[id(p)]) for p in positions):
             liquidate(ex, account, positions, views)
 
 
-def _reached(ex: Exchange, account: Account, pos: Position) -> bool:
-    liq, _ = risk.liquidation_prices(ex, account.account_id, pos)
-    if liq is None or not pos.is_open:
+def _reached(ex: Exchange, account: Account, pos: Position,
+             view: risk.MarginCheck | None = None) -> bool:
+    """True when the mark is at or past the position's liquidation price.
+
+    ``view``: the position's risk view computed with nothing moved since (a margin call may
+    have been journaled, which moves no price or balance): its mark and liquidation price are
+    the ones this would compute again."""
+    if view is None:
+        liq, _ = risk.liquidation_prices(ex, account.account_id, pos)
+        return _beyond(ex, account, pos, liq, None)
+    return _beyond(ex, account, pos, view.liquidation_price_usd, view.mark_price_usd)
+
+
+def _past_bankruptcy(ex: Exchange, account: Account, pos: Position,
+                     view: risk.MarginCheck | None = None) -> bool:
+    """True when the mark is at or beyond the position's bankruptcy price (a gap through
+    it); ``view`` as for :func:`_reached`."""
+    if view is None:
+        _, bankrupt = risk.liquidation_prices(ex, account.account_id, pos)
+        return _beyond(ex, account, pos, bankrupt, None)
+    return _beyond(ex, account, pos, view.bankruptcy_price_usd, view.mark_price_usd)
+
+
+def _beyond(ex: Exchange, account: Account, pos: Position, level: Decimal | None,
+            mark: Decimal | None) -> bool:
+    """The mark (now, unless given) has reached ``level`` of the open ``pos``."""
+    if level is None or not pos.is_open:
         return False
-    mark = ex.mark_price(pos.symbol)
+    if mark is None:
+        mark = ex.mark_price(pos.symbol)
     # A cross hedged pair triggers in the direction it is net on (risk.trigger_side).
     side = risk.trigger_side(ex, account.account_id, pos)
-    return mark <= liq if side > 0 else mark >= liq
-
-
-def _past_bankruptcy(ex: Exchange, account: Account, pos: Position) -> bool:
-    """True when the mark is at or beyond the position's bankruptcy price (a gap through it)."""
-    _, bankrupt = risk.liquidation_prices(ex, account.account_id, pos)
-    if bankrupt is None or not pos.is_open:
-        return False
-    mark = ex.mark_price(pos.symbol)
-    side = risk.trigger_side(ex, account.account_id, pos)
-    return mark <= bankrupt if side > 0 else mark >= bankrupt
+    return mark <= level if side > 0 else mark >= level
 
 
 def _margin_call(ex: Exchange, account: Account, pos: Position) -> risk.MarginCheck:
@@ -136,6 +151,7 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
                [s for s, i in ex.instruments.items() if i.margin_asset == positions[0].coin])
     canceled = [o for s in symbols for o in trading.cancel_all(ex, aid, s)]
     if canceled:
+        known = {}  # the views predate the cancellations
         ex.journal.append(ex.now_ms, "liquidation.orders_canceled", account_id=aid,
                           order_ids=[o.order_id for o in canceled])
         if not any(_reached(ex, account, p) for p in positions):
@@ -145,7 +161,7 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
     # 2. Partial step-down to a lower bracket, where the venue does it — unless the mark has
     # gapped past a bankruptcy price: nothing is left to save, so the whole position goes to
     # the liquidation engine at its bankruptcy price (step 3), none of it through the book.
-    bankrupt = any(_past_bankruptcy(ex, account, p) for p in positions)
+    bankrupt = any(_past_bankruptcy(ex, account, p, known.get(id(p))) for p in positions)
     if bankrupt:
         ex.journal.append(ex.now_ms, "liquidation.past_bankruptcy", account_id=aid,
                           symbols=[p.symbol for p in positions if p.is_open])
@@ -155,7 +171,8 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
             # would add risk, so only the net side's leg (or a one-way position) steps down.
             live = [p for p in positions if p.is_open
                     and risk.trigger_side(ex, aid, p) == p.side]
-            pos = max(live, key=lambda p: risk.mark_value_coin(ex, p), default=None)
+            pos = live[0] if len(live) == 1 else max(
+                live, key=lambda p: risk.mark_value_coin(ex, p), default=None)
             if pos is None or not _step_down(ex, account, pos):
                 break
             if not any(_reached(ex, account, p) for p in positions if p.is_open):
@@ -198,7 +215,9 @@ def _step_down(ex: Exchange, account: Account, pos: Position) -> bool:
     """Close part of ``pos`` in the book so its value falls below its bracket's floor."""
     inst = ex.instruments[pos.symbol]
     mark = ex.mark_price(pos.symbol)
-    bracket = bracket_for(inst.brackets, risk.mark_value_coin(ex, pos))
+    # The position's value at this mark (risk.mark_value_coin) picks its bracket.
+    bracket = bracket_for(inst.brackets, coin_value(pos.qty_contracts, mark,
+                                                    inst.contract_size_usd))
     if bracket.bracket == 1:
         return False
     lot = inst.lot_size
@@ -293,14 +312,19 @@ def _take_over(ex: Exchange, account: Account, pos: Position,
     # The engine now holds ``qty`` at BP and must close it: ADL first if the fund can't pay.
     engine_side = opposite("BUY" if qty > 0 else "SELL")
     remaining = abs(qty)
-    planned = _plan_book(ex, inst, engine_side, remaining)
-    deficit = max(ZERO, -_engine_pnl(qty, bp, planned, cs))
+    planned, plan = _plan_book(ex, inst, engine_side, remaining)
+    planned_pnl = _engine_pnl(qty, bp, planned, cs)
+    deficit = max(ZERO, -planned_pnl)
     if deficit > ex.ledger.balance(insurance_account(coin)):
         remaining -= _auto_deleverage(ex, inst, aid, qty, bp, remaining)
     if remaining:
-        fills = _work_into_book(ex, inst, engine_side, remaining)
+        # With no ADL in between, the book is as planned (``plan`` is used only if its
+        # version still matches) and fills equal to the plan's have the planned PnL.
+        fills = _work_into_book(ex, inst, engine_side, remaining, plan)
         sign = 1 if qty > 0 else -1
-        engine_pnl = quantize(_engine_pnl(sign * remaining, bp, fills, cs), step, rule)
+        unrounded = (planned_pnl if remaining == abs(qty) and fills == planned
+                     else _engine_pnl(sign * remaining, bp, fills, cs))
+        engine_pnl = quantize(unrounded, step, rule)
         if engine_pnl > 0:
             ex.ledger.post(market_account(coin), insurance_account(coin), coin, engine_pnl,
                            "liquidation_surplus", ref, ex.now_ms)
@@ -320,8 +344,10 @@ def _engine_pnl(qty: int, bp: Decimal, fills: list[tuple[Decimal, int]], cs: Dec
     return sum((pnl_coin(sign * q, bp, p, cs) for p, q in fills), ZERO)
 
 
-def _plan_book(ex: Exchange, inst: Instrument, side: str, qty: int) -> list[tuple[Decimal, int]]:
-    """Fills a market order of the engine would get now, without applying them."""
+def _plan_book(ex: Exchange, inst: Instrument, side: str,
+               qty: int) -> tuple[list[tuple[Decimal, int]], MatchPlan]:
+    """Fills a market order of the engine would get now, without applying them, and the
+    book's plan of its first round."""
     book = ex.refresh_book(inst.symbol)
     fills: list[tuple[Decimal, int]] = []
     left = qty
@@ -336,7 +362,7 @@ def _plan_book(ex: Exchange, inst: Instrument, side: str, qty: int) -> list[tupl
         backstop = book.backstop_price("bids" if side == "SELL" else "asks")
         if backstop is not None:
             fills.append((backstop, left))
-    return fills
+    return fills, plan
 
 
 def _engine_order(ex: Exchange, inst: Instrument, side: str, qty: int) -> Order:
@@ -347,16 +373,24 @@ def _engine_order(ex: Exchange, inst: Instrument, side: str, qty: int) -> Order:
                  updated_ms=ex.now_ms, seq=0)
 
 
-def _work_into_book(ex: Exchange, inst: Instrument, side: str,
-                    qty: int) -> list[tuple[Decimal, int]]:
-    """Execute market orders of the engine until ``qty`` is done; users' makers get fills."""
+def _work_into_book(ex: Exchange, inst: Instrument, side: str, qty: int,
+                    planned: MatchPlan | None = None) -> list[tuple[Decimal, int]]:
+    """Execute market orders of the engine until ``qty`` is done; users' makers get fills.
+
+    ``planned``: ``_plan_book``'s first-round plan, taken instead of planning that round again
+    when it is for the same order on the same book version (plan_match is deterministic)."""
     book = ex.refresh_book(inst.symbol)
     fills: list[tuple[Decimal, int]] = []
     left = qty
     for _ in range(_MAX_BOOK_ROUNDS):
         if not left:
             break
-        plan = book.plan_match(_engine_order(ex, inst, side, left))
+        if planned is not None and planned.version == book.version \
+                and planned.order.qty_contracts == min(left, inst.market_max_qty):
+            plan = planned
+        else:
+            plan = book.plan_match(_engine_order(ex, inst, side, left))
+        planned = None
         if not plan.fills:
             # A finite book eaten to its last level: the maker takes the rest at its deepest
             # quote (sim/depth.py), so the liquidation completes at the worst price shown.
