@@ -34,7 +34,6 @@ with the price, so a 1x short there does have a (very high) LP: EP/MMR with cum 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -225,8 +224,10 @@ def exit_costs_coin(
         return Decimal(0)
     bp = _solved_price(bankruptcy_price_usd, "bankruptcy_price_usd")
     side = 1 if qty > 0 else -1
-    value = abs(qty) * exact(cs) / exact(bp)
     paid_funding = max(Fraction(0), side * exact(funding))
+    if not fee and not paid_funding:  # no extras held (Binance): the value is not needed
+        return to_dec(0)
+    value = abs(qty) * exact(cs) / exact(bp)
     return to_dec(value * (exact(fee) + paid_funding))
 
 
@@ -246,8 +247,10 @@ def round_price(
     # Conservative = reached earlier: a long's price rounded up, a short's down.
     # Exact rational rounding: money.round_to_tick divides in the caller's decimal context,
     # which could round a 28-digit price onto the tick before the ceiling/floor is taken.
-    steps = exact(price) / exact(tick)
-    units = math.ceil(steps) if side > 0 else math.floor(steps)
+    # price / tick = (p/pd) / (t/td) = p·td / (pd·t), all positive: // is the floor.
+    p, pd = price.as_integer_ratio()
+    t, td = tick.as_integer_ratio()
+    units = -(-p * td // (pd * t)) if side > 0 else p * td // (pd * t)
     return (units * tick).quantize(tick)
 
 

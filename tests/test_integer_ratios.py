@@ -1,7 +1,7 @@
-"""The integer-ratio arithmetic of sim/inverse.py and sim/margin.py equals exact rational
-arithmetic rounded once, digit for digit (hypothesis over wide ranges: prices from a 1e-8 tick
-to the money limit, contract sizes from 1e-4 to 1e6 USD, up to 1e15 contracts, and Decimals
-with up to 28 significant digits such as solved liquidation prices).
+"""The integer-ratio arithmetic of sim/inverse.py, sim/margin.py and sim/liquidation_price.py
+equals exact rational arithmetic rounded once, digit for digit (hypothesis over wide ranges:
+prices from a 1e-8 tick to the money limit, contract sizes from 1e-4 to 1e6 USD, up to 1e15
+contracts, and Decimals with up to 28 significant digits such as solved liquidation prices).
 
 The oracle is written here from the formulas with ``fractions.Fraction`` and rounded as the
 engine rounds (one correctly rounded half-even division to 28 digits); results are compared
@@ -28,6 +28,7 @@ from perpsim.sim.inverse import (
     quotient,
     signed_contracts,
 )
+from perpsim.sim.liquidation_price import exit_costs_coin, round_price
 from perpsim.sim.margin import (
     available_balance,
     cross_margin_balance,
@@ -224,3 +225,26 @@ def test_decimal_prices_take_the_short_way_to_the_same_answer(value: Decimal) ->
     else:
         assert want_ok
         assert got is value
+
+
+TICKS = st.sampled_from([Decimal("0.1"), Decimal("0.5"), Decimal("0.01"), Decimal("1e-8"),
+                         Decimal(1), Decimal(5)])
+
+
+@SETTINGS
+@given(PRICES, QTYS, TICKS)
+def test_round_price_conservative(price: Decimal, qty: int, tick: Decimal) -> None:
+    steps = Fraction(price) / Fraction(tick)
+    units = steps.__ceil__() if qty > 0 else steps.__floor__()  # long up, short down
+    want = (units * tick).quantize(tick)
+    assert same(round_price(price, qty, tick, "tick_conservative"), want)
+
+
+@SETTINGS
+@given(QTYS, PRICES, SIZES, st.sampled_from([Decimal(0), Decimal("0.0005")]),
+       st.sampled_from([Decimal(0), Decimal("0.0001"), Decimal("-0.0003")]))
+def test_exit_costs(qty: int, bp: Decimal, cs: Decimal, fee: Decimal, funding: Decimal) -> None:
+    paid = max(Fraction(0), (1 if qty > 0 else -1) * Fraction(funding))
+    want = rounded(abs(qty) * Fraction(cs) / Fraction(bp) * (Fraction(fee) + paid))
+    got = exit_costs_coin(qty, cs, bp, exit_fee_rate=fee, funding_rate=funding)
+    assert same(got, want)
