@@ -26,6 +26,8 @@ MAX_ABS_AMOUNT = Decimal("1e15")
 # [tick, MAX_PRICE_USD], so coin values CS/price stay far inside Decimal's precision.
 MAX_PRICE_USD = Decimal("1000000000")
 
+_MAX_WHOLE = int(MAX_ABS_AMOUNT)
+
 RoundingRule = Literal["half_even", "half_up", "down", "up", "floor", "ceiling"]
 _ROUNDING: dict[str, str] = {
     "half_even": decimal.ROUND_HALF_EVEN,
@@ -105,6 +107,8 @@ def positive_quantity(value: object, what: str = "quantity") -> Decimal:
 
 def whole_contracts(value: object, what: str = "quantity") -> int:
     """A strictly positive whole number of contracts, or InvalidQuantity naming it."""
+    if type(value) is int and 0 < value <= _MAX_WHOLE:
+        return value  # the engine's own order sizes: the checks below would pass it unchanged
     qty = positive_quantity(value, what)
     if qty != qty.to_integral_value():
         raise InvalidQuantity(f"{what} must be a whole number of contracts, got {value!r}")

@@ -37,7 +37,7 @@ from perpsim.sim.margin import (
     maintenance_margin_coin,
     margin_ratio,
 )
-from perpsim.sim.money import positive_price, to_decimal
+from perpsim.sim.money import positive_price, positive_quantity, to_decimal, whole_contracts
 from perpsim.sim.profile import Bracket, Rounding
 
 SETTINGS = settings(deadline=None, max_examples=400)
@@ -248,3 +248,17 @@ def test_exit_costs(qty: int, bp: Decimal, cs: Decimal, fee: Decimal, funding: D
     want = rounded(abs(qty) * Fraction(cs) / Fraction(bp) * (Fraction(fee) + paid))
     got = exit_costs_coin(qty, cs, bp, exit_fee_rate=fee, funding_rate=funding)
     assert same(got, want)
+
+
+@SETTINGS
+@given(st.integers(-2 * 10**15, 2 * 10**15))
+def test_whole_contracts_take_the_short_way_to_the_same_answer(qty: int) -> None:
+    try:
+        want: int | str = int(positive_quantity(Decimal(qty)))
+    except InvalidQuantity:
+        want = "error"
+    try:
+        got: int | str = whole_contracts(qty)
+    except InvalidQuantity:
+        got = "error"
+    assert got == want
