@@ -46,6 +46,9 @@ _MAX_CONTRACTS = int(MAX_ABS_AMOUNT)  # to_decimal's limit, for the int fast pat
 
 def exact(value: Decimal | int | Fraction) -> Fraction:
     """The exact rational value of a finite Decimal, int or Fraction (no rounding)."""
+    if type(value) is Decimal and value.is_finite():
+        # Two ints take Fraction's short way (no ABC checks); the ratio is already reduced.
+        return Fraction(*value.as_integer_ratio())
     if isinstance(value, bool) or not isinstance(value, Decimal | int | Fraction):
         raise InvalidInput(f"value must be a Decimal, int or Fraction, got {value!r}")
     if isinstance(value, Decimal) and not value.is_finite():

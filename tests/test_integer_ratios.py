@@ -23,6 +23,7 @@ from perpsim.sim.inverse import (
     apply_fill,
     average_entry,
     coin_value,
+    exact,
     fee_coin,
     pnl_coin,
     quotient,
@@ -262,3 +263,11 @@ def test_whole_contracts_take_the_short_way_to_the_same_answer(qty: int) -> None
     except InvalidQuantity:
         got = "error"
     assert got == want
+
+
+@SETTINGS
+@given(decimals(Decimal("1e-30"), Decimal("1e20"), signed=True))
+def test_exact_of_a_decimal_is_its_fraction(value: Decimal) -> None:
+    got = exact(value)
+    assert got == Fraction(value)
+    assert (got.numerator, got.denominator) == Fraction(value).as_integer_ratio()
