@@ -20,6 +20,7 @@ from perpsim.api.errors import install_error_handlers
 from perpsim.api.harness import install_harness
 from perpsim.api.health import BrokenMarketGuard
 from perpsim.api.openapi import install_openapi
+from perpsim.api.route_cache import install_route_cache
 from perpsim.api.security import SecurityConfig, SecurityMiddleware
 from perpsim.api.state import ServerConfig, ServerState
 
@@ -28,10 +29,11 @@ log = logging.getLogger("perpsim")
 
 
 def create_app(config: ServerConfig | None = None, *, state: ServerState | None = None,
-               security: SecurityConfig | None = None) -> FastAPI:
+               security: SecurityConfig | None = None, route_cache: bool = True) -> FastAPI:
     """A perpsim server for ``config`` (or around an existing ``state``), guarded by
     ``security`` (default: loopback Host names only, paths confined to the working directory,
-    no control token)."""
+    no control token). ``route_cache=False`` routes every request through FastAPI's own
+    search and handlers (api/route_cache.py: the answers are the same, only slower)."""
     server_state = state or ServerState(config or ServerConfig())
     security = security or SecurityConfig()
 
@@ -65,6 +67,8 @@ def create_app(config: ServerConfig | None = None, *, state: ServerState | None 
     install_openapi(app)
     app.add_middleware(BrokenMarketGuard, state_of=lambda: app.state.perpsim)
     app.add_middleware(SecurityMiddleware, config=security)  # outermost: first to see a request
+    if route_cache:  # a path asked before skips FastAPI's route search and handler
+        install_route_cache(app.router)
     return app
 
 

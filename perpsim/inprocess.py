@@ -31,6 +31,7 @@ from perpsim.strategy.dryrun import Transport
 IN_PROCESS_BASE = "http://127.0.0.1"
 _CLIENT = ("127.0.0.1", 0)
 _SERVER = ("127.0.0.1", 80)
+_ASGI = {"version": "3.0", "spec_version": "2.3"}
 
 
 @dataclass(frozen=True)
@@ -46,45 +47,65 @@ class InProcessError(RuntimeError):
     """The app did not answer a request completely."""
 
 
-async def call_app(app: Any, method: str, path: str, query: bytes,
-                   headers: list[tuple[bytes, bytes]], body: bytes) -> Answer:
-    """One HTTP request through ``app`` (ASGI 3), awaited on the running loop."""
-    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"},
-             "http_version": "1.1", "method": method.upper(), "scheme": "http",
-             "path": path, "raw_path": path.encode("latin-1"), "query_string": query,
-             "root_path": "", "headers": headers, "client": _CLIENT, "server": _SERVER}
-    sent_body = False
-    finished = asyncio.Event()
-    status: int | None = None
-    answer_headers: list[tuple[bytes, bytes]] = []
-    chunks: list[bytes] = []
+class _Channels:
+    """One request's two ASGI channels. A class, not closures: nothing is built per request
+    but this object (an in-process dry run makes a thousand requests per hedge)."""
 
-    async def receive() -> dict[str, Any]:
-        nonlocal sent_body
-        if not sent_body:
-            sent_body = True
+    __slots__ = ("_waiter", "body", "chunks", "done", "headers", "status")
+
+    def __init__(self, body: bytes) -> None:
+        self.body: bytes | None = body
+        self.status: int | None = None
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunks: list[bytes] = []
+        self.done = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    async def receive(self) -> dict[str, Any]:
+        body = self.body
+        if body is not None:
+            self.body = None
             return {"type": "http.request", "body": body, "more_body": False}
         # A request is never abandoned by an in-process client: "disconnect" only once the
         # answer is complete (an app listening for it would otherwise stop early).
-        await finished.wait()
+        if not self.done:
+            if self._waiter is None:
+                self._waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._waiter)
         return {"type": "http.disconnect"}
 
-    async def send(message: Mapping[str, Any]) -> None:
-        nonlocal status
+    async def send(self, message: Mapping[str, Any]) -> None:
         kind = message["type"]
-        if kind == "http.response.start":
-            status = int(message["status"])
-            answer_headers.extend((bytes(k), bytes(v)) for k, v in message.get("headers", []))
-        elif kind == "http.response.body":
-            chunks.append(bytes(message.get("body", b"")))
+        if kind == "http.response.body":
+            self.chunks.append(bytes(message.get("body", b"")))
             if not message.get("more_body", False):
-                finished.set()
+                self.finish()
+        elif kind == "http.response.start":
+            self.status = int(message["status"])
+            self.headers.extend((bytes(k), bytes(v)) for k, v in message.get("headers", ()))
 
-    await app(scope, receive, send)
-    finished.set()
-    if status is None:
+    def finish(self) -> None:
+        self.done = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+async def call_app(app: Any, method: str, path: str, query: bytes,
+                   headers: list[tuple[bytes, bytes]], body: bytes) -> Answer:
+    """One HTTP request through ``app`` (ASGI 3), awaited on the running loop."""
+    scope = {"type": "http", "asgi": _ASGI, "http_version": "1.1", "method": method.upper(),
+             "scheme": "http", "path": path, "raw_path": path.encode("latin-1"),
+             "query_string": query, "root_path": "", "headers": headers, "client": _CLIENT,
+             "server": _SERVER}
+    channels = _Channels(body)
+    try:
+        await app(scope, channels.receive, channels.send)
+    finally:
+        channels.finish()
+    if channels.status is None:
         raise InProcessError(f"{method} {path}: the app returned without an answer")
-    return Answer(status, answer_headers, b"".join(chunks))
+    return Answer(channels.status, channels.headers, b"".join(channels.chunks))
 
 
 # ---- ccxt: an aiohttp-shaped session ------------------------------------------------------------

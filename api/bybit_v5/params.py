@@ -178,8 +178,12 @@ async def private_call(request: Request) -> Call:
 Private = Annotated[Call, Depends(private_call)]
 
 
-def public_params(request: Request) -> Params:
-    """The state brought up to the wall clock, then the query's parameters."""
+async def public_params(request: Request) -> Params:
+    """The state brought up to the wall clock, then the query's parameters.
+
+    ``async`` on purpose, as api/deps.py's ``get_state``: FastAPI runs a plain ``def``
+    dependency in a worker thread, where it would advance the engine concurrently with the
+    realtime clock task (and every public Bybit request would pay the hop to the pool)."""
     state: ServerState = request.app.state.perpsim
     state.follow_wall_clock()
     return query_params(request, state.exchange)

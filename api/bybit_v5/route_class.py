@@ -17,12 +17,21 @@ from starlette.responses import Response
 from perpsim.api.bybit_v5.errors import error_response, is_expected
 from perpsim.api.health import STATE_CHANGING
 
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
 
 class BybitRoute(APIRoute):
-    """A route whose failures answer ``{"retCode": <Bybit code>, ...}`` with HTTP 200."""
+    """A route whose failures answer ``{"retCode": <Bybit code>, ...}`` with HTTP 200.
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
+    The handler is FastAPI's wrapped by ``wrap_route_handler``, which api/direct_routes.py
+    applies to its own handler too (a route answered without FastAPI's is still Bybit's)."""
+
+    def get_route_handler(self) -> Handler:
+        return self.wrap_route_handler(super().get_route_handler())
+
+    @staticmethod
+    def wrap_route_handler(handler: Handler) -> Handler:
+        """``handler`` with every failure answered in Bybit's envelope."""
 
         async def answer(request: Request) -> Response:
             try:
