@@ -25,7 +25,7 @@ from perpsim.api.binance_coinm.signing import (
     api_key_only,
     verify_request,
 )
-from perpsim.api.deps import AuthenticatedCall
+from perpsim.api.deps import AuthenticatedCall, query_text
 from perpsim.api.params_base import ParamReader
 from perpsim.api.state import ServerState
 from perpsim.sim.errors import InvalidInput
@@ -118,7 +118,7 @@ async def signed_call(request: Request) -> Call:
     """
     state: ServerState = request.app.state.perpsim
     ex = state.exchange
-    signed = verify_request(query=request.url.query, body=await request.body(),
+    signed = verify_request(query=query_text(request), body=await request.body(),
                             headers=request.headers, secret_for=secret_lookup(ex),
                             now_ms=(ex.now_ms, state.wall_ms()))
     state.follow_wall_clock()

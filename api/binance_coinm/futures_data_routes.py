@@ -16,7 +16,7 @@ from perpsim.api.binance_coinm import futures_data as fd
 from perpsim.api.binance_coinm import market_wire as wire
 from perpsim.api.binance_coinm.account_auth import Params
 from perpsim.api.binance_coinm.signing import parse_params
-from perpsim.api.deps import State, dec
+from perpsim.api.deps import State, dec, query_text
 from perpsim.sim.errors import InvalidInput
 from perpsim.sim.profile import Instrument
 
@@ -35,7 +35,7 @@ class _Query:
 
     def __init__(self, request: Request, state: Any, *, contract: bool,
                  allow_all: bool = True) -> None:
-        q = Params(parse_params(request.url.query), state.exchange)
+        q = Params(parse_params(query_text(request)), state.exchange)
         self.ex = state.exchange
         self.pair = q.required("pair")
         self.period = q.required("period")

@@ -21,7 +21,7 @@ from perpsim.api.binance_coinm.account_auth import Params
 from perpsim.api.binance_coinm.market_info import exchange_info
 from perpsim.api.binance_coinm.sequence import depth_update_id
 from perpsim.api.binance_coinm.signing import api_key_only, parse_params
-from perpsim.api.deps import State
+from perpsim.api.deps import State, query_text
 from perpsim.api.state import ServerState
 from perpsim.sim import market_data
 from perpsim.sim.exchange import Exchange, Trade
@@ -42,7 +42,7 @@ FUNDING_RATE_LIMIT = (100, 1000)
 
 def _query(request: Request, state: ServerState) -> Params:
     """The query's parameters (a repeated name is −1101), with Binance-strict getters."""
-    return Params(parse_params(request.url.query), state.exchange)
+    return Params(parse_params(query_text(request)), state.exchange)
 
 
 def _quoted(ex: Exchange, inst: Instrument) -> Instrument:

@@ -19,7 +19,7 @@ from fastapi import Depends, Request
 
 from perpsim.api.auth import secret_lookup
 from perpsim.api.bybit_v5.signing import verify_request
-from perpsim.api.deps import AuthenticatedCall
+from perpsim.api.deps import AuthenticatedCall, query_text
 from perpsim.api.params_base import ParamReader
 from perpsim.api.state import ServerState
 from perpsim.sim.errors import InvalidInput
@@ -140,7 +140,7 @@ def page(rows: list[dict[str, Any]], params: Params, default: int, maximum: int
 def query_params(request: Request, ex: Exchange) -> Params:
     """A public GET's parameters (a repeated name is refused)."""
     raw: dict[str, str] = {}
-    for name, value in parse_qsl(request.url.query, keep_blank_values=True):
+    for name, value in parse_qsl(query_text(request), keep_blank_values=True):
         if name in raw:
             raise InvalidInput(f"parameter {name!r} was sent more than once")
         raw[name] = value
@@ -156,7 +156,7 @@ async def private_call(request: Request) -> Call:
     state: ServerState = request.app.state.perpsim
     ex = state.exchange
     body = await request.body()
-    api_key = verify_request(method=request.method, query=request.url.query, body=body,
+    api_key = verify_request(method=request.method, query=query_text(request), body=body,
                              headers=request.headers, secret_for=secret_lookup(ex),
                              now_ms=(ex.now_ms, state.wall_ms()))
     state.follow_wall_clock()
