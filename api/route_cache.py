@@ -47,6 +47,8 @@ class Outcome:
     handle: ASGIApp
     written: tuple[tuple[str, Any], ...]
     direct: ASGIApp | None = None  # the route served without FastAPI's handler
+    split: tuple[dict[str, Any], tuple[tuple[str, dict[str, Any]], ...]] = field(
+        default=({}, ()), compare=False)  # ``written`` as ``apply`` uses it (made once)
 
     def same_as(self, other: Outcome) -> bool:
         """The same route and the same objects written under the same names."""
@@ -74,14 +76,21 @@ class Outcome:
 
     def apply(self, scope: Scope) -> None:
         """Write the entries into ``scope`` as routing would have."""
-        for name, value in self.written:
-            if isinstance(value, _Nested):
-                nested = scope.get(name)
-                if not isinstance(nested, dict):
-                    nested = scope[name] = {}
-                nested.update(value.entries)
-            else:
-                scope[name] = value
+        plain, nested_entries = self.split
+        scope.update(plain)
+        for name, entries in nested_entries:
+            nested = scope.get(name)
+            if not isinstance(nested, dict):
+                nested = scope[name] = {}
+            nested.update(entries)
+
+
+def _split(written: tuple[tuple[str, Any], ...]
+           ) -> tuple[dict[str, Any], tuple[tuple[str, dict[str, Any]], ...]]:
+    plain = {name: value for name, value in written if not isinstance(value, _Nested)}
+    nested = tuple((name, value.entries) for name, value in written
+                   if isinstance(value, _Nested))
+    return plain, nested
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +208,8 @@ def _observed(watch: _Watch, route: APIRoute, handle: ASGIApp, scope: Scope) -> 
             written.append((name, _Nested(dict(value))))  # a new dict: replayed as a copy
         elif name not in watch.before or watch.before[name] is not value:
             written.append((name, value))
-    return Outcome(route, handle, tuple(written))
+    outcome = tuple(written)
+    return Outcome(route, handle, outcome, split=_split(outcome))
 
 
 def _watched(route: APIRoute, handle: ASGIApp) -> ASGIApp:

@@ -148,8 +148,7 @@ class SecurityMiddleware:
         if kind not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
+        headers = _read_headers(scope)
         path = str(scope.get("path", ""))
         if (kind == "http" and path == "/ui" and self.config.control_token is not None
                 and self._host_ok(headers)):
@@ -226,6 +225,22 @@ class SecurityMiddleware:
                 return
         await self.app(scope, _replay([{"type": "http.request", "body": body,
                                         "more_body": False}], receive), send)
+
+
+# The only headers the guard reads (decoding the others, a client's user agent and API key,
+# is work for nothing on every request).
+_READ = frozenset(("host", "content-length", "content-type", "authorization", "x-perpsim-token",
+                   "cookie"))
+
+
+def _read_headers(scope: Scope) -> dict[str, str]:
+    """The headers the guard reads, by lower-case name (the last one sent of a name)."""
+    headers: dict[str, str] = {}
+    for key, value in scope.get("headers", ()):
+        name = key.decode("latin-1").lower()
+        if name in _READ:
+            headers[name] = value.decode("latin-1")
+    return headers
 
 
 def _presented_token(headers: dict[str, str]) -> str | None:
