@@ -46,7 +46,8 @@ def query_text(request: Request) -> str:
 
 # Not slots: calling the alias AuthenticatedCall[Params](...) sets __orig_class__, which a
 # frozen slots class refuses with a TypeError (a frozen plain one with the AttributeError
-# typing expects).
+# typing expects). The dependencies build it with the bare class (the type checker infers the
+# parameter): the alias's call costs more than the dataclass itself, on every private request.
 @dataclass(frozen=True)
 class AuthenticatedCall(Generic[ParamsT]):
     """An authenticated private request: the server, the caller's account, its parameters

@@ -176,7 +176,7 @@ def direct_handler(route: APIRoute, effective: Any, fallback: ASGIApp) -> ASGIAp
     body = plan.body
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["app"].dependency_overrides:
+        if getattr(scope.get("app"), "dependency_overrides", True):  # overridden, or no app
             await fallback(scope, receive, send)
             return
         if body is None:

@@ -13,7 +13,8 @@ Nothing of FastAPI's internals is assumed: the outcome is observed at the leaf (
 ``APIRoute.handle`` is watched) and cached only after two routings of the key wrote exactly
 the same entries (the same objects); a key whose routing writes anything else (a per-request
 object), removes a scope entry or reaches no API route (404, docs, static files, WebSockets)
-always takes the router's own path. Adding a route to the app empties the cache.
+always takes the router's own path. Adding a route to the app empties the cache. An app that
+routes on the Host header (Starlette's ``Host`` routes) gets no cache.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fastapi.routing import APIRoute
+from starlette.routing import Host
 
 from perpsim.api.direct_routes import direct_handler
 
@@ -248,6 +250,8 @@ def install_route_cache(router: Any, *, direct: bool = True) -> RouteCache | Non
     dispatch = getattr(router, "middleware_stack", None)
     if dispatch is None or isinstance(dispatch, RouteCache):
         return dispatch
+    if any(isinstance(route, Host) for route in router.routes):
+        return None  # routes chosen by the Host header too: a key of method and path is not enough
     cache = RouteCache(router.routes, dispatch, direct=direct)
     router.middleware_stack = cache
     return cache

@@ -124,7 +124,7 @@ async def signed_call(request: Request) -> Call:
     state.follow_wall_clock()
     account = ex.account_by_api_key(signed.api_key)
     assert account is not None  # verify_request found its secret
-    return Call(state, account.account_id, Params(signed.params, state.exchange))
+    return AuthenticatedCall(state, account.account_id, Params(signed.params, state.exchange))
 
 
 async def key_only_call(request: Request) -> Call:
@@ -134,7 +134,7 @@ async def key_only_call(request: Request) -> Call:
     api_key = api_key_only(request.headers, secret_lookup(ex))
     account = ex.account_by_api_key(api_key)
     assert account is not None
-    return Call(state, account.account_id, Params({}, ex))
+    return AuthenticatedCall(state, account.account_id, Params({}, ex))
 
 
 Signed = Annotated[Call, Depends(signed_call)]

@@ -79,6 +79,8 @@ def parse_params(query: str | bytes | None, body: str | bytes | None = None) -> 
     """All parameters of a request, query then form body; a repeated name is refused."""
     params: dict[str, str] = {}
     for part in (_text(query), _text(body)):
+        if not part:  # nothing to parse (a GET's body, a POST's query)
+            continue
         for name, value in parse_qsl(part, keep_blank_values=True):
             if name in params:
                 raise DuplicateParameter(name)

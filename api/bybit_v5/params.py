@@ -172,7 +172,7 @@ async def private_call(request: Request) -> Call:
         if not isinstance(parsed, dict):
             raise InvalidInput("the body must be a JSON object")
         params = Params(parsed, ex)
-    return Call(state, account.account_id, params)
+    return AuthenticatedCall(state, account.account_id, params)
 
 
 Private = Annotated[Call, Depends(private_call)]
