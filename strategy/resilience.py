@@ -75,6 +75,44 @@ class RetryPolicy:
     seed: int = 0
 
 
+ANSWER_HEADERS = "perpsim_answer_headers"  # set on a ccxt error: the headers of ITS answer
+
+
+def tag_errors_with_headers(exchange: Any) -> None:
+    """Make every error ccxt raises for an answer carry that answer's headers.
+
+    ccxt keeps only ``last_response_headers``, shared by concurrent calls, and sets it before
+    its response context closes (which can yield to the loop) and before it raises: a
+    rate-limit error could be read with another answer's headers, and its reset time missed.
+    ccxt calls ``handle_errors`` then ``handle_http_status_code`` back to back, with the
+    answer's headers, without yielding: that is where the headers are attached."""
+    errors = getattr(exchange, "handle_errors", None)
+    statuses = getattr(exchange, "handle_http_status_code", None)
+    if getattr(exchange, "_perpsim_tagged", False) or errors is None or statuses is None:
+        return  # tagged already, or not a ccxt client (a test's fake)
+    seen: dict[str, Any] = {}
+
+    def handle_errors(code: Any, reason: Any, url: Any, method: Any, headers: Any,
+                      *rest: Any) -> Any:
+        seen["headers"] = headers
+        try:
+            return errors(code, reason, url, method, headers, *rest)
+        except Exception as error:
+            setattr(error, ANSWER_HEADERS, headers)
+            raise
+
+    def handle_http_status_code(*args: Any) -> Any:
+        try:
+            return statuses(*args)
+        except Exception as error:
+            setattr(error, ANSWER_HEADERS, seen.get("headers"))
+            raise
+
+    exchange.handle_errors = handle_errors
+    exchange.handle_http_status_code = handle_http_status_code
+    exchange._perpsim_tagged = True
+
+
 def classify(error: BaseException, venue: Venue = BINANCE_COINM) -> str | None:
     """``rate`` (not executed; wait), ``outage`` (maintenance), ``unknown`` (may have run,
     may still run), ``answered`` (the venue answered a failure: it may have run), ``reject``
@@ -135,6 +173,7 @@ class ResilientExchange:
                  wall_ms: WallMs | None = None) -> None:
         own = object.__setattr__
         own(self, "_ex", exchange)
+        tag_errors_with_headers(exchange)
         own(self, "venue", venue_for(exchange))
         own(self, "policy", policy or RetryPolicy())
         own(self, "pass_time", pass_time)
@@ -179,7 +218,9 @@ class ResilientExchange:
     async def _wait_rate(self, attempt: int, error: BaseException) -> None:
         """Honour Retry-After (shared by every call), else back off."""
         self.stats.rate_waits += 1
-        headers = getattr(self._ex, "last_response_headers", None) or {}
+        headers = getattr(error, ANSWER_HEADERS, None)  # this answer's, not the latest one's
+        if headers is None:
+            headers = getattr(self._ex, "last_response_headers", None) or {}
         # Binance: Retry-After; Bybit: until its X-Bapi-Limit-Reset-Timestamp (venue.py).
         retry_after = self.venue.retry_after_s(headers, self._wall_ms())
         if retry_after is not None and retry_after > self.policy.max_retry_after_s:

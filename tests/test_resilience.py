@@ -248,3 +248,39 @@ def test_a_failed_user_stream_renews_the_listen_key_and_the_wrapper_is_transpare
     assert fake.apiKey == "key"
     assert ex.inner is fake
     assert ex.options is fake.options
+
+
+@pytest.mark.parametrize(("ccxt_id", "status", "body", "answer_headers"), [
+    ("binancecoinm", 429, '{"code":-1003,"msg":"Too many requests"}', {"Retry-After": "7"}),
+    ("bybit", 200, '{"retCode":10006,"retMsg":"Too many visits!","result":{}}',
+     {"X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": "1800000007000"}),
+])
+def test_a_rate_limit_is_waited_by_its_own_answers_headers(
+        ccxt_id: str, status: int, body: str, answer_headers: dict[str, str]) -> None:
+    # ccxt keeps only the LATEST answer's headers, shared by concurrent calls: by the time a
+    # rate-limit error is handled, another call's answer (no reset in it) may have replaced them.
+    import ccxt.async_support as ccxt_async
+
+    async def scenario() -> list[float]:
+        ex = getattr(ccxt_async, ccxt_id)()
+        slept: list[float] = []
+
+        async def sleep(seconds: float) -> None:
+            slept.append(seconds)
+
+        rex = ResilientExchange(ex, RetryPolicy(base_s=0.001, cap_s=0.001), sleep=sleep,
+                                wall_ms=lambda: 1_800_000_000_000)
+        try:
+            ex.handle_errors(status, "", "https://x/api", "GET", answer_headers, body,
+                             ex.parse_json(body), {}, None)
+            ex.handle_http_status_code(status, "", "https://x/api", "GET", body)
+        except Exception as error:  # the error ccxt raises for this answer
+            ex.last_response_headers = {"Content-Type": "application/json"}  # another answer's
+            await rex._wait_rate(1, error)
+        finally:
+            await ex.close()
+        return slept
+
+    slept = asyncio.run(scenario())
+    assert len(slept) == 1
+    assert slept[0] > 6.9  # 7 s: from the error's own answer
