@@ -57,7 +57,11 @@ def _server_stack_imported() -> None:
     """Import everything the plugin's server and clients use before any inner session: pytester
     runs them in this process and then drops the modules they imported first, and compiled
     extensions (httptools, uvloop) do not survive a re-import intact (their exception classes
-    change identity, and uvicorn then fails every WebSocket upgrade)."""
+    change identity, and uvicorn then fails every WebSocket upgrade). httpx imports httpcore
+    only when its first client is built: dropped and re-imported, httpcore's errors are no
+    longer the ones httpx maps, and a later test's refused connection escapes as a raw
+    httpcore error (test_durability's start-up poll, run after this module, failed so)."""
+    import httpx
     import uvicorn
 
     from perpsim import pytest_plugin
@@ -66,6 +70,7 @@ def _server_stack_imported() -> None:
 
     assert pytest_plugin.Perpsim is not None
     assert connect.connect is not None
+    httpx.Client().close()  # imports httpcore and httpx's transport now, for the whole run
     config = uvicorn.Config(create_app(), host="127.0.0.1", port=0)
     config.load()
     factory = config.get_loop_factory()
