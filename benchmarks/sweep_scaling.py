@@ -167,11 +167,12 @@ def transport(scenario: str = DEMO_SCENARIO, repeats: int = 2) -> dict[str, Any]
 
 def run(runs: int = 24, scenario: str = "calm", hedge_scenario: str = DEMO_SCENARIO
         ) -> dict[str, Any]:
-    """All three parts."""
-    from perpsim.benchmarks import hedge_profile
+    """All four parts (the last: CPU µs per in-process request, benchmarks/request_cost.py)."""
+    from perpsim.benchmarks import hedge_profile, request_cost
 
     return {"scaling": scaling(runs, scenario), "transport": transport(hedge_scenario),
-            "hedge_profile": hedge_profile.run(hedge_scenario)}
+            "hedge_profile": hedge_profile.run(hedge_scenario),
+            "request_cost": request_cost.run(calls=200)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

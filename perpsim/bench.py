@@ -258,6 +258,9 @@ def figures(results: Mapping[str, Any]) -> dict[str, float]:
             hp = sweep["hedge_profile"]
             out.update({"hedge_requests": hp["requests"], "hedge_app_fraction": hp["app_fraction"],
                         "hedge_engine_share": hp["sampled_shares"]["engine"]})
+        if "request_cost" in sweep:
+            out.update({f"request_us_{name}": us for name, us
+                        in sweep["request_cost"]["us_per_call"].items()})
     crowd = results.get("crowd")
     if crowd:
         st, cr, hd = crowd["settlement"], crowd["crowd"], crowd["hedge"]
@@ -450,6 +453,10 @@ def _table_rows(results: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
                  f"{hp['requests']} ({hp['control_requests']})"),
                 ("… in-process: inside the app / engine (sampled)",
                  f"{hp['app_fraction']:.0%} / {hp['sampled_shares']['engine']:.0%}")]
+        rc = results["sweep"].get("request_cost")
+        if rc:
+            rows["sweep"].append(("CPU µs per in-process request", ", ".join(
+                f"{name} {us}" for name, us in rc["us_per_call"].items())))
     if "crowd" in results:
         st, cr, hd = (results["crowd"][k] for k in ("settlement", "crowd", "hedge"))
         goals = results["crowd"]["goals"]

@@ -41,6 +41,8 @@ EXPECTED = {
     "hedge_in_process_s", "hedge_wire_s", "hedge_wire_over_in_process",
     "hedge_in_process_cpu_s", "hedge_wire_cpu_s",
     "hedge_requests", "hedge_app_fraction", "hedge_engine_share",
+    "request_us_ping", "request_us_premiumIndex", "request_us_klines",
+    "request_us_positionRisk", "request_us_account", "request_us_advance",
     "crowd_settle_positions", "crowd_settle_us_per_position", "crowd_levels_us_per_position",
     "crowd_settle_with_levels_us", "crowd_one_by_one_us_per_position",
     "crowd_one_by_one_with_levels_us", "crowd_one_by_one_over_batch", "crowd_accounts",
