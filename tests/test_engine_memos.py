@@ -18,6 +18,7 @@ from unittest import mock
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis_budget import examples
 
 from perpsim.sim import market_data, trading, watch
 from perpsim.sim.exchange import Exchange
@@ -121,7 +122,7 @@ noises = st.lists(st.sampled_from([0.0, 0.0, 1e-9, -1e-9, 0.013, -0.021, 0.5]), 
        last_ticks=st.one_of(st.none(), st.integers(-300, 300)),
        shift=st.one_of(st.none(), st.decimals("-5", "5", places=2)),
        row_ms=st.sampled_from([SECOND_MS, SECOND_MS, 700, 60 * SECOND_MS]))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_the_mark_equals_the_exact_median(perp: list[int], basis: list[int], noise: list[float],
                                           at_ms: int, rate: Decimal, last_ticks: int | None,
                                           shift: Decimal | None, row_ms: int) -> None:
@@ -138,7 +139,7 @@ def test_the_mark_equals_the_exact_median(perp: list[int], basis: list[int], noi
 
 
 @given(perp=halves, noise=noises)
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_the_one_level_walk_and_the_strided_grid_give_the_general_walks_floats(
         perp: list[int], noise: list[float]) -> None:
     tape = _tape(perp, [3], noise)
@@ -157,7 +158,7 @@ def test_the_one_level_walk_and_the_strided_grid_give_the_general_walks_floats(
                      max_size=300),
        first=st.integers(-3_000, 400_000), step=st.sampled_from([500, 1000, 2000, 5000, 7000]),
        count=st.integers(1, 200))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_grid_rows_are_the_searched_rows(gaps: list[int], first: int, step: int,
                                          count: int) -> None:
     times = np.concatenate(([0], np.cumsum(gaps))).astype(np.int64)
@@ -170,7 +171,7 @@ def test_grid_rows_are_the_searched_rows(gaps: list[int], first: int, step: int,
 
 
 @given(start=st.integers(0, 6 * 8), length=st.integers(0, 8 * 3600 // 5 + 3))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 def test_window_rates_equal_the_direct_ones(start: int, length: int) -> None:
     """Memoised, on cached chunks and shared weights: the rate of any window (full or running,
     crossing chunk edges) is the one fresh weights over direct samples give, twice over."""
@@ -227,7 +228,7 @@ def test_a_settled_funding_rate_renews_the_mark() -> None:
        mark=st.decimals("0.5", "1000000", places=2).filter(lambda m: m > 0),
        rule=st.sampled_from(["half_even", "half_up", "down", "up", "floor", "ceiling"]),
        cs=st.sampled_from([1, 10, 100]))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_the_scalar_payment_pass_equals_the_array_pass(qty: list[int], rate: Decimal,
                                                        mark: Decimal, rule: str,
                                                        cs: int) -> None:
@@ -251,7 +252,7 @@ def test_payments_on_a_rounding_boundary_take_the_exact_path_in_the_scalar_pass(
 @given(values=st.lists(st.one_of(st.integers(599_000, 601_000).map(lambda k: k * 0.1),
                                  st.integers(1_198_000, 1_202_000).map(lambda k: k * 0.05),
                                  st.floats(59_000, 61_000)), min_size=1, max_size=50))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_a_bars_extremes_are_those_of_every_converted_price(values: list[float]) -> None:
     array = np.array(values)
     for convert in (lambda x: decimal_price(x).quantize(Decimal("0.1")), decimal_price,
@@ -265,7 +266,7 @@ def test_a_bars_extremes_are_those_of_every_converted_price(values: list[float])
 
 @given(lo_ticks=st.integers(-3_000, 3_000), hi_ticks=st.integers(-3_000, 3_000),
        horizon_h=st.integers(1, 30), start_s=st.integers(0, 86_400))
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 def test_the_scans_whole_range_bound_never_hides_a_hit(lo_ticks: int, hi_ticks: int,
                                                        horizon_h: int, start_s: int) -> None:
     """The watcher's scan finds the first instant the exhaustive scan (every window's marks
@@ -292,7 +293,7 @@ def _calm_exchange() -> Exchange:
 @given(gaps=st.lists(st.sampled_from([1000, 1000, 1000, 1000, 500, 3000]), min_size=1,
                      max_size=300),
        queries=st.lists(st.integers(-5_000, 400_000), min_size=1, max_size=50))
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_rows_through_and_row_at_are_the_search(gaps: list[int], queries: list[int]) -> None:
     """The regular-grid guess for one instant answers what the search answers, on regular
     and irregular tapes, before the first row and after the last."""
@@ -309,7 +310,7 @@ def test_rows_through_and_row_at_are_the_search(gaps: list[int], queries: list[i
     lambda k: k * 0.1), st.integers(1, 4_000_000).map(lambda k: k * 0.05),
     st.floats(1e6, 1e9), st.integers(10**10, 10**11).map(lambda k: k * 0.005)), min_size=1,
     max_size=40), tick=st.sampled_from(["0.1", "0.5", "0.01", "1"]))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_the_reference_sum_is_the_sum_of_exactly_rounded_references(perps: list[float],
                                                                     tick: str) -> None:
     """The basis average's reference part — one integer sum of float tick counts away from
