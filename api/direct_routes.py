@@ -31,6 +31,8 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
+from perpsim.api.security import body_receive
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -185,7 +187,7 @@ def direct_handler(route: APIRoute, effective: Any, fallback: ASGIApp) -> ASGIAp
             request = _BodyRequest(scope, receive, send)
             request.validated_body = await _valid_body(request, body)
             if request.validated_body is None:  # FastAPI's handler answers, with the body
-                await fallback(scope, _replay(await request.body(), receive), send)
+                await fallback(scope, body_receive(await request.body(), receive), send)
                 return
         response = await handler(request)
         await response(scope, receive, send)
@@ -207,16 +209,3 @@ async def _valid_body(request: Request, field: Any) -> Any | None:
         return None
     value, errors = field.validate(decoded, {}, loc=("body",))
     return None if errors else value
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replayed() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replayed

@@ -36,6 +36,7 @@ from perpsim.api.recording import (
     start_recording,
     stop_recording,
 )
+from perpsim.api.security import body_receive
 from perpsim.api.state import ServerState
 from perpsim.api.stream_session import SCOPE_KEY as SESSION_KEY
 from perpsim.api.stream_session import StreamSession
@@ -88,20 +89,6 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body"):
             break
     return b"".join(chunks)
-
-
-def _buffered(body: bytes, receive: Receive) -> Receive:
-    """A receive that hands the app the body already read, then the real channel."""
-    sent = False
-
-    async def replay_receive() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay_receive
 
 
 def _raw_headers(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
@@ -189,7 +176,7 @@ class HarnessMiddleware:
                 else:
                     await send(message)
 
-        run = _buffered(body, receive)
+        run = body_receive(body, receive)
         if not h.recorders() or not is_recorded(path):
             held = None
             try:

@@ -206,7 +206,7 @@ class SecurityMiddleware:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                await self.app(scope, _replay([message]), send)
+                await self.app(scope, replay_receive([message]), send)
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
@@ -223,7 +223,7 @@ class SecurityMiddleware:
             if problem is not None:
                 await _refuse("http", send, 400, "invalid_json", f"the body is refused: {problem}")
                 return
-        await self.app(scope, _replay([{"type": "http.request", "body": body,
+        await self.app(scope, replay_receive([{"type": "http.request", "body": body,
                                         "more_body": False}], receive), send)
 
 
@@ -256,7 +256,9 @@ def _presented_token(headers: dict[str, str]) -> str | None:
     return None
 
 
-def _replay(messages: list[Message], receive: Receive | None = None) -> Receive:
+def replay_receive(messages: list[Message], receive: Receive | None = None) -> Receive:
+    """A receive that hands the app ``messages`` already read (a buffered body), then the real
+    channel (or a disconnect when there is none)."""
     pending = list(messages)
 
     async def replayed() -> Message:
@@ -267,6 +269,11 @@ def _replay(messages: list[Message], receive: Receive | None = None) -> Receive:
         return {"type": "http.disconnect"}
 
     return replayed
+
+
+def body_receive(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the app the whole body already read, then the real channel."""
+    return replay_receive([{"type": "http.request", "body": body, "more_body": False}], receive)
 
 
 async def _refuse(kind: str, send: Send, status: int, code: str, message: str) -> None:
