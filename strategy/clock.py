@@ -5,6 +5,7 @@
   at which a rule would act and the event types that need an immediate reaction (margin calls,
   liquidations, our order fills); perpsim stops the advance at the first of them, so the runner
   wakes at exactly the instant a real-time client would react, without stepping finely.
+  In process, a ``control`` (:class:`ControlPlane`) answers those calls without HTTP.
 * :class:`LiveClock` (a live venue, or perpsim in realtime mode): ``asyncio`` sleeps until the
   time, or earlier when a ``watch_*`` update pokes it (``notify_mark`` crossing a level,
   ``notify_event`` of a watched kind, a stream gap).
@@ -15,6 +16,7 @@ The runner makes the same ccxt calls with either clock.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -65,12 +67,35 @@ class ClockError(RuntimeError):
     """The control plane refused or failed an advance."""
 
 
+class ControlPlane(Protocol):
+    """A way to the control plane that is not HTTP (an in-process perpsim hands one:
+    perpsim/inprocess.py ``DirectControl``). It answers what HTTP would answer."""
+
+    async def call(self, method: str, path: str, body: bytes) -> tuple[int, bytes] | None:
+        """(status, body) of the call with the JSON ``body``; None when it must go over HTTP."""
+        ...
+
+
+async def control_call(http: httpx.AsyncClient, control: ControlPlane | None, method: str,
+                       path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
+    """(status, body) of a control-plane call: from ``control`` when it answers it, else over
+    ``http`` (``body``: a JSON object to send; None sends none)."""
+    if control is not None:
+        payload = b"" if body is None else json.dumps(
+            body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        answer = await control.call(method, path, payload)
+        if answer is not None:
+            return answer
+    response = await http.request(method, path, json=body)
+    return response.status_code, response.content
+
+
 class SteppedClock:
     """Advance a stepped perpsim through its control plane between decisions."""
 
     def __init__(self, base_url: str, *, symbol: str, account_id: str | None = None,
                  http: httpx.AsyncClient | None = None, timeout_s: float = 120.0,
-                 sole_actor: bool = False) -> None:
+                 sole_actor: bool = False, control: ControlPlane | None = None) -> None:
         self.symbol = symbol  # the venue's market id, e.g. BTCUSD_PERP
         self.account_id = account_id
         # Nobody but this client acts on the account (a dry run's own account): everything
@@ -78,15 +103,14 @@ class SteppedClock:
         self.sole_actor = sole_actor and account_id is not None
         self._own_http = http is None
         self.http = http or httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
+        self.control = control  # in-process: the control plane without HTTP
         self._now: int | None = None
         self.advances = 0
 
     async def now_ms(self) -> int:
         """Simulated time (read once from /control/state, then tracked from advances)."""
         if self._now is None:
-            response = await self.http.get("/control/state")
-            self._check(response)
-            self._now = int(response.json()["now"])
+            self._now = int((await self._call("GET", "/control/state"))["now"])
         return self._now
 
     async def wait(self, until_ms: int, *, wake: WakeLevels | None = None,
@@ -107,9 +131,7 @@ class SteppedClock:
             body["stop_on"] = list(stop_on)
             if self.account_id is not None:
                 body["account_id"] = self.account_id
-        response = await self.http.post("/control/advance", json=body)
-        self._check(response)
-        answer = response.json()
+        answer = await self._call("POST", "/control/advance", body)
         self.advances += 1
         self._now = int(answer["now"])
         mine = tuple(e for e in answer.get("events", [])
@@ -130,10 +152,12 @@ class SteppedClock:
         if self._own_http:
             await self.http.aclose()
 
-    @staticmethod
-    def _check(response: httpx.Response) -> None:
-        if response.status_code >= 300:
-            raise ClockError(f"control plane answered {response.status_code}: {response.text}")
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        status, content = await control_call(self.http, self.control, method, path, body)
+        if status >= 300:
+            text = content.decode("utf-8", "replace")
+            raise ClockError(f"control plane answered {status}: {text}")
+        return json.loads(content)
 
 
 class LiveClock:

@@ -12,6 +12,7 @@ an in-process app (perpsim/inprocess.py).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from perpsim.strategy.clock import SteppedClock
+from perpsim.strategy.clock import ControlPlane, SteppedClock, control_call
 from perpsim.strategy.connect import connect
 from perpsim.strategy.markets import hedge_market
 from perpsim.strategy.record import HedgeConfig, RunRecord
@@ -36,12 +37,15 @@ class DryRunError(RuntimeError):
 class Transport:
     """Where a dry run's requests go instead of a socket (duck-typed: strategy/ never imports
     the server): ``ccxt_session`` stands in for ccxt's aiohttp session, ``http_transport`` is
-    the control-plane client's httpx transport; ``base_url`` is the URL both are addressed to.
+    the control-plane client's httpx transport; ``base_url`` is the URL both are addressed to;
+    ``control``, if any, answers control-plane calls without HTTP (strategy/clock.py
+    ``ControlPlane``).
     """
 
     base_url: str
     ccxt_session: Any
     http_transport: httpx.AsyncBaseTransport
+    control: ControlPlane | None = None
 
 
 def scenario_ref(scenario: str | Path | dict[str, str]) -> str | dict[str, str]:
@@ -54,11 +58,13 @@ def scenario_ref(scenario: str | Path | dict[str, str]) -> str | dict[str, str]:
     return text
 
 
-async def _post(http: httpx.AsyncClient, path: str, body: dict[str, Any]) -> Any:
-    response = await http.post(path, json=body)
-    if response.status_code >= 300:
-        raise DryRunError(f"POST {path} answered {response.status_code}: {response.text}")
-    return response.json()
+async def _post(http: httpx.AsyncClient, control: ControlPlane | None, path: str,
+                body: dict[str, Any]) -> Any:
+    status, content = await control_call(http, control, "POST", path, body)
+    if status >= 300:
+        raise DryRunError(f"POST {path} answered {status}: "
+                          f"{content.decode('utf-8', 'replace')}")
+    return json.loads(content)
 
 
 def _amount(value: Decimal) -> str:
@@ -74,6 +80,7 @@ async def dry_run(target: str | Transport, config: HedgeConfig, *,
     the ccxt client of the market's wire: ``dialect`` if given, else the profile's default
     (``bybit_inverse`` → ccxt.bybit over Bybit v5, ``binance_coinm`` → ccxt.binancecoinm)."""
     transport = target if isinstance(target, Transport) else None
+    control = None if transport is None else transport.control
     base = (target.base_url if isinstance(target, Transport) else target).rstrip("/")
     # ccxt sleeps 250 ms on close for TLS connections to drain; a dry run has none (loopback
     # HTTP, or no socket at all).
@@ -91,7 +98,7 @@ async def dry_run(target: str | Transport, config: HedgeConfig, *,
                                  "seed": seed, "clock": "stepped"}
         if dialect is not None:
             reset["dialect"] = dialect
-        state = await _post(http, "/control/reset", reset)
+        state = await _post(http, control, "/control/reset", reset)
         end_ms = config.end_ms if config.end_ms is not None else state.get("scenario_end")
         if end_ms is not None and config.end_ms is None:
             config = replace(config, end_ms=int(end_ms))
@@ -107,11 +114,11 @@ async def dry_run(target: str | Transport, config: HedgeConfig, *,
                                     "label": "hedge dry run"}
             if config.spot_btc > collateral:
                 body["spot_balances"] = {coin: _amount(config.spot_btc - collateral)}
-            account = await _post(http, "/control/accounts", body)
+            account = await _post(http, control, "/control/accounts", body)
             ex.apiKey, ex.secret = account["api_key"], account["api_secret"]
             await venue_for(ex).credentials_set(ex)
             clock = SteppedClock(base, symbol=market["id"], account_id=account["account_id"],
-                                 http=http, sole_actor=True)
+                                 http=http, sole_actor=True, control=control)
             try:
                 # Retries with backoff, client-id lookups instead of re-sends, stream resync:
                 # the same wrapper a live run uses (strategy/resilience.py).
