@@ -147,8 +147,9 @@ def transport(scenario: str = DEMO_SCENARIO, repeats: int = 2) -> dict[str, Any]
         seconds, cpu, record = asyncio.run(_hedge_time(transport_, scenario))
         inproc.append((seconds, cpu))
         records.append(record)
-        requests = transport_.ccxt_session.requests + getattr(transport_.http_transport,
-                                                              "requests", 0)
+        requests = (transport_.ccxt_session.requests
+                    + getattr(transport_.http_transport, "requests", 0)
+                    + getattr(transport_.control, "calls", 0))  # answered without HTTP
         with serve_in_thread(market()) as base_url:
             seconds, cpu, record = asyncio.run(_hedge_time(base_url, scenario))
         wire.append((seconds, cpu))

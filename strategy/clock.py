@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -76,17 +76,19 @@ class ControlPlane(Protocol):
         ...
 
 
-async def control_call(http: httpx.AsyncClient, control: ControlPlane | None, method: str,
-                       path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
+async def control_call(http: Callable[[], httpx.AsyncClient], control: ControlPlane | None,
+                       method: str, path: str, body: dict[str, Any] | None = None
+                       ) -> tuple[int, bytes]:
     """(status, body) of a control-plane call: from ``control`` when it answers it, else over
-    ``http`` (``body``: a JSON object to send; None sends none)."""
+    the httpx client ``http()`` gives (asked for only then; ``body``: a JSON object to send,
+    None sends none)."""
     if control is not None:
         payload = b"" if body is None else json.dumps(
             body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
         answer = await control.call(method, path, payload)
         if answer is not None:
             return answer
-    response = await http.request(method, path, json=body)
+    response = await http().request(method, path, json=body)
     return response.status_code, response.content
 
 
@@ -94,16 +96,21 @@ class SteppedClock:
     """Advance a stepped perpsim through its control plane between decisions."""
 
     def __init__(self, base_url: str, *, symbol: str, account_id: str | None = None,
-                 http: httpx.AsyncClient | None = None, timeout_s: float = 120.0,
+                 http: httpx.AsyncClient | Callable[[], httpx.AsyncClient] | None = None,
+                 timeout_s: float = 120.0,
                  sole_actor: bool = False, control: ControlPlane | None = None) -> None:
         self.symbol = symbol  # the venue's market id, e.g. BTCUSD_PERP
         self.account_id = account_id
         # Nobody but this client acts on the account (a dry run's own account): everything
         # that happens to it between waits is in the waits' events (strategy/quiet_reads.py).
         self.sole_actor = sole_actor and account_id is not None
+        self.base_url, self.timeout_s = base_url.rstrip("/"), timeout_s
+        # The httpx client: given, given as a maker (called at the first call that needs it),
+        # or made here then; none at all while ``control`` answers every call.
         self._own_http = http is None
-        self.http = http or httpx.AsyncClient(base_url=base_url.rstrip("/"), timeout=timeout_s)
-        self.control = control  # in-process: the control plane without HTTP
+        self._http = http if isinstance(http, httpx.AsyncClient) else None
+        self._make_http = http if callable(http) and self._http is None else None
+        self.control = control  # the control plane without httpx (in-process, or aiohttp)
         self._now: int | None = None
         self.advances = 0
 
@@ -147,13 +154,22 @@ class SteppedClock:
     def notify_event(self, kind: str) -> None:
         """Stepped time already stops on the events: nothing to do."""
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The httpx client for calls ``control`` declines (made at the first)."""
+        if self._http is None:
+            self._http = self._make_http() if self._make_http is not None else \
+                httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_s)
+        return self._http
+
     async def close(self) -> None:
         """Close the HTTP client if this clock created it."""
-        if self._own_http:
-            await self.http.aclose()
+        if self._own_http and self._http is not None:
+            await self._http.aclose()
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        status, content = await control_call(self.http, self.control, method, path, body)
+        status, content = await control_call(lambda: self.http, self.control, method, path,
+                                             body)
         if status >= 300:
             text = content.decode("utf-8", "replace")
             raise ClockError(f"control plane answered {status}: {text}")

@@ -13,6 +13,7 @@ an in-process app (perpsim/inprocess.py).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +23,7 @@ import httpx
 
 from perpsim.strategy.clock import ControlPlane, SteppedClock, control_call
 from perpsim.strategy.connect import connect
+from perpsim.strategy.control_http import AiohttpControl
 from perpsim.strategy.markets import hedge_market
 from perpsim.strategy.record import HedgeConfig, RunRecord
 from perpsim.strategy.resilience import resilient
@@ -58,7 +60,7 @@ def scenario_ref(scenario: str | Path | dict[str, str]) -> str | dict[str, str]:
     return text
 
 
-async def _post(http: httpx.AsyncClient, control: ControlPlane | None, path: str,
+async def _post(http: Callable[[], httpx.AsyncClient], control: ControlPlane | None, path: str,
                 body: dict[str, Any]) -> Any:
     status, content = await control_call(http, control, "POST", path, body)
     if status >= 300:
@@ -80,7 +82,6 @@ async def dry_run(target: str | Transport, config: HedgeConfig, *,
     the ccxt client of the market's wire: ``dialect`` if given, else the profile's default
     (``bybit_inverse`` → ccxt.bybit over Bybit v5, ``binance_coinm`` → ccxt.binancecoinm)."""
     transport = target if isinstance(target, Transport) else None
-    control = None if transport is None else transport.control
     base = (target.base_url if isinstance(target, Transport) else target).rstrip("/")
     # ccxt sleeps 250 ms on close for TLS connections to drain; a dry run has none (loopback
     # HTTP, or no socket at all).
@@ -91,40 +92,63 @@ async def dry_run(target: str | Transport, config: HedgeConfig, *,
         ccxt_config["verify"] = False
     if transport is not None:
         ccxt_config["session"] = transport.ccxt_session  # ccxt never closes a given session
-    async with httpx.AsyncClient(base_url=base, timeout=120,
-                                 transport=None if transport is None else
-                                 transport.http_transport) as http:
-        reset: dict[str, Any] = {"scenario": scenario_ref(scenario), "profile": profile,
-                                 "seed": seed, "clock": "stepped"}
-        if dialect is not None:
-            reset["dialect"] = dialect
-        state = await _post(http, control, "/control/reset", reset)
-        end_ms = config.end_ms if config.end_ms is not None else state.get("scenario_end")
-        if end_ms is not None and config.end_ms is None:
-            config = replace(config, end_ms=int(end_ms))
-        ex = connect(base, None, None, mode="async", config=ccxt_config,
-                     dialect=str(state.get("dialect") or "binance_coinm"))
+    # Control-plane calls: in process straight to the app (when it answers them), over the
+    # wire through aiohttp (strategy/control_http.py); httpx only for calls those decline.
+    control = transport.control if transport is not None else AiohttpControl(base)
+    made: list[httpx.AsyncClient] = []
+
+    def http() -> httpx.AsyncClient:
+        if not made:
+            made.append(httpx.AsyncClient(base_url=base, timeout=120, transport=None
+                                          if transport is None else transport.http_transport))
+        return made[0]
+
+    try:
+        return await _run(http, control, base, ccxt_config, config, scenario=scenario,
+                          profile=profile, seed=seed, progress=progress, dialect=dialect)
+    finally:
+        for client in made:
+            await client.aclose()
+        if isinstance(control, AiohttpControl):
+            await control.close()
+
+
+async def _run(http: Callable[[], httpx.AsyncClient], control: ControlPlane | None, base: str,
+               ccxt_config: dict[str, Any], config: HedgeConfig, *,
+               scenario: str | Path | dict[str, str], profile: str, seed: int,
+               progress: Progress | None, dialect: str | None) -> RunRecord:
+    """The dry run itself: reset, fund, connect ccxt, hedge (see :func:`dry_run`)."""
+    reset: dict[str, Any] = {"scenario": scenario_ref(scenario), "profile": profile,
+                             "seed": seed, "clock": "stepped"}
+    if dialect is not None:
+        reset["dialect"] = dialect
+    state = await _post(http, control, "/control/reset", reset)
+    end_ms = config.end_ms if config.end_ms is not None else state.get("scenario_end")
+    if end_ms is not None and config.end_ms is None:
+        config = replace(config, end_ms=int(end_ms))
+    ex = connect(base, None, None, mode="async", config=ccxt_config,
+                 dialect=str(state.get("dialect") or "binance_coinm"))
+    try:
+        await ex.load_markets()
+        market = hedge_market(ex, config.coin, config.symbol)
+        coin = market.get("settle") or market["base"]
+        collateral = config.spot_btc if config.collateral_btc is None else \
+            config.collateral_btc
+        body: dict[str, Any] = {"balances": {coin: _amount(collateral)},
+                                "label": "hedge dry run"}
+        if config.spot_btc > collateral:
+            body["spot_balances"] = {coin: _amount(config.spot_btc - collateral)}
+        account = await _post(http, control, "/control/accounts", body)
+        ex.apiKey, ex.secret = account["api_key"], account["api_secret"]
+        await venue_for(ex).credentials_set(ex)
+        clock = SteppedClock(base, symbol=market["id"], account_id=account["account_id"],
+                             http=http, sole_actor=True, control=control)
         try:
-            await ex.load_markets()
-            market = hedge_market(ex, config.coin, config.symbol)
-            coin = market.get("settle") or market["base"]
-            collateral = config.spot_btc if config.collateral_btc is None else \
-                config.collateral_btc
-            body: dict[str, Any] = {"balances": {coin: _amount(collateral)},
-                                    "label": "hedge dry run"}
-            if config.spot_btc > collateral:
-                body["spot_balances"] = {coin: _amount(config.spot_btc - collateral)}
-            account = await _post(http, control, "/control/accounts", body)
-            ex.apiKey, ex.secret = account["api_key"], account["api_secret"]
-            await venue_for(ex).credentials_set(ex)
-            clock = SteppedClock(base, symbol=market["id"], account_id=account["account_id"],
-                                 http=http, sole_actor=True, control=control)
-            try:
-                # Retries with backoff, client-id lookups instead of re-sends, stream resync:
-                # the same wrapper a live run uses (strategy/resilience.py).
-                return await run_hedge(config, resilient(ex, seed=seed, clock=clock), clock,
-                                       progress=progress)
-            finally:
-                await clock.close()
+            # Retries with backoff, client-id lookups instead of re-sends, stream resync:
+            # the same wrapper a live run uses (strategy/resilience.py).
+            return await run_hedge(config, resilient(ex, seed=seed, clock=clock), clock,
+                                   progress=progress)
         finally:
-            await ex.close()
+            await clock.close()
+    finally:
+        await ex.close()
