@@ -113,6 +113,8 @@ class SteppedClock:
         self.control = control  # the control plane without httpx (in-process, or aiohttp)
         self._now: int | None = None
         self.advances = 0
+        # Every event of the account the advances reported, in order (strategy/quiet_income.py).
+        self.account_log: list[dict[str, Any]] = []
 
     async def now_ms(self) -> int:
         """Simulated time (read once from /control/state, then tracked from advances)."""
@@ -144,6 +146,7 @@ class SteppedClock:
         mine = tuple(e for e in answer.get("events", [])
                      if e.get("type") == "wake" or (self.account_id is not None
                                                    and e.get("account_id") == self.account_id))
+        self.account_log.extend(e for e in mine if e.get("type") != "wake")
         stopped = answer.get("stopped")
         reason = "time" if stopped is None else ("wake" if stopped == "wake" else "event")
         return WaitResult(self._now, reason, mine, stopped)

@@ -27,6 +27,7 @@ from perpsim.strategy.plan import (
     distance_pct,
     tier_for,
 )
+from perpsim.strategy.quiet_income import income_places, payments_from_events
 from perpsim.strategy.quiet_reads import QuietRead
 from perpsim.strategy.venue import BINANCE_COINM, Venue, venue_for
 
@@ -201,6 +202,12 @@ class Monitor:
         self._income: list[tuple[int, Decimal, str]] = []  # (time, amount, tranId)
         self._income_next_ms: int | None = None  # refetch funding once this time has passed
         self.new_income: list[tuple[int, Decimal]] = []  # payments seen by the latest resync
+        # The sole-actor clock's log of the account's events (strategy/quiet_income.py; None:
+        # always read the income), how much of it the income read so far covers, and the
+        # decimals the venue writes income with (known after a read that returned some).
+        self.event_log: list[dict[str, Any]] | None = None
+        self._log_read = 0
+        self._income_places: int | None = None
         # Reused after a quiet stepped wait (quiet_reads.py); the position at the new mark.
         self._futures_balance = QuietRead()
         self._positions = QuietRead()
@@ -390,13 +397,31 @@ class Monitor:
         if self._income_next_ms is not None and now_ms < self._income_next_ms:
             return
         since = (self._income[-1][0] + 1) if self._income else self.start_ms
-        seen = {tran for _, _, tran in self._income}
-        for time_ms, amount, tran in await self.venue.funding_payments(self.ex, self.symbol,
-                                                                       since, seen):
+        rows = self._income_from_events()
+        if rows is None:
+            seen = {tran for _, _, tran in self._income}
+            rows = await self.venue.funding_payments(self.ex, self.symbol, since, seen)
+            if rows:
+                self._income_places = income_places(rows[-1][1])
+        if self.event_log is not None:
+            self._log_read = len(self.event_log)
+        for time_ms, amount, tran in rows:
             self._income.append((time_ms, amount, tran))
             self.new_income.append((time_ms, amount))
         self._income.sort(key=lambda item: item[0])
         self._income_next_ms = self.venue.next_settlement_ms(premium)
+
+    def _income_from_events(self) -> list[tuple[int, Decimal, str]] | None:
+        """The rows an income read would return, from the clock's events since the last
+        read; None when they cannot be proven (strategy/quiet_income.py)."""
+        log, places = self.event_log, self._income_places
+        if log is None or places is None or not self.venue.income_is_payments:
+            return None
+        payments = payments_from_events(log[self._log_read:], market_id=self.market_id,
+                                        places=places)
+        if payments is None:
+            return None
+        return [(time_ms, amount, f"event:{time_ms}") for time_ms, amount in payments]
 
     def _streak(self) -> tuple[int, int | None]:
         streak, start = 0, None

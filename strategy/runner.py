@@ -155,6 +155,8 @@ class _Run:
         self.monitor = Monitor(ex, self.symbol, tiers=tiers, start_ms=self.start_ms,
                                hedge_ratio=config.hedge_ratio, on_event=self.clock.notify_event,
                                on_mark=self.clock.notify_mark)
+        if getattr(self.clock, "sole_actor", False):  # every event of the account is seen
+            self.monitor.event_log = getattr(self.clock, "account_log", None)
         self.executor = Executor(
             ex, self.clock, self.symbol, run_tag=run_tag_for(config, self.start_ms),
             max_order_contracts=config.max_order_contracts, maker_wait_ms=config.maker_wait_ms,

@@ -90,6 +90,7 @@ class Venue(Protocol):
     rate_limit_codes: tuple[str, ...]  # "too many requests: wait" (not run)
     reject_codes: tuple[str, ...]  # order rejects that may pass a moment later
     duplicate_id_codes: tuple[str, ...]
+    income_is_payments: bool  # funding income rows are the payments one for one (quiet_income)
 
     async def credentials_set(self, ex: Any) -> None: ...
     def has_code(self, error: BaseException, codes: Iterable[str]) -> bool: ...
@@ -165,6 +166,7 @@ class BinanceCoinM:
     reject_codes: tuple[str, ...] = ("-2010", "-1015", "-2020", "-4131", "-1008")
     duplicate_id_codes: tuple[str, ...] = ("-4116",)
     page = 1000  # userTrades, income
+    income_is_payments = True  # one FUNDING_FEE row per payment (strategy/quiet_income.py)
 
     async def credentials_set(self, ex: Any) -> None:
         """Nothing to redo: binancecoinm's currencies do not depend on the keys."""
@@ -443,6 +445,7 @@ class BybitInverse:
     reject_codes: tuple[str, ...] = ()
     duplicate_id_codes: tuple[str, ...] = ("110072",)
     execution_page = 100  # /v5/execution/list: at most 100 a page
+    income_is_payments = False  # executions: their own ids and fee fields, read them
     closed_pnl_page = 50  # /v5/position/closed-pnl (perpsim serves at most 50)
     order_page = 50  # /v5/order/history: at most 50
 
