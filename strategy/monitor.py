@@ -202,6 +202,11 @@ class Monitor:
         self._income: list[tuple[int, Decimal, str]] = []  # (time, amount, tranId)
         self._income_next_ms: int | None = None  # refetch funding once this time has passed
         self.new_income: list[tuple[int, Decimal]] = []  # payments seen by the latest resync
+        # The four reads of a resync at once (a live venue: one round trip's wait, not four),
+        # or one after the other (stepped time: they read one simulated instant, so the
+        # answers are the same, and in process or over loopback nothing overlaps anyway —
+        # concurrency only costs the tasks, and on the wire extra connections).
+        self.concurrent_reads = True
         # The sole-actor clock's log of the account's events (strategy/quiet_income.py; None:
         # always read the income), how much of it the income read so far covers, and the
         # decimals the venue writes income with (known after a read that returned some).
@@ -332,9 +337,14 @@ class Monitor:
         ex, sym = self.ex, self.symbol
         # The last trade price is the close of the current 1-minute candle: the same number as
         # the 24-hour ticker's, at a fraction of its cost to the venue.
-        premium, positions, balance, candles = await asyncio.gather(
-            ex.fetch_funding_rate(sym), self._positions.read(lambda: ex.fetch_positions([sym])),
-            self._futures_balance.read(ex.fetch_balance), ex.fetch_ohlcv(sym, "1m", None, 1))
+        reads = (lambda: ex.fetch_funding_rate(sym),
+                 lambda: self._positions.read(lambda: ex.fetch_positions([sym])),
+                 lambda: self._futures_balance.read(ex.fetch_balance),
+                 lambda: ex.fetch_ohlcv(sym, "1m", None, 1))
+        if self.concurrent_reads:
+            premium, positions, balance, candles = await asyncio.gather(*(r() for r in reads))
+        else:
+            premium, positions, balance, candles = [await read() for read in reads]
         if self._positions.reused:
             positions = await self._positions_at_mark(positions, premium)
         if self._spot is None:

@@ -22,7 +22,7 @@ from typing import Any
 import ccxt
 
 from perpsim.numbers import readable
-from perpsim.strategy.clock import Clock, WaitResult
+from perpsim.strategy.clock import Clock, SteppedClock, WaitResult
 from perpsim.strategy.execution import ExecutionError, Executor, LegResult
 from perpsim.strategy.markets import hedge_market
 from perpsim.strategy.monitor import Monitor, MonitorState
@@ -155,6 +155,7 @@ class _Run:
         self.monitor = Monitor(ex, self.symbol, tiers=tiers, start_ms=self.start_ms,
                                hedge_ratio=config.hedge_ratio, on_event=self.clock.notify_event,
                                on_mark=self.clock.notify_mark)
+        self.monitor.concurrent_reads = not isinstance(self.clock, SteppedClock)
         if getattr(self.clock, "sole_actor", False):  # every event of the account is seen
             self.monitor.event_log = getattr(self.clock, "account_log", None)
         self.executor = Executor(
