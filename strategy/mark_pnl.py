@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import decimal
 from decimal import Decimal
-from fractions import Fraction
 
 _SIGNIFICANT = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN)
 
@@ -32,16 +31,22 @@ def _decimals(text: str) -> int:
     return max(0, -int(exponent))
 
 
-def _span(text: str) -> tuple[Fraction, Fraction]:
-    """Every value a number written to its last digit (rounded to nearest) can stand for."""
-    number = Decimal(text)
-    half = Fraction(10) ** int(number.as_tuple().exponent) / 2
-    return Fraction(number) - half, Fraction(number) + half
+Ratio = tuple[int, int]  # numerator, denominator > 0: exact, without Fraction's gcd per step
 
 
-def _written(value: Fraction, places: int) -> str:
+def _span(text: str) -> tuple[Ratio, Ratio]:
+    """Every value a number written to its last digit (rounded to nearest) can stand for:
+    written ± half a unit of its last digit, as (numerator, denominator)."""
+    sign, digits, exponent = Decimal(text).as_tuple()
+    units = int("".join(map(str, digits)) or "0") * (-1 if sign else 1)
+    exponent = int(exponent)
+    scale, den = (10 ** exponent, 2) if exponent >= 0 else (1, 2 * 10 ** -exponent)
+    return ((2 * units - 1) * scale, den), ((2 * units + 1) * scale, den)
+
+
+def _written(value: Ratio, places: int) -> str:
     """``value`` as the venue writes it with ``places`` decimals (see module doc)."""
-    rounded = _SIGNIFICANT.divide(Decimal(value.numerator), Decimal(value.denominator))
+    rounded = _SIGNIFICANT.divide(Decimal(value[0]), Decimal(value[1]))
     step = Decimal(1).scaleb(-places)
     return format(rounded.quantize(step, rounding=decimal.ROUND_HALF_EVEN), "f")
 
@@ -55,12 +60,29 @@ def written_pnl(contracts: int, contract_size_usd: Decimal, entry_text: str, mar
     try:
         entries, marks = _span(entry_text), _span(mark_text)
         places = _decimals(like_text)
+        size_num, size_den = Decimal(contract_size_usd).as_integer_ratio()
     except (decimal.InvalidOperation, ValueError, TypeError, OverflowError):
         raise ValueError(f"not numbers: entry {entry_text!r}, mark {mark_text!r}, "
                          f"PnL {like_text!r}") from None
-    if entries[0] <= 0 or marks[0] <= 0:
+    if entries[0][0] <= 0 or marks[0][0] <= 0:
         return None  # a price that may be zero: no bound
-    size = contracts * Fraction(contract_size_usd)
-    corners = [size * (1 / entry - 1 / mark) for entry in entries for mark in marks]
-    low, high = _written(min(corners), places), _written(max(corners), places)
-    return low if low == high else None
+    size_num *= contracts
+    # size·(1/entry − 1/mark) with entry = a/b, mark = c/d: size·(c·b − a·d) / (a·c)
+    corners = [(size_num * (c * b - a * d), size_den * a * c)
+               for a, b in entries for c, d in marks]
+    low = min(corners, key=_RatioKey)
+    high = max(corners, key=_RatioKey)
+    low_text, high_text = _written(low, places), _written(high, places)
+    return low_text if low_text == high_text else None
+
+
+class _RatioKey:
+    """Orders ratios with positive denominators by value (cross-multiplied, exact)."""
+
+    __slots__ = ("den", "num")
+
+    def __init__(self, ratio: Ratio) -> None:
+        self.num, self.den = ratio
+
+    def __lt__(self, other: _RatioKey) -> bool:
+        return self.num * other.den < other.num * self.den

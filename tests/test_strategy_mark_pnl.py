@@ -133,3 +133,44 @@ def test_every_reused_position_equals_a_fresh_read(monkeypatch: pytest.MonkeyPat
     assert record.contracts  # the hedge was open: there were positions to reuse
     assert compared
     assert all(compared)
+
+
+def _fraction_reference(contracts: int, contract_size: Decimal, entry_text: str,
+                        mark_text: str, places: int) -> str | None:
+    """The computation in plain Fractions (what strategy/mark_pnl.py did before it worked
+    in integer ratios): the four corners of the written entry and mark, rounded alike."""
+    import decimal
+
+    def span(text: str) -> tuple[Fraction, Fraction]:
+        number = Decimal(text)
+        half = Fraction(10) ** int(number.as_tuple().exponent) / 2
+        return Fraction(number) - half, Fraction(number) + half
+
+    def written(value: Fraction) -> str:
+        context = decimal.Context(prec=28, rounding=decimal.ROUND_HALF_EVEN)
+        rounded = context.divide(Decimal(value.numerator), Decimal(value.denominator))
+        return format(rounded.quantize(Decimal(1).scaleb(-places),
+                                       rounding=decimal.ROUND_HALF_EVEN), "f")
+
+    entries, marks = span(entry_text), span(mark_text)
+    if entries[0] <= 0 or marks[0] <= 0:
+        return None
+    size = contracts * Fraction(contract_size)
+    corners = [size * (1 / e - 1 / m) for e in entries for m in marks]
+    low, high = written(min(corners)), written(max(corners))
+    return low if low == high else None
+
+
+@settings(max_examples=300, deadline=None)
+@given(contracts=st.integers(-100_000, 100_000),
+       entry=st.decimals(min_value=D("0.1"), max_value=D("500000"), places=8,
+                         allow_nan=False, allow_infinity=False),
+       mark=st.decimals(min_value=D("0.1"), max_value=D("500000"), places=6,
+                        allow_nan=False, allow_infinity=False),
+       contract_size=st.sampled_from([D(1), D(10), D(100), D("0.5")]),
+       places=st.integers(0, 12))
+def test_integer_ratios_give_what_fractions_give(contracts: int, entry: Decimal, mark: Decimal,
+                                                 contract_size: Decimal, places: int) -> None:
+    like = format(Decimal(0).quantize(Decimal(1).scaleb(-places)), "f")
+    assert written_pnl(contracts, contract_size, str(entry), str(mark), like) == \
+        _fraction_reference(contracts, contract_size, str(entry), str(mark), places)
