@@ -53,6 +53,7 @@ class DirectCalls:
         self.app = app
         self._hosts = app.state.perpsim_security.hosts()
         self._leaves: dict[tuple[str, str], tuple[Outcome, ASGIApp]] = {}
+        self._own_stack: bool | None = None  # only perpsim's middlewares (once the app runs)
 
     def leaf(self, method: str, path: str, *, host: str | None, content_type: str | None,
              body: bytes) -> ASGIApp | None:
@@ -74,8 +75,7 @@ class DirectCalls:
     def _nothing_in_between(self, method: str, path: str, host: str | None,
                             content_type: str | None, body: bytes) -> bool:
         app = self.app
-        if (app.dependency_overrides or getattr(app, "max_body_size", None) is not None
-                or any(m.cls not in _OWN_MIDDLEWARE for m in app.user_middleware)):
+        if app.dependency_overrides or not self._only_own_middleware():
             return False
         if host is None or host_name(host) not in self._hosts:
             return False
@@ -90,6 +90,19 @@ class DirectCalls:
         harness = getattr(app.state, "perpsim_harness", None)
         return harness is None or not (harness.replay or harness.faults.active
                                        or harness.recorders())
+
+    def _only_own_middleware(self) -> bool:
+        """No middleware but perpsim's own and no body limit. Starlette builds the stack
+        once, at the first request, and refuses middlewares after: from then on the answer
+        cannot change, and it is kept."""
+        if self._own_stack is not None:
+            return self._own_stack
+        app = self.app
+        own = getattr(app, "max_body_size", None) is None and all(
+            m.cls in _OWN_MIDDLEWARE for m in app.user_middleware)
+        if app.middleware_stack is not None:
+            self._own_stack = own
+        return own
 
     def _build(self, outcome: Outcome, method: str, path: str) -> ASGIApp:
         """The route's direct handler inside FastAPI's exception and exit-stack layers, built

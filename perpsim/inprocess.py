@@ -16,6 +16,7 @@ and only HTTP: a stepped dry run reads over REST (see strategy/dryrun.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -267,6 +268,7 @@ def in_process_transport(app: Any) -> Transport:
                      http_transport=AsgiHttpxTransport(app), control=DirectControl(app))
 
 
+@functools.lru_cache(maxsize=64)
 def _reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
