@@ -54,6 +54,7 @@ class DirectCalls:
         self._hosts = app.state.perpsim_security.hosts()
         self._leaves: dict[tuple[str, str], tuple[Outcome, ASGIApp]] = {}
         self._own_stack: bool | None = None  # only perpsim's middlewares (once the app runs)
+        self.served = 0  # requests handed a leaf (benchmarks/hedge_profile.py reports it)
 
     def leaf(self, method: str, path: str, *, host: str | None, content_type: str | None,
              body: bytes) -> ASGIApp | None:
@@ -70,6 +71,7 @@ class DirectCalls:
         known = self._leaves.get((method, path))
         if known is None or known[0] is not outcome:
             known = self._leaves[(method, path)] = (outcome, self._build(outcome, method, path))
+        self.served += 1
         return known[1]
 
     def _nothing_in_between(self, method: str, path: str, host: str | None,
