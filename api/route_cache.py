@@ -186,13 +186,6 @@ class RouteCache:
         else:
             self._first[key] = _UNCACHEABLE
 
-    def learnt(self, method: str, path: str, root_path: str = "") -> Outcome | None:
-        """What the next request for ``path`` would be served with, without routing (None:
-        not learnt, or a route was added since, which the next request relearns from)."""
-        if len(self.routes) != self._route_count:
-            return None
-        return self.outcomes.get((method, path, root_path))
-
     def route_for(self, method: str, path: str, root_path: str = "") -> APIRoute | None:
         """The route a request for ``path`` goes to without routing (None: not learnt)."""
         outcome = self.outcomes.get((method, path, root_path))

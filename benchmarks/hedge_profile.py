@@ -7,9 +7,7 @@ Used by ``benchmarks/sweep_scaling.py`` (``perpsim bench --only sweep``) for the
 request count and the fraction of the hedge spent in the engine.
 
 * **Requests**: every request the hedge makes, counted where it enters the app
-  (``perpsim.inprocess.call_app``), by method and path: ccxt's and the control plane's; and
-  how many of them were served by their route's handler without the app's outer layers
-  (``direct_requests``, api/direct_calls.py).
+  (``perpsim.inprocess.call_app``), by method and path: ccxt's and the control plane's.
 * **Time in the app** (wall, no profiler): the seconds spent inside ``call_app`` — routing,
   middleware, handlers and the engine — against the whole hedge; the rest is the client (ccxt
   building, signing and parsing; the strategy) and the event loop.
@@ -134,8 +132,7 @@ def run(scenario: str = DEMO_SCENARIO, profile: str = DEMO_PROFILE) -> dict[str,
     from perpsim.inprocess import in_process_transport
 
     asyncio.run(_hedge(in_process_transport(_market(scenario, profile)), scenario, profile))
-    market = _market(scenario, profile)
-    transport = in_process_transport(market)
+    transport = in_process_transport(_market(scenario, profile))
     with counted_app_calls() as (counts, app_s):
         started, cpu = time.perf_counter(), time.process_time()
         asyncio.run(_hedge(transport, scenario, profile))
@@ -149,9 +146,6 @@ def run(scenario: str = DEMO_SCENARIO, profile: str = DEMO_PROFILE) -> dict[str,
             "requests": sum(counts.values()), "control_requests": control,
             "advances": counts.get("POST /control/advance", 0),
             "by_endpoint": dict(counts.most_common()),
-            # served by their route's handler without the app's outer layers
-            # (api/direct_calls.py), the stepped clock's advances among them
-            "direct_requests": market.state.perpsim_direct_calls.served,
             "app_s": round(app_s[0], 3), "app_fraction": round(app_s[0] / hedge_s, 3),
             "sampled_shares": shares}
 

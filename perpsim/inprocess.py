@@ -5,8 +5,8 @@ requests — the same URLs, headers, signed query strings and bodies — are han
 ASGI app on the caller's event loop: no socket, no server thread, no HTTP parsing. What the
 strategy sees is unchanged: ccxt still builds, signs and parses every request (it is given an
 aiohttp-shaped ``session``), and the control plane still answers JSON to an ``httpx`` client
-(given an ``httpx`` transport) — or, for the stepped clock's calls, straight from the control
-route's own handler (:class:`DirectControl`). ``strategy/`` never imports this module;
+(given an ``httpx`` transport) — or, for the stepped clock's calls, without an HTTP client
+at all (:class:`DirectControl`). ``strategy/`` never imports this module;
 ``perpsim.sweep`` and the CLI hand its objects to ``strategy.dryrun.dry_run``.
 
 Only stepped markets are served this way (no lifespan: the realtime clock task never starts),
@@ -26,7 +26,6 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from perpsim.api.direct_calls import DirectCalls, direct_calls
 from perpsim.strategy.dryrun import Transport
 
 # The URL ccxt and httpx address: a loopback name, because the app's Host allow-list
@@ -156,7 +155,6 @@ class AsgiSession:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.direct = direct_calls(app)
         self.headers: dict[str, str] = {}  # default headers ccxt merges into every request
         self.requests = 0
         self.closed = False
@@ -168,20 +166,12 @@ class AsgiSession:
             data = data.encode()
         elif data is not None and not isinstance(data, bytes | bytearray):
             raise InProcessError(f"{method} {parts.path}: unsupported body {type(data).__name__}")
-        content_type = None
-        raw = []
-        for k, v in (headers or {}).items():
-            name, value = k.lower(), str(v)
-            if name == "content-type":
-                content_type = value
-            raw.append((name.encode("latin-1"), value.encode("latin-1")))
-        host = parts.netloc or _SERVER[0]
-        raw.append((b"host", host.encode("latin-1")))
+        raw = [(k.lower().encode("latin-1"), str(v).encode("latin-1"))
+               for k, v in (headers or {}).items()]
+        raw.append((b"host", (parts.netloc or _SERVER[0]).encode("latin-1")))
         self.requests += 1
-        path, body = parts.path or "/", bytes(data or b"")
-        answer = await call_app(_app_for(self.app, self.direct, method, path, host,
-                                         content_type, body),
-                                method, path, parts.query.encode("latin-1"), raw, body)
+        answer = await call_app(self.app, method, parts.path or "/",
+                                parts.query.encode("latin-1"), raw, bytes(data or b""))
         return _Response(answer)
 
     def _call(self, method: str, url: Any, *, data: Any = None,
@@ -225,40 +215,24 @@ class AsgiHttpxTransport(httpx.AsyncBaseTransport):
 
 
 # ---- the control plane without HTTP ------------------------------------------------------------
-def _app_for(app: Any, direct: DirectCalls | None, method: str, path: str, host: str,
-             content_type: str | None, body: bytes) -> Any:
-    """What answers a request: its route's handler when nothing between would act on it
-    (api/direct_calls.py: the same answer), else the whole app."""
-    if direct is None:
-        return app
-    leaf = direct.leaf(method, path, host=host, content_type=content_type, body=body)
-    return app if leaf is None else leaf
-
-
 class DirectControl:
-    """The control plane as a call (``strategy.clock.ControlPlane``): the route's own handler
-    answers, with the same status and bytes, when nothing between a client and the route would
-    act on the call (api/direct_control.py); otherwise None, and the caller sends the request
-    over its HTTP transport. Spares the stepped clock's advance an httpx request and the app's
-    middlewares at every decision."""
+    """The control plane as a call (``strategy.clock.ControlPlane``) for the stepped clock and
+    the dry run's set-up: the request — method, path, JSON body — goes to the whole app, every
+    layer included, and its answer (status, bytes) comes back, without an httpx client
+    building and parsing an HTTP request around it (the larger part of what an in-process
+    advance cost). It answers every call, errors included, as the app answers them."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.direct = direct_calls(app)
-        self.calls = 0  # calls answered here (the others went over HTTP)
+        self.calls = 0
 
     async def call(self, method: str, path: str, body: bytes) -> tuple[int, bytes] | None:
-        leaf = None if self.direct is None else self.direct.leaf(
-            method, path, host=_SERVER[0], content_type="application/json" if body else None,
-            body=body)
-        if leaf is None:
-            return None
         headers = [(b"host", _SERVER[0].encode())]
         if body:
             headers += [(b"content-type", b"application/json"),
                         (b"content-length", str(len(body)).encode())]
         self.calls += 1
-        answer = await call_app(leaf, method, path, b"", headers, body)
+        answer = await call_app(self.app, method, path, b"", headers, body)
         return answer.status, answer.body
 
 
