@@ -5,7 +5,7 @@
   at which a rule would act and the event types that need an immediate reaction (margin calls,
   liquidations, our order fills); perpsim stops the advance at the first of them, so the runner
   wakes at exactly the instant a real-time client would react, without stepping finely.
-  In process, a ``control`` (:class:`ControlPlane`) answers those calls without HTTP.
+  A ``control`` (:class:`ControlPlane`) carries those calls without an httpx client.
 * :class:`LiveClock` (a live venue, or perpsim in realtime mode): ``asyncio`` sleeps until the
   time, or earlier when a ``watch_*`` update pokes it (``notify_mark`` crossing a level,
   ``notify_event`` of a watched kind, a stream gap).
@@ -68,8 +68,9 @@ class ClockError(RuntimeError):
 
 
 class ControlPlane(Protocol):
-    """A way to the control plane that is not HTTP (an in-process perpsim hands one:
-    perpsim/inprocess.py ``DirectControl``). It answers what HTTP would answer."""
+    """A way to the control plane other than an httpx client: in process, straight to the
+    app (perpsim/inprocess.py ``DirectControl``); over the wire, aiohttp
+    (strategy/control_http.py). It answers what the control plane answers over HTTP."""
 
     async def call(self, method: str, path: str, body: bytes) -> tuple[int, bytes] | None:
         """(status, body) of the call with the JSON ``body``; None when it must go over HTTP."""
