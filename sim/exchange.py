@@ -627,5 +627,6 @@ def _tapes(scenario: Scenario, now_ms: int) -> dict[str, PriceTape]:
         if manual:
             times = np.minimum(times, now_ms)
         tapes[pair] = PriceTape(pair, times, np.asarray(path.index), np.asarray(path.perp),
-                                manual=manual)
+                                manual=manual,
+                                regular=not manual and path.regular_step_ms is not None)
     return tapes

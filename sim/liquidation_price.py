@@ -151,38 +151,88 @@ def liquidation_price_mm_at_lp(
     *,
     extra_mm_coin: object = 0,
 ) -> LiquidationSolution:
-    """Binance-style exact LP solving W + s·N·(1/EP − 1/LP) = N/LP·MMR − cum, bracket re-solved."""
+    """Binance-style exact LP solving W + s·N·(1/EP − 1/LP) = N/LP·MMR − cum, bracket re-solved.
+
+    Each bracket's test is a comparison of one number of the position with bounds of the
+    bracket alone (``_bracket_terms``, kept per table); only the bracket that holds the
+    solution divides. The same tests as solving each bracket in turn (tests compare the two:
+    tests/test_liquidation_price_terms.py)."""
     side, n, inv_ep, w = _position(qty_contracts, entry_price_usd, contract_size_usd, margin_coin)
     table = brackets_value(brackets)
     extra = _extra(extra_mm_coin, "extra_mm_coin")
+    terms = _bracket_terms(table)
     # Work in v = N/P, the value the bracket is chosen by; v rises as a long's price falls.
-    order = table if side > 0 else tuple(reversed(table))
-    for b in order:
-        mmr, cum = exact(b.mmr), exact(b.cum_coin) - extra
-        lo = exact(b.floor_coin)
-        # The last bracket extends upwards without bound, as in bracket_for.
-        hi = None if b.cap_coin is None or b is table[-1] else exact(b.cap_coin)
-        if side > 0:
-            # Liquidated when W + N/EP − v ≤ v·MMR − cum, i.e. v ≥ root.
-            root = (w + n * inv_ep + cum) / (1 + mmr)
-            v = max(lo, root)
-            if hi is None or v < hi:
+    if side > 0:
+        # Liquidated when W + N/EP − v ≤ v·MMR − cum, i.e. v ≥ root = (B + cum) / (1 + MMR)
+        # with B = W + N/EP − extra; v = max(floor, root) must stay below the bracket's cap:
+        # root < cap ⇔ B < cap·(1 + MMR) − cum (the bracket's ``long_below``).
+        b_pos = w + n * inv_ep - extra
+        for t in terms:
+            if t.long_below is None or b_pos < t.long_below:
+                v = max(t.lo, (b_pos + t.cum) / t.one_plus_mmr)
+                if t.hi is not None and v >= t.hi:
+                    continue  # the floor itself reaches the cap (a bracket of no width)
                 if v <= 0:
-                    return LiquidationSolution(INFINITE_PRICE, b)
-                return LiquidationSolution(to_dec(n / v), b)
-        else:
-            # Liquidated when W − N/EP + v ≤ v·MMR − cum, i.e. v ≤ root.
-            root = (n * inv_ep - w - cum) / (1 - mmr)
-            if hi is not None and root >= hi:
+                    return LiquidationSolution(INFINITE_PRICE, t.bracket)
+                return LiquidationSolution(to_dec(n / v), t.bracket)
+    else:
+        # Liquidated when W − N/EP + v ≤ v·MMR − cum, i.e. v ≤ root = (A − cum) / (1 − MMR)
+        # with A = N/EP − W + extra: root ≥ cap ⇔ A ≥ cum + cap·(1 − MMR), root ≥ floor ⇔
+        # A ≥ cum + floor·(1 − MMR), root > 0 ⇔ A > cum (1 − MMR > 0).
+        a_pos = n * inv_ep - w + extra
+        for t in reversed(terms):
+            if t.short_at_cap is not None and a_pos >= t.short_at_cap:
                 # Defensive: needs MM to fall at a bracket edge, which rising MMR with either
                 # cum rule rules out. The whole bracket is liquidatable, the one above is not.
-                price = _short_price(n / hi)
-                return LiquidationSolution(price, b if price is not None else None)
-            if root >= lo and root > 0:
-                price = _short_price(n / root)
-                return LiquidationSolution(price, b if price is not None else None)
+                assert t.hi is not None
+                price = _short_price(n / t.hi)
+                return LiquidationSolution(price, t.bracket if price is not None else None)
+            if a_pos >= t.short_at_floor and a_pos > t.cum:
+                price = _short_price(n / ((a_pos - t.cum) / t.one_minus_mmr))
+                return LiquidationSolution(price, t.bracket if price is not None else None)
     # A short whose margin beats MM at every value: it cannot be liquidated.
     return LiquidationSolution(None, None)
+
+
+@dataclass(frozen=True, slots=True)
+class _BracketTerms:
+    """A bracket's exact numbers for ``liquidation_price_mm_at_lp`` (see there): its floor and
+    cap in coin (the last bracket has no cap), cum, 1 ± MMR and the bounds its tests use."""
+
+    bracket: Bracket
+    lo: Fraction
+    hi: Fraction | None
+    cum: Fraction
+    one_plus_mmr: Fraction
+    one_minus_mmr: Fraction
+    long_below: Fraction | None
+    short_at_cap: Fraction | None
+    short_at_floor: Fraction
+
+
+_TERMS: dict[int, tuple[tuple[Bracket, ...], tuple[_BracketTerms, ...]]] = {}
+
+
+def _bracket_terms(table: tuple[Bracket, ...]) -> tuple[_BracketTerms, ...]:
+    """The table's ``_BracketTerms``, computed once per validated table (a profile's
+    brackets are one immutable tuple: kept by identity, as brackets_value keeps them)."""
+    known = _TERMS.get(id(table))
+    if known is not None and known[0] is table:
+        return known[1]
+    terms = []
+    for b in table:
+        mmr, cum, lo = exact(b.mmr), exact(b.cum_coin), exact(b.floor_coin)
+        # The last bracket extends upwards without bound, as in bracket_for.
+        hi = None if b.cap_coin is None or b is table[-1] else exact(b.cap_coin)
+        terms.append(_BracketTerms(
+            bracket=b, lo=lo, hi=hi, cum=cum, one_plus_mmr=1 + mmr, one_minus_mmr=1 - mmr,
+            long_below=None if hi is None else hi * (1 + mmr) - cum,
+            short_at_cap=None if hi is None else cum + hi * (1 - mmr),
+            short_at_floor=cum + lo * (1 - mmr)))
+    if len(_TERMS) >= 64:
+        _TERMS.clear()
+    _TERMS[id(table)] = (table, tuple(terms))
+    return tuple(terms)
 
 
 def liquidation_price_mm_at_entry(

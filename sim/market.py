@@ -48,7 +48,7 @@ class PriceTape:
     """
 
     def __init__(self, pair: str, times_ms: np.ndarray, index: np.ndarray, perp: np.ndarray,
-                 *, manual: bool = False) -> None:
+                 *, manual: bool = False, regular: bool = False) -> None:
         self.pair = pair
         self.manual = manual
         self.version = 0  # bumped by every manual change, so caches keyed on rows notice
@@ -65,6 +65,10 @@ class PriceTape:
         # guess a row and check it against its neighbour instead of searching 31 M rows.
         self._grid = (None if manual or len(self.times_ms) < 2 else
                       (int(self.times_ms[0]), int(self.times_ms[1] - self.times_ms[0])))
+        # ``regular``: the caller knows every row starts at times[0] + step · row (a scenario
+        # path's regular_step_ms, checked once when it was built; its arrays are read-only):
+        # then rows follow from times by arithmetic, with nothing to check.
+        self._regular = regular and self._grid is not None
 
     def row_at(self, t_ms: int) -> int:
         """Row in force at ``t_ms`` (the first row before the tape starts)."""
@@ -80,6 +84,8 @@ class PriceTape:
         if self._grid is not None:
             first, step = self._grid
             k = (t_ms - first) // step
+            if self._regular:  # row k starts at first + step · k exactly
+                return min(max(k + 1, 0), len(self.times_ms))
             times = self.times_ms
             if 0 <= k < len(times) - 1:
                 if times[k] <= t_ms < times[k + 1]:
@@ -96,6 +102,9 @@ class PriceTape:
         year's tape is 31.5 M rows: a search per sample costs more than the rest)."""
         times = self.times_ms
         n = len(times)
+        if self._regular and self._grid is not None:
+            first, step = self._grid
+            return np.clip((grid_ms - first) // step, 0, n - 1)
         if self.manual or n < 2 or len(grid_ms) < 64:
             return np.maximum(np.searchsorted(times, grid_ms, side="right") - 1, 0)
         step = int(times[1] - times[0])
@@ -126,7 +135,8 @@ class PriceTape:
             last = r0 + stride * (count - 1)
             if not off and not rem and r0 >= 0 and last < n:
                 rows = slice(r0, last + 1, stride)
-                if np.array_equal(times[rows] - first_ms, _grid_offsets(step_ms, count)):
+                if self._regular or np.array_equal(
+                        times[rows] - first_ms, _grid_offsets(step_ms, count)):
                     return rows
         return self.rows_at(first_ms + step_ms * np.arange(count, dtype=np.int64))
 
@@ -184,6 +194,8 @@ class MarketPricer:
         self._basis_memo: dict[tuple[int, int], Decimal] = {}
         self._rate_memo: dict[tuple[int, int, int], Decimal] = {}
         self._weights_1_to_n = np.empty(0, dtype=np.float64)  # see _window_weights
+        self._basis_rows_memo: tuple[tuple[int, int], np.ndarray | slice] = (
+            (-1, -1), slice(0))
         # A power-of-ten tick (0.1, 0.01) rounds with one Decimal.quantize: the same value as
         # money.quantize (x / tick is exact), at a third of the cost.
         self._tick_is_power_of_ten = instrument.tick_size.as_tuple().digits == (1,)
@@ -249,14 +261,18 @@ class MarketPricer:
             return hi
         return None
 
-    def _basis_rows(self, last_sample: int) -> np.ndarray:
+    def _basis_rows(self, last_sample: int) -> np.ndarray | slice:
         """Tape rows of the N basis samples up to ``last_sample``, oldest first (the samples
-        lie on a grid: on a scenario tape, usually a strided slice of rows, no search)."""
+        lie on a grid: on a scenario tape, usually a strided slice of rows — distinct rows, a
+        view of the columns, no search). The last answer is kept: the float filter and the
+        exact average of one instant ask for the same rows."""
+        key = (last_sample, self.tape.version)
+        if self._basis_rows_memo[0] == key:
+            return self._basis_rows_memo[1]
         step = self.profile.mark.basis_sample_interval_ms
         n = self.profile.mark.basis_samples
         rows = self.tape.grid_rows(last_sample - (n - 1) * step, step, n)
-        if isinstance(rows, slice):
-            return np.arange(rows.start, rows.stop, rows.step)
+        self._basis_rows_memo = (key, rows)
         return rows
 
     def _time_to_funding_ms(self, t_ms: int) -> int:
@@ -291,7 +307,7 @@ class MarketPricer:
         total = self._reference_sum(rows) - self._index_sum(rows)
         return total / self.profile.mark.basis_samples
 
-    def _reference_sum(self, rows: np.ndarray) -> Decimal:
+    def _reference_sum(self, rows: np.ndarray | slice) -> Decimal:
         """Σ of the rows' book references (the perp's shortest-repr Decimal rounded half-even
         to the tick), exact. Where no perp lies near a half tick (1e-6 of a tick, more for
         counts in the billions), the float tick counts round as the Decimals do (the float and
@@ -312,13 +328,16 @@ class MarketPricer:
                         for p in perps.tolist()), Decimal(0))
         return sum((quantize(Decimal(repr(p)), tick) for p in perps.tolist()), Decimal(0))
 
-    def _index_sum(self, rows: np.ndarray) -> Decimal:
+    def _index_sum(self, rows: np.ndarray | slice) -> Decimal:
         """Σ of the rows' index prices as the Decimals of their shortest reprs, exact.
 
         A row repeats when the tape is coarser than the samples (a 1-minute tape, 1-second
         basis samples): each distinct row is converted once and counted. Consecutive instants
         share all but a few rows: on a scenario tape each row is converted once (a manual
-        tape's rows can change, so they are converted every time)."""
+        tape's rows can change, so they are converted every time). A slice's rows are
+        distinct: each is summed once, in the same order."""
+        if isinstance(rows, slice):
+            return self._distinct_index_sum(rows)
         uses = collections.Counter(rows.tolist())
         distinct = list(uses)
         if self.tape.manual:
@@ -335,6 +354,27 @@ class MarketPricer:
             values = [cache[row] for row in distinct]
         return sum((value * uses[row] if uses[row] > 1 else value
                     for row, value in zip(distinct, values, strict=True)), Decimal(0))
+
+    def _distinct_index_sum(self, rows: slice) -> Decimal:
+        """``_index_sum`` of a slice of rows (distinct, each used once): the same Decimals added
+        in the same order, without counting uses."""
+        numbers = range(rows.start, rows.stop, rows.step)
+        if self.tape.manual:  # its rows change: nothing is kept (grid_rows gives it no slice)
+            return self._index_sum(np.arange(rows.start, rows.stop, rows.step))
+        cache = self._index_of_row
+        if len(cache) + len(numbers) > _BASIS_CACHE_ROWS:
+            cache.clear()
+        total = Decimal(0)
+        if all(row in cache for row in numbers):
+            for row in numbers:
+                total += cache[row]
+            return total
+        for row, x in zip(numbers, self.tape.index[rows].tolist(), strict=True):
+            value = cache.get(row)
+            if value is None:
+                value = cache[row] = Decimal(repr(x))
+            total += value
+        return total
 
     # ---- vectorised, over a grid --------------------------------------------------------------
     def references(self, grid_ms: np.ndarray) -> np.ndarray:

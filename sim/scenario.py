@@ -61,6 +61,25 @@ _EMPTY_F = np.zeros(0, dtype=np.float64)
 _EMPTY_F.setflags(write=False)
 
 
+_CHECK_ROWS = 1 << 20  # times checked per pass (bounded temporaries on a 31 M-row year)
+
+
+def _check_times(times: np.ndarray) -> int | None:
+    """ScenarioError unless ``times`` strictly increase; their step if every gap is the same
+    (a regular grid), else None — one pass, a block of gaps at a time."""
+    n = len(times)
+    if n < 2:
+        return None
+    step = int(times[1] - times[0])
+    regular = True
+    for lo in range(0, n - 1, _CHECK_ROWS):
+        gaps = np.diff(times[lo:lo + _CHECK_ROWS + 1])
+        if not bool((gaps > 0).all()):
+            raise ScenarioError("price path times must be strictly increasing")
+        regular = regular and bool((gaps == step).all())
+    return step if regular else None
+
+
 def _frozen(values: object, dtype: type) -> np.ndarray:
     """A read-only contiguous 1-D array of ``dtype`` (no copy when it already is one)."""
     array: np.ndarray = np.ascontiguousarray(values, dtype=dtype)
@@ -84,6 +103,7 @@ class PricePath:
     perp: np.ndarray
     funding_times_ms: np.ndarray = field(default_factory=lambda: _EMPTY_I)
     funding_rates: np.ndarray = field(default_factory=lambda: _EMPTY_F)
+    _regular_step_ms: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for name, dtype in (
@@ -99,8 +119,14 @@ class PricePath:
             raise ScenarioError("a price path needs at least one row and equal-length columns")
         if len(self.funding_times_ms) != len(self.funding_rates):
             raise ScenarioError("funding times and rates differ in length")
-        if n > 1 and not bool(np.all(self.times_ms[1:] > self.times_ms[:-1])):
-            raise ScenarioError("price path times must be strictly increasing")
+        object.__setattr__(self, "_regular_step_ms", _check_times(self.times_ms))
+
+    @property
+    def regular_step_ms(self) -> int | None:
+        """The step when the times are a regular grid (``times[i] == times[0] + step · i`` for
+        every row; the arrays are read-only, so it stays true), else None: the engine then
+        finds a time's row by arithmetic instead of checking the times (sim/market.py)."""
+        return self._regular_step_ms
 
     def __len__(self) -> int:
         """Number of rows."""

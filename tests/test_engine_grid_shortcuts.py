@@ -1,0 +1,137 @@
+"""Shortcuts of the hedge's engine path give what the computations they replace give.
+
+* A scenario path whose times are a regular grid says so (``PricePath.regular_step_ms``,
+  checked once when it is built); its tape then finds rows by arithmetic, with no times read:
+  the rows are those the search of the times finds, and a whole run's journal is the one the
+  checked path writes.
+* The mark's basis rows, a slice of distinct rows, are summed without counting uses: the
+  same exact sums as the counted path.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from unittest import mock
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis_budget import examples
+
+from perpsim.sim import scenario as scenario_module
+from perpsim.sim.errors import ScenarioError
+from perpsim.sim.exchange import Exchange
+from perpsim.sim.market import MarketPricer, PriceTape
+from perpsim.sim.profile import load_profile
+from perpsim.sim.scenario import PricePath, load_scenario
+
+from engine_helpers import BTC, T0
+
+SECOND_MS = 1_000
+
+
+# ---- PricePath knows its grid -----------------------------------------------------------------
+@given(n=st.integers(1, 60), step=st.sampled_from([1, 100, 1000, 60_000]),
+       bump_at=st.one_of(st.none(), st.integers(1, 59)), bump=st.sampled_from([-1, 1, 7]),
+       block=st.sampled_from([1, 2, 3, 8, 1 << 20]))
+@settings(max_examples=examples(200), deadline=None)
+def test_a_path_tells_a_regular_grid_from_any_other(n: int, step: int, bump_at: int | None,
+                                                    bump: int, block: int) -> None:
+    """regular_step_ms is the step exactly when every gap is it (checked a block at a time:
+    a gap on a block's edge counts as much as one inside)."""
+    times = T0 + step * np.arange(n, dtype=np.int64)
+    if bump_at is not None and bump_at < n:
+        times[bump_at:] += bump  # one gap differs (strictly increasing unless it reaches 0)
+    prices = np.full(n, 60_000.0)
+    gaps = np.diff(times)
+    with mock.patch.object(scenario_module, "_CHECK_ROWS", block):
+        if len(gaps) and not (gaps > 0).all():
+            with pytest.raises(ScenarioError, match="strictly increasing"):
+                PricePath(times, prices, prices)
+            return
+        path = PricePath(times, prices, prices)
+    regular = n >= 2 and bool((gaps == gaps[0]).all())
+    assert path.regular_step_ms == (int(gaps[0]) if regular else None)
+
+
+def test_a_bundled_scenario_is_a_regular_grid_and_read_only() -> None:
+    scen = load_scenario("calm_30d", seed=0, days=1)
+    path = scen.paths["BTCUSD"]
+    assert path.regular_step_ms is not None
+    with pytest.raises(ValueError, match="read-only"):
+        path.times_ms[3] += 1  # the promise cannot be broken afterwards
+
+
+# ---- rows by arithmetic = rows by search ------------------------------------------------------
+@given(n=st.integers(2, 400), row_ms=st.sampled_from([700, 1000, 5000, 60_000]),
+       first=st.integers(-200_000, 30_000_000), step=st.sampled_from([500, 1000, 5000, 60_000]),
+       count=st.integers(1, 200), queries=st.lists(st.integers(-100_000, 30_000_000),
+                                                   min_size=1, max_size=30))
+@settings(max_examples=examples(300), deadline=None)
+def test_a_regular_tapes_rows_are_the_searched_rows(n: int, row_ms: int, first: int, step: int,
+                                                    count: int, queries: list[int]) -> None:
+    times = T0 + row_ms * np.arange(n, dtype=np.int64)
+    prices = np.full(n, 60_000.0)
+    tape = PriceTape("BTCUSD", times, prices, prices, regular=True)
+    checked = PriceTape("BTCUSD", times, prices, prices)
+    grid = T0 + first + step * np.arange(count, dtype=np.int64)
+    expected = np.maximum(np.searchsorted(times, grid, side="right") - 1, 0)
+    assert np.array_equal(tape.rows_at(grid), expected)
+    rows = tape.grid_rows(T0 + first, step, count)
+    assert np.array_equal(np.arange(n)[rows], expected)
+    assert type(rows) is type(checked.grid_rows(T0 + first, step, count))
+    for q in queries:
+        through = int(np.searchsorted(times, T0 + q, side="right"))
+        assert tape.rows_through(T0 + q) == through
+        assert tape.row_at(T0 + q) == max(0, through - 1)
+
+
+def _run(days: float, *, trust_grid: bool) -> tuple[str, list[str]]:
+    """A hedge, a 20x long and a 5x cross short over ``days`` of calm_30d at 1 s: the journal
+    digest and the marks and rates read along the way."""
+    from perpsim.benchmarks.engine_event_skipping import _open_positions
+
+    scen = load_scenario("calm_30d", seed=3, days=days)
+    patch = (mock.patch.object(PricePath, "regular_step_ms", property(lambda self: None))
+             if not trust_grid else mock.patch.object(scenario_module, "_CHECK_ROWS", 1 << 20))
+    with patch:
+        ex = Exchange(load_profile("binance_coinm"), scen, seed=0)
+    assert ex.pricer(BTC).tape._regular is trust_grid
+    _open_positions(ex)
+    seen = []
+    for _ in range(int(days * 6) - 1):  # every 4 h: the mark, the predicted rate, the book
+        ex.advance(4 * 3_600_000 + 1_234)
+        seen += [str(ex.mark_price(BTC)), str(ex.predicted_funding_rate(BTC)),
+                 str(ex.last_price(BTC)), str(ex.index_price(BTC))]
+    ex.advance_until(scen.end_ms)
+    return ex.journal.digest(), seen
+
+
+def test_a_run_on_the_trusted_grid_writes_the_checked_runs_journal() -> None:
+    assert _run(3, trust_grid=True) == _run(3, trust_grid=False)
+
+
+# ---- the basis rows' exact sums ---------------------------------------------------------------
+@given(offset=st.integers(0, 500), stride=st.sampled_from([1, 2, 5]),
+       count=st.integers(1, 40), warm=st.booleans())
+@settings(max_examples=examples(200), deadline=None)
+def test_a_slice_of_rows_sums_as_the_counted_rows(offset: int, stride: int, count: int,
+                                                  warm: bool) -> None:
+    """Distinct rows summed in order (cached or not) give the counted path's Decimal."""
+    rng = np.random.default_rng(offset * 97 + stride)
+    n = offset + stride * count + 1
+    index = 60_000 + rng.normal(0, 50, n)
+    index[::7] = np.round(index[::7], 1)  # some short reprs among the long ones
+    tape = PriceTape("BTCUSD", T0 + SECOND_MS * np.arange(n, dtype=np.int64), index,
+                     index + 5, regular=True)
+    prof = load_profile("binance_coinm")
+    pricer = MarketPricer(prof, prof.instrument(BTC), tape)
+    rows = slice(offset, offset + stride * (count - 1) + 1, stride)
+    numbers = np.arange(n)[rows]
+    expected = sum((Decimal(repr(float(x))) for x in index[numbers]), Decimal(0))
+    if warm:
+        pricer._index_sum(numbers[: count // 2])  # some rows already converted
+    assert pricer._index_sum(rows) == expected
+    assert pricer._index_sum(rows) == expected  # all rows cached
+    assert pricer._index_sum(numbers) == expected
