@@ -194,6 +194,11 @@ class MarketPricer:
         self._basis_memo: dict[tuple[int, int], Decimal] = {}
         self._rate_memo: dict[tuple[int, int, int], Decimal] = {}
         self._weights_1_to_n = np.empty(0, dtype=np.float64)  # see _window_weights
+        # The farthest an impact price can lie from the book's centre: the deepest level.
+        book = instrument.book
+        self._deepest_offset_usd = float(
+            (book.half_spread_ticks + (book.levels - 1) * book.level_step_ticks)
+            * instrument.tick_size)
         self._basis_rows_memo: tuple[tuple[int, int], np.ndarray | slice] = (
             (-1, -1), slice(0))
         # A power-of-ten tick (0.1, 0.01) rounds with one Decimal.quantize: the same value as
@@ -533,18 +538,78 @@ class MarketPricer:
         if rate is not None:
             return rate
         count = (until_ms // step * step - first) // step + 1
+        if self._average_within_clamp(first, count, funding.interest_rate, funding.clamp,
+                                      weighted=funding.averaging == "weighted"):
+            # The average lies where the clamp gives back the interest rate itself: the
+            # template's result does not depend on where exactly, and the samples need not
+            # be computed.
+            rate = _template_in_clamp(funding.interest_rate, self.inst.funding_cap, scale)
+        else:
+            rate = self._window_rate_of_samples(first, count, scale)
+        if len(self._rate_memo) >= _MEMO_ENTRIES:
+            self._rate_memo.clear()
+        self._rate_memo[key] = rate
+        return rate
+
+    def _window_rate_of_samples(self, first: int, count: int, scale: Fraction) -> Decimal:
+        """``window_rate`` from the premium samples themselves (float64, as published)."""
+        funding = self.profile.funding
         premium = self.premiums_on_grid(first, count)
         if funding.averaging == "weighted":
             weights, weights_sum = self._window_weights(len(premium))
             average = float((premium * weights).sum() / weights_sum)
         else:
             average = float(premium.mean())
-        rate = _template(average, funding.interest_rate, funding.clamp, self.inst.funding_cap,
+        return _template(average, funding.interest_rate, funding.clamp, self.inst.funding_cap,
                          scale)
-        if len(self._rate_memo) >= _MEMO_ENTRIES:
-            self._rate_memo.clear()
-        self._rate_memo[key] = rate
-        return rate
+
+    def _average_within_clamp(self, first_ms: int, count: int, interest: Decimal,
+                              clamp: Decimal, *, weighted: bool) -> bool:
+        """True if the (weighted) average P̄ of the premium samples at ``first_ms + step · i``
+        (i < ``count``) provably lies in [interest − clamp, interest + clamp] with room to
+        spare, so that the template's clamp(I − P̄) is I − P̄ and the rate is I whatever P̄ is
+        (Binance in any market that is not stretched).
+
+        Why it holds: with x = (perp − index) / index, a sample's premium differs from x by at
+        most (deepest book offset + tick/2) / index — the impact bid lies between the
+        reference less that offset and the reference, the impact ask between the reference
+        and the reference plus it, the reference is the perp within half a tick, and a
+        premium is zero only when the index lies between the two impact prices. So P̄ lies
+        within that of the same average of x: four array passes over the window's rows
+        instead of the impact walk's dozen. The float errors of both computations are bounded
+        below (``slack``), far under the margin kept from the band's edges. Scenario tapes on
+        the sample grid only (a manual tape changes; an off-grid window is computed
+        directly), as ``premiums_on_grid``."""
+        step = self.profile.funding.premium_sample_interval_ms
+        if self.tape.manual or first_ms % step or count <= 0 or not clamp > 0:
+            return False
+        if self.inst.impact_notional_coin is None and not self._weights_usd.size:
+            return False  # no impact notional: the samples are NaN, as the walk gives them
+        rows = self.tape.grid_rows(first_ms, step, count)
+        index = self.tape.index[rows]
+        x = np.subtract(self.tape.perp[rows], index)
+        x /= index
+        index_low = float(index.min())
+        if not index_low > 0:  # NaN or a non-positive index: let the samples decide
+            return False
+        if weighted:
+            weights, divisor = self._window_weights(count)
+            mean_x = float(np.dot(x, weights)) / divisor
+        else:
+            mean_x = float(x.sum()) / count
+        largest = max(abs(float(x.max())), abs(float(x.min())))
+        spread = (self._deepest_offset_usd + self._tick_f / 2) / index_low
+        # Float errors, each bounded with room: the average of x in any summation order
+        # (count·eps of its largest term) and x's own two roundings; the samples' rounding (a
+        # few ulps of the price ratio each) and the exact path's float average (count·eps of
+        # its largest premium, at most largest + spread); P̄'s rounding to 1e-12.
+        slack = 4 * _EPS * (count + 2) * (largest + spread + 1) + 1e-12
+        if not slack < 1e-6:  # NaN or an absurd scale: let the samples decide
+            return False
+        lower, upper = mean_x - spread - slack, mean_x + spread + slack
+        margin = 1e-9
+        return bool(lower - margin >= float(interest - clamp)
+                    and upper + margin <= float(interest + clamp))
 
     def _window_weights(self, n: int) -> tuple[np.ndarray, float]:
         """Weights 1..n (float64) and their sum, the values ``np.arange(1, n + 1)`` and its
@@ -563,6 +628,9 @@ _MEMO_ENTRIES = 256  # instants / windows a memo keeps (then forgotten all at on
 _PREMIUM_CHUNK = 1 << 14  # premium samples per vectorised pass (≈ 23 h at 5 s)
 
 
+_EPS = float(np.finfo(np.float64).eps)
+
+
 @functools.lru_cache(maxsize=8)
 def _grid_offsets(step_ms: int, count: int) -> np.ndarray:
     """``step_ms · i`` for i < ``count`` (read-only, made once per grid shape)."""
@@ -577,6 +645,18 @@ def _template(average: float, interest: Decimal, clamp: Decimal, cap: Decimal,
     (scale = window / 8 h: 1 for the usual 8-hour funding)."""
     p_bar = Decimal(repr(average)).quantize(Decimal("1e-12"), rounding=ROUND_HALF_EVEN)
     rate = p_bar + min(max(interest - p_bar, -clamp), clamp)
+    if scale != 1:
+        factor = Decimal(scale.numerator) / Decimal(scale.denominator)
+        rate, cap = rate * factor, cap * factor
+    rate = min(max(rate, -cap), cap)
+    return rate.quantize(RATE_STEP, rounding=ROUND_HALF_EVEN)
+
+
+def _template_in_clamp(interest: Decimal, cap: Decimal, scale: Fraction = Fraction(1)) -> Decimal:
+    """``_template`` of an average whose 1e-12 rounding P̄ lies within ±clamp of the interest
+    rate: P̄ + (I − P̄) is I (exact Decimal steps, a zero as +0 as x + (−x) gives), then the
+    same scale, cap and rounding."""
+    rate = interest + Decimal(0)
     if scale != 1:
         factor = Decimal(scale.numerator) / Decimal(scale.denominator)
         rate, cap = rate * factor, cap * factor

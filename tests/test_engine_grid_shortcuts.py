@@ -6,11 +6,15 @@
   checked path writes.
 * The mark's basis rows, a slice of distinct rows, are summed without counting uses: the
   same exact sums as the counted path.
+* A funding window whose premium average provably cannot leave the clamp band pays the
+  interest rate without its samples being computed: the rate the samples give, on every
+  profile, from deep inside the band to beyond its edges.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
+from fractions import Fraction
 from unittest import mock
 
 import numpy as np
@@ -22,7 +26,7 @@ from hypothesis_budget import examples
 from perpsim.sim import scenario as scenario_module
 from perpsim.sim.errors import ScenarioError
 from perpsim.sim.exchange import Exchange
-from perpsim.sim.market import MarketPricer, PriceTape
+from perpsim.sim.market import MarketPricer, PriceTape, _template
 from perpsim.sim.profile import load_profile
 from perpsim.sim.scenario import PricePath, load_scenario
 
@@ -135,3 +139,103 @@ def test_a_slice_of_rows_sums_as_the_counted_rows(offset: int, stride: int, coun
     assert pricer._index_sum(rows) == expected
     assert pricer._index_sum(rows) == expected  # all rows cached
     assert pricer._index_sum(numbers) == expected
+
+
+# ---- a window's rate when its average cannot leave the clamp ----------------------------------
+def direct_window_rate(pricer: MarketPricer, start_ms: int, until_ms: int) -> Decimal:
+    """The rate as computed before any shortcut: every premium sample by the general impact
+    walk (searched rows), their (weighted) average with fresh weights, the template."""
+    funding = pricer.profile.funding
+    step = funding.premium_sample_interval_ms
+    first = start_ms + step
+    window, eight_hours = pricer.schedule.rate_scale(until_ms)
+    scale = Fraction(window, eight_hours)
+    if until_ms < first:
+        return _template(0.0, funding.interest_rate, funding.clamp, pricer.inst.funding_cap,
+                         scale)
+    count = (until_ms // step * step - first) // step + 1
+    premium = pricer.premiums(first + step * np.arange(count, dtype=np.int64))
+    if funding.averaging == "weighted":
+        weights = np.arange(1, len(premium) + 1, dtype=np.float64)
+        average = float((premium * weights).sum() / weights.sum())
+    else:
+        average = float(premium.mean())
+    return _template(average, funding.interest_rate, funding.clamp, pricer.inst.funding_cap,
+                     scale)
+
+
+PROFILES = ("binance_coinm", "bybit_inverse", "bitmex_xbtusd")
+
+
+# Basis levels across the band (0.5 bp steps) and within 60 millionths of its edges, where
+# the premium (the basis less the book's spread) and the basis fall on different sides.
+LEVELS = st.one_of(st.integers(-14, 14).map(lambda k: k * 0.5e-4),
+                   st.tuples(st.sampled_from([6e-4, -4e-4]), st.integers(-60, 60)).map(
+                       lambda edge: edge[0] + edge[1] * 1e-6))
+
+
+@given(name=st.sampled_from(PROFILES), level=LEVELS,
+       wiggle_bp=st.sampled_from([0.0, 0.5, 2.0, 8.0]), seed=st.integers(0, 50),
+       start_h=st.integers(0, 16), hours=st.integers(0, 24), extra_ms=st.integers(0, 90_000),
+       row_ms=st.sampled_from([1_000, 5_000, 60_000]))
+@settings(max_examples=examples(400), deadline=None)
+def test_a_window_rate_is_the_one_its_samples_give(name: str, level: float, wiggle_bp: float,
+                                                   seed: int, start_h: int, hours: int,
+                                                   extra_ms: int, row_ms: int) -> None:
+    """Premium levels from deep inside the clamp band (±0.05 % around 0.01 %) to beyond its
+    edges: the shortcut answers only what the samples answer."""
+    prof = load_profile(name)
+    inst = prof.instruments[0]
+    rng = np.random.default_rng(seed)
+    n = 40 * 3_600_000 // row_ms
+    index = 60_000 * np.exp(np.cumsum(rng.normal(0, 2e-5 * (row_ms / 1000) ** 0.5, n)))
+    basis = level + wiggle_bp * 1e-4 * rng.standard_normal(n)
+    perp = index * (1 + basis)
+    tape = PriceTape(inst.pair, T0 + row_ms * np.arange(n, dtype=np.int64), index, perp,
+                     regular=True)
+    pricer = MarketPricer(prof, inst, tape)
+    start = T0 + start_h * 3_600_000
+    until = start + hours * 3_600_000 + extra_ms
+    expected = direct_window_rate(pricer, start, until)
+    got = pricer.window_rate(start, until)
+    assert str(got) == str(expected)
+
+
+def test_the_shortcut_is_taken_inside_the_band_and_not_near_its_edges() -> None:
+    """So the property above tests both paths: a calm window skips the samples, one whose
+    premiums sit at the band's edge computes them."""
+    prof = load_profile("binance_coinm")
+    inst = prof.instruments[0]
+    n = 9 * 3_600
+    index = np.full(n, 60_000.0)
+    for basis, skipped in ((1e-4, True), (5.9e-4, False), (-3.9e-4, False)):
+        tape = PriceTape(inst.pair, T0 + 1_000 * np.arange(n, dtype=np.int64), index,
+                         index * (1 + basis), regular=True)
+        pricer = MarketPricer(prof, inst, tape)
+        with mock.patch.object(MarketPricer, "_window_rate_of_samples",
+                               autospec=True,
+                               side_effect=MarketPricer._window_rate_of_samples) as samples:
+            rate = pricer.window_rate(T0, T0 + 8 * 3_600_000)
+        assert (samples.call_count == 0) is skipped
+        assert rate == direct_window_rate(pricer, T0, T0 + 8 * 3_600_000)
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_rates_at_the_band_edges_are_the_samples_rates(name: str) -> None:
+    """Every basis level within 60 millionths of either edge, 3 millionths apart: where the
+    premium leaves the band the shortcut must not answer (a bound off by more than the
+    book's spread would)."""
+    prof = load_profile(name)
+    inst = prof.instruments[0]
+    rng = np.random.default_rng(7)
+    n = 10 * 3_600
+    index = 60_000 * np.exp(np.cumsum(rng.normal(0, 2e-5, n)))
+    times = T0 + 1_000 * np.arange(n, dtype=np.int64)
+    for edge in (6e-4, -4e-4):
+        for k in range(-20, 21):
+            perp = index * (1 + edge + k * 3e-6 + 2e-6 * rng.standard_normal(n))
+            pricer = MarketPricer(prof, inst, PriceTape(inst.pair, times, index, perp,
+                                                        regular=True))
+            for start, until in ((T0, T0 + 8 * 3_600_000), (T0 + 3_600_000, T0 + 7_654_321)):
+                assert str(pricer.window_rate(start, until)) == str(
+                    direct_window_rate(pricer, start, until)), (edge, k)
