@@ -264,6 +264,25 @@ class Exchange:
         funding.settle_due(self, t_ms)
         cascade.check_liquidations(self)  # liquidation.check_all; again while a cascade runs
         self._check_wakes()
+        self._read_ahead_window_rates(t_ms)
+
+    def _read_ahead_window_rates(self, t_ms: int) -> None:
+        """After a settlement, the window that began here is priced now (the pricer's memo,
+        a pure function of the tape): the watcher's scan to the next funding time reads the
+        same tape rows within this instant, so they are read from memory once, not twice
+        (a year at 1 s spent a fifth of its time fetching rows for these two). Nothing
+        visible changes: the settlement at the window's end finds the memo, computed with
+        the arguments it will ask with. Scenario tapes whose rate comes from the premiums."""
+        if self.profile.funding.settles != "window_just_ended":
+            return
+        for symbol, state in self.states.items():
+            pricer = self.pricers.get(symbol)
+            if state.last_funding_ms != t_ms or pricer is None or pricer.tape.manual:
+                continue
+            end = self.funding_schedules[symbol].next_time(t_ms)
+            if end > self.watcher.target_ms or end > int(pricer.tape.times_ms[-1]):
+                continue  # beyond this advance or the tape: nothing to share
+            pricer.window_rate(self.funding_schedules[symbol].previous_time(end), end)
 
     def next_id(self, kind: str) -> int:
         """Next id of a kind (orders, trades, accounts, arrival sequence): deterministic."""

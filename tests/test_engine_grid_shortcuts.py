@@ -239,3 +239,35 @@ def test_rates_at_the_band_edges_are_the_samples_rates(name: str) -> None:
             for start, until in ((T0, T0 + 8 * 3_600_000), (T0 + 3_600_000, T0 + 7_654_321)):
                 assert str(pricer.window_rate(start, until)) == str(
                     direct_window_rate(pricer, start, until)), (edge, k)
+
+
+# ---- the next window priced at the settlement --------------------------------------------------
+def test_the_window_read_ahead_changes_nothing_but_the_memo() -> None:
+    """After a settlement the window that began there is in the pricer's memo (with the key
+    the next settlement asks with); a run without the read-ahead writes the same journal."""
+    from perpsim.benchmarks.engine_event_skipping import _open_positions
+
+    scen = load_scenario("calm_30d", seed=5, days=4)
+
+    def run(read_ahead: bool) -> Exchange:
+        ex = Exchange(load_profile("binance_coinm"), scen, seed=0)
+        _open_positions(ex)
+        if read_ahead:
+            ex.advance_until(scen.end_ms)
+        else:
+            with mock.patch.object(Exchange, "_read_ahead_window_rates"):
+                ex.advance_until(scen.end_ms)
+        return ex
+
+    ahead, plain = run(True), run(False)
+    assert ahead.journal.digest() == plain.journal.digest()
+    schedule = ahead.funding_schedules[BTC]
+    settled = [e.time_ms for e in ahead.journal if e.type == "funding.settled"]
+    assert len(settled) >= 10
+    memo = ahead.pricer(BTC)._rate_memo
+    for t in settled[:-1]:
+        end = schedule.next_time(t)
+        assert (schedule.previous_time(end), end, 0) in memo
+    stepped = Exchange(load_profile("binance_coinm"), scen, seed=0)  # short advances
+    stepped.advance(8 * 3_600_000)  # the settlement's window ends beyond this advance
+    assert not any(key[1] > stepped.now_ms for key in stepped.pricer(BTC)._rate_memo)
