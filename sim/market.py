@@ -538,8 +538,13 @@ class MarketPricer:
         if rate is not None:
             return rate
         count = (until_ms // step * step - first) // step + 1
-        if self._average_within_clamp(first, count, funding.interest_rate, funding.clamp,
-                                      weighted=funding.averaging == "weighted"):
+        # A whole window (a settlement) is read once: the clamp bound over its rows costs a
+        # third of computing its samples. A running window (the predicted rate, read again
+        # and again as it grows) and one whose samples are computed already use the samples.
+        whole = until_ms == self.schedule.next_time(window_start_ms)
+        if whole and not self._samples_kept(first, count) and self._average_within_clamp(
+                first, count, funding.interest_rate, funding.clamp,
+                weighted=funding.averaging == "weighted"):
             # The average lies where the clamp gives back the interest rate itself: the
             # template's result does not depend on where exactly, and the samples need not
             # be computed.
@@ -562,6 +567,15 @@ class MarketPricer:
             average = float(premium.mean())
         return _template(average, funding.interest_rate, funding.clamp, self.inst.funding_cap,
                          scale)
+
+    def _samples_kept(self, first_ms: int, count: int) -> bool:
+        """True if ``premiums_on_grid(first_ms, count)`` would only read kept chunks."""
+        step = self.profile.funding.premium_sample_interval_ms
+        if self.tape.manual or first_ms % step:
+            return False
+        k0 = first_ms // step
+        return all(chunk in self._premium_chunks for chunk in range(
+            k0 // _PREMIUM_CHUNK, (k0 + count - 1) // _PREMIUM_CHUNK + 1))
 
     def _average_within_clamp(self, first_ms: int, count: int, interest: Decimal,
                               clamp: Decimal, *, weighted: bool) -> bool:

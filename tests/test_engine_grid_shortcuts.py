@@ -194,11 +194,14 @@ def test_a_window_rate_is_the_one_its_samples_give(name: str, level: float, wigg
     tape = PriceTape(inst.pair, T0 + row_ms * np.arange(n, dtype=np.int64), index, perp,
                      regular=True)
     pricer = MarketPricer(prof, inst, tape)
-    start = T0 + start_h * 3_600_000
-    until = start + hours * 3_600_000 + extra_ms
-    expected = direct_window_rate(pricer, start, until)
-    got = pricer.window_rate(start, until)
-    assert str(got) == str(expected)
+    window_start = pricer.schedule.previous_time(T0 + start_h * 3_600_000 + 1)  # a funding time
+    if window_start < T0:
+        window_start = pricer.schedule.next_time(T0 - 1)
+    # The whole window (a settlement: the bound may answer) and a running one (the samples).
+    for start, until in ((window_start, pricer.schedule.next_time(window_start)),
+                         (window_start, window_start + hours * 3_600_000 + extra_ms)):
+        expected = direct_window_rate(pricer, start, until)
+        assert str(pricer.window_rate(start, until)) == str(expected)
 
 
 def test_the_shortcut_is_taken_inside_the_band_and_not_near_its_edges() -> None:
@@ -218,6 +221,14 @@ def test_the_shortcut_is_taken_inside_the_band_and_not_near_its_edges() -> None:
             rate = pricer.window_rate(T0, T0 + 8 * 3_600_000)
         assert (samples.call_count == 0) is skipped
         assert rate == direct_window_rate(pricer, T0, T0 + 8 * 3_600_000)
+        # A running window, or one whose samples are kept, uses the samples.
+        with mock.patch.object(MarketPricer, "_window_rate_of_samples", autospec=True,
+                               side_effect=MarketPricer._window_rate_of_samples) as samples:
+            assert pricer.window_rate(T0, T0 + 7 * 3_600_000) == direct_window_rate(
+                pricer, T0, T0 + 7 * 3_600_000)
+            pricer._rate_memo.clear()
+            assert pricer.window_rate(T0, T0 + 8 * 3_600_000) == rate
+        assert samples.call_count == 2
 
 
 @pytest.mark.parametrize("name", PROFILES)
@@ -236,7 +247,9 @@ def test_rates_at_the_band_edges_are_the_samples_rates(name: str) -> None:
             perp = index * (1 + edge + k * 3e-6 + 2e-6 * rng.standard_normal(n))
             pricer = MarketPricer(prof, inst, PriceTape(inst.pair, times, index, perp,
                                                         regular=True))
-            for start, until in ((T0, T0 + 8 * 3_600_000), (T0 + 3_600_000, T0 + 7_654_321)):
+            first = pricer.schedule.next_time(T0 - 1)
+            for start, until in ((first, pricer.schedule.next_time(first)),
+                                 (first, first + 7_654_321)):
                 assert str(pricer.window_rate(start, until)) == str(
                     direct_window_rate(pricer, start, until)), (edge, k)
 
