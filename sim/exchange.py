@@ -363,7 +363,10 @@ class Exchange:
         pricer = self.pricer(symbol)
         rate, last = self.mark_funding_rate(symbol), self.last_price(symbol)
         depth = self.books[symbol].finite
-        key = (symbol, self.now_ms, pricer.tape.version, rate, last,
+        # At a funding instant P1 is the index whatever the rate (no time to funding): the
+        # mark read before a settlement serves after it.
+        key = (symbol, self.now_ms, pricer.tape.version,
+               rate if pricer.rate_matters_at(self.now_ms) else None, last,
                None if depth is None else depth.version)
         cached = self._marks.get(symbol)
         if cached is not None and cached[0] == key:

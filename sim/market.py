@@ -280,6 +280,12 @@ class MarketPricer:
         self._basis_rows_memo = (key, rows)
         return rows
 
+    def rate_matters_at(self, t_ms: int) -> bool:
+        """False where ``mark_at(t_ms, rate, ...)`` is the same for every rate: P1's funding
+        basis is rate × time to funding / interval, zero at a funding instant and for a
+        delivery contract (the mark is then quantized from the same values)."""
+        return self._time_to_funding_ms(t_ms) != 0
+
     def _time_to_funding_ms(self, t_ms: int) -> int:
         """Time until the funding time at or after ``t_ms``: zero AT a funding instant.
 

@@ -284,3 +284,43 @@ def test_the_window_read_ahead_changes_nothing_but_the_memo() -> None:
     stepped = Exchange(load_profile("binance_coinm"), scen, seed=0)  # short advances
     stepped.advance(8 * 3_600_000)  # the settlement's window ends beyond this advance
     assert not any(key[1] > stepped.now_ms for key in stepped.pricer(BTC)._rate_memo)
+
+
+# ---- the mark at a funding instant does not depend on the rate ----------------------------------
+@given(name=st.sampled_from(PROFILES), window=st.integers(1, 20), offset_ms=st.sampled_from(
+    [0, 0, 1, 999, -1]), rates=st.lists(st.decimals("-0.0375", "0.0375", places=8), min_size=2,
+                                       max_size=3), last_ticks=st.integers(-50, 50))
+@settings(max_examples=examples(200), deadline=None)
+def test_the_mark_ignores_the_rate_exactly_where_the_memo_says(
+        name: str, window: int, offset_ms: int, rates: list[Decimal], last_ticks: int) -> None:
+    """rate_matters_at is False only where every rate gives the same mark (to the digit): at
+    funding instants; a millisecond away the rate moves P1 again."""
+    prof = load_profile(name)
+    inst = prof.instruments[0]
+    scen = load_scenario("calm_30d", seed=1, days=8)
+    ex = Exchange(prof, scen, seed=0)
+    pricer = ex.pricer(inst.symbol)
+    t = pricer.schedule.next_time(scen.start_ms + window * 3_600_000) + offset_ms
+    last = pricer.reference_at(t) + last_ticks * inst.tick_size
+    marks = {str(pricer.mark_at(t, rate, last)) for rate in rates}
+    if not pricer.rate_matters_at(t):
+        assert offset_ms == 0
+        assert len(marks) == 1
+
+
+def test_a_settlement_reads_one_mark_for_the_instant() -> None:
+    """The mark read to settle (the old rate) serves the reads after it (the new rate), and
+    is the one computed afresh with the new rate."""
+    scen = load_scenario("calm_30d", seed=2, days=2)
+    ex = Exchange(load_profile("binance_coinm"), scen, seed=0)
+    ex.create_account({"BTC": "1"})
+    first_funding = ex.funding_schedules[BTC].next_time(ex.now_ms)
+    pricer = ex.pricer(BTC)
+    with mock.patch.object(MarketPricer, "mark_at", autospec=True,
+                           side_effect=MarketPricer.mark_at) as computed:
+        ex.advance_until(first_funding)
+        settled = ex.mark_price(BTC)
+    assert ex.mark_funding_rate(BTC) != 0  # the rate did change at the instant
+    assert [c.args[1] for c in computed.call_args_list].count(first_funding) == 1
+    fresh = MarketPricer(ex.profile, ex.instrument(BTC), pricer.tape, pricer.schedule)
+    assert settled == fresh.mark_at(first_funding, ex.mark_funding_rate(BTC), ex.last_price(BTC))
