@@ -201,6 +201,7 @@ class MarketPricer:
             * instrument.tick_size)
         self._basis_rows_memo: tuple[tuple[int, int], np.ndarray | slice] = (
             (-1, -1), slice(0))
+        self._basis_counts_memo: tuple[tuple[int, int], list[tuple[int, int]]] = ((-1, -1), [])
         # A power-of-ten tick (0.1, 0.01) rounds with one Decimal.quantize: the same value as
         # money.quantize (x / tick is exact), at a third of the cost.
         self._tick_is_power_of_ten = instrument.tick_size.as_tuple().digits == (1,)
@@ -254,10 +255,19 @@ class MarketPricer:
         last_sample = t_ms // step * step
         if (last_sample, self.tape.version) in self._basis_memo:
             return None  # the exact P2 costs nothing
-        rows = self._basis_rows(last_sample)
         tick = self._tick_f
-        basis = np.round(self.tape.perp[rows] / tick) * tick - self.tape.index[rows]
-        p2 = float(index) + float(basis.sum()) / len(basis) + float(basis_shift_usd or 0)
+        counts = self._basis_row_counts(last_sample)
+        if counts is not None:  # a few rows, each with its number of samples: plain floats
+            perp, index_column = self.tape.perp, self.tape.index
+            basis_sum = 0.0
+            for row, uses in counts:
+                basis_sum += uses * (round(perp.item(row) / tick) * tick - index_column.item(row))
+            basis_average = basis_sum / self.profile.mark.basis_samples
+        else:
+            rows = self._basis_rows(last_sample)
+            basis = np.round(self.tape.perp[rows] / tick) * tick - self.tape.index[rows]
+            basis_average = float(basis.sum()) / len(basis)
+        p2 = float(index) + basis_average + float(basis_shift_usd or 0)
         lo, hi = (p1, last) if p1 <= last else (last, p1)
         margin = 2 * tick + 1e-9 * abs(p2)
         if p2 < float(lo) - margin:
@@ -314,9 +324,88 @@ class MarketPricer:
     def _basis_average_of(self, last_sample: int) -> Decimal:
         """``_basis_average`` computed: the N basis samples up to ``last_sample``, exactly
         (each sample's reference less its index, summed — as two exact sums)."""
-        rows = self._basis_rows(last_sample)
-        total = self._reference_sum(rows) - self._index_sum(rows)
+        counts = self._basis_row_counts(last_sample)
+        if counts is not None:
+            total = self._reference_sum_of_counts(counts) - self._index_sum_of_counts(counts)
+        else:
+            rows = self._basis_rows(last_sample)
+            total = self._reference_sum(rows) - self._index_sum(rows)
         return total / self.profile.mark.basis_samples
+
+    def _basis_row_counts(self, last_sample: int) -> list[tuple[int, int]] | None:
+        """The basis samples up to ``last_sample`` as (tape row, samples in it), oldest first,
+        on a tape known to be a regular grid when they are few and fall in a few rows
+        (``_FEW_SAMPLES``, ``_FEW_ROWS``: a 1-minute tape, 1-second samples): the rows follow
+        by arithmetic and a row the samples share is read once. None otherwise
+        (``_basis_rows`` then). Kept for the last instant asked, as ``_basis_rows``."""
+        n = self.profile.mark.basis_samples
+        tape = self.tape
+        if not tape._regular or tape._grid is None or n > _FEW_SAMPLES:
+            return None
+        step = self.profile.mark.basis_sample_interval_ms
+        first_ms, row_ms = tape._grid
+        if (n - 1) * step // row_ms + 2 > _FEW_ROWS:
+            return None  # many distinct rows: numpy over them costs less
+        key = (last_sample, tape.version)
+        if self._basis_counts_memo[0] == key:
+            return self._basis_counts_memo[1]
+        last_row = len(tape.times_ms) - 1
+        rows: list[int] = []
+        uses: list[int] = []
+        t = last_sample - (n - 1) * step
+        for _ in range(n):
+            row = min(max((t - first_ms) // row_ms, 0), last_row)
+            if rows and rows[-1] == row:
+                uses[-1] += 1
+            else:
+                rows.append(row)
+                uses.append(1)
+            t += step
+        counts = list(zip(rows, uses, strict=True))
+        self._basis_counts_memo = (key, counts)
+        return counts
+
+    def _reference_sum_of_counts(self, counts: list[tuple[int, int]]) -> Decimal:
+        """``_reference_sum`` of rows given with their numbers of uses: the same test (every
+        float tick count away from a half) and the same exact sums, each row converted once
+        and multiplied by its uses (exact: whole tick counts, Decimals on the tick)."""
+        perp = self.tape.perp
+        tick_f = self._tick_f
+        total_units = 0
+        for row, uses in counts:
+            units = perp.item(row) / tick_f
+            whole = round(units)
+            if not abs(units - whole) < _HALF_TICK_DOUBT - abs(units) * 1e-15:
+                break
+            total_units += uses * whole
+        else:
+            if abs(total_units) < 2 ** 52:
+                return Decimal(total_units) * self.tick
+        tick = self.tick
+        total = Decimal(0)
+        for row, uses in counts:
+            value = Decimal(repr(perp.item(row)))
+            value = (value.quantize(tick, rounding=ROUND_HALF_EVEN) if self._tick_is_power_of_ten
+                     else quantize(value, tick))
+            total += value * uses if uses > 1 else value
+        return total
+
+    def _index_sum_of_counts(self, counts: list[tuple[int, int]]) -> Decimal:
+        """``_index_sum`` of rows given with their numbers of uses (the Counter it builds):
+        each distinct row's Decimal, times its uses, summed in order."""
+        index = self.tape.index
+        cache = None if self.tape.manual else self._index_of_row
+        if cache is not None and len(cache) + len(counts) > _BASIS_CACHE_ROWS:
+            cache.clear()
+        total = Decimal(0)
+        for row, uses in counts:
+            value = None if cache is None else cache.get(row)
+            if value is None:
+                value = Decimal(repr(index.item(row)))
+                if cache is not None:
+                    cache[row] = value
+            total += value * uses if uses > 1 else value
+        return total
 
     def _reference_sum(self, rows: np.ndarray | slice) -> Decimal:
         """Σ of the rows' book references (the perp's shortest-repr Decimal rounded half-even
@@ -641,6 +730,10 @@ class MarketPricer:
         return self._weights_1_to_n[:n], float(n * (n + 1) // 2)
 
 
+# Basis samples summed row by row in plain Python (numpy calls cost more) when they are at
+# most this many and lie in at most this many rows.
+_FEW_SAMPLES = 64
+_FEW_ROWS = 8
 _BASIS_CACHE_ROWS = 1 << 14  # exact index samples kept (then forgotten all at once)
 # A float tick count this far from a half is rounded as its Decimal is (see _reference_sum).
 _HALF_TICK_DOUBT = 0.5 - 1e-6

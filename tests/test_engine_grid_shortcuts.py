@@ -6,6 +6,8 @@
   checked path writes.
 * The mark's basis rows, a slice of distinct rows, are summed without counting uses: the
   same exact sums as the counted path.
+* The mark's basis samples on a regular tape, summed by row with their numbers of uses in
+  plain Python: the exact median, ties at half ticks included.
 * A funding window whose premium average provably cannot leave the clamp band pays the
   interest rate without its samples being computed: the rate the samples give, on every
   profile, from deep inside the band to beyond its edges.
@@ -13,7 +15,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from unittest import mock
 
@@ -26,7 +28,8 @@ from hypothesis_budget import examples
 from perpsim.sim import scenario as scenario_module
 from perpsim.sim.errors import ScenarioError
 from perpsim.sim.exchange import Exchange
-from perpsim.sim.market import MarketPricer, PriceTape, _template
+from perpsim.sim.market import MARK_STEP, MarketPricer, PriceTape, _template
+from perpsim.sim.money import quantize
 from perpsim.sim.profile import load_profile
 from perpsim.sim.scenario import PricePath, load_scenario
 
@@ -324,3 +327,56 @@ def test_a_settlement_reads_one_mark_for_the_instant() -> None:
     assert [c.args[1] for c in computed.call_args_list].count(first_funding) == 1
     fresh = MarketPricer(ex.profile, ex.instrument(BTC), pricer.tape, pricer.schedule)
     assert settled == fresh.mark_at(first_funding, ex.mark_funding_rate(BTC), ex.last_price(BTC))
+
+
+# ---- the mark on a regular tape: rows with their numbers of samples ----------------------------
+def direct_mark(pricer: MarketPricer, t_ms: int, rate: Decimal, last: Decimal | None = None,
+                shift: Decimal | None = None) -> Decimal:
+    """The mark with P2's exact basis average always computed, every sample on its own."""
+    tape = pricer.tape
+    index = tape.index_at(t_ms)
+    interval = pricer.schedule.window_ms(t_ms)
+    p1 = index * (1 + rate * (pricer.schedule.next_time(t_ms - 1) - t_ms) / interval)
+    step = pricer.profile.mark.basis_sample_interval_ms
+    n = pricer.profile.mark.basis_samples
+    samples = t_ms // step * step - step * np.arange(n, dtype=np.int64)
+    rows = np.maximum(np.searchsorted(tape.times_ms, samples, side="right") - 1, 0)
+    total = sum((quantize(Decimal(repr(float(tape.perp[r]))), pricer.tick)
+                 - Decimal(repr(float(tape.index[r]))) for r in rows.tolist()), Decimal(0))
+    p2 = index + total / n + (shift or 0)
+    last = quantize(tape.perp_at(t_ms), pricer.tick) if last is None else last
+    return sorted((p1, p2, last))[1].quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
+
+
+@given(halves=st.lists(st.integers(-400, 400), min_size=3, max_size=120),
+       basis_halves=st.lists(st.integers(-200, 200), min_size=1, max_size=40),
+       noise=st.lists(st.sampled_from([0.0, 0.0, 1e-9, -1e-9, 0.013, -0.021, 0.5]),
+                      max_size=40),
+       row_ms=st.sampled_from([1_000, 7_000, 15_000, 60_000, 300_000]),
+       at=st.integers(-100_000, 40_000_000), rate=st.decimals("-0.003", "0.003", places=6),
+       last_ticks=st.one_of(st.none(), st.integers(-300, 300)),
+       shift=st.one_of(st.none(), st.decimals("-5", "5", places=2)))
+@settings(max_examples=examples(400), deadline=None)
+def test_the_mark_on_a_regular_tape_is_the_exact_median(
+        halves: list[int], basis_halves: list[int], noise: list[float], row_ms: int, at: int,
+        rate: Decimal, last_ticks: int | None, shift: Decimal | None) -> None:
+    """Rows shared by several samples (coarse rows), half-tick ties, instants before the tape
+    and after its end: the filter and the exact sums by row give the exact median."""
+    n = len(halves)
+    wiggle = [noise[i % len(noise)] if noise else 0.0 for i in range(n)]
+    perp = np.array([60_000 + 0.05 * h + e for h, e in zip(halves, wiggle, strict=True)])
+    index = perp - 0.05 * np.array([basis_halves[i % len(basis_halves)] for i in range(n)],
+                                   dtype=np.float64)
+    tape = PriceTape("BTCUSD", T0 + row_ms * np.arange(n, dtype=np.int64), index, perp,
+                     regular=True)
+    prof = load_profile("binance_coinm")
+    pricer = MarketPricer(prof, prof.instrument(BTC), tape)
+    t = T0 + at % (n * row_ms + 120_000)
+    last = None if last_ticks is None else Decimal(60_000) + Decimal(last_ticks) / 10
+    expected = direct_mark(pricer, t, rate, last, shift)
+    assert str(pricer.mark_at(t, rate, last, basis_shift_usd=shift)) == str(expected)
+    pricer._basis_memo.clear()
+    pricer._basis_average(t)  # the exact sums by row, memoised
+    assert str(pricer.mark_at(t, rate, last, basis_shift_usd=shift)) == str(expected)
+    if row_ms >= 15_000:
+        assert pricer._basis_row_counts(t // 1000 * 1000) is not None  # the path under test
