@@ -350,18 +350,20 @@ class MarketPricer:
         if self._basis_counts_memo[0] == key:
             return self._basis_counts_memo[1]
         last_row = len(tape.times_ms) - 1
-        rows: list[int] = []
-        uses: list[int] = []
-        t = last_sample - (n - 1) * step
-        for _ in range(n):
-            row = min(max((t - first_ms) // row_ms, 0), last_row)
-            if rows and rows[-1] == row:
-                uses[-1] += 1
-            else:
-                rows.append(row)
-                uses.append(1)
-            t += step
-        counts = list(zip(rows, uses, strict=True))
+        oldest = last_sample - (n - 1) * step
+
+        def before(t_ms: int) -> int:  # how many samples lie before t_ms
+            return min(max(-((oldest - t_ms) // step), 0), n)
+
+        # Row r holds the samples in [first + r·row, first + (r + 1)·row); the first row also
+        # those before the tape, the last those after it.
+        counts = []
+        top = min(max((last_sample - first_ms) // row_ms, 0), last_row)
+        for row in range(min(max((oldest - first_ms) // row_ms, 0), last_row), top + 1):
+            lower = 0 if row == 0 else before(first_ms + row * row_ms)
+            upper = n if row == last_row else before(first_ms + (row + 1) * row_ms)
+            if upper > lower:
+                counts.append((row, upper - lower))
         self._basis_counts_memo = (key, counts)
         return counts
 

@@ -380,3 +380,27 @@ def test_the_mark_on_a_regular_tape_is_the_exact_median(
     assert str(pricer.mark_at(t, rate, last, basis_shift_usd=shift)) == str(expected)
     if row_ms >= 15_000:
         assert pricer._basis_row_counts(t // 1000 * 1000) is not None  # the path under test
+
+
+@given(n_rows=st.integers(1, 50), row_ms=st.sampled_from([1_000, 7_000, 60_000, 300_000]),
+       samples=st.sampled_from([1, 2, 5, 30, 64]), step=st.sampled_from([1_000, 3_000, 7_000]),
+       at=st.integers(-2_000_000, 20_000_000))
+@settings(max_examples=examples(400), deadline=None)
+def test_basis_rows_with_their_uses_are_the_searched_rows_counted(
+        n_rows: int, row_ms: int, samples: int, step: int, at: int) -> None:
+    prof = load_profile("binance_coinm")
+    prof = prof.model_copy(update={"mark": prof.mark.model_copy(update={
+        "basis_samples": samples, "basis_sample_interval_ms": step})})
+    times = T0 + row_ms * np.arange(n_rows, dtype=np.int64)
+    prices = np.full(n_rows, 60_000.0)
+    pricer = MarketPricer(prof, prof.instrument(BTC), PriceTape("BTCUSD", times, prices, prices,
+                                                               regular=n_rows >= 2))
+    last_sample = (T0 + at) // step * step
+    counts = pricer._basis_row_counts(last_sample)
+    if counts is None:
+        assert n_rows < 2 or (samples - 1) * step // row_ms + 2 > 8
+        return
+    grid = last_sample - step * np.arange(samples - 1, -1, -1, dtype=np.int64)
+    rows = np.maximum(np.searchsorted(times, grid, side="right") - 1, 0).tolist()
+    expected = [(r, rows.count(r)) for r in sorted(set(rows))]
+    assert counts == expected
