@@ -101,7 +101,6 @@ def _prices_in(ex: Exchange, symbol: str, kind: PriceKind, open_ms: int,
     tape = pricer.tape
     lo = tape.row_at(open_ms)
     hi = tape.rows_through(close_ms)
-    times = np.concatenate(([open_ms], tape.times_ms[lo + 1:hi])).astype(np.int64)
     if kind in ("index", "last"):
         # The rows in force at those times: the open's, then each row that starts in the bar.
         rows = slice(lo, max(hi, lo + 1))
@@ -109,6 +108,7 @@ def _prices_in(ex: Exchange, symbol: str, kind: PriceKind, open_ms: int,
             return [decimal_price(x) for x in _extremes(tape.index[rows])]
         refs = pricer.references_of_rows(rows.start, rows.stop)
         return [decimal_price(x).quantize(pricer.tick) for x in _extremes(refs)]
+    times = np.concatenate(([open_ms], tape.times_ms[lo + 1:hi])).astype(np.int64)
     step = ex.profile.mark.basis_sample_interval_ms
     samples = np.arange((open_ms // step + 1) * step, close_ms + 1, step, dtype=np.int64)
     grid = np.unique(np.concatenate((times, samples)))
