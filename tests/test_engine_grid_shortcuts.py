@@ -404,3 +404,28 @@ def test_basis_rows_with_their_uses_are_the_searched_rows_counted(
     rows = np.maximum(np.searchsorted(times, grid, side="right") - 1, 0).tolist()
     expected = [(r, rows.count(r)) for r in sorted(set(rows))]
     assert counts == expected
+
+
+@given(name=st.sampled_from(PROFILES), row_ms=st.sampled_from([1_000, 15_000, 60_000, 300_000]),
+       seed=st.integers(0, 20), first=st.integers(-400, 5_000), count=st.integers(1, 3_000))
+@settings(max_examples=examples(120), deadline=None)
+def test_premiums_priced_once_per_row_are_every_samples_premium(
+        name: str, row_ms: int, seed: int, first: int, count: int) -> None:
+    """A coarse tape's repeated rows priced once and spread back: the very floats of pricing
+    every sample (the direct walk), bit for bit; chunks crossing the tape's ends included."""
+    prof = load_profile(name)
+    inst = prof.instruments[0]
+    step = prof.funding.premium_sample_interval_ms
+    rng = np.random.default_rng(seed)
+    n = 2_000
+    index = 60_000 * np.exp(np.cumsum(rng.normal(0, 1e-4, n)))
+    perp = np.round(index * (1 + rng.normal(2e-4, 3e-4, n)), 2)
+    tape = PriceTape(inst.pair, T0 + row_ms * np.arange(n, dtype=np.int64), index, perp,
+                     regular=True)
+    pricer = MarketPricer(prof, inst, tape)
+    first_ms = (T0 // step + first) * step
+    grid = first_ms + step * np.arange(count, dtype=np.int64)
+    assert pricer.premiums_on_grid(first_ms, count).tobytes() == pricer.premiums(grid).tobytes()
+    rows = tape.grid_rows(first_ms, step, count)
+    by_sample = pricer._premiums_of(tape.perp[rows], tape.index[rows])
+    assert pricer._premiums_of_rows(rows).tobytes() == by_sample.tobytes()
