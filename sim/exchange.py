@@ -272,13 +272,17 @@ class Exchange:
         same tape rows within this instant, so they are read from memory once, not twice
         (a year at 1 s spent a fifth of its time fetching rows for these two). Nothing
         visible changes: the settlement at the window's end finds the memo, computed with
-        the arguments it will ask with. Scenario tapes whose rate comes from the premiums."""
+        the arguments it will ask with. Scenario tapes whose rate comes from the premiums
+        (not a data scenario's recorded rates)."""
         if self.profile.funding.settles != "window_just_ended":
             return
         for symbol, state in self.states.items():
             pricer = self.pricers.get(symbol)
             if state.last_funding_ms != t_ms or pricer is None or pricer.tape.manual:
                 continue
+            path = self.scenario.paths.get(pricer.tape.pair)
+            if path is None or len(path.funding_times_ms):
+                continue  # recorded rates settle: the premium window is not computed
             end = self.funding_schedules[symbol].next_time(t_ms)
             if end > self.watcher.target_ms or end > int(pricer.tape.times_ms[-1]):
                 continue  # beyond this advance or the tape: nothing to share

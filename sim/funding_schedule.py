@@ -73,6 +73,8 @@ class FundingSchedule:
 
     def _segment(self, t_ms: int) -> int:
         """Index of the segment in force at ``t_ms``."""
+        if len(self.segments) == 1:  # no interval change: the one segment, without a loop
+            return 0
         i = 0
         for k, (start, _, _) in enumerate(self.segments):
             if start <= t_ms:

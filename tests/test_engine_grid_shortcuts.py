@@ -429,3 +429,17 @@ def test_premiums_priced_once_per_row_are_every_samples_premium(
     rows = tape.grid_rows(first_ms, step, count)
     by_sample = pricer._premiums_of(tape.perp[rows], tape.index[rows])
     assert pricer._premiums_of_rows(rows).tobytes() == by_sample.tobytes()
+
+
+def test_recorded_rates_are_not_read_ahead() -> None:
+    """A data scenario settles its recorded rates: no premium window is computed ahead."""
+    scen = load_scenario("real-2022-12-13", seed=0)
+    ex = Exchange(load_profile("binance_coinm"), scen, seed=0)
+    assert scen.end_ms is not None
+    ex.advance_until(scen.end_ms)
+    settled = [e for e in ex.journal if e.type == "funding.settled"]
+    assert settled and all(e.payload["source"] == "scenario" for e in settled)
+    schedule = ex.funding_schedules[BTC]
+    memo = ex.pricer(BTC)._rate_memo
+    assert not any((schedule.previous_time(end), end, 0) in memo
+                   for end in (schedule.next_time(e.time_ms) for e in settled))
