@@ -438,7 +438,8 @@ def test_recorded_rates_are_not_read_ahead() -> None:
     assert scen.end_ms is not None
     ex.advance_until(scen.end_ms)
     settled = [e for e in ex.journal if e.type == "funding.settled"]
-    assert settled and all(e.payload["source"] == "scenario" for e in settled)
+    assert settled
+    assert all(e.payload["source"] == "scenario" for e in settled)
     schedule = ex.funding_schedules[BTC]
     memo = ex.pricer(BTC)._rate_memo
     assert not any((schedule.previous_time(end), end, 0) in memo
