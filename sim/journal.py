@@ -16,6 +16,7 @@ Subscribers must not append to the journal themselves (that would deliver events
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import json
 import re
@@ -61,16 +62,28 @@ class _Unusual(Exception):
     """Raised by the fast path on anything it does not handle itself."""
 
 
+# Rounding a long tail to SHOWN_PLACES: quantize is exact whatever the precision, as long as
+# the rounded coefficient fits it; this context's precision holds every value it is used for.
+_TEXT_CONTEXT = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN,
+                                traps=[decimal.InvalidOperation])
+_GRID = Decimal(1).scaleb(-SHOWN_PLACES)
+
+
 def _decimal_text(value: Decimal) -> str:
-    """``readable(value)`` for a finite Decimal, without its tuple of digits when the value is
-    on a grid of at most 8 decimals (ledger amounts, prices): ``format(value, "f")`` writes
-    exactly −exponent decimals (none for exponent ≥ 0), so the count after the point is the
-    test ``readable`` makes on the exponent."""
+    """``readable(value)`` for a finite Decimal, without its tuple of digits or a fresh local
+    context. On a grid of at most 8 decimals (ledger amounts, prices) ``format(value, "f")``
+    writes exactly −exponent decimals (none for exponent ≥ 0), so the count after the point
+    is the test ``readable`` makes on the exponent; a longer tail (a quotient) is rounded
+    half-even to 8 places and stripped of its zeros as ``readable`` does, in a context whose
+    precision holds the result (``readable`` widens its own to the same end)."""
     text = format(value, "f")
     point = text.find(".")
     if point < 0 or len(text) - point - 1 <= SHOWN_PLACES:
         return text
-    return readable(value)
+    if value.adjusted() + SHOWN_PLACES + 2 > _TEXT_CONTEXT.prec:
+        return readable(value)
+    text = format(value.quantize(_GRID, context=_TEXT_CONTEXT), "f").rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 def _freeze_known(value: object) -> object:
