@@ -67,6 +67,9 @@ class _Unusual(Exception):
 _TEXT_CONTEXT = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN,
                                 traps=[decimal.InvalidOperation])
 _GRID = Decimal(1).scaleb(-SHOWN_PLACES)
+# The texts of recent values with a tail longer than the grid, by value (bounded).
+_LONG_TEXTS: dict[Decimal, str] = {}
+_LONG_TEXTS_MAX = 4096
 
 
 def _decimal_text(value: Decimal) -> str:
@@ -80,10 +83,21 @@ def _decimal_text(value: Decimal) -> str:
     point = text.find(".")
     if point < 0 or len(text) - point - 1 <= SHOWN_PLACES:
         return text
+    # A long tail's text depends on its value alone (rounded to the grid, zeros stripped, a
+    # rounded zero unsigned), so equal values share it: one liquidation writes its mark and
+    # its liquidation and bankruptcy prices into several events.
+    known = _LONG_TEXTS.get(value)
+    if known is not None:
+        return known
     if value.adjusted() + SHOWN_PLACES + 2 > _TEXT_CONTEXT.prec:
         return readable(value)
     text = format(value.quantize(_GRID, context=_TEXT_CONTEXT), "f").rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text
+    if text == "-0":
+        text = "0"
+    if len(_LONG_TEXTS) >= _LONG_TEXTS_MAX:
+        _LONG_TEXTS.clear()
+    _LONG_TEXTS[value] = text
+    return text
 
 
 def _freeze_known(value: object) -> object:

@@ -140,7 +140,9 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
 
     ``views``: each position's risk view (by ``id``) computed at this stamp with nothing moved
     since (check_account's margin-call pass): the trigger snapshot reuses it instead of a
-    second exact ``margin_check``."""
+    second exact ``margin_check``, and so do the steps after it (their mark, the bankruptcy
+    price) for as long as nothing has moved — ``known`` is emptied at the first step that
+    moves a price, a balance or a position."""
     aid = account.account_id
     known = views or {}
     ex.journal.append(ex.now_ms, "liquidation.triggered", account_id=aid,
@@ -173,8 +175,9 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
                     and risk.trigger_side(ex, aid, p) == p.side]
             pos = live[0] if len(live) == 1 else max(
                 live, key=lambda p: risk.mark_value_coin(ex, p), default=None)
-            if pos is None or not _step_down(ex, account, pos):
+            if pos is None or not _step_down(ex, account, pos, known.get(id(pos))):
                 break
+            known = {}  # the step's fills moved the book, the last price and the position
             if not any(_reached(ex, account, p) for p in positions if p.is_open):
                 ex.journal.append(ex.now_ms, "liquidation.cured", account_id=aid,
                                   step="partial")
@@ -189,7 +192,8 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
     live = [p for p in positions if p.is_open]
     live.sort(key=lambda p: -_pnl_at(ex, p, shared[id(p)]) if id(p) in shared else ZERO)
     for pos in live:
-        _take_over(ex, account, pos, shared.get(id(pos)))
+        _take_over(ex, account, pos, shared.get(id(pos)), known.get(id(pos)))
+        known = {}  # the takeover moved balances, the book and the last price
     ex.journal.append(ex.now_ms, "liquidation.completed", account_id=aid,
                       insurance_fund=ex.ledger.balance(insurance_account(positions[0].coin)))
     ex.watcher.replan()
@@ -211,10 +215,13 @@ def _finite(price: Decimal | None) -> Decimal | None:
     return price if price is not None and price.is_finite() else None
 
 
-def _step_down(ex: Exchange, account: Account, pos: Position) -> bool:
-    """Close part of ``pos`` in the book so its value falls below its bracket's floor."""
+def _step_down(ex: Exchange, account: Account, pos: Position,
+               view: risk.MarginCheck | None = None) -> bool:
+    """Close part of ``pos`` in the book so its value falls below its bracket's floor (False,
+    nothing done, when it is in the first bracket or nothing needs closing); ``view`` as for
+    :func:`_reached`."""
     inst = ex.instruments[pos.symbol]
-    mark = ex.mark_price(pos.symbol)
+    mark = ex.mark_price(pos.symbol) if view is None else view.mark_price_usd
     # The position's value at this mark (risk.mark_value_coin) picks its bracket.
     bracket = bracket_for(inst.brackets, coin_value(pos.qty_contracts, mark,
                                                     inst.contract_size_usd))
@@ -275,14 +282,21 @@ def _pnl_at(ex: Exchange, pos: Position, price: Decimal | None) -> Decimal:
 
 
 def _take_over(ex: Exchange, account: Account, pos: Position,
-               shared_bankruptcy_usd: Decimal | None = None) -> None:
-    """Close the user's position at bankruptcy; the engine works it off (book / fund / ADL)."""
+               shared_bankruptcy_usd: Decimal | None = None,
+               view: risk.MarginCheck | None = None) -> None:
+    """Close the user's position at bankruptcy; the engine works it off (book / fund / ADL).
+
+    ``view`` as for :func:`_reached`: its mark and bankruptcy price are the ones asked for
+    here."""
     inst = ex.instruments[pos.symbol]
     aid, coin, cs = account.account_id, pos.coin, inst.contract_size_usd
-    mark = ex.mark_price(pos.symbol)
-    _, bankrupt = risk.liquidation_prices(ex, aid, pos)
     if shared_bankruptcy_usd is not None:
-        bankrupt = shared_bankruptcy_usd
+        bankrupt: Decimal | None = shared_bankruptcy_usd
+    elif view is not None:
+        bankrupt = view.bankruptcy_price_usd
+    else:
+        _, bankrupt = risk.liquidation_prices(ex, aid, pos)
+    mark = ex.mark_price(pos.symbol) if view is None else view.mark_price_usd
     bp = bankrupt if bankrupt is not None and bankrupt.is_finite() else mark
     qty, entry = pos.qty_contracts, pos.entry_price_usd
     assert entry is not None

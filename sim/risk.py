@@ -129,13 +129,32 @@ def cross_positions(ex: Exchange, account_id: str, coin: str) -> list[Position]:
 def cross_state(ex: Exchange, account_id: str, coin: str) -> CrossState:
     """Cross numbers of an account in a coin, at the marks now."""
     positions = cross_positions(ex, account_id, coin)
+    marks = _marks(ex, positions)
     return CrossState(
         wallet_coin=ex.wallet_balance(account_id, coin),
-        unrealised_coin=sum((unrealised_pnl(ex, p) for p in positions), ZERO),
+        unrealised_coin=sum((unrealised_pnl(ex, p, marks[p.symbol]) for p in positions), ZERO),
         position_im_coin=sum((position_im(ex, p) for p in positions), ZERO),
         order_im_coin=order_im(ex, account_id, coin),
-        maint_coin=sum((maint_margin(ex, p) for p in positions), ZERO),
+        maint_coin=sum((maint_margin(ex, p, marks[p.symbol]) for p in positions), ZERO),
     )
+
+
+def cross_margin(ex: Exchange, account_id: str, coin: str) -> tuple[Decimal, Decimal]:
+    """(margin balance, maintenance margin) of the account's cross positions in ``coin``:
+    :func:`cross_state`'s ``margin_balance_coin`` and ``maint_coin``, summed in the same order,
+    without the position and order initial margins the margin test does not read."""
+    positions = cross_positions(ex, account_id, coin)
+    marks = _marks(ex, positions)
+    unrealised = sum((unrealised_pnl(ex, p, marks[p.symbol]) for p in positions), ZERO)
+    maint = sum((maint_margin(ex, p, marks[p.symbol]) for p in positions), ZERO)
+    return ex.wallet_balance(account_id, coin) + unrealised, maint
+
+
+def _marks(ex: Exchange, positions: list[Position]) -> dict[str, Decimal]:
+    """The mark of each symbol of ``positions``, asked once (what each of them would get:
+    nothing moves in between)."""
+    return {symbol: ex.mark_price(symbol) for symbol in dict.fromkeys(p.symbol
+                                                                        for p in positions)}
 
 
 def cross_available(ex: Exchange, account_id: str, coin: str) -> Decimal:
@@ -210,17 +229,19 @@ def margin_check(ex: Exchange, account_id: str, pos: Position,
                  unrealised_coin: Decimal | None = None) -> MarginCheck:
     """The margin fields of ``pos``'s risk view now (exact, as :func:`position_risk`);
     ``unrealised_coin``: its unrealised PnL now, if the caller has it already."""
+    # One mark for the whole view (each part would ask again and get the same: nothing moves
+    # in between); an isolated wallet read once for the balance and the solver's inputs.
     mark = ex.mark_price(pos.symbol)
     if pos.margin_mode == "isolated":
+        wallet = ex.isolated_wallet(account_id, pos.margin_key)
         if unrealised_coin is None:
-            balance = isolated_margin_balance(ex, account_id, pos)
-        else:
-            balance = ex.isolated_wallet(account_id, pos.margin_key) + unrealised_coin
+            unrealised_coin = unrealised_pnl(ex, pos, mark)
+        balance = wallet + unrealised_coin
         mm = maint_margin(ex, pos, mark)
+        liq, bankrupt = liquidation_prices(ex, account_id, pos, isolated_wallet_coin=wallet)
     else:
-        state = cross_state(ex, account_id, pos.coin)
-        balance, mm = state.margin_balance_coin, state.maint_coin
-    liq, bankrupt = liquidation_prices(ex, account_id, pos)
+        balance, mm = cross_margin(ex, account_id, pos.coin)
+        liq, bankrupt = liquidation_prices(ex, account_id, pos)
     return MarginCheck(mark, mm, balance, margin_ratio(mm, balance), liq, bankrupt)
 
 
@@ -283,12 +304,15 @@ def settled_position_risk(ex: Exchange, account_id: str, symbol: str,
 
 
 def liquidation_prices(ex: Exchange, account_id: str, pos: Position,
-                       mmr_scale: Decimal = Decimal(1)) -> tuple[Decimal | None, Decimal | None]:
+                       mmr_scale: Decimal = Decimal(1), *,
+                       isolated_wallet_coin: Decimal | None = None,
+                       ) -> tuple[Decimal | None, Decimal | None]:
     """(liquidation, bankruptcy) price of a position, everything else held at today's marks.
 
     None where the position can never reach it (a 1x short with full coin collateral);
     Infinity (longs) where it already has. ``mmr_scale`` > 1 gives the margin-call price: the
-    mark where MM / margin balance reaches 1 / mmr_scale.
+    mark where MM / margin balance reaches 1 / mmr_scale. ``isolated_wallet_coin``: the
+    isolated position's wallet now, when the caller has just read it.
     """
     if not pos.is_open or pos.entry_price_usd is None:
         return None, None
@@ -299,7 +323,9 @@ def liquidation_prices(ex: Exchange, account_id: str, pos: Position,
     inst = _scaled(ex, pos.symbol, mmr_scale)
     rate = ex.mark_funding_rate(pos.symbol) if inst.is_perpetual else ZERO
     if pos.margin_mode == "isolated":
-        margin: tuple[Decimal, ...] = (ex.isolated_wallet(account_id, pos.margin_key),)
+        if isolated_wallet_coin is None:
+            isolated_wallet_coin = ex.isolated_wallet(account_id, pos.margin_key)
+        margin: tuple[Decimal, ...] = (isolated_wallet_coin,)
     else:
         others = [p for p in cross_positions(ex, account_id, pos.coin) if p is not pos]
         margin = (ex.wallet_balance(account_id, pos.coin),

@@ -8,7 +8,7 @@ handle, that the fallback raises the reference's error naming the same path.
 from __future__ import annotations
 
 from collections import OrderedDict
-from decimal import Decimal
+from decimal import Context, Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -103,6 +103,22 @@ def test_any_value_freezes_or_fails_as_the_reference(value: object) -> None:
 @given(decimals)
 def test_decimal_text_is_readable(value: Decimal) -> None:
     assert _decimal_text(value) == readable(value)
+
+
+@settings(deadline=None, max_examples=examples(400))
+@given(st.lists(decimals, min_size=1, max_size=6), st.integers(0, 12))
+def test_equal_values_read_alike_whatever_was_written_before(values: list[Decimal],
+                                                             extra_places: int) -> None:
+    # Long tails are remembered by value: the same value with more zeros (another exponent),
+    # written after, must still read as readable writes it.
+    for value in values:
+        exponent = value.as_tuple().exponent
+        assert isinstance(exponent, int)  # finite
+        wider = value.quantize(Decimal(1).scaleb(exponent - extra_places),
+                               context=Context(prec=200))
+        assert wider == value
+        for v in (value, wider, -value, wider.copy_negate()):
+            assert _decimal_text(v) == readable(v)
 
 
 @pytest.mark.parametrize(("value", "text"), [
