@@ -151,7 +151,9 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
     # 1. Cancel the account's open orders on these symbols (cross: all in the coin).
     symbols = ([positions[0].symbol] if positions[0].margin_mode == "isolated" else
                [s for s, i in ex.instruments.items() if i.margin_asset == positions[0].coin])
-    canceled = [o for s in symbols for o in trading.cancel_all(ex, aid, s)]
+    # A book with no resting order at all has none of this account's: cancel_all would scan
+    # it (and check the symbol and the account, known here) to find nothing and do nothing.
+    canceled = [o for s in symbols if len(ex.books[s]) for o in trading.cancel_all(ex, aid, s)]
     if canceled:
         known = {}  # the views predate the cancellations
         ex.journal.append(ex.now_ms, "liquidation.orders_canceled", account_id=aid,
@@ -302,25 +304,24 @@ def _take_over(ex: Exchange, account: Account, pos: Position,
     assert entry is not None
     step, rule = ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule
     ref = f"liquidation:{pos.symbol}:{aid}"
+    # The ledger names and the time, built and read once (each is the same every time here).
+    fund, market, now = insurance_account(coin), market_account(coin), ex.now_ms
     # The user's side: the position closes at BP; its margin pays the loss.
     loss = -quantize(pnl_coin(qty, entry, bp, cs), step, rule)
     holder = _holders(aid, pos)[0]
     if loss > 0:
-        trading.debit_from(ex, coin, loss, [holder], market_account(coin), "liquidation_loss",
-                           ref)
+        trading.debit_from(ex, coin, loss, [holder], market, "liquidation_loss", ref)
     elif loss < 0:
-        ex.ledger.post(market_account(coin), holder, coin, -loss, "liquidation_pnl", ref,
-                       ex.now_ms)
+        ex.ledger.post(market, holder, coin, -loss, "liquidation_pnl", ref, now)
     if pos.margin_mode == "isolated":
         remainder = ex.ledger.balance(holder)
         if remainder > 0:  # what bankruptcy-price rounding left: the clearance to the fund
-            ex.ledger.post(holder, insurance_account(coin), coin, remainder,
-                           "liquidation_clearance", ref, ex.now_ms)
-    pos.qty_contracts, pos.entry_price_usd, pos.updated_ms = 0, None, ex.now_ms
+            ex.ledger.post(holder, fund, coin, remainder, "liquidation_clearance", ref, now)
+    pos.qty_contracts, pos.entry_price_usd, pos.updated_ms = 0, None, now
     pos.margin_call_sent = False
     trading.record_forced_fill(ex, aid, inst, opposite(_side_of(qty)), abs(qty), bp, -loss, ZERO,
                                "LIQUIDATION", pos.position_side)
-    ex.journal.append(ex.now_ms, "liquidation.takeover", account_id=aid, symbol=pos.symbol,
+    ex.journal.append(now, "liquidation.takeover", account_id=aid, symbol=pos.symbol,
                       qty=qty, entry=entry, mark=mark, bankruptcy_price=bp, loss=loss,
                       wallet=ex.ledger.balance(wallet_account(aid, coin)))
     # The engine now holds ``qty`` at BP and must close it: ADL first if the fund can't pay.
@@ -329,7 +330,7 @@ def _take_over(ex: Exchange, account: Account, pos: Position,
     planned, plan = _plan_book(ex, inst, engine_side, remaining)
     planned_pnl = _engine_pnl(qty, bp, planned, cs)
     deficit = max(ZERO, -planned_pnl)
-    if deficit > ex.ledger.balance(insurance_account(coin)):
+    if deficit > ex.ledger.balance(fund):
         remaining -= _auto_deleverage(ex, inst, aid, qty, bp, remaining)
     if remaining:
         # With no ADL in between, the book is as planned (``plan`` is used only if its
@@ -340,16 +341,15 @@ def _take_over(ex: Exchange, account: Account, pos: Position,
                      else _engine_pnl(sign * remaining, bp, fills, cs))
         engine_pnl = quantize(unrounded, step, rule)
         if engine_pnl > 0:
-            ex.ledger.post(market_account(coin), insurance_account(coin), coin, engine_pnl,
-                           "liquidation_surplus", ref, ex.now_ms)
+            ex.ledger.post(market, fund, coin, engine_pnl, "liquidation_surplus", ref, now)
         elif engine_pnl < 0:
-            trading.debit_from(ex, coin, -engine_pnl, [insurance_account(coin)],
-                               market_account(coin), "liquidation_deficit", ref)
-        ex.journal.append(ex.now_ms, "liquidation.order", account_id=aid, symbol=pos.symbol,
+            trading.debit_from(ex, coin, -engine_pnl, [fund], market, "liquidation_deficit",
+                               ref)
+        ex.journal.append(now, "liquidation.order", account_id=aid, symbol=pos.symbol,
                           kind="takeover", side=engine_side, qty=remaining,
                           avg_price=_avg(inst, fills), bankruptcy_price=bp,
                           insurance_delta=engine_pnl,
-                          insurance_fund=ex.ledger.balance(insurance_account(coin)))
+                          insurance_fund=ex.ledger.balance(fund))
 
 
 def _engine_pnl(qty: int, bp: Decimal, fills: list[tuple[Decimal, int]], cs: Decimal) -> Decimal:

@@ -144,9 +144,15 @@ def cross_margin(ex: Exchange, account_id: str, coin: str) -> tuple[Decimal, Dec
     :func:`cross_state`'s ``margin_balance_coin`` and ``maint_coin``, summed in the same order,
     without the position and order initial margins the margin test does not read."""
     positions = cross_positions(ex, account_id, coin)
-    marks = _marks(ex, positions)
-    unrealised = sum((unrealised_pnl(ex, p, marks[p.symbol]) for p in positions), ZERO)
-    maint = sum((maint_margin(ex, p, marks[p.symbol]) for p in positions), ZERO)
+    if len(positions) == 1:  # the common case, without the generators: the same additions
+        (pos,) = positions
+        mark = ex.mark_price(pos.symbol)
+        unrealised = ZERO + unrealised_pnl(ex, pos, mark)
+        maint = ZERO + maint_margin(ex, pos, mark)
+    else:
+        marks = _marks(ex, positions)
+        unrealised = sum((unrealised_pnl(ex, p, marks[p.symbol]) for p in positions), ZERO)
+        maint = sum((maint_margin(ex, p, marks[p.symbol]) for p in positions), ZERO)
     return ex.wallet_balance(account_id, coin) + unrealised, maint
 
 

@@ -5,7 +5,8 @@
   (``reference_margin_check``, built on ``cross_state``) for every open position, every profile;
 * ``risk.cross_state`` asks each mark once: equal to ``reference_cross_state``;
 * ``liquidation.liquidate`` hands its trigger views to the step-down and the takeover while
-  nothing has moved (``reference_liquidate`` asks again each time);
+  nothing has moved, and skips cancelling on a book with no resting order
+  (``reference_liquidate`` asks again each time and cancels on every book);
 * the journal freezes payloads through its fast path (``journal._freeze_checked`` is the
   reference).
 
