@@ -7,15 +7,17 @@ margin; cross positions together, per settlement coin, against the wallet.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from perpsim.sim import liquidation_price as lp
-from perpsim.sim.inverse import coin_value, pnl_coin
+from perpsim.sim.inverse import PRECISION, coin_value, pnl_coin
 from perpsim.sim.margin import bracket_for, initial_margin_coin
 from perpsim.sim.margin import margin_ratio as exact_margin_ratio
+from perpsim.sim.money import MAX_ABS_AMOUNT
 
 if TYPE_CHECKING:
     from perpsim.sim.accounts import Position, PositionSide
@@ -192,7 +194,32 @@ _NOTHING_LEFT_RATIO = Decimal(999)
 
 def margin_ratio(mm: Decimal, balance: Decimal) -> Decimal:
     """MM / margin balance (≥ 1: liquidation), capped so that "nothing left" stays finite."""
+    if type(mm) is Decimal and type(balance) is Decimal and mm.is_finite() \
+            and balance.is_finite() and 0 < mm <= MAX_ABS_AMOUNT \
+            and 0 < balance <= MAX_ABS_AMOUNT:
+        return _engine_ratio(mm, balance)
     return min(exact_margin_ratio(mm, balance), _NOTHING_LEFT_RATIO)
+
+
+# The engine's own positive amounts divided as Decimals (no integer ratios): the quotient is
+# rounded once to inverse.PRECISION digits, half-even, as inverse.quotient rounds the same
+# rational, so an inexact result is the same Decimal; an exact one is written as quotient
+# writes it (its ideal exponent is 0: an integer without an exponent, a fraction with no
+# trailing zero). tests/test_risk_margin_ratio.py checks it against margin.margin_ratio.
+_DIVIDE = decimal.Context(prec=PRECISION, rounding=decimal.ROUND_HALF_EVEN, traps=[])
+_EXACT = decimal.Context(prec=3 * PRECISION, traps=[])  # a product of two such is exact here
+_ONE = Decimal(1)
+
+
+def _engine_ratio(mm: Decimal, balance: Decimal) -> Decimal:
+    ratio = _DIVIDE.divide(mm, balance)
+    if ratio > _NOTHING_LEFT_RATIO:
+        return _NOTHING_LEFT_RATIO  # what min() returns for any larger ratio
+    if _EXACT.multiply(ratio, balance) != mm:
+        return ratio  # inexact: the correctly rounded quotient
+    if ratio == ratio.to_integral_value(context=_DIVIDE):
+        return ratio.quantize(_ONE, context=_DIVIDE)  # ≤ 999: fits the precision
+    return ratio.normalize(_DIVIDE)
 
 
 @dataclass(frozen=True, slots=True)
