@@ -1,6 +1,6 @@
 """Benchmark: liquidation at scale — many accounts on one symbol through a crash.
 
-Run: ``python -m benchmarks.liquidation_scale [--accounts 100000] [--json]``
+Run: ``python -m perpsim.benchmarks.liquidation_scale [--accounts 100000] [--json]``
 
 Set-up (not timed): ``--accounts`` accounts on BTCUSD_PERP (Binance profile), leverage 2x-100x,
 half cross and half isolated, four in five long, each opening its position with a market order
