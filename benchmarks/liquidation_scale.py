@@ -1,6 +1,6 @@
 """Benchmark: liquidation at scale — many accounts on one symbol through a crash.
 
-Run: ``python -m benchmarks.liquidation_scale [--accounts 100000] [--json]``
+Run: ``python -m perpsim.benchmarks.liquidation_scale [--accounts 100000] [--json]``
 
 Set-up (not timed): ``--accounts`` accounts on BTCUSD_PERP (Binance profile), leverage 2x-100x,
 half cross and half isolated, four in five long, each opening its position with a market order
@@ -18,16 +18,19 @@ holds (no funding time inside it). Timed:
 
 Checks: the ledger is conserved; no surviving position's liquidation level was reached at the
 lowest mark of the run (the index is compared with a brute-force exact check on a sample, and
-in tests/test_level_index.py on every account).
+in tests/test_level_index.py on every account). ``crash_journal_digest`` and
+``crash_postings_digest`` (SHA-256 of the crash's journal lines and postings) let two versions
+of the engine be compared: a speed-up must leave both unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 
 import numpy as np
@@ -36,6 +39,7 @@ from perpsim.benchmarks import sig
 from perpsim.sim import trading
 from perpsim.sim.errors import PerpsimError
 from perpsim.sim.exchange import Exchange
+from perpsim.sim.journal import expand
 from perpsim.sim.liquidation import _reached
 from perpsim.sim.profile import Profile, load_profile
 from perpsim.sim.scenario import PricePath, Scenario
@@ -44,6 +48,7 @@ SYMBOL = "BTCUSD_PERP"
 START_MS = 1_704_067_200_000  # 2024-01-01T00:00Z: the next funding time is 08:00
 HOUR_MS = 3_600_000
 LEVERAGES = (2, 3, 5, 10, 20, 25, 50, 75, 100)
+GOAL_PER_LIQUIDATION_MS = 0.3  # issue 18: at 100,000 accounts
 
 
 def crash_scenario(seed: int = 0, *, calm_h: float = 1.0, crash_h: float = 1.0,
@@ -111,7 +116,7 @@ def run(accounts: int = 100_000, *, seed: int = 0, sample: int = 2_000,
     instant_s = _timed(lambda: _repeat(updates, lambda: ex.on_instant(ex.now_ms))) / updates
     calm_rows = 3_600 - 1 - steps
     calm_s = _timed(lambda: ex.advance(calm_rows * 1000))
-    before = len(ex.journal)
+    before, postings_before = len(ex.journal), len(ex.ledger.postings)
     assert scenario.end_ms is not None
     cpu_started = time.process_time()  # CPU seconds too: the machine is shared
     crash_s = _timed(lambda: ex.advance_until(scenario.end_ms))
@@ -136,7 +141,19 @@ def run(accounts: int = 100_000, *, seed: int = 0, sample: int = 2_000,
         "per_liquidation_cpu_ms": sig(1e3 * crash_cpu_s / max(liquidations, 1)),
         "instants_visited": ex.watcher.hits, "ledger_conserved": True,
         "survivors_checked": min(sample, opened), "survivors_past_their_level": missed,
+        "goal_per_liquidation_ms": GOAL_PER_LIQUIDATION_MS,
+        "crash_journal_digest": _digest(e.to_json() for e in expand(events)),
+        "crash_postings": len(ex.ledger.postings) - postings_before,
+        "crash_postings_digest": _digest(repr(p) for p in ex.ledger.postings[postings_before:]),
     }
+
+
+def _digest(lines: Iterable[str]) -> str:
+    sha = hashlib.sha256()
+    for line in lines:
+        sha.update(line.encode())
+        sha.update(b"\n")
+    return sha.hexdigest()
 
 
 def _timed(call: Callable[[], object]) -> float:

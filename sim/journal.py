@@ -16,6 +16,7 @@ Subscribers must not append to the journal themselves (that would deliver events
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import json
 import re
@@ -25,12 +26,17 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Protocol, cast
 
-from perpsim.numbers import readable
+from perpsim.numbers import SHOWN_PLACES, readable
 from perpsim.sim.errors import InvalidInput, InvalidState
 
 _TYPE = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 
 Subscriber = Callable[["Event"], object]
+
+# Event type names already found well-formed: the pattern is matched once per name, not once
+# per event (bounded: a caller inventing names cannot grow it without limit).
+_CHECKED_TYPES: set[str] = set()
+_CHECKED_TYPES_MAX = 4096
 
 
 def is_event_type(name: str) -> bool:
@@ -39,6 +45,90 @@ def is_event_type(name: str) -> bool:
 
 
 def _freeze(value: object, where: str) -> object:
+    """A read-only, JSON-able copy of ``value``; InvalidInput naming the offending path.
+
+    Every event passes its payload through here, so the common shapes (exact str, int, bool,
+    None, Decimal, dict, list, tuple) take :func:`_freeze_known`, which builds no path text;
+    anything else (a subclass, another Mapping, a refused value) makes it give up, and the
+    whole value goes through :func:`_freeze_checked`, the reference, which freezes it the
+    same way or raises naming the offending path (tests/test_journal_freeze.py)."""
+    try:
+        return _freeze_known(value)
+    except _Unusual:
+        return _freeze_checked(value, where)
+
+
+class _Unusual(Exception):
+    """Raised by the fast path on anything it does not handle itself."""
+
+
+# Rounding a long tail to SHOWN_PLACES: quantize is exact whatever the precision, as long as
+# the rounded coefficient fits it; this context's precision holds every value it is used for.
+_TEXT_CONTEXT = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN,
+                                traps=[decimal.InvalidOperation])
+_GRID = Decimal(1).scaleb(-SHOWN_PLACES)
+# The texts of recent values with a tail longer than the grid, by value (bounded).
+_LONG_TEXTS: dict[Decimal, str] = {}
+_LONG_TEXTS_MAX = 4096
+
+
+def _decimal_text(value: Decimal) -> str:
+    """``readable(value)`` for a finite Decimal, without its tuple of digits or a fresh local
+    context. On a grid of at most 8 decimals (ledger amounts, prices) ``format(value, "f")``
+    writes exactly −exponent decimals (none for exponent ≥ 0), so the count after the point
+    is the test ``readable`` makes on the exponent; a longer tail (a quotient) is rounded
+    half-even to 8 places and stripped of its zeros as ``readable`` does, in a context whose
+    precision holds the result (``readable`` widens its own to the same end)."""
+    text = format(value, "f")
+    point = text.find(".")
+    if point < 0 or len(text) - point - 1 <= SHOWN_PLACES:
+        return text
+    # A long tail's text depends on its value alone (rounded to the grid, zeros stripped, a
+    # rounded zero unsigned), so equal values share it: one liquidation writes its mark and
+    # its liquidation and bankruptcy prices into several events.
+    known = _LONG_TEXTS.get(value)
+    if known is not None:
+        return known
+    if value.adjusted() + SHOWN_PLACES + 2 > _TEXT_CONTEXT.prec:
+        return readable(value)
+    text = format(value.quantize(_GRID, context=_TEXT_CONTEXT), "f").rstrip("0").rstrip(".")
+    if text == "-0":
+        text = "0"
+    if len(_LONG_TEXTS) >= _LONG_TEXTS_MAX:
+        _LONG_TEXTS.clear()
+    _LONG_TEXTS[value] = text
+    return text
+
+
+def _freeze_known(value: object) -> object:
+    # Scalars are tested inline in the containers' loops: a call per item costs more than the
+    # test. The order of the checks does not matter: the exact types are disjoint.
+    kind = type(value)
+    if kind is str or kind is int or kind is bool or value is None:
+        return value
+    if kind is Decimal:
+        if not value.is_finite():  # type: ignore[attr-defined]
+            raise _Unusual
+        return _decimal_text(cast(Decimal, value))
+    if kind is dict or kind is MappingProxyType:
+        out: dict[str, object] = {}
+        for key, item in cast(Mapping[object, object], value).items():
+            if type(key) is not str:
+                raise _Unusual
+            k = type(item)
+            if k is str or k is int or k is bool or item is None:
+                out[key] = item
+            elif k is Decimal and item.is_finite():  # type: ignore[attr-defined]
+                out[key] = _decimal_text(cast(Decimal, item))
+            else:
+                out[key] = _freeze_known(item)
+        return MappingProxyType(out)
+    if kind is list or kind is tuple:
+        return tuple([_freeze_known(item) for item in cast(list[object], value)])
+    raise _Unusual
+
+
+def _freeze_checked(value: object, where: str) -> object:
     """A read-only, JSON-able copy of ``value``; InvalidInput naming the offending path."""
     # Exact-type tests first (every event passes a dozen values through here, and isinstance
     # against an ABC such as Mapping costs more than the rest); subclasses take isinstance.
@@ -58,10 +148,10 @@ def _freeze(value: object, where: str) -> object:
         for key, item in cast(Mapping[object, object], value).items():
             if not isinstance(key, str):
                 raise InvalidInput(f"{where} has a non-string key {key!r}")
-            out[key] = _freeze(item, f"{where}.{key}")
+            out[key] = _freeze_checked(item, f"{where}.{key}")
         return MappingProxyType(out)
     if kind is tuple or kind is list or isinstance(value, list | tuple):
-        return tuple(_freeze(item, f"{where}[{i}]")
+        return tuple(_freeze_checked(item, f"{where}[{i}]")
                      for i, item in enumerate(cast(list[object], value)))
     raise InvalidInput(
         f"{where} has type {type(value).__name__} ({value!r}); use str, int, bool, None, "
@@ -147,10 +237,14 @@ class Journal:
             raise InvalidState("a journal subscriber must not append events")
         if type(time_ms) is not int or time_ms < 0:
             raise InvalidInput(f"time_ms must be a non-negative int, got {time_ms!r}")
-        if not isinstance(event_type, str) or not _TYPE.fullmatch(event_type):
-            raise InvalidInput(
-                f"event type must be dotted lowercase words like 'order.new', got {event_type!r}"
-            )
+        if type(event_type) is not str or event_type not in _CHECKED_TYPES:
+            if not isinstance(event_type, str) or not _TYPE.fullmatch(event_type):
+                raise InvalidInput(
+                    f"event type must be dotted lowercase words like 'order.new', "
+                    f"got {event_type!r}"
+                )
+            if type(event_type) is str and len(_CHECKED_TYPES) < _CHECKED_TYPES_MAX:
+                _CHECKED_TYPES.add(event_type)  # an engine uses a few dozen types
         if self._events and time_ms < self._events[-1].time_ms:
             raise InvalidState(
                 f"event {event_type!r} at time_ms {time_ms} is earlier than the last event "

@@ -140,7 +140,9 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
 
     ``views``: each position's risk view (by ``id``) computed at this stamp with nothing moved
     since (check_account's margin-call pass): the trigger snapshot reuses it instead of a
-    second exact ``margin_check``."""
+    second exact ``margin_check``, and so do the steps after it (their mark, the bankruptcy
+    price) for as long as nothing has moved — ``known`` is emptied at the first step that
+    moves a price, a balance or a position."""
     aid = account.account_id
     known = views or {}
     ex.journal.append(ex.now_ms, "liquidation.triggered", account_id=aid,
@@ -149,7 +151,9 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
     # 1. Cancel the account's open orders on these symbols (cross: all in the coin).
     symbols = ([positions[0].symbol] if positions[0].margin_mode == "isolated" else
                [s for s, i in ex.instruments.items() if i.margin_asset == positions[0].coin])
-    canceled = [o for s in symbols for o in trading.cancel_all(ex, aid, s)]
+    # A book with no resting order at all has none of this account's: cancel_all would scan
+    # it (and check the symbol and the account, known here) to find nothing and do nothing.
+    canceled = [o for s in symbols if len(ex.books[s]) for o in trading.cancel_all(ex, aid, s)]
     if canceled:
         known = {}  # the views predate the cancellations
         ex.journal.append(ex.now_ms, "liquidation.orders_canceled", account_id=aid,
@@ -173,8 +177,9 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
                     and risk.trigger_side(ex, aid, p) == p.side]
             pos = live[0] if len(live) == 1 else max(
                 live, key=lambda p: risk.mark_value_coin(ex, p), default=None)
-            if pos is None or not _step_down(ex, account, pos):
+            if pos is None or not _step_down(ex, account, pos, known.get(id(pos))):
                 break
+            known = {}  # the step's fills moved the book, the last price and the position
             if not any(_reached(ex, account, p) for p in positions if p.is_open):
                 ex.journal.append(ex.now_ms, "liquidation.cured", account_id=aid,
                                   step="partial")
@@ -189,7 +194,8 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
     live = [p for p in positions if p.is_open]
     live.sort(key=lambda p: -_pnl_at(ex, p, shared[id(p)]) if id(p) in shared else ZERO)
     for pos in live:
-        _take_over(ex, account, pos, shared.get(id(pos)))
+        _take_over(ex, account, pos, shared.get(id(pos)), known.get(id(pos)))
+        known = {}  # the takeover moved balances, the book and the last price
     ex.journal.append(ex.now_ms, "liquidation.completed", account_id=aid,
                       insurance_fund=ex.ledger.balance(insurance_account(positions[0].coin)))
     ex.watcher.replan()
@@ -211,10 +217,13 @@ def _finite(price: Decimal | None) -> Decimal | None:
     return price if price is not None and price.is_finite() else None
 
 
-def _step_down(ex: Exchange, account: Account, pos: Position) -> bool:
-    """Close part of ``pos`` in the book so its value falls below its bracket's floor."""
+def _step_down(ex: Exchange, account: Account, pos: Position,
+               view: risk.MarginCheck | None = None) -> bool:
+    """Close part of ``pos`` in the book so its value falls below its bracket's floor (False,
+    nothing done, when it is in the first bracket or nothing needs closing); ``view`` as for
+    :func:`_reached`."""
     inst = ex.instruments[pos.symbol]
-    mark = ex.mark_price(pos.symbol)
+    mark = ex.mark_price(pos.symbol) if view is None else view.mark_price_usd
     # The position's value at this mark (risk.mark_value_coin) picks its bracket.
     bracket = bracket_for(inst.brackets, coin_value(pos.qty_contracts, mark,
                                                     inst.contract_size_usd))
@@ -275,38 +284,44 @@ def _pnl_at(ex: Exchange, pos: Position, price: Decimal | None) -> Decimal:
 
 
 def _take_over(ex: Exchange, account: Account, pos: Position,
-               shared_bankruptcy_usd: Decimal | None = None) -> None:
-    """Close the user's position at bankruptcy; the engine works it off (book / fund / ADL)."""
+               shared_bankruptcy_usd: Decimal | None = None,
+               view: risk.MarginCheck | None = None) -> None:
+    """Close the user's position at bankruptcy; the engine works it off (book / fund / ADL).
+
+    ``view`` as for :func:`_reached`: its mark and bankruptcy price are the ones asked for
+    here."""
     inst = ex.instruments[pos.symbol]
     aid, coin, cs = account.account_id, pos.coin, inst.contract_size_usd
-    mark = ex.mark_price(pos.symbol)
-    _, bankrupt = risk.liquidation_prices(ex, aid, pos)
     if shared_bankruptcy_usd is not None:
-        bankrupt = shared_bankruptcy_usd
+        bankrupt: Decimal | None = shared_bankruptcy_usd
+    elif view is not None:
+        bankrupt = view.bankruptcy_price_usd
+    else:
+        _, bankrupt = risk.liquidation_prices(ex, aid, pos)
+    mark = ex.mark_price(pos.symbol) if view is None else view.mark_price_usd
     bp = bankrupt if bankrupt is not None and bankrupt.is_finite() else mark
     qty, entry = pos.qty_contracts, pos.entry_price_usd
     assert entry is not None
     step, rule = ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule
     ref = f"liquidation:{pos.symbol}:{aid}"
+    # The ledger names and the time, built and read once (each is the same every time here).
+    fund, market, now = insurance_account(coin), market_account(coin), ex.now_ms
     # The user's side: the position closes at BP; its margin pays the loss.
     loss = -quantize(pnl_coin(qty, entry, bp, cs), step, rule)
     holder = _holders(aid, pos)[0]
     if loss > 0:
-        trading.debit_from(ex, coin, loss, [holder], market_account(coin), "liquidation_loss",
-                           ref)
+        trading.debit_from(ex, coin, loss, [holder], market, "liquidation_loss", ref)
     elif loss < 0:
-        ex.ledger.post(market_account(coin), holder, coin, -loss, "liquidation_pnl", ref,
-                       ex.now_ms)
+        ex.ledger.post(market, holder, coin, -loss, "liquidation_pnl", ref, now)
     if pos.margin_mode == "isolated":
         remainder = ex.ledger.balance(holder)
         if remainder > 0:  # what bankruptcy-price rounding left: the clearance to the fund
-            ex.ledger.post(holder, insurance_account(coin), coin, remainder,
-                           "liquidation_clearance", ref, ex.now_ms)
-    pos.qty_contracts, pos.entry_price_usd, pos.updated_ms = 0, None, ex.now_ms
+            ex.ledger.post(holder, fund, coin, remainder, "liquidation_clearance", ref, now)
+    pos.qty_contracts, pos.entry_price_usd, pos.updated_ms = 0, None, now
     pos.margin_call_sent = False
     trading.record_forced_fill(ex, aid, inst, opposite(_side_of(qty)), abs(qty), bp, -loss, ZERO,
                                "LIQUIDATION", pos.position_side)
-    ex.journal.append(ex.now_ms, "liquidation.takeover", account_id=aid, symbol=pos.symbol,
+    ex.journal.append(now, "liquidation.takeover", account_id=aid, symbol=pos.symbol,
                       qty=qty, entry=entry, mark=mark, bankruptcy_price=bp, loss=loss,
                       wallet=ex.ledger.balance(wallet_account(aid, coin)))
     # The engine now holds ``qty`` at BP and must close it: ADL first if the fund can't pay.
@@ -315,7 +330,7 @@ def _take_over(ex: Exchange, account: Account, pos: Position,
     planned, plan = _plan_book(ex, inst, engine_side, remaining)
     planned_pnl = _engine_pnl(qty, bp, planned, cs)
     deficit = max(ZERO, -planned_pnl)
-    if deficit > ex.ledger.balance(insurance_account(coin)):
+    if deficit > ex.ledger.balance(fund):
         remaining -= _auto_deleverage(ex, inst, aid, qty, bp, remaining)
     if remaining:
         # With no ADL in between, the book is as planned (``plan`` is used only if its
@@ -326,16 +341,15 @@ def _take_over(ex: Exchange, account: Account, pos: Position,
                      else _engine_pnl(sign * remaining, bp, fills, cs))
         engine_pnl = quantize(unrounded, step, rule)
         if engine_pnl > 0:
-            ex.ledger.post(market_account(coin), insurance_account(coin), coin, engine_pnl,
-                           "liquidation_surplus", ref, ex.now_ms)
+            ex.ledger.post(market, fund, coin, engine_pnl, "liquidation_surplus", ref, now)
         elif engine_pnl < 0:
-            trading.debit_from(ex, coin, -engine_pnl, [insurance_account(coin)],
-                               market_account(coin), "liquidation_deficit", ref)
-        ex.journal.append(ex.now_ms, "liquidation.order", account_id=aid, symbol=pos.symbol,
+            trading.debit_from(ex, coin, -engine_pnl, [fund], market, "liquidation_deficit",
+                               ref)
+        ex.journal.append(now, "liquidation.order", account_id=aid, symbol=pos.symbol,
                           kind="takeover", side=engine_side, qty=remaining,
                           avg_price=_avg(inst, fills), bankruptcy_price=bp,
                           insurance_delta=engine_pnl,
-                          insurance_fund=ex.ledger.balance(insurance_account(coin)))
+                          insurance_fund=ex.ledger.balance(fund))
 
 
 def _engine_pnl(qty: int, bp: Decimal, fills: list[tuple[Decimal, int]], cs: Decimal) -> Decimal:

@@ -7,15 +7,17 @@ margin; cross positions together, per settlement coin, against the wallet.
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from perpsim.sim import liquidation_price as lp
-from perpsim.sim.inverse import coin_value, pnl_coin
+from perpsim.sim.inverse import PRECISION, coin_value, pnl_coin
 from perpsim.sim.margin import bracket_for, initial_margin_coin
 from perpsim.sim.margin import margin_ratio as exact_margin_ratio
+from perpsim.sim.money import MAX_ABS_AMOUNT
 
 if TYPE_CHECKING:
     from perpsim.sim.accounts import Position, PositionSide
@@ -129,13 +131,38 @@ def cross_positions(ex: Exchange, account_id: str, coin: str) -> list[Position]:
 def cross_state(ex: Exchange, account_id: str, coin: str) -> CrossState:
     """Cross numbers of an account in a coin, at the marks now."""
     positions = cross_positions(ex, account_id, coin)
+    marks = _marks(ex, positions)
     return CrossState(
         wallet_coin=ex.wallet_balance(account_id, coin),
-        unrealised_coin=sum((unrealised_pnl(ex, p) for p in positions), ZERO),
+        unrealised_coin=sum((unrealised_pnl(ex, p, marks[p.symbol]) for p in positions), ZERO),
         position_im_coin=sum((position_im(ex, p) for p in positions), ZERO),
         order_im_coin=order_im(ex, account_id, coin),
-        maint_coin=sum((maint_margin(ex, p) for p in positions), ZERO),
+        maint_coin=sum((maint_margin(ex, p, marks[p.symbol]) for p in positions), ZERO),
     )
+
+
+def cross_margin(ex: Exchange, account_id: str, coin: str) -> tuple[Decimal, Decimal]:
+    """(margin balance, maintenance margin) of the account's cross positions in ``coin``:
+    :func:`cross_state`'s ``margin_balance_coin`` and ``maint_coin``, summed in the same order,
+    without the position and order initial margins the margin test does not read."""
+    positions = cross_positions(ex, account_id, coin)
+    if len(positions) == 1:  # the common case, without the generators: the same additions
+        (pos,) = positions
+        mark = ex.mark_price(pos.symbol)
+        unrealised = ZERO + unrealised_pnl(ex, pos, mark)
+        maint = ZERO + maint_margin(ex, pos, mark)
+    else:
+        marks = _marks(ex, positions)
+        unrealised = sum((unrealised_pnl(ex, p, marks[p.symbol]) for p in positions), ZERO)
+        maint = sum((maint_margin(ex, p, marks[p.symbol]) for p in positions), ZERO)
+    return ex.wallet_balance(account_id, coin) + unrealised, maint
+
+
+def _marks(ex: Exchange, positions: list[Position]) -> dict[str, Decimal]:
+    """The mark of each symbol of ``positions``, asked once (what each of them would get:
+    nothing moves in between)."""
+    return {symbol: ex.mark_price(symbol) for symbol in dict.fromkeys(p.symbol
+                                                                        for p in positions)}
 
 
 def cross_available(ex: Exchange, account_id: str, coin: str) -> Decimal:
@@ -167,7 +194,32 @@ _NOTHING_LEFT_RATIO = Decimal(999)
 
 def margin_ratio(mm: Decimal, balance: Decimal) -> Decimal:
     """MM / margin balance (≥ 1: liquidation), capped so that "nothing left" stays finite."""
+    if type(mm) is Decimal and type(balance) is Decimal and mm.is_finite() \
+            and balance.is_finite() and 0 < mm <= MAX_ABS_AMOUNT \
+            and 0 < balance <= MAX_ABS_AMOUNT:
+        return _engine_ratio(mm, balance)
     return min(exact_margin_ratio(mm, balance), _NOTHING_LEFT_RATIO)
+
+
+# The engine's own positive amounts divided as Decimals (no integer ratios): the quotient is
+# rounded once to inverse.PRECISION digits, half-even, as inverse.quotient rounds the same
+# rational, so an inexact result is the same Decimal; an exact one is written as quotient
+# writes it (its ideal exponent is 0: an integer without an exponent, a fraction with no
+# trailing zero). tests/test_risk_margin_ratio.py checks it against margin.margin_ratio.
+_DIVIDE = decimal.Context(prec=PRECISION, rounding=decimal.ROUND_HALF_EVEN, traps=[])
+_EXACT = decimal.Context(prec=3 * PRECISION, traps=[])  # a product of two such is exact here
+_ONE = Decimal(1)
+
+
+def _engine_ratio(mm: Decimal, balance: Decimal) -> Decimal:
+    ratio = _DIVIDE.divide(mm, balance)
+    if ratio > _NOTHING_LEFT_RATIO:
+        return _NOTHING_LEFT_RATIO  # what min() returns for any larger ratio
+    if _EXACT.multiply(ratio, balance) != mm:
+        return ratio  # inexact: the correctly rounded quotient
+    if ratio == ratio.to_integral_value(context=_DIVIDE):
+        return ratio.quantize(_ONE, context=_DIVIDE)  # ≤ 999: fits the precision
+    return ratio.normalize(_DIVIDE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,17 +262,19 @@ def margin_check(ex: Exchange, account_id: str, pos: Position,
                  unrealised_coin: Decimal | None = None) -> MarginCheck:
     """The margin fields of ``pos``'s risk view now (exact, as :func:`position_risk`);
     ``unrealised_coin``: its unrealised PnL now, if the caller has it already."""
+    # One mark for the whole view (each part would ask again and get the same: nothing moves
+    # in between); an isolated wallet read once for the balance and the solver's inputs.
     mark = ex.mark_price(pos.symbol)
     if pos.margin_mode == "isolated":
+        wallet = ex.isolated_wallet(account_id, pos.margin_key)
         if unrealised_coin is None:
-            balance = isolated_margin_balance(ex, account_id, pos)
-        else:
-            balance = ex.isolated_wallet(account_id, pos.margin_key) + unrealised_coin
+            unrealised_coin = unrealised_pnl(ex, pos, mark)
+        balance = wallet + unrealised_coin
         mm = maint_margin(ex, pos, mark)
+        liq, bankrupt = liquidation_prices(ex, account_id, pos, isolated_wallet_coin=wallet)
     else:
-        state = cross_state(ex, account_id, pos.coin)
-        balance, mm = state.margin_balance_coin, state.maint_coin
-    liq, bankrupt = liquidation_prices(ex, account_id, pos)
+        balance, mm = cross_margin(ex, account_id, pos.coin)
+        liq, bankrupt = liquidation_prices(ex, account_id, pos)
     return MarginCheck(mark, mm, balance, margin_ratio(mm, balance), liq, bankrupt)
 
 
@@ -283,12 +337,15 @@ def settled_position_risk(ex: Exchange, account_id: str, symbol: str,
 
 
 def liquidation_prices(ex: Exchange, account_id: str, pos: Position,
-                       mmr_scale: Decimal = Decimal(1)) -> tuple[Decimal | None, Decimal | None]:
+                       mmr_scale: Decimal = Decimal(1), *,
+                       isolated_wallet_coin: Decimal | None = None,
+                       ) -> tuple[Decimal | None, Decimal | None]:
     """(liquidation, bankruptcy) price of a position, everything else held at today's marks.
 
     None where the position can never reach it (a 1x short with full coin collateral);
     Infinity (longs) where it already has. ``mmr_scale`` > 1 gives the margin-call price: the
-    mark where MM / margin balance reaches 1 / mmr_scale.
+    mark where MM / margin balance reaches 1 / mmr_scale. ``isolated_wallet_coin``: the
+    isolated position's wallet now, when the caller has just read it.
     """
     if not pos.is_open or pos.entry_price_usd is None:
         return None, None
@@ -299,7 +356,9 @@ def liquidation_prices(ex: Exchange, account_id: str, pos: Position,
     inst = _scaled(ex, pos.symbol, mmr_scale)
     rate = ex.mark_funding_rate(pos.symbol) if inst.is_perpetual else ZERO
     if pos.margin_mode == "isolated":
-        margin: tuple[Decimal, ...] = (ex.isolated_wallet(account_id, pos.margin_key),)
+        if isolated_wallet_coin is None:
+            isolated_wallet_coin = ex.isolated_wallet(account_id, pos.margin_key)
+        margin: tuple[Decimal, ...] = (isolated_wallet_coin,)
     else:
         others = [p for p in cross_positions(ex, account_id, pos.coin) if p is not pos]
         margin = (ex.wallet_balance(account_id, pos.coin),
