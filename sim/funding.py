@@ -10,15 +10,15 @@ A position opened after a funding time does not pay it: only positions open at t
 
 from __future__ import annotations
 
-import collections
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from perpsim.sim import funding_rows
 from perpsim.sim.funding_detail import FundingDetail
 from perpsim.sim.funding_math import funding_payment_coin, payment_units
-from perpsim.sim.ledger import isolated_account, market_account, wallet_account
+from perpsim.sim.ledger import Ledger, isolated_account, market_account, wallet_account
 from perpsim.sim.market import MarketPricer
 from perpsim.sim.money import quantize
 
@@ -145,61 +145,71 @@ def settle(ex: Exchange, symbol: str, t_ms: int) -> None:
 def pay(ex: Exchange, symbol: str, t_ms: int, rate: Decimal, mark: Decimal) -> FundingDetail:
     """Pay N / mark · ``rate`` to or from every open position on ``symbol``; their rows.
 
-    Crowd scale: every payment is computed at once (``payment_units``), every holder that can
-    pay in full (or receives) moves in ONE ledger posting, and the rows are a table, not
-    events. Holders that cannot pay in full (the insurance fund covers them) and hedge-mode
-    accounts (two legs on one wallet, paid one after the other) take the per-position path,
-    in position order, as every position did before.
+    Crowd scale: the positions are columns gathered once (``funding_rows``), every payment is
+    computed at once (``payment_units``), every holder that can pay in full (or receives)
+    moves in ONE ledger posting of integer steps (``Ledger.post_units``), and the rows are a
+    table of steps, not events. Holders that cannot pay in full (the insurance fund covers
+    them), hedge-mode accounts (two legs on one wallet, paid one after the other) and holders
+    the arrays cannot hold take the per-position path, in position order, as every position
+    did before.
     """
     from perpsim.sim.trading import debit_from
 
     inst = ex.instruments[symbol]
     coin = inst.margin_asset
     step, rule = ex.profile.rounding.coin_step, ex.profile.rounding.coin_rule
-    market = market_account(coin)
+    ledger, market = ex.ledger, market_account(coin)
     ref = f"funding:{symbol}:{t_ms}"
-    rows = [(a, p) for a in ex.accounts.values() for p in a.positions.values()
-            if p.symbol == symbol and p.is_open]  # hedge mode: both legs pay or receive
-    qty = np.fromiter((p.qty_contracts for _, p in rows), dtype=np.int64, count=len(rows))
-    units = payment_units(qty, mark, inst.contract_size_usd, rate, step, rule)
-    amount_of = {u: (Decimal(u) * step).quantize(step) for u in set(units.tolist())}
-    amounts = [amount_of[u] for u in units.tolist()]
-    ids = [a.account_id for a, _ in rows]
-    isolated = [p.margin_mode == "isolated" for _, p in rows]
-    wallet_names = [f"wallet:{aid}:{coin}" for aid in ids]
-    isolated_names = [f"isolated:{aid}:{p.margin_key}" for aid, (_, p) in zip(ids, rows,
-                                                                              strict=True)]
-    holders = [i_name if iso else w_name
-               for iso, w_name, i_name in zip(isolated, wallet_names, isolated_names, strict=True)]
-    before = ex.ledger.peek_balances(holders)
-    legs = collections.Counter(ids)
-    batch_names: list[str] = []
-    batch_amounts: list[Decimal] = []
-    one_by_one: list[int] = []
-    for i, (amount, held) in enumerate(zip(amounts, before, strict=True)):
-        if legs[ids[i]] > 1 or (amount < 0 and held < -amount):
-            one_by_one.append(i)
-        elif amount:
-            batch_names.append(holders[i])
-            batch_amounts.append(amount)
-    if batch_names:
-        ex.ledger.post_batch(market, coin, batch_names, batch_amounts, "funding_fee", ref, t_ms)
-    wallets = ex.ledger.peek_balances(wallet_names)
-    isolated_wallets = ex.ledger.peek_balances(isolated_names)
-    for i in one_by_one:  # in position order: a hedge account's second leg sees the first's
-        amount, holder = amounts[i], holders[i]
-        if amount > 0:
-            ex.ledger.post(market, holder, coin, amount, "funding_fee", ref, t_ms)
-        elif amount < 0:
+    table = funding_rows.rows(ex, symbol, coin)
+    units = payment_units(table.qty_contracts, mark, inst.contract_size_usd, rate, step, rule)
+    slots = table.holder_slots
+    known = slots >= 0
+    held = np.zeros(len(units), dtype=np.int64)
+    held[known] = ledger.units_at(slots[known])
+    # One by one: hedge legs, holders never posted to or too big for the arrays, and payers
+    # short of the payment (``debit_from`` takes the rest from the insurance fund).
+    alone = table.hedge | ~known | ((units < 0) & (held < -units))
+    alone[known] |= ledger.too_big(slots[known])
+    batch = ~alone & (units != 0)
+    if batch.any():
+        ledger.post_units(market, coin, slots[batch], units[batch], "funding_fee", ref, t_ms)
+    wallet_units, isolated_units = _units_after(ledger, table.wallet_slots), _units_after(
+        ledger, table.isolated_slots)
+    # Rows whose balances the step counts do not reproduce exactly keep their Decimals.
+    exact: dict[int, tuple[Decimal, Decimal]] = {}
+    inexact = alone | ~_exact(ledger, table.wallet_slots) | ~_exact(ledger, table.isolated_slots)
+    for i in np.flatnonzero(inexact).tolist():  # in position order: a hedge account's second
+        amount, holder = (Decimal(int(units[i])) * step).quantize(step), table.holder_names[i]
+        if alone[i] and amount > 0:  # leg sees the first's
+            ledger.post(market, holder, coin, amount, "funding_fee", ref, t_ms)
+        elif alone[i] and amount < 0:
             debit_from(ex, coin, -amount, [holder], market, "funding_fee", ref)
-        wallets[i], isolated_wallets[i] = ex.ledger.peek_balances(
-            (wallet_names[i], isolated_names[i]))
-    for account, _ in rows:
+        wallet, isolated = ledger.peek_balances((table.wallet_names[i], table.isolated_names[i]))
+        exact[i] = (wallet, isolated)
+    if not known.all():
+        funding_rows.refresh_slots(ex, table)  # a posting opened a holder's account
+    for account in table.paying_accounts:
         account.update_ms = t_ms
-    return FundingDetail(symbol, coin, rate, mark, step, tuple(ids),
-                         tuple(p.position_side for _, p in rows),
-                         tuple(p.margin_mode for _, p in rows), qty, units, tuple(wallets),
-                         tuple(isolated_wallets))
+    return FundingDetail(symbol, coin, rate, mark, step, table.account_ids,
+                         table.position_sides, table.margin_modes, table.qty_contracts, units,
+                         wallet_units, isolated_units, exact)
+
+
+def _units_after(ledger: Ledger, slots: np.ndarray) -> np.ndarray:
+    """Balances in steps; 0 where nothing was ever posted (slot -1)."""
+    out = np.zeros(len(slots), dtype=np.int64)
+    known = slots >= 0
+    out[known] = ledger.units_at(slots[known])
+    return out
+
+
+def _exact(ledger: Ledger, slots: np.ndarray) -> np.ndarray:
+    """True where the steps give the Decimal balance exactly (slot -1: never posted to, the
+    ledger's zero on the step, which the steps give too)."""
+    out = np.ones(len(slots), dtype=bool)
+    known = slots >= 0
+    out[known] = ledger.units_exact(slots[known])
+    return out
 
 
 def pay_one_by_one(ex: Exchange, symbol: str, t_ms: int, rate: Decimal,

@@ -35,8 +35,11 @@ class FundingDetail:
     margin_modes: tuple[str, ...]
     qty_contracts: np.ndarray  # int64
     units: np.ndarray  # int64, coin steps
-    wallets: tuple[Decimal, ...]
-    isolated_wallets: tuple[Decimal, ...]
+    wallet_units: np.ndarray  # int64, coin steps, after the row's payment
+    isolated_units: np.ndarray  # int64, coin steps
+    # Rows whose balances after are kept as the ledger's Decimals (paid one by one, or not
+    # exactly steps · step): row → (wallet, isolated margin).
+    exact: dict[int, tuple[Decimal, Decimal]] = field(default_factory=dict)
     _rows_of: dict[str, list[int]] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -55,7 +58,30 @@ class FundingDetail:
 
     def amount(self, i: int) -> Decimal:
         """Row i's payment in coin (negative: it paid), on the step grid."""
-        return (Decimal(int(self.units[i])) * self.step).quantize(self.step)
+        return self._coin(int(self.units[i]))
+
+    def _coin(self, units: int) -> Decimal:
+        return (Decimal(units) * self.step).quantize(self.step)
+
+    def wallet(self, i: int) -> Decimal:
+        """Row i's wallet right after its payment."""
+        kept = self.exact.get(i)
+        return kept[0] if kept is not None else self._coin(int(self.wallet_units[i]))
+
+    def isolated_wallet(self, i: int) -> Decimal:
+        """Row i's isolated margin right after its payment (zero for a cross position)."""
+        kept = self.exact.get(i)
+        return kept[1] if kept is not None else self._coin(int(self.isolated_units[i]))
+
+    @property
+    def wallets(self) -> tuple[Decimal, ...]:
+        """Every row's wallet after (built on each read: a query, not the settlement)."""
+        return tuple(self.wallet(i) for i in range(len(self)))
+
+    @property
+    def isolated_wallets(self) -> tuple[Decimal, ...]:
+        """Every row's isolated margin after."""
+        return tuple(self.isolated_wallet(i) for i in range(len(self)))
 
     def rows_of(self, account_id: str) -> list[int]:
         """The rows of ``account_id`` (an index built on first use)."""
@@ -71,7 +97,7 @@ class FundingDetail:
         return {"account_id": self.account_ids[i], "symbol": self.symbol, "rate": self.rate,
                 "mark": self.mark, "position_qty": int(self.qty_contracts[i]),
                 "amount": self.amount(i), "coin": self.coin, "margin_mode": self.margin_modes[i],
-                "wallet": self.wallets[i], "isolated_wallet": self.isolated_wallets[i],
+                "wallet": self.wallet(i), "isolated_wallet": self.isolated_wallet(i),
                 "position_side": self.position_sides[i]}
 
     def events(self, parent: Event, account_id: str | None = None) -> list[Event]:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from perpsim.sim.errors import LedgerError
 from perpsim.sim.money import MAX_ABS_AMOUNT, SATOSHI, RoundingRule, quantize
@@ -34,6 +36,9 @@ _COIN_NAMED = frozenset({"external", "insurance", "fees", "market"})
 # Balances only ever add multiples of the step; a wide context that traps Inexact turns the
 # impossible case of a balance outgrowing precision into an error instead of silent rounding.
 _EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, Overflow])
+# A slotted account's balance in coin steps lives in an int64; beyond this it is "too big" for
+# the array path (its postings take the Decimal path), leaving headroom for one batch's sum.
+_UNITS_LIMIT = 2**62
 
 
 def _part(value: object, pattern: re.Pattern[str], what: str) -> str:
@@ -91,7 +96,6 @@ class Posting:
     ref: str
 
 
-@dataclass(slots=True, frozen=True, eq=False)
 class BatchPosting:
     """One posting that moves many accounts' amounts against one counterparty at once.
 
@@ -99,18 +103,63 @@ class BatchPosting:
     instead of one per position keeps a crowd of 100,000 accounts cheap. ``amounts[i]`` is
     signed: positive, the counterparty paid ``names[i]``; negative, ``names[i]`` paid it. Each
     account's history shows its own leg as an ordinary ``Posting`` carrying this ``seq``.
+
+    A batch posted as integer steps (``Ledger.post_units``) keeps its legs as arrays; the
+    names, Decimal amounts and owners are built on first read (history and replay only).
     """
 
-    seq: int
-    time_ms: int
-    counterparty: str
-    coin: str
-    names: tuple[str, ...]
-    amounts: tuple[Decimal, ...]
-    reason: str
-    ref: str
-    owners: tuple[str | None, ...]  # the user each leg's account belongs to (None: the venue)
-    _leg_of: dict[str, int] | None = field(default=None, repr=False)
+    __slots__ = ("_amounts", "_leg_of", "_names", "_owners", "_slot_accounts", "_slots",
+                 "_step", "_units", "coin", "counterparty", "reason", "ref", "seq", "time_ms")
+
+    def __init__(self, seq: int, time_ms: int, counterparty: str, coin: str,
+                 names: tuple[str, ...] | None, amounts: tuple[Decimal, ...] | None,
+                 reason: str, ref: str, owners: tuple[str | None, ...] | None) -> None:
+        self.seq, self.time_ms, self.counterparty, self.coin = seq, time_ms, counterparty, coin
+        self.reason, self.ref = reason, ref
+        self._names, self._amounts, self._owners = names, amounts, owners
+        self._leg_of: dict[str, int] | None = None
+        self._slot_accounts: list[_Account] = []
+        self._slots: np.ndarray | None = None
+        self._units: np.ndarray | None = None
+        self._step = Decimal(1)
+
+    @classmethod
+    def _of_units(cls, seq: int, time_ms: int, counterparty: str, coin: str,
+                  slot_accounts: list[_Account], slots: np.ndarray, units: np.ndarray,
+                  step: Decimal, reason: str, ref: str) -> BatchPosting:
+        batch = cls(seq, time_ms, counterparty, coin, None, None, reason, ref, None)
+        batch._slot_accounts, batch._slots, batch._units, batch._step = (
+            slot_accounts, slots, units, step)
+        return batch
+
+    def _accounts_of_legs(self) -> list[_Account]:
+        assert self._slots is not None
+        accounts = self._slot_accounts
+        return [accounts[s] for s in self._slots.tolist()]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every leg's ledger account, in order."""
+        if self._names is None:
+            self._names = tuple(acc.name for acc in self._accounts_of_legs())
+        return self._names
+
+    @property
+    def amounts(self) -> tuple[Decimal, ...]:
+        """Every leg's signed amount (positive: the counterparty paid it), in order."""
+        if self._amounts is None:
+            assert self._units is not None
+            step = self._step
+            of = {u: (Decimal(u) * step).quantize(step) for u in set(self._units.tolist())}
+            self._amounts = tuple(of[u] for u in self._units.tolist())
+        return self._amounts
+
+    @property
+    def owners(self) -> tuple[str | None, ...]:
+        """The user each leg's account belongs to (None: the venue)."""
+        if self._owners is None:
+            self._owners = tuple(acc.owner for acc in self._accounts_of_legs())
+        return self._owners
 
     @property
     def source(self) -> str:
@@ -127,6 +176,11 @@ class BatchPosting:
         """What the counterparty paid, net (negative: it received)."""
         return sum(self.amounts, Decimal(0))
 
+    def __repr__(self) -> str:
+        return (f"BatchPosting(seq={self.seq}, time_ms={self.time_ms}, "
+                f"counterparty={self.counterparty!r}, coin={self.coin!r}, "
+                f"reason={self.reason!r}, ref={self.ref!r})")
+
     def leg(self, i: int) -> Posting:
         """The movement of ``names[i]`` as an ordinary posting (same seq, time and ref)."""
         amount, name = self.amounts[i], self.names[i]
@@ -142,9 +196,8 @@ class BatchPosting:
 
     def index_of(self, name: str) -> int:
         """The leg of account ``name`` (an index built on first use: history reads only)."""
-        if self._leg_of is None:  # frozen: the cache is set once, past the dataclass guard
-            object.__setattr__(self, "_leg_of", {n: i for i, n in enumerate(self.names)})
-        assert self._leg_of is not None
+        if self._leg_of is None:
+            self._leg_of = {n: i for i, n in enumerate(self.names)}
         return self._leg_of[name]
 
 
@@ -177,6 +230,42 @@ class _Account:
         self.history: list[_HistoryEntry] = []
 
 
+class _SlotAccount(_Account):
+    """An account with a slot in the ledger's arrays (``Ledger.slots``): batches posted as
+    integer steps (``Ledger.post_units``) add to ``pending[slot]`` only; reading ``balance``
+    folds the pending steps into the exact Decimal first, exactly as adding each batch's
+    amount would have (same value, same exponent). Writing ``balance`` (every Decimal
+    posting) keeps ``base_units[slot]`` in step, so the arrays always hold the balance."""
+
+    __slots__ = ("_base", "_ledger", "slot")
+
+    def __init__(self, acc: _Account, ledger: Ledger, slot: int) -> None:
+        self.name, self.coin, self.owner = acc.name, acc.coin, acc.owner
+        self.protected, self.history = acc.protected, acc.history
+        self._ledger, self.slot = ledger, slot
+        self.balance = acc.balance
+
+    @property
+    def balance(self) -> Decimal:
+        ledger, slot = self._ledger, self.slot
+        if ledger._touched[slot]:
+            ledger._fold(self)
+        return self._base
+
+    @balance.setter
+    def balance(self, value: Decimal) -> None:  # the value is the whole balance: no pending
+        ledger, slot = self._ledger, self.slot
+        self._base = value
+        units = int(_EXACT.divide(value, ledger.step))
+        fits = -_UNITS_LIMIT <= units <= _UNITS_LIMIT
+        # too big for int64: the array path refuses the account, Decimal postings go on
+        ledger._base_units[slot] = units if fits else 0
+        ledger._too_big[slot] = not fits
+        ledger._odd_exponent[slot] = value.as_tuple().exponent != ledger._step_exponent
+        ledger._pending[slot] = 0
+        ledger._touched[slot] = False
+
+
 class Ledger:
     """Balances of named accounts in a fixed set of coins, changed only by postings."""
 
@@ -193,6 +282,24 @@ class Ledger:
         self._owned: dict[str, list[str]] = {}
         self._postings: list[Posting | BatchPosting] = []
         self._created: list[str] = []  # creation order, so a rollback can forget new accounts
+        # The array side (``slots``, ``units_at``, ``post_units``): per slot, the balance in
+        # steps as base + pending (pending: batches not yet folded into the Decimal balance).
+        self._slot_accounts: list[_Account] = []
+        self._coin_code = {c: i for i, c in enumerate(sorted(self.coins))}
+        self._base_units = np.zeros(0, dtype=np.int64)
+        self._pending = np.zeros(0, dtype=np.int64)
+        self._touched = np.zeros(0, dtype=bool)  # pending batches to fold (even net zero)
+        self._too_big = np.zeros(0, dtype=bool)
+        self._odd_exponent = np.zeros(0, dtype=bool)  # Decimal balance off the step's exponent
+        exponent = step.as_tuple().exponent
+        assert isinstance(exponent, int)  # step is finite (checked above)
+        self._step_exponent = exponent
+        self._alive = np.zeros(0, dtype=bool)  # False once a rollback forgot the account
+        self._slot_coin = np.zeros(0, dtype=np.int64)
+        self._slot_protected = np.zeros(0, dtype=bool)
+        # Bumped when a slot dies (a rollback forgot its account): slots held by callers from
+        # before may name a dead slot, so they ask ``slots`` again.
+        self.slot_epoch = 0
 
     @classmethod
     def from_profile(cls, profile: Profile) -> Ledger:
@@ -394,6 +501,143 @@ class Ledger:
         self._postings.append(batch)
         return batch
 
+    # -- the array side: slots and batches of integer steps ----------------------------------
+
+    def slots(self, names: Sequence[str]) -> np.ndarray:
+        """The array slot of each ledger account in ``names`` (given on first use, kept for
+        good), -1 for a well-formed name nothing was ever posted to. Slots are what
+        ``units_at`` and ``post_units`` take; ask again when ``slot_epoch`` changes."""
+        out = np.empty(len(names), dtype=np.int64)
+        for i, name in enumerate(names):
+            acc = self._known(name)
+            if acc is None:
+                out[i] = -1
+            elif isinstance(acc, _SlotAccount):
+                out[i] = acc.slot
+            else:
+                out[i] = self._give_slot(acc)
+        return out
+
+    def _give_slot(self, acc: _Account) -> int:
+        slot = len(self._slot_accounts)
+        if slot == len(self._base_units):  # grow every array by doubling
+            size = max(64, 2 * slot)
+            for attr in ("_base_units", "_pending", "_touched", "_too_big", "_odd_exponent",
+                         "_alive",
+                         "_slot_coin", "_slot_protected"):
+                old = getattr(self, attr)
+                new = np.zeros(size, dtype=old.dtype)
+                new[:slot] = old
+                setattr(self, attr, new)
+        self._alive[slot] = True
+        self._slot_coin[slot] = self._coin_code[acc.coin]
+        self._slot_protected[slot] = acc.protected
+        slotted = _SlotAccount(acc, self, slot)  # its balance setter fills the arrays
+        self._slot_accounts.append(slotted)
+        self._accounts[acc.name] = slotted  # same key: the account order is unchanged
+        return slot
+
+    def _check_slots(self, slots: np.ndarray) -> np.ndarray:
+        slots = np.asarray(slots)
+        if slots.dtype.kind not in "iu" or slots.ndim != 1:
+            raise LedgerError(f"slots must be a 1-d integer array, got {slots.dtype} "
+                              f"{slots.shape}")
+        if len(slots) and (slots.min() < 0 or slots.max() >= len(self._slot_accounts)
+                           or not self._alive[slots].all()):
+            raise LedgerError("unknown ledger slot: ask Ledger.slots for the names again")
+        return slots
+
+    def units_at(self, slots: np.ndarray) -> np.ndarray:
+        """Balances of the slotted accounts in coin steps (int64): what ``balance`` returns,
+        divided by the step. A slot whose balance is too big for int64 reads 0; see
+        ``too_big``."""
+        slots = self._check_slots(slots)
+        return self._base_units[slots] + self._pending[slots]
+
+    def too_big(self, slots: np.ndarray) -> np.ndarray:
+        """True where a slotted account's balance does not fit the arrays (``post_units``
+        refuses it; post it with ``post``/``post_batch``)."""
+        return self._too_big[self._check_slots(slots)]
+
+    def _fold(self, acc: _SlotAccount) -> None:
+        """Add ``acc``'s pending steps to its Decimal balance (the batches' sum, exactly)."""
+        slot = acc.slot
+        units = int(self._pending[slot])
+        acc._base = _EXACT.add(acc._base, _EXACT.multiply(Decimal(units), self.step).quantize(
+            self.step, context=_EXACT))
+        self._base_units[slot] += units
+        self._pending[slot] = 0
+        self._touched[slot] = False
+        self._odd_exponent[slot] = acc._base.as_tuple().exponent != self._step_exponent
+
+    def units_exact(self, slots: np.ndarray) -> np.ndarray:
+        """True where ``units_at`` · step, quantised to the step, IS the Decimal ``balance``
+        (same exponent too): False for a balance too big for the arrays, or one whose Decimal
+        carries more or fewer places than the step (a deposit of "2" never touched since)."""
+        slots = self._check_slots(slots)
+        return ~(self._too_big[slots] | self._odd_exponent[slots])
+
+    def post_units(self, counterparty: str, coin: str, slots: np.ndarray, units: np.ndarray,
+                   reason: str, ref: str, time_ms: int) -> BatchPosting:
+        """``post_batch`` for slotted accounts with amounts in coin steps: pay ``units[i]``
+        steps (signed, non-zero) from ``counterparty`` to the account of ``slots[i]``, as one
+        posting, all or nothing. The Decimal balances catch up when read."""
+        cp = self._accounts.get(counterparty) or self._resolve(counterparty)
+        if cp.coin != coin:
+            raise LedgerError(f"{cp.name} holds {cp.coin}; it cannot take a {coin!r} posting")
+        slots, units = self._check_slots(slots), np.asarray(units)
+        if units.dtype != np.int64 or units.shape != slots.shape:
+            raise LedgerError(f"a batch needs one int64 step count per slot: {slots.shape} "
+                              f"slots, {units.dtype} {units.shape} units")
+        if not isinstance(reason, str) or not reason:
+            raise LedgerError(f"a posting needs a non-empty reason, got {reason!r}")
+        if not isinstance(ref, str):
+            raise LedgerError(f"ref must be a string, got {ref!r}")
+        if type(time_ms) is not int or time_ms < 0:
+            raise LedgerError(f"time_ms must be a non-negative int, got {time_ms!r}")
+        if len(np.unique(slots)) != len(slots) or (
+                isinstance(cp, _SlotAccount) and bool((slots == cp.slot).any())):
+            raise LedgerError("a batch posting names each account once, never the counterparty")
+        if not len(slots):
+            raise LedgerError("a batch posting needs at least one account")
+        limit = _UNITS_LIMIT // max(1, len(slots))  # so that the net fits in int64 too
+        if not units.all() or int(np.abs(units).max()) > limit:
+            raise LedgerError(f"batch step counts must be non-zero and within ±{limit}")
+        if (self._slot_coin[slots] != self._coin_code[coin]).any():
+            wrong = self._slot_accounts[int(slots[self._slot_coin[slots]
+                                                 != self._coin_code[coin]][0])]
+            raise LedgerError(f"{wrong.name} holds {wrong.coin}; it cannot take a {coin!r} "
+                              "posting")
+        if self._too_big[slots].any():
+            raise LedgerError("a balance in the batch is too big for integer steps; post it "
+                              "with post_batch")
+        after = self._base_units[slots] + self._pending[slots] + units
+        short = (after < 0) & self._slot_protected[slots]
+        if short.any():
+            k = int(np.flatnonzero(short)[0])
+            acc = self._slot_accounts[int(slots[k])]
+            raise LedgerError(f"{acc.name} would go negative: balance {acc.balance}, batch "
+                              f"posting {int(units[k])} steps of {self.step} {coin} ({reason})")
+        net = _EXACT.multiply(Decimal(-int(units.sum())), self.step).quantize(
+            self.step, context=_EXACT)
+        cp_after = _EXACT.add(cp.balance, net)
+        if cp.protected and cp_after < 0:
+            raise LedgerError(f"{cp.name} would go negative: balance {cp.balance}, batch "
+                              f"posting {net} {coin} ({reason})")
+        slots, units = slots.copy(), units.copy()  # the record keeps what was posted
+        batch = BatchPosting._of_units(len(self._postings) + 1, time_ms, cp.name, coin,
+                                       self._slot_accounts, slots, units, self.step, reason, ref)
+        if cp.name not in self._accounts:
+            self._store(cp)
+        self._pending[slots] += units
+        self._touched[slots] = True
+        for acc in batch._accounts_of_legs():
+            acc.history.append(batch)
+        cp.balance = cp_after
+        cp.history.append((batch, -1))
+        self._postings.append(batch)
+        return batch
+
     def deposit(
         self, account_id: str, coin: str, amount: Decimal, ref: str, time_ms: int
     ) -> Posting:
@@ -432,6 +676,17 @@ class Ledger:
     def _rollback(self, mark_postings: int, mark_created: int) -> None:
         while len(self._postings) > mark_postings:
             p = self._postings.pop()
+            if isinstance(p, BatchPosting) and p._slots is not None:  # posted as steps
+                assert p._units is not None
+                self._pending[p._slots] -= p._units
+                self._touched[p._slots] = True  # as a Decimal undo would: add, then subtract
+                for acc in p._accounts_of_legs():
+                    acc.history.pop()
+                cp = self._accounts[p.counterparty]
+                cp.balance = _EXACT.add(cp.balance, _EXACT.multiply(
+                    Decimal(int(p._units.sum())), self.step))
+                cp.history.pop()
+                continue
             if isinstance(p, BatchPosting):
                 for name, amount in zip(p.names, p.amounts, strict=True):
                     acc = self._accounts[name]
@@ -448,6 +703,9 @@ class Ledger:
             dst.history.pop()
         while len(self._created) > mark_created:
             acc = self._accounts.pop(self._created.pop())
+            if isinstance(acc, _SlotAccount):
+                self._alive[acc.slot] = False
+                self.slot_epoch += 1
             if acc.owner is not None:
                 owned = self._owned[acc.owner]
                 owned.pop()  # created last, so listed last

@@ -11,7 +11,7 @@ import re
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
-from perpsim.sim import algo
+from perpsim.sim import algo, funding_rows
 from perpsim.sim.accounts import POSITION_SIDES, PositionSide
 from perpsim.sim.errors import (
     InsufficientFunds,
@@ -391,6 +391,7 @@ def apply_position_fill(ex: Exchange, account_id: str, inst: Instrument, signed_
             _settle(ex, coin, realised, wallet, "realized_pnl", ref)
             _settle(ex, coin, -fee, wallet, "commission", ref, fees=True)
     pos.qty_contracts = result.qty_contracts
+    funding_rows.changed(ex, pos.symbol)  # the settlement's cached rows
     pos.entry_price_usd = result.entry_price_usd
     pos.updated_ms = ex.now_ms
     account.update_ms = ex.now_ms

@@ -134,7 +134,7 @@ def test_a_settlement_is_one_posting_and_one_record_with_rows_per_account() -> N
     # The record's digest covers the rows: a different payment changes it.
     changed = FundingDetail(**{f: getattr(settled.detail, f) for f in (
         "symbol", "coin", "rate", "mark", "step", "account_ids", "position_sides",
-        "margin_modes", "qty_contracts", "wallets", "isolated_wallets")},
+        "margin_modes", "qty_contracts", "wallet_units", "isolated_units", "exact")},
         units=settled.detail.units + np.eye(1, 30, 5, dtype=np.int64)[0])
     assert changed.digest() != settled.payload["payments_digest"] == settled.detail.digest()
     ex.ledger.check_conserved(replay=True)
@@ -233,3 +233,47 @@ def test_rows_at_equals_the_search(gaps: list[int], queries: list[int]) -> None:
     grid = np.array(sorted(queries), dtype=np.int64)
     expected = np.maximum(np.searchsorted(times, grid, side="right") - 1, 0)
     assert np.array_equal(tape.rows_at(grid), expected)
+
+
+def _settled_rows(ex: Exchange, symbol: str, t_ms: int, rate: Decimal,
+                  mark: Decimal) -> list[tuple[str, str, str, str]]:
+    detail = funding.pay(ex, symbol, t_ms, rate, mark)
+    return [(detail.account_ids[i], str(detail.amount(i)), str(detail.wallets[i]),
+             str(detail.isolated_wallets[i])) for i in range(len(detail))]
+
+
+def _reference_rows(ex: Exchange, symbol: str, t_ms: int, rate: Decimal,
+                    mark: Decimal) -> list[tuple[str, str, str, str]]:
+    return [(aid, str(amount), str(wallet), str(isolated)) for aid, amount, wallet, isolated
+            in funding.pay_one_by_one(ex, symbol, t_ms, rate, mark)]
+
+
+def test_cached_rows_follow_every_position_change_between_settlements() -> None:
+    """The batch's gathered rows are cached between settlements: after positions open on flat
+    records, resize, close, after new accounts and a size set directly, each settlement still
+    pays exactly what the per-position path pays (text compared: exponents too)."""
+    traders = [("cross", "BUY", 40, 10, "2", False), ("isolated", "SELL", 25, 5, "2", False),
+               ("cross", "SELL", 7, 20, "0.05", True), ("isolated", "BUY", 90, 50, "0.01",
+                                                           False)]
+    batch, each = _crowd("binance_coinm", traders), _crowd("binance_coinm", traders)
+    ids = list(batch.accounts)
+    changes = [
+        lambda ex: None,  # nothing moved: the cached rows are used as they are
+        lambda ex: trading.place_order(ex, ids[0], BTC, "BUY", "MARKET", 5),  # resized
+        lambda ex: trading.place_order(ex, ids[1], BTC, "BUY", "MARKET", 25),  # closed
+        lambda ex: trading.place_order(ex, ids[1], BTC, "SELL", "MARKET", 3),  # reopened
+        lambda ex: trading.place_order(ex, ex.create_account({"BTC": "1.5"}).account_id, BTC,
+                                       "SELL", "MARKET", 11),  # a new account
+        lambda ex: setattr(ex.accounts[ids[0]].positions[BTC], "qty_contracts", 60),  # direct
+    ]
+    for k, change in enumerate(changes):
+        for ex in (batch, each):
+            change(ex)
+        rate = Decimal("0.0004") if k % 2 else Decimal("-0.0007")
+        got = _settled_rows(batch, BTC, T_MS + k, rate, Decimal("61000"))
+        assert got == _reference_rows(each, BTC, T_MS + k, rate, Decimal("61000"))
+        assert {n: str(b) for n, b in batch.ledger.balances().items()} == {
+            n: str(b) for n, b in each.ledger.balances().items()}
+        assert [a.update_ms for a in batch.accounts.values()] == [
+            a.update_ms for a in each.accounts.values()]
+    batch.ledger.check_conserved(replay=True)
