@@ -192,7 +192,7 @@ def pay(ex: Exchange, symbol: str, t_ms: int, rate: Decimal, mark: Decimal) -> F
         account.update_ms = t_ms
     return FundingDetail(symbol, coin, rate, mark, step, table.account_ids,
                          table.position_sides, table.margin_modes, table.qty_contracts, units,
-                         wallet_units, isolated_units, exact)
+                         wallet_units, isolated_units, exact, table.text_sha)
 
 
 def _units_after(ledger: Ledger, slots: np.ndarray) -> np.ndarray:

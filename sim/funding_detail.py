@@ -14,10 +14,21 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 
 from perpsim.sim.journal import Event, make_event
+
+
+def text_digest(account_ids: tuple[str, ...], position_sides: tuple[str, ...],
+                margin_modes: tuple[str, ...]) -> Any:
+    """A SHA-256 fed the rows' text columns: where ``FundingDetail.digest`` starts."""
+    sha = hashlib.sha256()
+    for column in (account_ids, position_sides, margin_modes):
+        sha.update("\x1f".join(column).encode("utf-8"))
+        sha.update(b"\x1e")
+    return sha
 
 
 @dataclass(slots=True, eq=False)
@@ -40,6 +51,9 @@ class FundingDetail:
     # Rows whose balances after are kept as the ledger's Decimals (paid one by one, or not
     # exactly steps · step): row → (wallet, isolated margin).
     exact: dict[int, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    # ``text_digest`` of the three text columns, when the caller already has it (the
+    # settlement's cached rows): ``digest`` continues from a copy instead of rehashing them.
+    text_sha: Any = field(default=None, repr=False)
     _rows_of: dict[str, list[int]] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
@@ -48,10 +62,8 @@ class FundingDetail:
     def digest(self) -> str:
         """SHA-256 of the rows: accounts, sides, modes, sizes and amounts (the balances after
         follow from the amounts and the ledger before, which the journal already pins)."""
-        sha = hashlib.sha256()
-        for column in (self.account_ids, self.position_sides, self.margin_modes):
-            sha.update("\x1f".join(column).encode("utf-8"))
-            sha.update(b"\x1e")
+        sha = (text_digest(self.account_ids, self.position_sides, self.margin_modes)
+               if self.text_sha is None else self.text_sha.copy())
         sha.update(np.ascontiguousarray(self.qty_contracts, dtype="<i8").tobytes())
         sha.update(np.ascontiguousarray(self.units, dtype="<i8").tobytes())
         return sha.hexdigest()

@@ -14,9 +14,11 @@ from __future__ import annotations
 import collections
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from perpsim.sim.funding_detail import text_digest
 
 if TYPE_CHECKING:
     from perpsim.sim.accounts import Account, Position
@@ -41,6 +43,7 @@ class SymbolRows:
     holder_slots: np.ndarray  # ledger slots (-1: nothing ever posted there)
     wallet_slots: np.ndarray
     isolated_slots: np.ndarray
+    text_sha: Any  # the rows' text columns hashed (FundingDetail.digest continues from it)
     accounts_count: int  # a new account drops the cache
     slot_epoch: int  # the ledger forgot an account: ask for its slots again
 
@@ -102,6 +105,7 @@ def _gather(ex: Exchange, symbol: str, coin: str) -> SymbolRows:
         np.fromiter((p.qty_contracts for p in positions), dtype=np.int64, count=len(positions)),
         np.array([legs[aid] > 1 for aid in ids], dtype=bool),
         holder_names, wallet_names, isolated_names, np.empty(0, np.int64),
-        np.empty(0, np.int64), np.empty(0, np.int64), len(ex.accounts), 0)
+        np.empty(0, np.int64), np.empty(0, np.int64), None, len(ex.accounts), 0)
+    table.text_sha = text_digest(table.account_ids, table.position_sides, table.margin_modes)
     refresh_slots(ex, table)
     return table

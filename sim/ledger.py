@@ -118,21 +118,21 @@ class BatchPosting:
         self.reason, self.ref = reason, ref
         self._names, self._amounts, self._owners = names, amounts, owners
         self._leg_of: dict[str, int] | None = None
-        self._slot_accounts: list[_Account] = []
+        self._slot_accounts: list[_SlotAccount] = []
         self._slots: np.ndarray | None = None
         self._units: np.ndarray | None = None
         self._step = Decimal(1)
 
     @classmethod
     def _of_units(cls, seq: int, time_ms: int, counterparty: str, coin: str,
-                  slot_accounts: list[_Account], slots: np.ndarray, units: np.ndarray,
+                  slot_accounts: list[_SlotAccount], slots: np.ndarray, units: np.ndarray,
                   step: Decimal, reason: str, ref: str) -> BatchPosting:
         batch = cls(seq, time_ms, counterparty, coin, None, None, reason, ref, None)
         batch._slot_accounts, batch._slots, batch._units, batch._step = (
             slot_accounts, slots, units, step)
         return batch
 
-    def _accounts_of_legs(self) -> list[_Account]:
+    def _accounts_of_legs(self) -> list[_SlotAccount]:
         assert self._slots is not None
         accounts = self._slot_accounts
         return [accounts[s] for s in self._slots.tolist()]
@@ -237,33 +237,35 @@ class _SlotAccount(_Account):
     amount would have (same value, same exponent). Writing ``balance`` (every Decimal
     posting) keeps ``base_units[slot]`` in step, so the arrays always hold the balance."""
 
-    __slots__ = ("_base", "_ledger", "slot")
+    __slots__ = ("_base", "_ledger", "slot", "touched")
 
     def __init__(self, acc: _Account, ledger: Ledger, slot: int) -> None:
         self.name, self.coin, self.owner = acc.name, acc.coin, acc.owner
         self.protected, self.history = acc.protected, acc.history
-        self._ledger, self.slot = ledger, slot
+        self._ledger, self.slot, self.touched = ledger, slot, False
         self.balance = acc.balance
 
     @property
     def balance(self) -> Decimal:
-        ledger, slot = self._ledger, self.slot
-        if ledger._touched[slot]:
-            ledger._fold(self)
+        if self.touched:  # batches of steps since the last read
+            self._ledger._fold(self)
         return self._base
 
     @balance.setter
     def balance(self, value: Decimal) -> None:  # the value is the whole balance: no pending
         ledger, slot = self._ledger, self.slot
         self._base = value
+        if self.touched:
+            ledger._pending[slot] = 0
+            self.touched = False
         units = int(_EXACT.divide(value, ledger.step))
-        fits = -_UNITS_LIMIT <= units <= _UNITS_LIMIT
-        # too big for int64: the array path refuses the account, Decimal postings go on
-        ledger._base_units[slot] = units if fits else 0
-        ledger._too_big[slot] = not fits
-        ledger._odd_exponent[slot] = value.as_tuple().exponent != ledger._step_exponent
-        ledger._pending[slot] = 0
-        ledger._touched[slot] = False
+        if -_UNITS_LIMIT <= units <= _UNITS_LIMIT:
+            ledger._base_units[slot] = units
+            ledger._too_big.discard(slot)
+        else:  # too big for int64: the array path refuses the account, Decimal postings go on
+            ledger._base_units[slot] = 0
+            ledger._too_big.add(slot)
+        ledger._mark_exponent(slot, value)
 
 
 class Ledger:
@@ -284,13 +286,14 @@ class Ledger:
         self._created: list[str] = []  # creation order, so a rollback can forget new accounts
         # The array side (``slots``, ``units_at``, ``post_units``): per slot, the balance in
         # steps as base + pending (pending: batches not yet folded into the Decimal balance).
-        self._slot_accounts: list[_Account] = []
+        self._slot_accounts: list[_SlotAccount] = []
         self._coin_code = {c: i for i, c in enumerate(sorted(self.coins))}
         self._base_units = np.zeros(0, dtype=np.int64)
         self._pending = np.zeros(0, dtype=np.int64)
-        self._touched = np.zeros(0, dtype=bool)  # pending batches to fold (even net zero)
-        self._too_big = np.zeros(0, dtype=bool)
-        self._odd_exponent = np.zeros(0, dtype=bool)  # Decimal balance off the step's exponent
+        # Rare slots, as sets: balances too big for int64, and Decimal balances with more
+        # places than the step (which the steps alone would not reproduce).
+        self._too_big: set[int] = set()
+        self._odd_exponent: set[int] = set()
         exponent = step.as_tuple().exponent
         assert isinstance(exponent, int)  # step is finite (checked above)
         self._step_exponent = exponent
@@ -522,8 +525,7 @@ class Ledger:
         slot = len(self._slot_accounts)
         if slot == len(self._base_units):  # grow every array by doubling
             size = max(64, 2 * slot)
-            for attr in ("_base_units", "_pending", "_touched", "_too_big", "_odd_exponent",
-                         "_alive",
+            for attr in ("_base_units", "_pending", "_alive",
                          "_slot_coin", "_slot_protected"):
                 old = getattr(self, attr)
                 new = np.zeros(size, dtype=old.dtype)
@@ -557,7 +559,19 @@ class Ledger:
     def too_big(self, slots: np.ndarray) -> np.ndarray:
         """True where a slotted account's balance does not fit the arrays (``post_units``
         refuses it; post it with ``post``/``post_batch``)."""
-        return self._too_big[self._check_slots(slots)]
+        return self._in(self._check_slots(slots), self._too_big)
+
+    @staticmethod
+    def _in(slots: np.ndarray, rare: set[int]) -> np.ndarray:
+        if not rare:
+            return np.zeros(len(slots), dtype=bool)
+        return np.isin(slots, np.fromiter(rare, dtype=np.int64, count=len(rare)))
+
+    def _mark_exponent(self, slot: int, balance: Decimal) -> None:
+        if balance.as_tuple().exponent != self._step_exponent:
+            self._odd_exponent.add(slot)
+        else:
+            self._odd_exponent.discard(slot)
 
     def _fold(self, acc: _SlotAccount) -> None:
         """Add ``acc``'s pending steps to its Decimal balance (the batches' sum, exactly)."""
@@ -567,15 +581,15 @@ class Ledger:
             self.step, context=_EXACT))
         self._base_units[slot] += units
         self._pending[slot] = 0
-        self._touched[slot] = False
-        self._odd_exponent[slot] = acc._base.as_tuple().exponent != self._step_exponent
+        acc.touched = False
+        self._mark_exponent(slot, acc._base)
 
     def units_exact(self, slots: np.ndarray) -> np.ndarray:
         """True where ``units_at`` · step, quantised to the step, IS the Decimal ``balance``
         (same exponent too): False for a balance too big for the arrays, or one whose Decimal
         carries more or fewer places than the step (a deposit of "2" never touched since)."""
         slots = self._check_slots(slots)
-        return ~(self._too_big[slots] | self._odd_exponent[slots])
+        return ~(self._in(slots, self._too_big) | self._in(slots, self._odd_exponent))
 
     def post_units(self, counterparty: str, coin: str, slots: np.ndarray, units: np.ndarray,
                    reason: str, ref: str, time_ms: int) -> BatchPosting:
@@ -608,7 +622,7 @@ class Ledger:
                                                  != self._coin_code[coin]][0])]
             raise LedgerError(f"{wrong.name} holds {wrong.coin}; it cannot take a {coin!r} "
                               "posting")
-        if self._too_big[slots].any():
+        if self._in(slots, self._too_big).any():
             raise LedgerError("a balance in the batch is too big for integer steps; post it "
                               "with post_batch")
         after = self._base_units[slots] + self._pending[slots] + units
@@ -630,9 +644,9 @@ class Ledger:
         if cp.name not in self._accounts:
             self._store(cp)
         self._pending[slots] += units
-        self._touched[slots] = True
-        for acc in batch._accounts_of_legs():
-            acc.history.append(batch)
+        for leg in batch._accounts_of_legs():
+            leg.history.append(batch)
+            leg.touched = True
         cp.balance = cp_after
         cp.history.append((batch, -1))
         self._postings.append(batch)
@@ -679,9 +693,9 @@ class Ledger:
             if isinstance(p, BatchPosting) and p._slots is not None:  # posted as steps
                 assert p._units is not None
                 self._pending[p._slots] -= p._units
-                self._touched[p._slots] = True  # as a Decimal undo would: add, then subtract
-                for acc in p._accounts_of_legs():
-                    acc.history.pop()
+                for leg in p._accounts_of_legs():
+                    leg.history.pop()
+                    leg.touched = True  # folds as a Decimal undo: add, then subtract
                 cp = self._accounts[p.counterparty]
                 cp.balance = _EXACT.add(cp.balance, _EXACT.multiply(
                     Decimal(int(p._units.sum())), self.step))

@@ -238,6 +238,12 @@ def test_rows_at_equals_the_search(gaps: list[int], queries: list[int]) -> None:
 def _settled_rows(ex: Exchange, symbol: str, t_ms: int, rate: Decimal,
                   mark: Decimal) -> list[tuple[str, str, str, str]]:
     detail = funding.pay(ex, symbol, t_ms, rate, mark)
+    # The digest continues from the cached rows' hashed text: the same as hashing it all.
+    assert detail.text_sha is not None
+    assert detail.digest() == FundingDetail(
+        detail.symbol, detail.coin, detail.rate, detail.mark, detail.step, detail.account_ids,
+        detail.position_sides, detail.margin_modes, detail.qty_contracts, detail.units,
+        detail.wallet_units, detail.isolated_units).digest()
     return [(detail.account_ids[i], str(detail.amount(i)), str(detail.wallets[i]),
              str(detail.isolated_wallets[i])) for i in range(len(detail))]
 
