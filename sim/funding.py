@@ -164,8 +164,7 @@ def pay(ex: Exchange, symbol: str, t_ms: int, rate: Decimal, mark: Decimal) -> F
     units = payment_units(table.qty_contracts, mark, inst.contract_size_usd, rate, step, rule)
     slots = table.holder_slots
     known = slots >= 0
-    held = np.zeros(len(units), dtype=np.int64)
-    held[known] = ledger.units_at(slots[known])
+    held = _units_after(ledger, slots)
     # One by one: hedge legs, holders never posted to or too big for the arrays, and payers
     # short of the payment (``debit_from`` takes the rest from the insurance fund).
     alone = table.hedge | ~known | ((units < 0) & (held < -units))
@@ -197,6 +196,8 @@ def pay(ex: Exchange, symbol: str, t_ms: int, rate: Decimal, mark: Decimal) -> F
 
 def _units_after(ledger: Ledger, slots: np.ndarray) -> np.ndarray:
     """Balances in steps; 0 where nothing was ever posted (slot -1)."""
+    if not len(slots) or slots.min() >= 0:
+        return ledger.units_at(slots)
     out = np.zeros(len(slots), dtype=np.int64)
     known = slots >= 0
     out[known] = ledger.units_at(slots[known])
@@ -206,6 +207,8 @@ def _units_after(ledger: Ledger, slots: np.ndarray) -> np.ndarray:
 def _exact(ledger: Ledger, slots: np.ndarray) -> np.ndarray:
     """True where the steps give the Decimal balance exactly (slot -1: never posted to, the
     ledger's zero on the step, which the steps give too)."""
+    if not len(slots) or slots.min() >= 0:
+        return ledger.units_exact(slots)
     out = np.ones(len(slots), dtype=bool)
     known = slots >= 0
     out[known] = ledger.units_exact(slots[known])

@@ -545,7 +545,7 @@ class Ledger:
             raise LedgerError(f"slots must be a 1-d integer array, got {slots.dtype} "
                               f"{slots.shape}")
         if len(slots) and (slots.min() < 0 or slots.max() >= len(self._slot_accounts)
-                           or not self._alive[slots].all()):
+                           or (self.slot_epoch and not self._alive[slots].all())):
             raise LedgerError("unknown ledger slot: ask Ledger.slots for the names again")
         return slots
 
@@ -609,7 +609,7 @@ class Ledger:
             raise LedgerError(f"ref must be a string, got {ref!r}")
         if type(time_ms) is not int or time_ms < 0:
             raise LedgerError(f"time_ms must be a non-negative int, got {time_ms!r}")
-        if len(np.unique(slots)) != len(slots) or (
+        if (len(slots) > 1 and len(np.unique(slots)) != len(slots)) or (
                 isinstance(cp, _SlotAccount) and bool((slots == cp.slot).any())):
             raise LedgerError("a batch posting names each account once, never the counterparty")
         if not len(slots):
