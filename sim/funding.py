@@ -185,8 +185,6 @@ def pay(ex: Exchange, symbol: str, t_ms: int, rate: Decimal, mark: Decimal) -> F
             debit_from(ex, coin, -amount, [holder], market, "funding_fee", ref)
         wallet, isolated = ledger.peek_balances((table.wallet_names[i], table.isolated_names[i]))
         exact[i] = (wallet, isolated)
-    if not known.all():
-        funding_rows.refresh_slots(ex, table)  # a posting opened a holder's account
     for account in table.paying_accounts:
         account.update_ms = t_ms
     return FundingDetail(symbol, coin, rate, mark, step, table.account_ids,

@@ -747,6 +747,12 @@ class Ledger:
                 for p in self.history(name)}
         return tuple(seen[k] for k in sorted(seen, key=lambda k: k[0]))
 
+    @property
+    def account_count(self) -> int:
+        """How many ledger accounts exist (grows as names are first posted to; a rollback
+        forgets the newest)."""
+        return len(self._accounts)
+
     def coin_of(self, name: str) -> str:
         """The coin ledger account ``name`` holds (LedgerError for an unopened isolated one)."""
         return self._resolve(name).coin

@@ -318,7 +318,7 @@ def _take_over(ex: Exchange, account: Account, pos: Position,
         if remainder > 0:  # what bankruptcy-price rounding left: the clearance to the fund
             ex.ledger.post(holder, fund, coin, remainder, "liquidation_clearance", ref, now)
     pos.qty_contracts, pos.entry_price_usd, pos.updated_ms = 0, None, now
-    funding_rows.changed(ex, pos.symbol)  # the settlement's cached rows
+    funding_rows.changed(ex, pos)  # the settlement's cached rows
     pos.margin_call_sent = False
     trading.record_forced_fill(ex, aid, inst, opposite(_side_of(qty)), abs(qty), bp, -loss, ZERO,
                                "LIQUIDATION", pos.position_side)

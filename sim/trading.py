@@ -391,7 +391,7 @@ def apply_position_fill(ex: Exchange, account_id: str, inst: Instrument, signed_
             _settle(ex, coin, realised, wallet, "realized_pnl", ref)
             _settle(ex, coin, -fee, wallet, "commission", ref, fees=True)
     pos.qty_contracts = result.qty_contracts
-    funding_rows.changed(ex, pos.symbol)  # the settlement's cached rows
+    funding_rows.changed(ex, pos)  # the settlement's cached rows
     pos.entry_price_usd = result.entry_price_usd
     pos.updated_ms = ex.now_ms
     account.update_ms = ex.now_ms
