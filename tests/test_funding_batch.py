@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_budget import examples
 
-from perpsim.sim import funding, trading
+from perpsim.sim import funding, funding_rows, trading
 from perpsim.sim.errors import PerpsimError
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.funding_detail import FundingDetail
@@ -271,10 +271,24 @@ def test_cached_rows_follow_every_position_change_between_settlements() -> None:
         lambda ex: trading.place_order(ex, ex.create_account({"BTC": "1.5"}).account_id, BTC,
                                        "SELL", "MARKET", 11),  # a new account
         lambda ex: setattr(ex.accounts[ids[0]].positions[BTC], "qty_contracts", 60),  # direct
-    ]
+        # a hedge account closes its LONG leg: its SHORT leg is paid in the batch now
+        lambda ex: trading.place_order(ex, ids[2], BTC, "SELL", "MARKET", 7,
+                                       position_side="LONG"),
+        lambda ex: setattr(ex.accounts[ids[3]].positions[BTC], "qty_contracts", 0),  # as a
+    ]  # liquidation leaves it
     for k, change in enumerate(changes):
         for ex in (batch, each):
             change(ex)
+        # The cached rows, updated in place or gathered again, are the rows gathered afresh.
+        cached = funding_rows.rows(batch, BTC, "BTC")
+        fresh = funding_rows._gather(batch, BTC, "BTC", funding_rows._ExchangeRows())
+        for column in ("account_ids", "position_sides", "margin_modes", "holder_names",
+                       "wallet_names", "isolated_names", "qty_contracts", "hedge",
+                       "holder_slots", "wallet_slots", "isolated_slots"):
+            assert list(getattr(cached, column)) == list(getattr(fresh, column)), column
+        assert [a.account_id for a in cached.paying_accounts] == [
+            a.account_id for a in fresh.paying_accounts]
+        assert cached.text_sha.digest() == fresh.text_sha.digest()
         rate = Decimal("0.0004") if k % 2 else Decimal("-0.0007")
         got = _settled_rows(batch, BTC, T_MS + k, rate, Decimal("61000"))
         assert got == _reference_rows(each, BTC, T_MS + k, rate, Decimal("61000"))
