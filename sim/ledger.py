@@ -574,15 +574,16 @@ class Ledger:
             self._odd_exponent.discard(slot)
 
     def _fold(self, acc: _SlotAccount) -> None:
-        """Add ``acc``'s pending steps to its Decimal balance (the batches' sum, exactly)."""
-        slot = acc.slot
-        units = int(self._pending[slot])
-        acc._base = _EXACT.add(acc._base, _EXACT.multiply(Decimal(units), self.step).quantize(
-            self.step, context=_EXACT))
+        """Add ``acc``'s pending steps to its Decimal balance (the batches' sum, exactly).
+        An integer times the step has the step's exponent, and a balance never has a larger
+        one (it started from the zero on the step), so the sum keeps the balance's exponent,
+        as adding each batch's amount would, and ``_odd_exponent`` stays right."""
+        slot, pending = acc.slot, self._pending
+        units = int(pending[slot])
+        pending[slot] = 0
+        acc._base = _EXACT.add(acc._base, _EXACT.multiply(Decimal(units), self.step))
         self._base_units[slot] += units
-        self._pending[slot] = 0
         acc.touched = False
-        self._mark_exponent(slot, acc._base)
 
     def units_exact(self, slots: np.ndarray) -> np.ndarray:
         """True where ``units_at`` · step, quantised to the step, IS the Decimal ``balance``
