@@ -219,9 +219,10 @@ def _postings_of(entry: _HistoryEntry, name: str) -> list[Posting]:
 class _Account:
     """Mutable state of one ledger account (internal; postings are the public record)."""
 
-    __slots__ = ("balance", "coin", "history", "name", "owner", "protected")
+    __slots__ = ("balance", "coin", "history", "name", "owner", "protected", "touched")
 
     def __init__(self, name: str, coin: str, owner: str | None, protected: bool, zero: Decimal):
+        self.touched = False  # only a slotted account ever has pending steps (_SlotAccount)
         self.name = name
         self.coin = coin
         self.owner = owner
@@ -237,7 +238,7 @@ class _SlotAccount(_Account):
     amount would have (same value, same exponent). Writing ``balance`` (every Decimal
     posting) keeps ``base_units[slot]`` in step, so the arrays always hold the balance."""
 
-    __slots__ = ("_base", "_ledger", "slot", "touched")
+    __slots__ = ("_base", "_ledger", "slot")
 
     def __init__(self, acc: _Account, ledger: Ledger, slot: int) -> None:
         self.name, self.coin, self.owner = acc.name, acc.coin, acc.owner
@@ -585,6 +586,18 @@ class Ledger:
         self._base_units[slot] += units
         acc.touched = False
 
+    def _fold_many(self, accounts: list[_SlotAccount]) -> None:
+        """``_fold`` for many accounts: the array reads and writes done once for all."""
+        slots = np.fromiter((acc.slot for acc in accounts), dtype=np.int64,
+                            count=len(accounts))
+        units = self._pending[slots]
+        self._pending[slots] = 0
+        self._base_units[slots] += units
+        add, multiply, step = _EXACT.add, _EXACT.multiply, self.step
+        for acc, u in zip(accounts, units.tolist(), strict=True):
+            acc._base = add(acc._base, multiply(Decimal(u), step))
+            acc.touched = False
+
     def units_exact(self, slots: np.ndarray) -> np.ndarray:
         """True where ``units_at`` · step, quantised to the step, IS the Decimal ``balance``
         (same exponent too): False for a balance too big for the arrays, or one whose Decimal
@@ -767,7 +780,11 @@ class Ledger:
         """Balances of well-formed names the engine built (zero if never used), unchecked: the
         crowd-scale path (``balance`` validates each name, which costs more than the read)."""
         get, zero = self._accounts.get, self._zero
-        return [acc.balance if (acc := get(n)) is not None else zero for n in names]
+        accounts = [get(n) for n in names]
+        touched = [acc for acc in accounts if acc is not None and acc.touched]
+        if len(touched) > 8:  # a crowd's balances after a settlement: fold them together
+            self._fold_many(list(dict.fromkeys(touched)))  # type: ignore[arg-type]  # each once
+        return [acc.balance if acc is not None else zero for acc in accounts]
 
     def balances(self, prefix: str = "") -> dict[str, Decimal]:
         """Balances of every account whose name starts with ``prefix``, sorted by name."""

@@ -59,6 +59,7 @@ _step = st.one_of(
     st.tuples(st.just("post"), st.tuples(st.integers(0, 4), st.integers(1, 30_000_000))),
     st.tuples(st.just("rolled_back"), _batch),
     st.tuples(st.just("read"), st.integers(0, 5)),
+    st.tuples(st.just("peek"), st.just(0)),
 )
 
 
@@ -85,6 +86,11 @@ def test_batches_of_steps_equal_decimal_batches(deposits: list[str],
     decimal, units = _pair(deposits)
     slots = units.slots(NAMES)
     for t, (kind, arg) in enumerate(steps, start=2):
+        if kind == "peek":  # many balances at once (folded together): the same text
+            many = [*NAMES, *NAMES]  # 12 names: the batched fold
+            assert [str(b) for b in units.peek_balances(many)] == [
+                str(b) for b in decimal.peek_balances(many)]
+            continue
         if kind == "read":  # a read folds the pending steps: it must not change anything
             assert isinstance(arg, int)
             assert str(units.balance(NAMES[arg])) == str(decimal.balance(NAMES[arg]))
