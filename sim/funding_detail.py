@@ -55,6 +55,8 @@ class FundingDetail:
     # settlement's cached rows): ``digest`` continues from a copy instead of rehashing them.
     text_sha: Any = field(default=None, repr=False)
     _rows_of: dict[str, list[int]] | None = field(default=None, repr=False)
+    _wallets: tuple[tuple[Decimal, ...], tuple[Decimal, ...]] | None = field(default=None,
+                                                                              repr=False)
 
     def __len__(self) -> int:
         return len(self.account_ids)
@@ -85,15 +87,22 @@ class FundingDetail:
         kept = self.exact.get(i)
         return kept[1] if kept is not None else self._coin(int(self.isolated_units[i]))
 
+    def _all_wallets(self) -> tuple[tuple[Decimal, ...], tuple[Decimal, ...]]:
+        if self._wallets is None:  # built on first read (a query, not the settlement)
+            rows = range(len(self))
+            self._wallets = (tuple(self.wallet(i) for i in rows),
+                             tuple(self.isolated_wallet(i) for i in rows))
+        return self._wallets
+
     @property
     def wallets(self) -> tuple[Decimal, ...]:
-        """Every row's wallet after (built on each read: a query, not the settlement)."""
-        return tuple(self.wallet(i) for i in range(len(self)))
+        """Every row's wallet after."""
+        return self._all_wallets()[0]
 
     @property
     def isolated_wallets(self) -> tuple[Decimal, ...]:
         """Every row's isolated margin after."""
-        return tuple(self.isolated_wallet(i) for i in range(len(self)))
+        return self._all_wallets()[1]
 
     def rows_of(self, account_id: str) -> list[int]:
         """The rows of ``account_id`` (an index built on first use)."""
