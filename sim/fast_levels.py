@@ -332,54 +332,62 @@ def _value_bounds_batch(side: np.ndarray, n: np.ndarray, root: np.ndarray,
 def _mm_at_lp_batch(side: np.ndarray, n: np.ndarray, inv_ep: np.ndarray, w: np.ndarray,
                     table: Table, extra: np.ndarray,
                     extra_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``_mm_at_lp`` on arrays: (lo, hi), NaN where the scalar code returns None."""
+    """``_mm_at_lp`` on arrays: (lo, hi), NaN where the scalar code returns None.
+
+    Each bracket is computed on the rows it is still open for only (``rows``: their indices),
+    the same operations element by element as on whole columns."""
     a = n * inv_ep
     count = len(side)
     lo, hi = np.full(count, _NONE), np.full(count, _NONE)
-    open_ = side > 0  # longs: brackets in order, the first that holds the root decides
+    rows = np.flatnonzero(side > 0)  # longs: brackets in order, the first that holds the root
     for floor, cap, mmr, cum in table:
-        if not open_.any():
+        if not len(rows):
             break
+        w_, a_, n_, extra_ = w[rows], a[rows], n[rows], extra[rows]
         den = 1 + mmr
-        root = (w + a + cum - extra) / den
-        err = (16 * U * (np.abs(w) + a + cum + extra) + extra_err) / den + 4 * U * np.abs(root)
+        root = (w_ + a_ + cum - extra_) / den
+        err = (16 * U * (np.abs(w_) + a_ + cum + extra_) + extra_err[rows]) / den \
+            + 4 * U * np.abs(root)
         v_lo, v_hi = np.maximum(floor, root - err), np.maximum(floor, root + err)
         skip = v_lo >= cap * (1 + U)
-        decide = open_ & ~skip
         close_cap = v_hi >= cap * (1 - U)
         never = ~close_cap & (v_hi <= 0)
         doubt = close_cap | (~never & (v_lo <= 0))
-        good = decide & ~doubt & ~never
+        good = ~skip & ~doubt & ~never
         with np.errstate(divide="ignore", invalid="ignore"):
-            lo = np.where(good, n / v_hi * (1 - 4 * U), np.where(decide & never, INF, lo))
-            hi = np.where(good, n / v_lo * (1 + 4 * U), np.where(decide & never, INF, hi))
-        open_ &= skip
-    open_ = side < 0  # shorts: brackets from the top down
+            lo[rows[good]] = n_[good] / v_hi[good] * (1 - 4 * U)
+            hi[rows[good]] = n_[good] / v_lo[good] * (1 + 4 * U)
+        lo[rows[~skip & never]] = hi[rows[~skip & never]] = INF
+        rows = rows[skip]
+    rows = np.flatnonzero(side < 0)  # shorts: brackets from the top down
     last = len(table) - 1
     for i in range(last, -1, -1):
-        if not open_.any():
+        if not len(rows):
             break
         floor, cap, mmr, cum = table[i]
         den = 1 - mmr
         if den <= 8 * U:  # every short still open: None (NaN already)
-            open_ = np.zeros(count, dtype=bool)
+            rows = rows[:0]
             break
-        root = (a - w - cum + extra) / den
-        err = (16 * U * (a + np.abs(w) + cum + extra) + extra_err) / den + 4 * U * np.abs(root)
+        w_, a_, n_, extra_ = w[rows], a[rows], n[rows], extra[rows]
+        root = (a_ - w_ - cum + extra_) / den
+        err = (16 * U * (a_ + np.abs(w_) + cum + extra_) + extra_err[rows]) / den \
+            + 4 * U * np.abs(root)
         if i < last:
-            at_cap = open_ & (root - err >= cap * (1 + U))
-            lo = np.where(at_cap, n / cap * (1 - 4 * U), lo)
-            hi = np.where(at_cap, n / cap * (1 + 4 * U), hi)
-            near_cap = open_ & ~at_cap & (root + err >= cap * (1 - U))
-            open_ &= ~at_cap & ~near_cap  # near the cap: None
-        v_lo, v_hi = _value_bounds_batch(side, n, root, err)
+            at_cap = root - err >= cap * (1 + U)
+            lo[rows[at_cap]] = n_[at_cap] / cap * (1 - 4 * U)
+            hi[rows[at_cap]] = n_[at_cap] / cap * (1 + 4 * U)
+            near_cap = ~at_cap & (root + err >= cap * (1 - U))
+            keep = ~at_cap & ~near_cap  # near the cap: None
+            rows, n_, root, err = rows[keep], n_[keep], root[keep], err[keep]
+        v_lo, v_hi = _value_bounds_batch(side[rows], n_, root, err)
         if floor > 0:
-            above = open_ & (root - err >= floor * (1 + U))
-            below = open_ & ~above & (root + err < floor * (1 - U))
-            lo, hi = np.where(above, v_lo, lo), np.where(above, v_hi, hi)
-            open_ &= below  # the rest (close to the floor): None
+            above = root - err >= floor * (1 + U)
+            below = ~above & (root + err < floor * (1 - U))
+            lo[rows[above]], hi[rows[above]] = v_lo[above], v_hi[above]
+            rows = rows[below]  # the rest (close to the floor): None
         else:
-            lo, hi = np.where(open_, v_lo, lo), np.where(open_, v_hi, hi)
-            open_ = np.zeros(count, dtype=bool)
-    lo, hi = np.where(open_, INF, lo), np.where(open_, INF, hi)
+            lo[rows], hi[rows] = v_lo, v_hi
+            rows = rows[:0]
+    lo[rows] = hi[rows] = INF
     return lo, hi

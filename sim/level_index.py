@@ -26,15 +26,15 @@ import heapq
 import itertools
 import math
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from perpsim.sim.fast_levels import INF, Solver, batch_supported, levels_batch
-from perpsim.sim.ledger import BatchPosting, isolated_account, wallet_account
+from perpsim.sim.ledger import BatchPosting
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from perpsim.sim.accounts import Account, Position
     from perpsim.sim.exchange import Exchange
@@ -47,88 +47,117 @@ _BATCH_AT = 64  # positions to recompute at once from which the float solves run
 class SortedLevels:
     """Float levels keyed by account ordinal, queryable by range in O(log n + answer).
 
-    A sorted snapshot (numpy) plus the entries changed since it was taken, themselves kept
-    sorted (a short list); the snapshot is re-sorted once enough entries have changed.
+    The levels live in an array indexed by ordinal (NaN: absent), so a crowd's levels are set
+    in one array assignment. Queries read a sorted snapshot (numpy) plus the entries changed
+    since it was taken, themselves kept sorted (a short list); the snapshot is re-sorted once
+    enough entries have changed.
     """
 
     def __init__(self) -> None:
-        self.level: dict[int, float] = {}
+        self._level = np.full(0, np.nan)  # by ordinal; NaN: no level
+        self._count = 0  # levels present
         self._keys = np.empty(0, dtype=np.float64)
         self._ords = np.empty(0, dtype=np.int64)
-        self._stale: set[int] = set()  # ordinals changed since the snapshot: ignored in it
+        self._stale = np.zeros(0, dtype=bool)  # by ordinal: changed since the snapshot
+        self._n_stale = 0
         self._fresh: list[tuple[float, int]] = []  # (level, ordinal) of the changed, sorted
         self._top = -1  # snapshot positions above it are all stale (only grows until re-sort)
         self._bottom = 0
         self.batch = False  # many changes coming: sort once at the end (``settle``)
 
     def __len__(self) -> int:
-        return len(self.level)
+        return self._count
+
+    def __contains__(self, ordinal: int) -> bool:
+        return self.get(ordinal) is not None
+
+    def get(self, ordinal: int) -> float | None:
+        """The ordinal's level (None: absent)."""
+        if ordinal >= len(self._level):
+            return None
+        level: float = self._level.item(ordinal)
+        return None if level != level else level
+
+    def as_dict(self) -> dict[int, float]:
+        """Every level by ordinal (for checks: it copies)."""
+        present = np.flatnonzero(~np.isnan(self._level))
+        return dict(zip(present.tolist(), self._level[present].tolist(), strict=True))
+
+    def grow(self, size: int) -> None:
+        """Make room for ordinals below ``size``."""
+        have = len(self._level)
+        if size > have:
+            size = max(size, 2 * have)
+            self._level = np.concatenate([self._level, np.full(size - have, np.nan)])
+            self._stale = np.concatenate([self._stale, np.zeros(size - have, dtype=bool)])
 
     def set(self, ordinal: int, level: float) -> None:
         """Set (or replace) an ordinal's level."""
-        old = self.level.get(ordinal)
+        old = self.get(ordinal)
         if old != level:
-            self.level[ordinal] = level
+            self.grow(ordinal + 1)
+            self._level[ordinal] = level
+            if old is None:
+                self._count += 1
             self._changed(ordinal, old, level)
 
     def drop(self, ordinal: int) -> None:
         """Forget an ordinal's level."""
-        old = self.level.pop(ordinal, None)
+        old = self.get(ordinal)
         if old is not None:
+            self._level[ordinal] = np.nan
+            self._count -= 1
             self._changed(ordinal, old, None)
 
     def _changed(self, ordinal: int, old: float | None, new: float | None) -> None:
+        was_stale = bool(self._stale[ordinal])
+        if not was_stale:
+            self._stale[ordinal] = True
+            self._n_stale += 1
         if self.batch:  # no queries until ``settle``: just note it
-            self._stale.add(ordinal)
             return
-        if ordinal in self._stale and old is not None:
+        if was_stale and old is not None:
             del self._fresh[bisect.bisect_left(self._fresh, (old, ordinal))]
-        self._stale.add(ordinal)
         if new is not None:
             bisect.insort(self._fresh, (new, ordinal))
-        if len(self._stale) > _REBUILD_AT:
+        if self._n_stale > _REBUILD_AT:
             self._rebuild()
 
-    def set_many(self, ordinals: list[int], levels: list[float | None]) -> None:
-        """In a batch (``batch`` True): set each ordinal's level, or drop it where None — the
-        dictionary work in bulk; the snapshot is re-sorted at ``settle`` as for ``set``."""
-        assert self.batch, "set_many only in a batch of changes"
-        level = self.level
-        level.update({o: v for o, v in zip(ordinals, levels, strict=True) if v is not None})
-        for o, v in zip(ordinals, levels, strict=True):
-            if v is None:
-                level.pop(o, None)
-        self._stale.update(ordinals)
-
     def set_array(self, ordinals: np.ndarray, levels: np.ndarray) -> None:
-        """``set_many`` from arrays, NaN standing for None (drop): the crowd-scale path."""
+        """In a batch (``batch`` True): set each ordinal's level, or drop it where NaN — one
+        array assignment; the snapshot is re-sorted at ``settle``. Ordinals distinct."""
         assert self.batch, "set_array only in a batch of changes"
-        present = ~np.isnan(levels)
-        level = self.level
-        level.update(zip(ordinals[present].tolist(), levels[present].tolist(), strict=True))
-        if not present.all():
-            for o in ordinals[~present].tolist():
-                level.pop(o, None)
-        self._stale.update(ordinals.tolist())
+        if not len(ordinals):
+            return
+        self.grow(int(ordinals.max()) + 1)
+        old = self._level[ordinals]
+        self._level[ordinals] = levels
+        self._count += int(np.count_nonzero(~np.isnan(levels)) - np.count_nonzero(~np.isnan(old)))
+        fresh = ordinals[~self._stale[ordinals]]
+        self._stale[fresh] = True
+        self._n_stale += len(fresh)
 
     def settle(self) -> None:
         """End a batch of changes: re-sort the snapshot, or the short list of changed entries."""
         self.batch = False
-        if len(self._stale) > _REBUILD_AT:
+        if self._n_stale > _REBUILD_AT:
             self._rebuild()
         else:
-            level = self.level
-            self._fresh = sorted((level[o], o) for o in self._stale if o in level)
+            ords = np.flatnonzero(self._stale)
+            levels = self._level[ords]
+            present = ~np.isnan(levels)
+            self._fresh = sorted(zip(levels[present].tolist(), ords[present].tolist(),
+                                     strict=True))
 
     def _rebuild(self) -> None:
-        n = len(self.level)
-        ords = np.fromiter(self.level.keys(), dtype=np.int64, count=n)
-        keys = np.fromiter(self.level.values(), dtype=np.float64, count=n)
+        ords = np.flatnonzero(~np.isnan(self._level))
+        keys = self._level[ords]
         order = np.argsort(keys, kind="stable")
         self._keys, self._ords = keys[order], ords[order]
-        self._stale.clear()
+        self._stale[:] = False
+        self._n_stale = 0
         self._fresh.clear()
-        self._top, self._bottom = n - 1, 0
+        self._top, self._bottom = len(ords) - 1, 0
 
     def between(self, lo: float, hi: float) -> list[int]:
         """Ordinals whose level is in [lo, hi] (unordered)."""
@@ -136,9 +165,10 @@ class SortedLevels:
             return []
         i = int(np.searchsorted(self._keys, lo, side="left"))
         j = int(np.searchsorted(self._keys, hi, side="right"))
-        stale = self._stale
-        found = [o for o in self._ords[i:j].tolist() if o not in stale] if stale else \
-            self._ords[i:j].tolist()
+        ords = self._ords[i:j]
+        if self._n_stale:
+            ords = ords[~self._stale[ords]]
+        found: list[int] = ords.tolist()
         a = bisect.bisect_left(self._fresh, (lo, -1))
         b = bisect.bisect_right(self._fresh, (hi, math.inf))
         found.extend(o for _, o in self._fresh[a:b])
@@ -146,8 +176,8 @@ class SortedLevels:
 
     def top(self) -> float:
         """The highest level (−inf if none)."""
-        k = self._top
-        while k >= 0 and int(self._ords[k]) in self._stale:
+        k, ords, stale = self._top, self._ords, self._stale
+        while k >= 0 and stale[ords[k]]:
             k -= 1
         self._top = k
         best = float(self._keys[k]) if k >= 0 else -INF
@@ -155,19 +185,69 @@ class SortedLevels:
 
     def bottom(self) -> float:
         """The lowest level (+inf if none)."""
-        k, n = self._bottom, len(self._ords)
-        while k < n and int(self._ords[k]) in self._stale:
+        k, ords, stale = self._bottom, self._ords, self._stale
+        n = len(ords)
+        while k < n and stale[ords[k]]:
             k += 1
         self._bottom = k
         best = float(self._keys[k]) if k < n else INF
         return min(best, self._fresh[0][0]) if self._fresh else best
 
 
-class SymbolLevels:
-    """The four indexes of one symbol (see the module docstring)."""
+class PositionRows:
+    """The solver's inputs of one symbol's positions, by ordinal: what a funding settlement
+    leaves alone (size, entry, margin mode, margin-call flag, the ledger account holding the
+    margin). Refreshed only for accounts whose positions may have changed (they are named by
+    a journal event, a posting or ``LevelIndex.touch``); a settlement then only re-reads the
+    balances. ``held``: the ordinal has an open position here that the index solves (not a
+    volatile account's)."""
 
-    def __init__(self, solver: Solver) -> None:
+    def __init__(self) -> None:
+        self.held = np.zeros(0, dtype=bool)
+        self.qty = np.zeros(0, dtype=np.int64)
+        self.entry = np.zeros(0, dtype=np.float64)
+        self.cross = np.zeros(0, dtype=bool)
+        self.called = np.zeros(0, dtype=bool)
+        self.holder = np.full(0, None, dtype=object)  # ledger account of the margin (str)
+
+    def grow(self, size: int) -> None:
+        """Make room for ordinals below ``size``."""
+        extra = size - len(self.held)
+        if extra > 0:
+            self.held = np.concatenate([self.held, np.zeros(extra, dtype=bool)])
+            self.qty = np.concatenate([self.qty, np.zeros(extra, dtype=np.int64)])
+            self.entry = np.concatenate([self.entry, np.zeros(extra, dtype=np.float64)])
+            self.cross = np.concatenate([self.cross, np.zeros(extra, dtype=bool)])
+            self.called = np.concatenate([self.called, np.zeros(extra, dtype=bool)])
+            self.holder = np.concatenate([self.holder, np.full(extra, None, dtype=object)])
+
+    def put(self, rows: list[tuple[int, str, Position]]) -> None:
+        """Record (ordinal, account id, open position) rows."""
+        if not rows:
+            return
+        ords = np.fromiter((o for o, _, _ in rows), dtype=np.int64, count=len(rows))
+        self.held[ords] = True
+        self.qty[ords] = [p.qty_contracts for _, _, p in rows]
+        self.entry[ords] = [float(p.entry_price_usd) for _, _, p in rows]  # type: ignore[arg-type]
+        self.cross[ords] = [p.margin_mode == "cross" for _, _, p in rows]
+        self.called[ords] = [p.margin_call_sent for _, _, p in rows]
+        # The names ``isolated_account`` / ``wallet_account`` give (ids the engine checked).
+        self.holder[ords] = [f"isolated:{aid}:{p.margin_key}" if p.margin_mode == "isolated"
+                             else f"wallet:{aid}:{p.coin}" for _, aid, p in rows]
+
+    def clear(self, ordinals: list[int]) -> None:
+        """Forget these ordinals' rows (no open position the index solves)."""
+        self.held[ordinals] = False
+        self.holder[ordinals] = None
+
+
+class SymbolLevels:
+    """The four indexes of one symbol (see the module docstring) and its positions' rows."""
+
+    def __init__(self, symbol: str, solver: Solver) -> None:
+        self.symbol = symbol
         self.solver = solver
+        self.rows = PositionRows()
         self.below = SortedLevels()  # candidate when mark ≤ level
         self.above = SortedLevels()  # candidate when mark ≥ level
         self.watch_below = SortedLevels()  # longs: the watcher's mark_lo is the top
@@ -179,34 +259,40 @@ class SymbolLevels:
         """The four indexes, in the order ``assign`` takes their levels."""
         return self.below, self.above, self.watch_below, self.watch_above
 
+    def grow(self, size: int) -> None:
+        """Make room for ordinals below ``size``."""
+        self.rows.grow(size)
+        for index in self.indexes:
+            index.grow(size)
+
     def assign(self, ordinal: int, levels: tuple[float | None, ...]) -> None:
         """Set an ordinal's four levels (None: absent from that index)."""
         for index, level in zip(self.indexes, levels, strict=True):
             if level is None:
-                if ordinal in index.level:
-                    index.drop(ordinal)
+                index.drop(ordinal)
             else:
                 index.set(ordinal, level)
 
     def reached(self, ordinal: int, mark: float) -> bool:
         """True if the ordinal is a candidate at ``mark``."""
-        below = self.below.level.get(ordinal, -INF)
-        above = self.above.level.get(ordinal, INF)
-        return mark * (1 - _SLACK) <= below or mark * (1 + _SLACK) >= above
+        below = self.below.get(ordinal)
+        above = self.above.get(ordinal)
+        return ((below is not None and mark * (1 - _SLACK) <= below)
+                or (above is not None and mark * (1 + _SLACK) >= above))
 
     @property
     def empty(self) -> bool:
         """True if no position on this symbol can become a candidate."""
-        return not self.below.level and not self.above.level
+        return not self.below and not self.above
 
     def has_any(self, ordinal: int) -> bool:
         """True if the ordinal has a level in any of the four indexes."""
-        return (ordinal in self.below.level or ordinal in self.above.level
-                or ordinal in self.watch_below.level or ordinal in self.watch_above.level)
+        return (ordinal in self.below or ordinal in self.above
+                or ordinal in self.watch_below or ordinal in self.watch_above)
 
     def has(self, ordinal: int) -> bool:
         """True if the ordinal has a level in this symbol's candidate indexes."""
-        return ordinal in self.below.level or ordinal in self.above.level
+        return ordinal in self.below or ordinal in self.above
 
     def may_be_reached(self, lo: float, hi: float) -> bool:
         """True if some level is reached by a mark somewhere in [lo, hi]."""
@@ -235,7 +321,12 @@ class LevelIndex:
         self.account_ids: list[str] = []
         self.ordinal: dict[str, int] = {}
         self.volatile: set[int] = set()  # several cross positions in a coin: exact, always checked
-        self._dirty: set[str] = set()
+        self._dirty: set[str] = set()  # accounts whose positions may have changed
+        self._moved: list[np.ndarray] = []  # ordinals whose balances moved (batch postings)
+        # The last batch posting's owners, the accounts known then, and their ordinals: an
+        # unchanged crowd's settlements name the same owners in the same order.
+        self._owners: tuple[tuple[str | None, ...], int, np.ndarray] = (
+            (), 0, np.empty(0, dtype=np.int64))
         self._full = True
         self._journal_seen = 0
         self._postings_seen = 0
@@ -243,47 +334,54 @@ class LevelIndex:
         self.recomputed = 0  # positions recomputed (for benchmarks)
 
     # ---- keeping up to date ------------------------------------------------------------------
-    def sync(self) -> set[int]:
-        """Recompute whatever changed since the last call; the ordinals recomputed."""
+    def sync(self) -> list[int]:
+        """Recompute whatever changed since the last call; the ordinals recomputed, in order.
+
+        Accounts named by a journal event, a single posting or ``touch`` have their positions'
+        rows re-read; then every position whose inputs moved (those, the holders a batch
+        posting paid, a whole symbol when its funding rate counts in MM and moved) is solved
+        again from the rows and its margin balance.
+        """
         ex = self.ex
         if not self.symbols:
             for symbol in ex.pricers:
-                self.symbols[symbol] = SymbolLevels(Solver.of(ex.profile, ex.instruments[symbol]))
+                self.symbols[symbol] = SymbolLevels(
+                    symbol, Solver.of(ex.profile, ex.instruments[symbol]))
         if len(self.account_ids) < len(ex.accounts):
             for aid in itertools.islice(ex.accounts, len(self.account_ids), None):
                 self.ordinal[aid] = len(self.account_ids)
                 self.account_ids.append(aid)
+            for levels in self.symbols.values():
+                levels.grow(len(self.account_ids))
         self._read_journal()
         self._read_ledger()
-        for symbol, levels in self.symbols.items():
-            if levels.solver.funding_in_mm:
-                rate = ex.mark_funding_rate(symbol)
-                if rate != levels.rate:  # every position on the symbol: MM counts funding
-                    levels.rate = rate
-                    for index in levels.indexes:
-                        self._dirty.update(self.account_ids[o] for o in index.level)
+        n = len(self.account_ids)
         if self._full:
             self._full = False
-            self._dirty.clear()
-            todo = list(range(len(self.account_ids)))
+            refresh = list(range(n))
         else:
-            todo = sorted(self.ordinal[a] for a in self._dirty if a in self.ordinal)
-            self._dirty.clear()
-        batch = len(todo) > _REBUILD_AT
-        for levels in self.symbols.values():
-            for index in levels.indexes:
-                index.batch = batch
-        if len(todo) >= _BATCH_AT and all(batch_supported(lv.solver)
-                                          for lv in self.symbols.values()):
-            self._recompute_many(todo)
-        else:
-            for o in todo:
-                self._recompute(o)
-        if batch:
-            for levels in self.symbols.values():
-                for index in levels.indexes:
-                    index.settle()
-        return set(todo)
+            refresh = sorted(self.ordinal[a] for a in self._dirty if a in self.ordinal)
+        self._dirty.clear()
+        changed = np.zeros(n, dtype=bool)
+        changed[refresh] = True
+        for ordinals in self._moved:
+            changed[ordinals] = True
+        self._moved.clear()
+        if refresh:
+            self._refresh(refresh)
+        todo: dict[str, np.ndarray] = {}
+        for symbol, levels in self.symbols.items():
+            held = levels.rows.held[:n]
+            if levels.solver.funding_in_mm and (
+                    rate := ex.mark_funding_rate(symbol)) != levels.rate:
+                levels.rate = rate  # every position on the symbol: MM counts funding
+                todo[symbol] = np.flatnonzero(held)
+            else:
+                todo[symbol] = np.flatnonzero(changed & held)
+        for symbol, ordinals in todo.items():
+            self._solve(self.symbols[symbol], ordinals)
+            changed[ordinals] = True
+        return cast("list[int]", np.flatnonzero(changed).tolist())
 
     def touch(self, account_id: str) -> None:
         """Mark an account for recomputation (its state may have changed without a record)."""
@@ -308,8 +406,8 @@ class LevelIndex:
             self._full = True  # rolled back past what was read: start over
         else:
             for p in postings[seen:n]:
-                if isinstance(p, BatchPosting):  # its legs' owners, named once per batch
-                    self._dirty.update(owner for owner in p.owners if owner is not None)
+                if isinstance(p, BatchPosting):  # balances only: its legs' owners, as ordinals
+                    self._moved.append(self._ordinals_of(p.owners))
                     continue
                 for name in (p.source, p.destination):
                     if name.startswith(("wallet:", "isolated:")):
@@ -317,103 +415,111 @@ class LevelIndex:
         self._postings_seen = n
         self._last_posting = postings[n - 1] if n else None
 
-    def _recompute(self, o: int) -> None:
-        account = self.ex.accounts[self.account_ids[o]]
-        positions = [p for p in account.positions.values() if p.is_open]
-        cross = [p.coin for p in positions if p.margin_mode == "cross"]
-        # Hedge-mode accounts are judged exactly every time (two legs per symbol).
-        volatile = len(cross) != len(set(cross)) or any(p.position_side != "BOTH"
-                                                        for p in positions)
-        if volatile:
-            self.volatile.add(o)
-        else:
-            self.volatile.discard(o)
-        for symbol, levels in self.symbols.items():
-            pos = account.positions.get(symbol)
-            if volatile or pos is None or not pos.is_open:
-                levels.assign(o, (None, None, None, None))
-            else:
-                levels.assign(o, self._levels(account, pos, levels.solver))
-                self.recomputed += 1
+    def _ordinals_of(self, owners: tuple[str | None, ...]) -> np.ndarray:
+        """The ordinals of a batch posting's owners (None, the venue's accounts: left out)."""
+        last, known, found = self._owners
+        if known != len(self.account_ids) or owners != last:  # equal: the same str objects
+            ordinal = cast("Callable[[str | None, int], int]", self.ordinal.get)
+            found = np.fromiter(map(ordinal, owners, itertools.repeat(-1)), dtype=np.int64,
+                                count=len(owners))
+            found = found[found >= 0]
+            self._owners = (owners, len(self.account_ids), found)
+        return found
 
-    def _levels(self, account: Account, pos: Position,
-                solver: Solver) -> tuple[float | None, ...]:
-        """(below, above, watch below, watch above) of one position."""
+    def _refresh(self, ordinals: list[int]) -> None:
+        """Re-read the positions of these accounts into the rows; drop the levels of positions
+        the index no longer solves (closed, or the account became volatile)."""
         ex = self.ex
-        aid = account.account_id
-        margin_name = (isolated_account(aid, pos.margin_key) if pos.margin_mode == "isolated"
-                       else wallet_account(aid, pos.coin))
-        margin = float(ex.ledger.balance(margin_name))
-        assert pos.entry_price_usd is not None
-        entry, qty = float(pos.entry_price_usd), pos.qty_contracts
-        rate = float(ex.mark_funding_rate(pos.symbol)) if solver.funding_in_mm else 0.0
-        cross = pos.margin_mode == "cross"
-        liq = solver.liquidation_level(qty, entry, margin, rate, cross=cross)
-        if liq is None:
-            liq = _exact_level(ex, aid, pos, Decimal(1))
-        boundary = solver.ratio_boundary(qty, entry, margin, rate, cross=cross)
-        call: float | None = INF if pos.side > 0 else -INF  # unused after a call
-        if not pos.margin_call_sent:
-            call = solver.call_level(qty, entry, margin, rate, cross=cross)
-        if call is None:
-            call = _exact_level(ex, aid, pos, 1 / ex.profile.liquidation.margin_call_ratio)
-        return _combine(pos, liq, call, boundary)
-
-    def _recompute_many(self, todo: list[int]) -> None:
-        """``_recompute`` for many ordinals at once: the float solves as arrays per symbol
-        (``fast_levels.levels_batch``, bit for bit the scalar solver), the rest as before."""
-        ex = self.ex
-        gathered: dict[str, list[tuple[int, Account, Position]]] = {s: [] for s in self.symbols}
-        nowhere = (None, None, None, None)
-        for o in todo:
-            account = ex.accounts[self.account_ids[o]]
+        found: dict[str, list[tuple[int, str, Position]]] = {s: [] for s in self.symbols}
+        gone: dict[str, list[int]] = {s: [] for s in self.symbols}
+        for o in ordinals:
+            aid = self.account_ids[o]
+            account = ex.accounts[aid]
             if len(account.positions) == 1:  # the crowd's usual case: one record, no doubt
                 (only,) = account.positions.values()
                 volatile = only.position_side != "BOTH"
             else:
                 positions = [p for p in account.positions.values() if p.is_open]
                 cross = [p.coin for p in positions if p.margin_mode == "cross"]
+                # Hedge-mode accounts are judged exactly every time (two legs per symbol).
                 volatile = len(cross) != len(set(cross)) or any(p.position_side != "BOTH"
                                                                 for p in positions)
             if volatile:
                 self.volatile.add(o)
-            elif o in self.volatile:
+            else:
                 self.volatile.discard(o)
-            for symbol, levels in self.symbols.items():
+            for symbol in self.symbols:
                 pos = account.positions.get(symbol)
                 if volatile or pos is None or not pos.is_open:
-                    if levels.has_any(o):
-                        levels.assign(o, nowhere)
+                    gone[symbol].append(o)
                 else:
-                    gathered[symbol].append((o, account, pos))
-        for symbol, rows in gathered.items():
-            if rows:
-                self._solve_many(self.symbols[symbol], rows)
+                    found[symbol].append((o, aid, pos))
+        nowhere = (None, None, None, None)
+        for symbol, levels in self.symbols.items():
+            levels.rows.put(found[symbol])
+            levels.rows.clear(gone[symbol])
+            for o in gone[symbol]:
+                if levels.has_any(o):
+                    levels.assign(o, nowhere)
 
-    def _solve_many(self, levels: SymbolLevels, rows: list[tuple[int, Account, Position]]) -> None:
-        ex = self.ex
-        solver = levels.solver
-        names = [f"isolated:{a.account_id}:{p.margin_key}" if p.margin_mode == "isolated"
-                 else f"wallet:{a.account_id}:{p.coin}" for _, a, p in rows]
-        margin = np.array([float(b) for b in ex.ledger.peek_balances(names)])
-        qty = np.array([p.qty_contracts for _, _, p in rows], dtype=np.int64)
-        entry = np.array([float(p.entry_price_usd) for _, _, p in rows])  # type: ignore[arg-type]
-        cross = np.array([p.margin_mode == "cross" for _, _, p in rows])
-        symbol = rows[0][2].symbol
-        rate = float(ex.mark_funding_rate(symbol)) if solver.funding_in_mm else 0.0
+    def _solve(self, levels: SymbolLevels, ordinals: np.ndarray) -> None:
+        """Solve these ordinals' positions on one symbol again: as arrays when many (one
+        ``fast_levels.levels_batch``, bit for bit the scalar solver), else one by one."""
+        if not len(ordinals):
+            return
+        batch = len(ordinals) > _REBUILD_AT
+        for index in levels.indexes:
+            index.batch = batch
+        if len(ordinals) >= _BATCH_AT and batch_supported(levels.solver):
+            self._solve_many(levels, ordinals)
+        else:
+            for o in ordinals.tolist():
+                levels.assign(o, self._levels(levels, o))
+        if batch:
+            for index in levels.indexes:
+                index.settle()
+        self.recomputed += len(ordinals)
+
+    def _position(self, levels: SymbolLevels, o: int) -> tuple[str, Position]:
+        aid = self.account_ids[o]
+        return aid, self.ex.accounts[aid].positions[levels.symbol]
+
+    def _levels(self, levels: SymbolLevels, o: int) -> tuple[float | None, ...]:
+        """(below, above, watch below, watch above) of one position, from its row."""
+        ex, rows, solver = self.ex, levels.rows, levels.solver
+        holder = rows.holder[o]
+        assert isinstance(holder, str)
+        margin = float(ex.ledger.balance(holder))
+        qty, entry, cross = int(rows.qty[o]), float(rows.entry[o]), bool(rows.cross[o])
+        called = bool(rows.called[o])
+        rate = float(levels.rate) if solver.funding_in_mm and levels.rate is not None else 0.0
+        liq = solver.liquidation_level(qty, entry, margin, rate, cross=cross)
+        if liq is None:
+            liq = _exact_level(ex, *self._position(levels, o), Decimal(1))
+        boundary = solver.ratio_boundary(qty, entry, margin, rate, cross=cross)
+        call: float | None = INF if qty > 0 else -INF  # unused after a call
+        if not called:
+            call = solver.call_level(qty, entry, margin, rate, cross=cross)
+        if call is None:
+            call = _exact_level(ex, *self._position(levels, o),
+                                1 / ex.profile.liquidation.margin_call_ratio)
+        return _combine(qty > 0, called, liq, call, boundary)
+
+    def _solve_many(self, levels: SymbolLevels, ordinals: np.ndarray) -> None:
+        ex, rows, solver = self.ex, levels.rows, levels.solver
+        margin = np.fromiter(map(float, ex.ledger.peek_balances(rows.holder[ordinals].tolist())),
+                             dtype=np.float64, count=len(ordinals))
+        qty, entry = rows.qty[ordinals], rows.entry[ordinals]
+        cross, called = rows.cross[ordinals], rows.called[ordinals]
+        rate = float(levels.rate) if solver.funding_in_mm and levels.rate is not None else 0.0
         liqs, calls, los, his = levels_batch(solver, qty, entry, margin, rate, cross)
-        call_scale = 1 / ex.profile.liquidation.margin_call_ratio
-        called = np.fromiter((p.margin_call_sent for _, _, p in rows), dtype=bool,
-                             count=len(rows))
         # The rare rows the float solve leaves to exact arithmetic (NaN), one by one.
         for i in np.flatnonzero(np.isnan(liqs)).tolist():
-            _, account, pos = rows[i]
-            liqs[i] = _exact_level(ex, account.account_id, pos, Decimal(1))
+            liqs[i] = _exact_level(ex, *self._position(levels, int(ordinals[i])), Decimal(1))
+        call_scale = 1 / ex.profile.liquidation.margin_call_ratio
         for i in np.flatnonzero(np.isnan(calls) & ~called).tolist():
-            _, account, pos = rows[i]
-            calls[i] = _exact_level(ex, account.account_id, pos, call_scale)
+            calls[i] = _exact_level(ex, *self._position(levels, int(ordinals[i])), call_scale)
         four = combine_batch(qty > 0, called, liqs, calls, los, his)
-        ordinals = np.fromiter((o for o, _, _ in rows), dtype=np.int64, count=len(rows))
         if levels.below.batch:  # the four indexes in bulk (they are re-sorted at the end)
             for index, column in zip(levels.indexes, four, strict=True):
                 index.set_array(ordinals, column)
@@ -421,7 +527,6 @@ class LevelIndex:
             columns = [[None if v != v else v for v in column.tolist()] for column in four]
             for k, o in enumerate(ordinals.tolist()):
                 levels.assign(o, tuple(column[k] for column in columns))
-        self.recomputed += len(rows)
 
     # ---- queries -----------------------------------------------------------------------------
     def watch_range(self, symbol: str) -> tuple[float, float]:
@@ -490,14 +595,14 @@ class LevelIndex:
             push((c for c in changed if c in self.volatile), o)
 
 
-def _combine(pos: Position, liq: float, call: float,
+def _combine(long: bool, called: bool, liq: float, call: float,
              boundary: tuple[float, float] | None) -> tuple[float | None, ...]:
-    """(below, above, watch below, watch above) from a position's liquidation level, its
-    margin-call level (unused after a call) and its ratio boundary (None: unknown)."""
+    """(below, above, watch below, watch above) from a position's side, whether its margin
+    call was sent, its liquidation level, its margin-call level (unused after a call) and its
+    ratio boundary (None: unknown)."""
     # Unknown boundary: always a candidate (before a call) or always re-checked (after).
     lo, hi = boundary if boundary is not None else (-INF, INF)
-    called = pos.margin_call_sent
-    if pos.side > 0:
+    if long:
         if called:
             return liq, lo, liq, None
         return max(liq, hi), None, max(liq, call), None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis_budget import examples
@@ -56,3 +57,43 @@ def test_the_batch_gives_the_scalar_solvers_floats(solver: Solver,
 
 def test_the_binance_solvers_are_batched() -> None:
     assert SOLVERS  # the profiles the crowd benchmarks run on take the vectorised path
+
+
+@pytest.mark.parametrize("solver", SOLVERS, ids=lambda s: f"{s.style}-{s.contract_size}")
+def test_a_crowd_through_every_bracket_gives_the_scalar_floats(solver: Solver) -> None:
+    """Thousands of positions at once, sizes spread over every bracket of the tables, both
+    sides, margins from deep underwater to many times the position, and half of them placed
+    so that the root of some bracket lands on (or a hair off) a bracket edge: each bracket is
+    solved on the rows still open for it only, and every row must still get the scalar
+    solver's floats — "use exact" (NaN) included."""
+    rng = np.random.default_rng(18)
+    count = 4000
+    qty = np.rint(np.exp(rng.uniform(0, math.log(2_000_000), count))).astype(np.int64)
+    qty *= rng.choice([1, -1], count)
+    entry = np.exp(rng.uniform(math.log(500), math.log(200_000), count))
+    a = np.abs(qty) * solver.contract_size / entry  # coins at entry
+    margin = a * rng.choice([-3.0, -1.0, -0.05, 0.0, 0.004, 0.01, 0.05, 0.2, 1.0, 5.0], count) \
+        * rng.uniform(0.9, 1.1, count)
+    # Edges: the margin that puts a bracket's root (rate 0, no fee) on one of its edges.
+    for i in np.flatnonzero(rng.random(count) < 0.5).tolist():
+        table = [solver.table, solver.call_table, solver.ratio_table][rng.integers(3)]
+        floor, cap, mmr, cum = table[rng.integers(len(table))]
+        edge = (cap if math.isfinite(cap) and rng.random() < 0.7 else floor) \
+            * (1 + rng.choice([-1e-9, -1e-15, 0.0, 1e-15, 1e-9]))
+        margin[i] = (edge * (1 + mmr) - a[i] - cum if qty[i] > 0
+                     else a[i] - cum - edge * (1 - mmr))
+    cross = rng.random(count) < 0.5
+    for rate in (0.0, 0.0003, -0.0075):
+        liq, call, lo, hi = levels_batch(solver, qty, entry, margin, rate, cross)
+        for i in range(count):
+            args = (int(qty[i]), float(entry[i]), float(margin[i]), rate)
+            c = bool(cross[i])
+            assert _same(solver.liquidation_level(*args, cross=c), liq[i])
+            assert _same(solver.call_level(*args, cross=c), call[i])
+            bounds = solver.ratio_boundary(*args, cross=c)
+            assert _same(None if bounds is None else bounds[0], lo[i])
+            assert _same(None if bounds is None else bounds[1], hi[i])
+        if rate == 0.0:  # the data reach "use exact" and "never" on both sides
+            for side in (qty > 0, qty < 0):
+                assert np.isnan(liq[side]).any()
+                assert np.isinf(liq[side]).any()

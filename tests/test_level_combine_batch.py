@@ -5,7 +5,6 @@ and unknown ratio boundaries."""
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import numpy as np
 from hypothesis import given, settings
@@ -30,9 +29,8 @@ def test_combine_batch_equals_combine(rows: list[tuple[bool, bool, float, float,
     hi = np.array([math.nan if r[6] else r[5] for r in rows])
     columns = [c.tolist() for c in combine_batch(long, called, liq, call, lo, hi)]
     for k, (is_long, was_called, *_rest, unknown) in enumerate(rows):
-        pos = SimpleNamespace(side=1 if is_long else -1, margin_call_sent=was_called)
         boundary = None if unknown else (float(lo[k]), float(hi[k]))
-        expected = _combine(pos, float(liq[k]), float(call[k]), boundary)  # type: ignore[arg-type]
+        expected = _combine(is_long, was_called, float(liq[k]), float(call[k]), boundary)
         got = tuple(None if math.isnan(c[k]) else c[k] for c in columns)
         assert len(expected) == len(got)
         for e, g in zip(expected, got, strict=True):

@@ -150,7 +150,7 @@ def test_float_levels_bound_the_exact_prices_on_the_safe_side(
 
 # ---- incremental upkeep equals a rebuild ---------------------------------------------------------
 def _levels_of(index: LevelIndex) -> dict[str, tuple[dict[int, float], ...]]:
-    return {s: tuple(dict(i.level) for i in levels.indexes) for s, levels in index.symbols.items()}
+    return {s: tuple(i.as_dict() for i in levels.indexes) for s, levels in index.symbols.items()}
 
 
 @pytest.mark.parametrize("prof", PROFILES)
