@@ -150,8 +150,16 @@ class SortedLevels:
                                      strict=True))
 
     def _rebuild(self) -> None:
-        ords = np.flatnonzero(~np.isnan(self._level))
-        keys = self._level[ords]
+        level, stale, old = self._level, self._stale, self._ords
+        present = ~np.isnan(level)
+        moved = stale[old]
+        listed = np.zeros(len(level), dtype=bool)
+        listed[old] = True
+        # Three runs for the stable sort (timsort): the unchanged entries, still in order; the
+        # changed ones in their old order (a settlement moves levels a little); the new ones.
+        ords = np.concatenate([old[~moved], old[moved & present[old]],
+                               np.flatnonzero(present & ~listed)])
+        keys = level[ords]
         order = np.argsort(keys, kind="stable")
         self._keys, self._ords = keys[order], ords[order]
         self._stale[:] = False
@@ -212,8 +220,9 @@ class PositionRows:
 
     def grow(self, size: int) -> None:
         """Make room for ordinals below ``size``."""
-        extra = size - len(self.held)
-        if extra > 0:
+        have = len(self.held)
+        if size > have:
+            extra = max(size, 2 * have) - have
             self.held = np.concatenate([self.held, np.zeros(extra, dtype=bool)])
             self.qty = np.concatenate([self.qty, np.zeros(extra, dtype=np.int64)])
             self.entry = np.concatenate([self.entry, np.zeros(extra, dtype=np.float64)])
@@ -221,24 +230,22 @@ class PositionRows:
             self.called = np.concatenate([self.called, np.zeros(extra, dtype=bool)])
             self.holder = np.concatenate([self.holder, np.full(extra, None, dtype=object)])
 
-    def put(self, rows: list[tuple[int, str, Position]]) -> None:
-        """Record (ordinal, account id, open position) rows."""
-        if not rows:
-            return
-        ords = np.fromiter((o for o, _, _ in rows), dtype=np.int64, count=len(rows))
-        self.held[ords] = True
-        self.qty[ords] = [p.qty_contracts for _, _, p in rows]
-        self.entry[ords] = [float(p.entry_price_usd) for _, _, p in rows]  # type: ignore[arg-type]
-        self.cross[ords] = [p.margin_mode == "cross" for _, _, p in rows]
-        self.called[ords] = [p.margin_call_sent for _, _, p in rows]
+    def put(self, o: int, account_id: str, pos: Position) -> None:
+        """Record an open position's row."""
+        assert pos.entry_price_usd is not None
+        self.held[o] = True
+        self.qty[o] = pos.qty_contracts
+        self.entry[o] = float(pos.entry_price_usd)
+        self.cross[o] = pos.margin_mode == "cross"
+        self.called[o] = pos.margin_call_sent
         # The names ``isolated_account`` / ``wallet_account`` give (ids the engine checked).
-        self.holder[ords] = [f"isolated:{aid}:{p.margin_key}" if p.margin_mode == "isolated"
-                             else f"wallet:{aid}:{p.coin}" for _, aid, p in rows]
+        self.holder[o] = (f"isolated:{account_id}:{pos.margin_key}"
+                          if pos.margin_mode == "isolated" else f"wallet:{account_id}:{pos.coin}")
 
-    def clear(self, ordinals: list[int]) -> None:
-        """Forget these ordinals' rows (no open position the index solves)."""
-        self.held[ordinals] = False
-        self.holder[ordinals] = None
+    def clear(self, o: int) -> None:
+        """Forget an ordinal's row (no open position the index solves)."""
+        self.held[o] = False
+        self.holder[o] = None
 
 
 class SymbolLevels:
@@ -284,11 +291,6 @@ class SymbolLevels:
     def empty(self) -> bool:
         """True if no position on this symbol can become a candidate."""
         return not self.below and not self.above
-
-    def has_any(self, ordinal: int) -> bool:
-        """True if the ordinal has a level in any of the four indexes."""
-        return (ordinal in self.below or ordinal in self.above
-                or ordinal in self.watch_below or ordinal in self.watch_above)
 
     def has(self, ordinal: int) -> bool:
         """True if the ordinal has a level in this symbol's candidate indexes."""
@@ -355,33 +357,33 @@ class LevelIndex:
                 levels.grow(len(self.account_ids))
         self._read_journal()
         self._read_ledger()
-        n = len(self.account_ids)
         if self._full:
             self._full = False
-            refresh = list(range(n))
+            refresh = list(range(len(self.account_ids)))
         else:
             refresh = sorted(self.ordinal[a] for a in self._dirty if a in self.ordinal)
         self._dirty.clear()
-        changed = np.zeros(n, dtype=bool)
-        changed[refresh] = True
-        for ordinals in self._moved:
-            changed[ordinals] = True
-        self._moved.clear()
+        # Sorted, distinct; sized by what changed, not by the crowd (a liquidation names a few).
+        changed = np.array(refresh, dtype=np.int64)
+        if self._moved:
+            changed = np.unique(np.concatenate([changed, *self._moved]))
+            self._moved.clear()
         if refresh:
             self._refresh(refresh)
-        todo: dict[str, np.ndarray] = {}
+        solved = [changed]
         for symbol, levels in self.symbols.items():
-            held = levels.rows.held[:n]
+            held = levels.rows.held
             if levels.solver.funding_in_mm and (
                     rate := ex.mark_funding_rate(symbol)) != levels.rate:
                 levels.rate = rate  # every position on the symbol: MM counts funding
-                todo[symbol] = np.flatnonzero(held)
+                ordinals = np.flatnonzero(held)
+                solved.append(ordinals)
             else:
-                todo[symbol] = np.flatnonzero(changed & held)
-        for symbol, ordinals in todo.items():
-            self._solve(self.symbols[symbol], ordinals)
-            changed[ordinals] = True
-        return cast("list[int]", np.flatnonzero(changed).tolist())
+                ordinals = changed[held[changed]]
+            self._solve(levels, ordinals)
+        if len(solved) > 1:
+            changed = np.unique(np.concatenate(solved))
+        return cast("list[int]", changed.tolist())
 
     def touch(self, account_id: str) -> None:
         """Mark an account for recomputation (its state may have changed without a record)."""
@@ -430,8 +432,6 @@ class LevelIndex:
         """Re-read the positions of these accounts into the rows; drop the levels of positions
         the index no longer solves (closed, or the account became volatile)."""
         ex = self.ex
-        found: dict[str, list[tuple[int, str, Position]]] = {s: [] for s in self.symbols}
-        gone: dict[str, list[int]] = {s: [] for s in self.symbols}
         for o in ordinals:
             aid = self.account_ids[o]
             account = ex.accounts[aid]
@@ -448,19 +448,15 @@ class LevelIndex:
                 self.volatile.add(o)
             else:
                 self.volatile.discard(o)
-            for symbol in self.symbols:
+            for symbol, levels in self.symbols.items():
                 pos = account.positions.get(symbol)
                 if volatile or pos is None or not pos.is_open:
-                    gone[symbol].append(o)
+                    if levels.rows.held[o]:  # levels exist only for held rows
+                        levels.rows.clear(o)
+                        for index in levels.indexes:
+                            index.drop(o)
                 else:
-                    found[symbol].append((o, aid, pos))
-        nowhere = (None, None, None, None)
-        for symbol, levels in self.symbols.items():
-            levels.rows.put(found[symbol])
-            levels.rows.clear(gone[symbol])
-            for o in gone[symbol]:
-                if levels.has_any(o):
-                    levels.assign(o, nowhere)
+                    levels.rows.put(o, aid, pos)
 
     def _solve(self, levels: SymbolLevels, ordinals: np.ndarray) -> None:
         """Solve these ordinals' positions on one symbol again: as arrays when many (one
