@@ -8,6 +8,9 @@ something it depends on changed. What changed is read from the two append-only r
 engine already keeps: the journal (every position, margin-call flag and settings change names
 its ``account_id``) and the ledger (every balance change names its wallet or isolated account).
 A change of the funding rate re-marks a whole symbol where the profile counts funding in MM.
+Each position's solver inputs (size, entry, margin mode, margin-call flag, margin account) are
+kept in arrays too, re-read only for the accounts a record names: a funding settlement, one
+batch posting that only moves balances, re-solves its holders from their new balances alone.
 
 Per position (long shown; shorts mirror it), with L the liquidation level, C the margin-call
 level and M the interval around the price where MM / margin balance reaches the threshold:
