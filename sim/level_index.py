@@ -123,7 +123,7 @@ class SortedLevels:
             del self._fresh[bisect.bisect_left(self._fresh, (old, ordinal))]
         if new is not None:
             bisect.insort(self._fresh, (new, ordinal))
-        if self._n_stale > _REBUILD_AT:
+        if self._too_stale():
             self._rebuild()
 
     def set_array(self, ordinals: np.ndarray, levels: np.ndarray) -> None:
@@ -143,7 +143,7 @@ class SortedLevels:
     def settle(self) -> None:
         """End a batch of changes: re-sort the snapshot, or the short list of changed entries."""
         self.batch = False
-        if self._n_stale > _REBUILD_AT:
+        if self._too_stale():
             self._rebuild()
         else:
             ords = np.flatnonzero(self._stale)
@@ -152,16 +152,22 @@ class SortedLevels:
             self._fresh = sorted(zip(levels[present].tolist(), ords[present].tolist(),
                                      strict=True))
 
+    def _too_stale(self) -> bool:
+        # A big index tolerates more changed entries (a re-sort costs its size).
+        return self._n_stale > max(_REBUILD_AT, len(self._ords) >> 6)
+
     def _rebuild(self) -> None:
-        level, stale, old = self._level, self._stale, self._ords
-        present = ~np.isnan(level)
-        moved = stale[old]
-        listed = np.zeros(len(level), dtype=bool)
-        listed[old] = True
-        # Three runs for the stable sort (timsort): the unchanged entries, still in order; the
+        level, old = self._level, self._ords
+        moved = self._stale[old]
+        again = old[moved]
+        # Runs for the stable sort (timsort): the unchanged entries, still in order; the
         # changed ones in their old order (a settlement moves levels a little); the new ones.
-        ords = np.concatenate([old[~moved], old[moved & present[old]],
-                               np.flatnonzero(present & ~listed)])
+        runs = [old[~moved], again[~np.isnan(level[again])]]
+        if len(runs[0]) + len(runs[1]) < self._count:  # levels new since the snapshot
+            listed = np.zeros(len(level), dtype=bool)
+            listed[old] = True
+            runs.append(np.flatnonzero(~np.isnan(level) & ~listed))
+        ords = np.concatenate(runs)
         keys = level[ords]
         order = np.argsort(keys, kind="stable")
         self._keys, self._ords = keys[order], ords[order]
