@@ -369,25 +369,33 @@ def _mm_at_lp_batch(side: np.ndarray, n: np.ndarray, inv_ep: np.ndarray, w: np.n
         if den <= 8 * U:  # every short still open: None (NaN already)
             rows = rows[:0]
             break
-        w_, a_, n_, extra_ = w[rows], a[rows], n[rows], extra[rows]
+        w_, a_, extra_ = w[rows], a[rows], extra[rows]
         root = (a_ - w_ - cum + extra_) / den
         err = (16 * U * (a_ + np.abs(w_) + cum + extra_) + extra_err[rows]) / den \
             + 4 * U * np.abs(root)
-        if i < last:
-            at_cap = root - err >= cap * (1 + U)
-            lo[rows[at_cap]] = n_[at_cap] / cap * (1 - 4 * U)
-            hi[rows[at_cap]] = n_[at_cap] / cap * (1 + 4 * U)
-            near_cap = ~at_cap & (root + err >= cap * (1 - U))
-            keep = ~at_cap & ~near_cap  # near the cap: None
-            rows, n_, root, err = rows[keep], n_[keep], root[keep], err[keep]
-        v_lo, v_hi = _value_bounds_batch(side[rows], n_, root, err)
-        if floor > 0:
-            above = root - err >= floor * (1 + U)
-            below = ~above & (root + err < floor * (1 - U))
-            lo[rows[above]], hi[rows[above]] = v_lo[above], v_hi[above]
-            rows = rows[below]  # the rest (close to the floor): None
-        else:
-            lo[rows], hi[rows] = v_lo, v_hi
-            rows = rows[:0]
+        none = np.zeros(len(rows), dtype=bool)
+        at_cap = root - err >= cap * (1 + U) if i < last else none
+        near_cap = ~at_cap & (root + err >= cap * (1 - U)) if i < last else none
+        above = root - err >= floor * (1 + U)
+        # Clearly below the floor (neither at nor near the cap, nor above the floor): on to the
+        # next bracket down. The others are decided here, on their own (usually few) rows.
+        below = ~at_cap & ~near_cap & ~above & (root + err < floor * (1 - U)) if floor > 0 \
+            else none
+        here = ~below
+        if here.any():
+            at, near, up = at_cap[here], near_cap[here], above[here]
+            decided, root_, err_ = rows[here], root[here], err[here]
+            n_ = n[decided]
+            lo[decided[at]] = n_[at] / cap * (1 - 4 * U)
+            hi[decided[at]] = n_[at] / cap * (1 + 4 * U)
+            keep = ~at & ~near  # near the cap: None
+            decided, n_, root_, err_, up = decided[keep], n_[keep], root_[keep], err_[keep], \
+                up[keep]
+            v_lo, v_hi = _value_bounds_batch(side[decided], n_, root_, err_)
+            if floor > 0:  # above the floor: its bounds; the rest (close to the floor): None
+                lo[decided[up]], hi[decided[up]] = v_lo[up], v_hi[up]
+            else:
+                lo[decided], hi[decided] = v_lo, v_hi
+        rows = rows[below]
     lo[rows] = hi[rows] = INF
     return lo, hi

@@ -345,8 +345,8 @@ class LevelIndex:
         self.recomputed = 0  # positions recomputed (for benchmarks)
 
     # ---- keeping up to date ------------------------------------------------------------------
-    def sync(self) -> list[int]:
-        """Recompute whatever changed since the last call; the ordinals recomputed, in order.
+    def sync(self) -> np.ndarray:
+        """Recompute whatever changed since the last call; the ordinals recomputed (sorted).
 
         Accounts named by a journal event, a single posting or ``touch`` have their positions'
         rows re-read; then every position whose inputs moved (those, the holders a batch
@@ -375,8 +375,11 @@ class LevelIndex:
         # Sorted, distinct; sized by what changed, not by the crowd (a liquidation names a few).
         changed = np.array(refresh, dtype=np.int64)
         if self._moved:
-            changed = np.unique(np.concatenate([changed, *self._moved]))
-            self._moved.clear()
+            parts = [changed, *self._moved] if refresh else self._moved
+            # One settlement's holders: in position order, so usually sorted already.
+            changed = parts[0] if len(parts) == 1 and _increasing(parts[0]) else np.unique(
+                np.concatenate(parts))
+            self._moved = []
         if refresh:
             self._refresh(refresh)
         solved = [changed]
@@ -392,7 +395,7 @@ class LevelIndex:
             self._solve(levels, ordinals)
         if len(solved) > 1:
             changed = np.unique(np.concatenate(solved))
-        return cast("list[int]", changed.tolist())
+        return changed
 
     def touch(self, account_id: str) -> None:
         """Mark an account for recomputation (its state may have changed without a record)."""
@@ -586,7 +589,7 @@ class LevelIndex:
             before = len(ex.journal)
             yield ex.accounts[aid]
             self.touch(aid)  # a margin-call flag may have been reset without an event
-            changed = self.sync()
+            changed = self.sync().tolist()
             moved = len(ex.journal) != before  # trades may have moved the last price (the mark)
             for symbol, levels in self.symbols.items():
                 if symbol in marks:
@@ -636,6 +639,11 @@ def combine_batch(long: np.ndarray, called: np.ndarray, liq: np.ndarray, call: n
     watch_below = np.where(long, np.where(called, liq, np.where(call > liq, call, liq)), nan)
     watch_above = np.where(short, np.where(called, liq, np.where(call < liq, call, liq)), nan)
     return below, above, watch_below, watch_above
+
+
+def _increasing(ordinals: np.ndarray) -> bool:
+    """True if the ordinals are sorted and distinct."""
+    return bool(np.all(ordinals[1:] > ordinals[:-1]))
 
 
 def _mark_bounds(ex: Exchange, symbol: str) -> tuple[float, float]:
