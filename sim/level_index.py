@@ -226,6 +226,8 @@ class PositionRows:
         self.cross = np.zeros(0, dtype=bool)
         self.called = np.zeros(0, dtype=bool)
         self.holder = np.full(0, None, dtype=object)  # ledger account of the margin (str)
+        self.slot = np.zeros(0, dtype=np.int64)  # its ledger array slot (-1: not asked yet)
+        self.slot_epoch = -1  # the ledger's ``slot_epoch`` the slots were asked in
 
     def grow(self, size: int) -> None:
         """Make room for ordinals below ``size``."""
@@ -238,6 +240,7 @@ class PositionRows:
             self.cross = np.concatenate([self.cross, np.zeros(extra, dtype=bool)])
             self.called = np.concatenate([self.called, np.zeros(extra, dtype=bool)])
             self.holder = np.concatenate([self.holder, np.full(extra, None, dtype=object)])
+            self.slot = np.concatenate([self.slot, np.full(extra, -1, dtype=np.int64)])
 
     def put(self, o: int, account_id: str, pos: Position) -> None:
         """Record an open position's row."""
@@ -250,6 +253,7 @@ class PositionRows:
         # The names ``isolated_account`` / ``wallet_account`` give (ids the engine checked).
         self.holder[o] = (f"isolated:{account_id}:{pos.margin_key}"
                           if pos.margin_mode == "isolated" else f"wallet:{account_id}:{pos.coin}")
+        self.slot[o] = -1
 
     def clear(self, o: int) -> None:
         """Forget an ordinal's row (no open position the index solves)."""
@@ -515,8 +519,7 @@ class LevelIndex:
 
     def _solve_many(self, levels: SymbolLevels, ordinals: np.ndarray) -> None:
         ex, rows, solver = self.ex, levels.rows, levels.solver
-        margin = np.fromiter(map(float, ex.ledger.peek_balances(rows.holder[ordinals].tolist())),
-                             dtype=np.float64, count=len(ordinals))
+        margin = self._margins(rows, ordinals)
         qty, entry = rows.qty[ordinals], rows.entry[ordinals]
         cross, called = rows.cross[ordinals], rows.called[ordinals]
         rate = float(levels.rate) if solver.funding_in_mm and levels.rate is not None else 0.0
@@ -535,6 +538,36 @@ class LevelIndex:
             columns = [[None if v != v else v for v in column.tolist()] for column in four]
             for k, o in enumerate(ordinals.tolist()):
                 levels.assign(o, tuple(column[k] for column in columns))
+
+    def _margins(self, rows: PositionRows, ordinals: np.ndarray) -> np.ndarray:
+        """The holders' margin balances as floats, ``float(balance)`` bit for bit: from the
+        ledger's integer steps where they are exact (units / steps-per-coin: two exact floats,
+        one correctly rounded division, as float(Decimal) rounds the same value), else from
+        the Decimal balance."""
+        ledger = self.ex.ledger
+        if rows.slot_epoch != ledger.slot_epoch:  # slots were given again: ask again
+            rows.slot[:] = -1
+            rows.slot_epoch = ledger.slot_epoch
+        slots = rows.slot[ordinals]
+        if (slots < 0).any():
+            unknown = ordinals[slots < 0]
+            rows.slot[unknown] = ledger.slots(rows.holder[unknown].tolist())
+            slots = rows.slot[ordinals]
+        margin = np.full(len(ordinals), np.nan)
+        per_coin = Decimal(1) / ledger.step
+        fast = slots >= 0
+        if per_coin == per_coin.to_integral_value() and per_coin < 2 ** 53 and fast.any():
+            units = ledger.units_at(slots[fast])
+            exact = ledger.units_exact(slots[fast]) & (np.abs(units) < 2 ** 53)
+            fast[fast] = exact
+            margin[fast] = units[exact] / float(per_coin)
+        else:
+            fast[:] = False
+        if not fast.all():
+            slow = ~fast
+            margin[slow] = [float(b) for b in ledger.peek_balances(
+                rows.holder[ordinals[slow]].tolist())]
+        return margin
 
     # ---- queries -----------------------------------------------------------------------------
     def watch_range(self, symbol: str) -> tuple[float, float]:

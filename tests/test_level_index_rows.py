@@ -82,6 +82,10 @@ def _assert_like_a_rebuild(ex: Exchange) -> None:
     fresh = LevelIndex(ex)
     fresh.sync()  # default thresholds: a few accounts, solved one by one
     assert _rows_of(index) == _rows_of(fresh) == _rows_read_from_the_positions(ex, index)
+    for levels in index.symbols.values():  # margins read from the ledger's integer steps
+        held = np.flatnonzero(levels.rows.held)
+        expected = [float(ex.ledger.balance(h)) for h in levels.rows.holder[held].tolist()]
+        assert index._margins(levels.rows, held).tolist() == expected
     assert _levels_of(index) == _levels_of(fresh)
     assert index.volatile == fresh.volatile
 
