@@ -162,6 +162,8 @@ def pay(ex: Exchange, symbol: str, t_ms: int, rate: Decimal, mark: Decimal) -> F
     ref = f"funding:{symbol}:{t_ms}"
     table = funding_rows.rows(ex, symbol, coin)
     units = payment_units(table.qty_contracts, mark, inst.contract_size_usd, rate, step, rule)
+    if len(units) <= FEW_ROWS:
+        return _pay_few(ex, symbol, t_ms, rate, mark, table, units)
     slots = table.holder_slots
     known = slots >= 0
     held = _units_after(ledger, slots)
@@ -190,6 +192,52 @@ def pay(ex: Exchange, symbol: str, t_ms: int, rate: Decimal, mark: Decimal) -> F
     return FundingDetail(symbol, coin, rate, mark, step, table.account_ids,
                          table.position_sides, table.margin_modes, table.qty_contracts, units,
                          wallet_units, isolated_units, exact, table.text_sha)
+
+
+# A settlement of a few positions (one hedge and its neighbours, 1,095 times a year) spends
+# more in the arrays' fixed costs than in the payments: below this many rows ``pay`` books the
+# same payments in Decimals (``_pay_few``).
+FEW_ROWS = 8
+
+
+def _pay_few(ex: Exchange, symbol: str, t_ms: int, rate: Decimal, mark: Decimal,
+             table: funding_rows.SymbolRows, units: np.ndarray) -> FundingDetail:
+    """``pay`` for a few rows: the same postings (one batch of every holder that can pay in
+    full or receives, then the rest one by one in position order) booked with the ledger's
+    Decimal ``post_batch``, every row's balances after kept as the ledger's Decimals."""
+    from perpsim.sim.trading import debit_from
+
+    coin, step, ledger = ex.instruments[symbol].margin_asset, ex.profile.rounding.coin_step, \
+        ex.ledger
+    market, ref = market_account(coin), f"funding:{symbol}:{t_ms}"
+    amounts = [(Decimal(u) * step).quantize(step) for u in units.tolist()]
+    holders, slots = table.holder_names, table.holder_slots
+    # The rows ``pay`` sends one by one whatever they owe: hedge legs, holders never posted to
+    # or too big for the arrays (the same postings either way); then payers short of it.
+    known = slots >= 0
+    apart = table.hedge | ~known
+    apart[known] |= ledger.too_big(slots[known])
+    before = ledger.peek_balances(holders)
+    alone = [bool(aside) or (amount < 0 and held < -amount)
+             for aside, amount, held in zip(apart.tolist(), amounts, before, strict=True)]
+    batch = [i for i, amount in enumerate(amounts) if amount and not alone[i]]
+    if batch:
+        ledger.post_batch(market, coin, [holders[i] for i in batch], [amounts[i] for i in batch],
+                          "funding_fee", ref, t_ms)
+    exact: dict[int, tuple[Decimal, Decimal]] = {}
+    for i, amount in enumerate(amounts):  # in position order: a hedge account's second leg
+        if alone[i] and amount > 0:  # sees the first's
+            ledger.post(market, holders[i], coin, amount, "funding_fee", ref, t_ms)
+        elif alone[i] and amount < 0:
+            debit_from(ex, coin, -amount, [holders[i]], market, "funding_fee", ref)
+        wallet, isolated = ledger.peek_balances((table.wallet_names[i], table.isolated_names[i]))
+        exact[i] = (wallet, isolated)
+    for account in table.paying_accounts:
+        account.update_ms = t_ms
+    unused = np.zeros(len(units), dtype=np.int64)  # every row's balances are in ``exact``
+    return FundingDetail(symbol, coin, rate, mark, step, table.account_ids,
+                         table.position_sides, table.margin_modes, table.qty_contracts, units,
+                         unused, unused, exact, table.text_sha)
 
 
 def _units_after(ledger: Ledger, slots: np.ndarray) -> np.ndarray:

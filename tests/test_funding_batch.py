@@ -78,14 +78,22 @@ def _crowd(prof: str, traders: list[tuple[str, str, int, int, str, bool]]) -> Ex
 @given(prof=st.sampled_from(["binance_coinm", "bitmex_xbtusd"]),
        traders=st.lists(_trader, min_size=1, max_size=10),
        rate=st.decimals("-0.3", "0.3", places=6).filter(lambda r: r != 0),
-       mark=st.decimals("500", "250000", places=1))
+       mark=st.decimals("500", "250000", places=1),
+       few_rows=st.sampled_from([0, funding.FEW_ROWS]))
 def test_the_batch_pays_what_each_position_paid(prof: str, traders: list[tuple[str, str, int,
                                                                                int, str, bool]],
-                                                 rate: Decimal, mark: Decimal) -> None:
+                                                 rate: Decimal, mark: Decimal,
+                                                 few_rows: int) -> None:
+    """Both ways of booking a settlement (the arrays, and Decimals for a few rows:
+    ``few_rows`` 0 sends even one row through the arrays) pay what each position paid."""
     batch, each = _crowd(prof, traders), _crowd(prof, traders)
     symbol = XBT if prof == "bitmex_xbtusd" else BTC
     # Neither settlement changes anything but balances: compare after both have run.
-    detail = funding.pay(batch, symbol, T_MS, rate, mark)
+    saved, funding.FEW_ROWS = funding.FEW_ROWS, few_rows
+    try:
+        detail = funding.pay(batch, symbol, T_MS, rate, mark)
+    finally:
+        funding.FEW_ROWS = saved
     expected = funding.pay_one_by_one(each, symbol, T_MS, rate, mark)
     got = [(detail.account_ids[i], detail.amount(i), detail.wallets[i],
             detail.isolated_wallets[i]) for i in range(len(detail))]
@@ -297,3 +305,32 @@ def test_cached_rows_follow_every_position_change_between_settlements() -> None:
         assert [a.update_ms for a in batch.accounts.values()] == [
             a.update_ms for a in each.accounts.values()]
     batch.ledger.check_conserved(replay=True)
+
+
+def _year_of_one_hedge(days: float) -> tuple[str, list[tuple[object, ...]], dict[str, str]]:
+    from perpsim.benchmarks.engine_event_skipping import _open_positions
+    from perpsim.sim.profile import load_profile
+    from perpsim.sim.scenario import load_scenario
+
+    scenario = load_scenario("calm_30d", seed=0, days=days, resolution_ms=1000)
+    ex = Exchange(load_profile("binance_coinm"), scenario, seed=0)
+    _open_positions(ex)
+    assert scenario.end_ms is not None
+    ex.advance_until(scenario.end_ms)
+    postings = [(type(p).__name__, p.source, p.destination, p.amounts if isinstance(
+        p, BatchPosting) else p.amount, p.reason, p.ref) for p in ex.ledger.postings]
+    return (ex.journal.digest(), postings,
+            {name: str(balance) for name, balance in ex.ledger.balances().items()})
+
+
+def test_a_few_rows_booked_in_decimals_leave_the_run_the_arrays_leave() -> None:
+    """A hedge's settlements (three positions) take ``_pay_few``; forced through the arrays
+    instead, the run's journal digest, postings and balances (as text) are the same."""
+    few = _year_of_one_hedge(3)
+    saved, funding.FEW_ROWS = funding.FEW_ROWS, 0
+    try:
+        arrays = _year_of_one_hedge(3)
+    finally:
+        funding.FEW_ROWS = saved
+    assert few == arrays
+    assert sum(1 for p in few[1] if p[4] == "funding_fee") >= 9
