@@ -164,10 +164,11 @@ def run(accounts: int = 10_000, days: float = 30.0, hedge_days: float = YEAR_DAY
     crowd = crowd_run(accounts, days, seed)
     gc.collect()
     hedge = engine_event_skipping.measure(hedge_days, baseline=False)
-    hedge_year_s = float(hedge["engine_s"]) * YEAR_DAYS / hedge_days  # type: ignore[arg-type]
+    # CPU seconds like every other figure here (the wall time beside it).
+    hedge_year_s = float(hedge["engine_cpu_s"]) * YEAR_DAYS / hedge_days  # type: ignore[arg-type]
     return {"settlement": settle, "crowd": crowd,
-            "hedge": {"days": hedge_days, "engine_s": hedge["engine_s"],
-                      "year_s_scaled": sig(hedge_year_s)},
+            "hedge": {"days": hedge_days, "engine_s": hedge["engine_cpu_s"],
+                      "engine_wall_s": hedge["engine_s"], "year_s_scaled": sig(hedge_year_s)},
             "goals": {"settle_us_per_position": GOAL_SETTLE_US,
                       "crowd_10k_year_s": GOAL_CROWD_YEAR_S, "hedge_year_s": GOAL_HEDGE_YEAR_S}}
 

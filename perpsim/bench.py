@@ -206,6 +206,7 @@ def figures(results: Mapping[str, Any]) -> dict[str, float]:
     if liq:
         out.update({"liq_accounts": liq["accounts"], "liq_liquidations": liq["liquidations"],
                     "liq_per_liquidation_ms": liq["per_liquidation_ms"],
+                    "liq_per_liquidation_cpu_ms": liq["per_liquidation_cpu_ms"],
                     "liq_per_row_no_crossing_us": liq["per_row_no_crossing_us"],
                     "liq_step_one_row_ms": liq["step_one_row_no_crossing_ms"],
                     "liq_visited_instant_ms": liq["visited_instant_no_crossing_ms"],
@@ -301,6 +302,26 @@ def checks(results: Mapping[str, Any]) -> dict[str, bool]:
         st = results["crowd"]["settlement"]
         out["crowd_batch_equals_one_by_one"] = bool(st["balances_identical"])
         out["crowd_ledger_conserved"] = bool(st["ledger_conserved"])
+    out.update(goals_met(results))
+    return out
+
+
+def goals_met(results: Mapping[str, Any]) -> dict[str, bool]:
+    """Issue 18's speed goals, met or not in this run (CPU figures; shown, never asserted:
+    ``--quick`` sizes and a busy machine move them)."""
+    out: dict[str, bool] = {}
+    if "liquidation" in results:
+        liq = results["liquidation"]
+        out["goal_liquidation_ms"] = (liq["per_liquidation_cpu_ms"]
+                                      <= liq["goal_per_liquidation_ms"])
+    if "crowd" in results:
+        crowd = results["crowd"]
+        st, cr, hd, goals = (crowd[k] for k in ("settlement", "crowd", "hedge", "goals"))
+        out["goal_settlement_us"] = (st["settle_with_levels_us_per_position"]
+                                     <= goals["settle_us_per_position"])
+        if cr["accounts"] >= 10_000:  # the goal is about 10,000 accounts
+            out["goal_crowd_year_s"] = cr["year_s_scaled"] <= goals["crowd_10k_year_s"]
+        out["goal_hedge_year_s"] = hd["year_s_scaled"] <= goals["hedge_year_s"]
     return out
 
 
@@ -395,6 +416,8 @@ def _table_rows(results: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
         rows["liquidation"] = [
             ("accounts / liquidations", f"{r['accounts']:,} / {r['liquidations']:,}"),
             ("per liquidation (crash)", f"{r['per_liquidation_ms']} ms"),
+            (f"… CPU (goal ≤ {r['goal_per_liquidation_ms']} ms)",
+             f"{r['per_liquidation_cpu_ms']} ms"),
             ("per row, no crossing", f"{r['per_row_no_crossing_us']} µs"),
             ("one-row step, no crossing", f"{r['step_one_row_no_crossing_ms']} ms"),
             ("visited instant, no crossing", f"{r['visited_instant_no_crossing_ms']} ms"),
