@@ -3,23 +3,16 @@ are provably the venue's (strategy/quiet_income.py), and whole dry runs record t
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections import Counter
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from dry_run_helpers import counted_dry_run
 
-from perpsim.api.app import create_app
-from perpsim.api.security import IN_PROCESS
-from perpsim.api.state import ServerConfig, ServerState
-from perpsim.inprocess import in_process_transport
-from perpsim.strategy.dryrun import dry_run
 from perpsim.strategy.monitor import Monitor
 from perpsim.strategy.quiet_income import income_places, payments_from_events
 from perpsim.strategy.record import HedgeConfig
-from perpsim.strategy.results import to_json
 
 MARKET = "BTCUSD_PERP"
 
@@ -59,20 +52,8 @@ def test_the_venues_decimals_come_from_the_amount_as_written() -> None:
 
 def _dry_run(scenario: str, profile: str = "binance_coinm",
              config: HedgeConfig | None = None) -> tuple[str, Counter[str]]:
-    app = create_app(state=ServerState(ServerConfig(profile=profile, scenario=scenario, seed=0,
-                                                    clock="stepped")), security=IN_PROCESS)
-    transport = in_process_transport(app)
-    session, paths = transport.ccxt_session, Counter[str]()
-    original = session.request
-
-    async def counting(method: str, url: str, data: Any, headers: Any) -> Any:
-        paths[f"{method} {url.split('?')[0].split('127.0.0.1')[-1]}"] += 1
-        return await original(method, url, data, headers)
-
-    session.request = counting  # type: ignore[method-assign]
-    record = asyncio.run(dry_run(transport, config or HedgeConfig(), scenario=scenario,
-                                 profile=profile, seed=0))
-    return json.dumps(to_json(record), sort_keys=True), paths
+    record, paths, _ = counted_dry_run(scenario, profile, config)
+    return record, paths
 
 
 INCOME = {"binance_coinm": "GET /dapi/v1/income", "bybit_inverse": "GET /v5/execution/list"}

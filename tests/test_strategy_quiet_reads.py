@@ -5,24 +5,18 @@ new mark: strategy/mark_pnl.py), and reusing them changes nothing in a dry run's
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from dry_run_helpers import counted_dry_run
 
-from perpsim.api.app import create_app
-from perpsim.api.security import IN_PROCESS
-from perpsim.api.state import ServerConfig, ServerState
-from perpsim.inprocess import in_process_transport
 from perpsim.strategy import quiet_reads
 from perpsim.strategy.clock import WaitResult
-from perpsim.strategy.dryrun import dry_run
 from perpsim.strategy.monitor import MonitorState
 from perpsim.strategy.quiet_reads import QuietRead, order_unchanged, quiet_wait
 from perpsim.strategy.record import HedgeConfig
-from perpsim.strategy.results import to_json
 
 HOUR_MS = 3_600_000
 FUNDING_MS = 8 * HOUR_MS
@@ -88,21 +82,8 @@ def test_the_answer_is_reused_once_after_a_quiet_wait_and_only_then() -> None:
 
 def _dry_run(scenario: str, profile: str = "binance_coinm",
              config: HedgeConfig | None = None) -> tuple[str, Counter[str], int]:
-    app = create_app(state=ServerState(ServerConfig(profile=profile,
-                                                    scenario=scenario, seed=0,
-                                                    clock="stepped")), security=IN_PROCESS)
-    transport = in_process_transport(app)
-    session, paths = transport.ccxt_session, Counter[str]()
-    original = session.request
-
-    async def counting(method: str, url: str, data: Any, headers: Any) -> Any:
-        paths[f"{method} {url.split('?')[0].split('127.0.0.1')[-1]}"] += 1
-        return await original(method, url, data, headers)
-
-    session.request = counting  # type: ignore[method-assign]
-    record = asyncio.run(dry_run(transport, config or HedgeConfig(), scenario=scenario,
-                                 profile=profile, seed=0))
-    return json.dumps(to_json(record), sort_keys=True), paths, len(record.samples)
+    record, paths, hedge = counted_dry_run(scenario, profile, config)
+    return record, paths, len(hedge.samples)
 
 
 # The futures balance and the position reads of each venue's wire.

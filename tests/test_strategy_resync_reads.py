@@ -4,36 +4,17 @@ the same requests."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections import Counter
 from typing import Any
 
 import pytest
+from dry_run_helpers import counted_dry_run
 
-from perpsim.api.app import create_app
-from perpsim.api.security import IN_PROCESS
-from perpsim.api.state import ServerConfig, ServerState
-from perpsim.inprocess import in_process_transport
 from perpsim.strategy import runner
-from perpsim.strategy.dryrun import dry_run
 from perpsim.strategy.monitor import Monitor
-from perpsim.strategy.record import HedgeConfig
-from perpsim.strategy.results import to_json
 
 
 def _dry_run(profile: str, scenario: str) -> tuple[str, Counter[str], list[bool]]:
-    app = create_app(state=ServerState(ServerConfig(profile=profile, scenario=scenario, seed=0,
-                                                    clock="stepped")), security=IN_PROCESS)
-    transport = in_process_transport(app)
-    session, paths = transport.ccxt_session, Counter[str]()
-    original = session.request
-
-    async def counting(method: str, url: str, data: Any, headers: Any) -> Any:
-        paths[f"{method} {url.split('?')[0].split('127.0.0.1')[-1]}"] += 1
-        return await original(method, url, data, headers)
-
-    session.request = counting  # type: ignore[method-assign]
     modes: list[bool] = []
     resync = Monitor.resync
 
@@ -43,11 +24,10 @@ def _dry_run(profile: str, scenario: str) -> tuple[str, Counter[str], list[bool]
 
     Monitor.resync = noting  # type: ignore[method-assign]
     try:
-        record = asyncio.run(dry_run(transport, HedgeConfig(), scenario=scenario,
-                                     profile=profile, seed=0))
+        record, paths, _ = counted_dry_run(scenario, profile)
     finally:
         Monitor.resync = resync  # type: ignore[method-assign]
-    return json.dumps(to_json(record), sort_keys=True), paths, modes
+    return record, paths, modes
 
 
 @pytest.mark.parametrize(("profile", "scenario"), [("binance_coinm", "crash"),
