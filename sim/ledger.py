@@ -269,6 +269,16 @@ class _SlotAccount(_Account):
         ledger._mark_exponent(slot, value)
 
 
+def _check_tags(reason: object, ref: object, time_ms: object) -> None:
+    """A posting's reason, reference and time, as every posting kind needs them."""
+    if not isinstance(reason, str) or not reason:
+        raise LedgerError(f"a posting needs a non-empty reason, got {reason!r}")
+    if not isinstance(ref, str):
+        raise LedgerError(f"ref must be a string, got {ref!r}")
+    if type(time_ms) is not int or time_ms < 0:
+        raise LedgerError(f"time_ms must be a non-negative int, got {time_ms!r}")
+
+
 class Ledger:
     """Balances of named accounts in a fixed set of coins, changed only by postings."""
 
@@ -407,12 +417,7 @@ class Ledger:
                 f"amount {amount} is not a multiple of the coin step {self.step}; quantise it "
                 "with the profile's rule first (Ledger.quantize)"
             )
-        if not isinstance(reason, str) or not reason:
-            raise LedgerError(f"a posting needs a non-empty reason, got {reason!r}")
-        if not isinstance(ref, str):
-            raise LedgerError(f"ref must be a string, got {ref!r}")
-        if type(time_ms) is not int or time_ms < 0:
-            raise LedgerError(f"time_ms must be a non-negative int, got {time_ms!r}")
+        _check_tags(reason, ref, time_ms)
         new_src = _EXACT.subtract(src.balance, amount)
         if src.protected and new_src < 0:
             raise LedgerError(
@@ -452,12 +457,7 @@ class Ledger:
         if len(names) != len(amounts):
             raise LedgerError(f"a batch needs one amount per account: {len(names)} accounts, "
                               f"{len(amounts)} amounts")
-        if not isinstance(reason, str) or not reason:
-            raise LedgerError(f"a posting needs a non-empty reason, got {reason!r}")
-        if not isinstance(ref, str):
-            raise LedgerError(f"ref must be a string, got {ref!r}")
-        if type(time_ms) is not int or time_ms < 0:
-            raise LedgerError(f"time_ms must be a non-negative int, got {time_ms!r}")
+        _check_tags(reason, ref, time_ms)
         if len(set(names)) != len(names) or counterparty in names:
             raise LedgerError("a batch posting names each account once, never the counterparty")
         for amount in set(amounts):  # few distinct amounts: positions share sizes
@@ -617,12 +617,7 @@ class Ledger:
         if units.dtype != np.int64 or units.shape != slots.shape:
             raise LedgerError(f"a batch needs one int64 step count per slot: {slots.shape} "
                               f"slots, {units.dtype} {units.shape} units")
-        if not isinstance(reason, str) or not reason:
-            raise LedgerError(f"a posting needs a non-empty reason, got {reason!r}")
-        if not isinstance(ref, str):
-            raise LedgerError(f"ref must be a string, got {ref!r}")
-        if type(time_ms) is not int or time_ms < 0:
-            raise LedgerError(f"time_ms must be a non-negative int, got {time_ms!r}")
+        _check_tags(reason, ref, time_ms)
         if (len(slots) > 1 and len(np.unique(slots)) != len(slots)) or (
                 isinstance(cp, _SlotAccount) and bool((slots == cp.slot).any())):
             raise LedgerError("a batch posting names each account once, never the counterparty")
