@@ -13,16 +13,19 @@ import itertools
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 from functools import cache
 from typing import Any
 
+import numpy as np
 import pytest
 
 from perpsim.sim.accounts import DEFAULT_LEVERAGE
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.journal import Event, expand
+from perpsim.sim.market import MARK_STEP, MarketPricer
+from perpsim.sim.money import quantize
 from perpsim.sim.profile import Profile, load_profile
 from perpsim.sim.scenario import load_scenario, manual_scenario
 
@@ -223,3 +226,22 @@ def tick_down(price: Fraction, tick: str = "0.1") -> Decimal:
     t = fr(tick)
     units = -int((-price) // t) - 1
     return Decimal(units) * Decimal(tick)
+
+
+def direct_mark(pricer: MarketPricer, t_ms: int, rate: Decimal, last: Decimal | None = None,
+                shift: Decimal | None = None) -> Decimal:
+    """The mark with P2's exact basis average always computed, every sample on its own
+    (money.quantize per sample): what the engine's memos and row shortcuts are checked against."""
+    tape = pricer.tape
+    index = tape.index_at(t_ms)
+    interval = pricer.schedule.window_ms(t_ms)
+    p1 = index * (1 + rate * (pricer.schedule.next_time(t_ms - 1) - t_ms) / interval)
+    step = pricer.profile.mark.basis_sample_interval_ms
+    n = pricer.profile.mark.basis_samples
+    samples = t_ms // step * step - step * np.arange(n, dtype=np.int64)
+    rows = np.maximum(np.searchsorted(tape.times_ms, samples, side="right") - 1, 0)
+    total = sum((quantize(Decimal(repr(float(tape.perp[r]))), pricer.tick)
+                 - Decimal(repr(float(tape.index[r]))) for r in rows.tolist()), Decimal(0))
+    p2 = index + total / n + (shift or 0)
+    last = quantize(tape.perp_at(t_ms), pricer.tick) if last is None else last
+    return sorted((p1, p2, last))[1].quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from fractions import Fraction
 from unittest import mock
 
@@ -28,12 +28,11 @@ from hypothesis_budget import examples
 from perpsim.sim import scenario as scenario_module
 from perpsim.sim.errors import ScenarioError
 from perpsim.sim.exchange import Exchange
-from perpsim.sim.market import MARK_STEP, MarketPricer, PriceTape, _template
-from perpsim.sim.money import quantize
+from perpsim.sim.market import MarketPricer, PriceTape, _template
 from perpsim.sim.profile import load_profile
 from perpsim.sim.scenario import PricePath, load_scenario
 
-from engine_helpers import BTC, T0
+from engine_helpers import BTC, T0, direct_mark
 
 SECOND_MS = 1_000
 
@@ -330,22 +329,6 @@ def test_a_settlement_reads_one_mark_for_the_instant() -> None:
 
 
 # ---- the mark on a regular tape: rows with their numbers of samples ----------------------------
-def direct_mark(pricer: MarketPricer, t_ms: int, rate: Decimal, last: Decimal | None = None,
-                shift: Decimal | None = None) -> Decimal:
-    """The mark with P2's exact basis average always computed, every sample on its own."""
-    tape = pricer.tape
-    index = tape.index_at(t_ms)
-    interval = pricer.schedule.window_ms(t_ms)
-    p1 = index * (1 + rate * (pricer.schedule.next_time(t_ms - 1) - t_ms) / interval)
-    step = pricer.profile.mark.basis_sample_interval_ms
-    n = pricer.profile.mark.basis_samples
-    samples = t_ms // step * step - step * np.arange(n, dtype=np.int64)
-    rows = np.maximum(np.searchsorted(tape.times_ms, samples, side="right") - 1, 0)
-    total = sum((quantize(Decimal(repr(float(tape.perp[r]))), pricer.tick)
-                 - Decimal(repr(float(tape.index[r]))) for r in rows.tolist()), Decimal(0))
-    p2 = index + total / n + (shift or 0)
-    last = quantize(tape.perp_at(t_ms), pricer.tick) if last is None else last
-    return sorted((p1, p2, last))[1].quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
 
 
 @given(halves=st.lists(st.integers(-400, 400), min_size=3, max_size=120),

@@ -11,7 +11,7 @@ watcher's whole-range bound.
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 from functools import cache
 from unittest import mock
 
@@ -23,11 +23,11 @@ from hypothesis_budget import examples
 from perpsim.sim import market_data, trading, watch
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.funding_math import payment_units
-from perpsim.sim.market import MARK_STEP, MarketPricer, PriceTape, _template, decimal_price
+from perpsim.sim.market import MarketPricer, PriceTape, _template, decimal_price
 from perpsim.sim.money import quantize
 from perpsim.sim.profile import Profile
 
-from engine_helpers import BTC, HOUR_MS, T0, make_exchange, profile
+from engine_helpers import BTC, HOUR_MS, T0, direct_mark, make_exchange, profile
 
 SECOND_MS = 1_000
 
@@ -67,24 +67,6 @@ def direct_window_rate(pricer: MarketPricer, start_ms: int, until_ms: int) -> De
         average = float(premium.mean())
     return _template(average, funding.interest_rate, funding.clamp, pricer.inst.funding_cap,
                      scale)
-
-
-def direct_mark(pricer: MarketPricer, t_ms: int, rate: Decimal, last: Decimal | None = None,
-                shift: Decimal | None = None) -> Decimal:
-    """The mark with P2's exact basis average always computed (money.quantize per sample)."""
-    tape = pricer.tape
-    index = tape.index_at(t_ms)
-    interval = pricer.schedule.window_ms(t_ms)
-    p1 = index * (1 + rate * (pricer.schedule.next_time(t_ms - 1) - t_ms) / interval)
-    step = pricer.profile.mark.basis_sample_interval_ms
-    n = pricer.profile.mark.basis_samples
-    samples = t_ms // step * step - step * np.arange(n, dtype=np.int64)
-    rows = np.maximum(np.searchsorted(tape.times_ms, samples, side="right") - 1, 0)
-    total = sum((quantize(Decimal(repr(float(tape.perp[r]))), pricer.tick)
-                 - Decimal(repr(float(tape.index[r]))) for r in rows.tolist()), Decimal(0))
-    p2 = index + total / n + (shift or 0)
-    last = quantize(tape.perp_at(t_ms), pricer.tick) if last is None else last
-    return sorted((p1, p2, last))[1].quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
 
 
 # ---- random tapes -----------------------------------------------------------------------------
