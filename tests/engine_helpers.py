@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -245,3 +246,23 @@ def direct_mark(pricer: MarketPricer, t_ms: int, rate: Decimal, last: Decimal | 
     p2 = index + total / n + (shift or 0)
     last = quantize(tape.perp_at(t_ms), pricer.tick) if last is None else last
     return sorted((p1, p2, last))[1].quantize(MARK_STEP, rounding=ROUND_HALF_EVEN)
+
+
+def drive(ex: Exchange, scenario: str, seed: int, *, moves: int, biggest_fall: float,
+          hours: float | None = None) -> None:
+    """Run ``ex`` through its market: on a manual scenario ``moves`` seeded price moves (at
+    most ``biggest_fall`` down, 2.8 % up) a second, a minute or an hour apart, then 8 hours;
+    on any other, its tape for ``hours`` (default: to its end)."""
+    sym = ex.profile.instruments[0].symbol
+    if scenario == "manual":
+        rng = random.Random(seed)
+        price = 60_000.0
+        for _ in range(moves):
+            price *= 1 + rng.uniform(biggest_fall, 0.028)
+            ex.advance(rng.choice([1_000, 60_000, 3_600_000]))
+            ex.set_prices(sym, Decimal(str(round(price, 1))))
+        ex.advance(8 * 3_600_000)
+    else:
+        end = ex.scenario.end_ms
+        assert end is not None
+        ex.advance_until(end if hours is None else min(end, ex.now_ms + int(hours * 3_600_000)))

@@ -31,7 +31,7 @@ from perpsim.sim.profile import load_profile
 from perpsim.sim.risk import liquidation_prices, position_risk
 from perpsim.sim.scenario import load_scenario, manual_scenario
 
-from engine_helpers import T0, profile, profile_with
+from engine_helpers import T0, drive, profile, profile_with
 
 PROFILES = ["binance_coinm", "bybit_inverse", "bitmex_xbtusd"]
 
@@ -225,22 +225,6 @@ def _crowd(prof: str, scenario: str, n: int, seed: int, *, no_fund: bool = False
     return ex
 
 
-def _run(ex: Exchange, scenario: str, seed: int) -> None:
-    sym = ex.profile.instruments[0].symbol
-    if scenario == "manual":
-        rng = random.Random(seed)
-        price = 60_000.0
-        for _ in range(40):
-            price *= 1 + rng.uniform(-0.03, 0.028)
-            ex.advance(rng.choice([1_000, 60_000, 3_600_000]))
-            ex.set_prices(sym, Decimal(str(round(price, 1))))
-        ex.advance(8 * 3_600_000)
-    else:
-        end = ex.scenario.end_ms
-        assert end is not None
-        ex.advance_until(end)
-
-
 def _brute_check_all(ex: Exchange) -> None:
     for account in list(ex.accounts.values()):
         liquidation.check_account(ex, account)
@@ -253,12 +237,12 @@ def _brute_check_all(ex: Exchange) -> None:
 def test_runs_match_the_brute_force_engine_byte_for_byte(
         monkeypatch: pytest.MonkeyPatch, prof: str, scenario: str, no_fund: bool) -> None:
     fast = _crowd(prof, scenario, 50, seed=5, no_fund=no_fund)
-    _run(fast, scenario, 5)
+    drive(fast, scenario, 5, moves=40, biggest_fall=-0.03)
     with monkeypatch.context() as m:
         m.setattr(watch, "collect_levels", _brute_collect)
         m.setattr(liquidation, "check_all", _brute_check_all)
         slow = _crowd(prof, scenario, 50, seed=5, no_fund=no_fund)
-        _run(slow, scenario, 5)
+        drive(slow, scenario, 5, moves=40, biggest_fall=-0.03)
     kinds = {e.type for e in fast.journal}
     assert "liquidation.takeover" in kinds
     assert "margin.call" in kinds

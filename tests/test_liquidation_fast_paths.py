@@ -30,7 +30,7 @@ from perpsim.sim.money import quantize
 from perpsim.sim.profile import Profile
 from perpsim.sim.scenario import load_scenario, manual_scenario
 
-from engine_helpers import T0, check_invariants, profile, profile_with
+from engine_helpers import T0, check_invariants, drive, profile, profile_with
 
 ZERO = Decimal(0)
 
@@ -190,22 +190,6 @@ def crowd(prof: str, scenario: str, n: int, seed: int, variant: str = "") -> Exc
     return ex
 
 
-def run(ex: Exchange, scenario: str, seed: int) -> None:
-    sym = ex.profile.instruments[0].symbol
-    if scenario == "manual":
-        rng = random.Random(seed)
-        price = 60_000.0
-        for _ in range(30):
-            price *= 1 + rng.uniform(-0.035, 0.028)
-            ex.advance(rng.choice([1_000, 60_000, 3_600_000]))
-            ex.set_prices(sym, Decimal(str(round(price, 1))))
-        ex.advance(8 * 3_600_000)
-    else:
-        end = ex.scenario.end_ms
-        assert end is not None
-        ex.advance_until(min(end, ex.now_ms + 36 * 3_600_000))
-
-
 def state(ex: Exchange) -> tuple[object, ...]:
     return (ex.journal.digest(), [repr(p) for p in ex.ledger.postings], ex.ledger.balances(),
             {(a.account_id, k): (p.qty_contracts, p.entry_price_usd, p.margin_call_sent)
@@ -246,11 +230,11 @@ def test_runs_with_the_shortcuts_equal_runs_with_the_references(
         monkeypatch: pytest.MonkeyPatch, prof: str, scenario: str, variant: str,
         reached: set[str]) -> None:
     fast = crowd(prof, scenario, 60, seed=11, variant=variant)
-    run(fast, scenario, 11)
+    drive(fast, scenario, 11, moves=30, biggest_fall=-0.035, hours=36)
     with monkeypatch.context() as m:
         use_references(m)
         slow = crowd(prof, scenario, 60, seed=11, variant=variant)
-        run(slow, scenario, 11)
+        drive(slow, scenario, 11, moves=30, biggest_fall=-0.035, hours=36)
     assert ALWAYS | reached <= steps(fast)  # what the equality below covers
     check_invariants(fast)
     assert state(fast) == state(slow)
