@@ -25,7 +25,7 @@ import pytest
 from perpsim.sim.accounts import DEFAULT_LEVERAGE
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.journal import Event, expand
-from perpsim.sim.market import MARK_STEP, MarketPricer
+from perpsim.sim.market import MARK_STEP, MarketPricer, _template
 from perpsim.sim.money import quantize
 from perpsim.sim.profile import Profile, load_profile
 from perpsim.sim.scenario import load_scenario, manual_scenario
@@ -266,3 +266,28 @@ def drive(ex: Exchange, scenario: str, seed: int, *, moves: int, biggest_fall: f
         end = ex.scenario.end_ms
         assert end is not None
         ex.advance_until(end if hours is None else min(end, ex.now_ms + int(hours * 3_600_000)))
+
+
+def window_rate_of_samples(pricer: MarketPricer, start_ms: int, until_ms: int,
+                           premiums: Callable[[np.ndarray], np.ndarray] | None = None
+                           ) -> Decimal:
+    """A funding window's rate as computed before any shortcut or memo: every premium sample
+    (``premiums``; default the pricer's general impact walk over searched rows), their
+    (weighted) average with fresh weights, the template."""
+    funding = pricer.profile.funding
+    step = funding.premium_sample_interval_ms
+    first = start_ms + step
+    window, eight_hours = pricer.schedule.rate_scale(until_ms)
+    scale = Fraction(window, eight_hours)
+    if until_ms < first:
+        return _template(0.0, funding.interest_rate, funding.clamp, pricer.inst.funding_cap,
+                         scale)
+    count = (until_ms // step * step - first) // step + 1
+    premium = (premiums or pricer.premiums)(first + step * np.arange(count, dtype=np.int64))
+    if funding.averaging == "weighted":
+        weights = np.arange(1, len(premium) + 1, dtype=np.float64)
+        average = float((premium * weights).sum() / weights.sum())
+    else:
+        average = float(premium.mean())
+    return _template(average, funding.interest_rate, funding.clamp, pricer.inst.funding_cap,
+                     scale)

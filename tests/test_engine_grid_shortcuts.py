@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from fractions import Fraction
 from unittest import mock
 
 import numpy as np
@@ -28,11 +27,11 @@ from hypothesis_budget import examples
 from perpsim.sim import scenario as scenario_module
 from perpsim.sim.errors import ScenarioError
 from perpsim.sim.exchange import Exchange
-from perpsim.sim.market import MarketPricer, PriceTape, _template
+from perpsim.sim.market import MarketPricer, PriceTape
 from perpsim.sim.profile import load_profile
 from perpsim.sim.scenario import PricePath, load_scenario
 
-from engine_helpers import BTC, T0, direct_mark
+from engine_helpers import BTC, T0, direct_mark, window_rate_of_samples
 
 SECOND_MS = 1_000
 
@@ -144,28 +143,6 @@ def test_a_slice_of_rows_sums_as_the_counted_rows(offset: int, stride: int, coun
 
 
 # ---- a window's rate when its average cannot leave the clamp ----------------------------------
-def direct_window_rate(pricer: MarketPricer, start_ms: int, until_ms: int) -> Decimal:
-    """The rate as computed before any shortcut: every premium sample by the general impact
-    walk (searched rows), their (weighted) average with fresh weights, the template."""
-    funding = pricer.profile.funding
-    step = funding.premium_sample_interval_ms
-    first = start_ms + step
-    window, eight_hours = pricer.schedule.rate_scale(until_ms)
-    scale = Fraction(window, eight_hours)
-    if until_ms < first:
-        return _template(0.0, funding.interest_rate, funding.clamp, pricer.inst.funding_cap,
-                         scale)
-    count = (until_ms // step * step - first) // step + 1
-    premium = pricer.premiums(first + step * np.arange(count, dtype=np.int64))
-    if funding.averaging == "weighted":
-        weights = np.arange(1, len(premium) + 1, dtype=np.float64)
-        average = float((premium * weights).sum() / weights.sum())
-    else:
-        average = float(premium.mean())
-    return _template(average, funding.interest_rate, funding.clamp, pricer.inst.funding_cap,
-                     scale)
-
-
 PROFILES = ("binance_coinm", "bybit_inverse", "bitmex_xbtusd")
 
 
@@ -202,7 +179,7 @@ def test_a_window_rate_is_the_one_its_samples_give(name: str, level: float, wigg
     # The whole window (a settlement: the bound may answer) and a running one (the samples).
     for start, until in ((window_start, pricer.schedule.next_time(window_start)),
                          (window_start, window_start + hours * 3_600_000 + extra_ms)):
-        expected = direct_window_rate(pricer, start, until)
+        expected = window_rate_of_samples(pricer, start, until)
         assert str(pricer.window_rate(start, until)) == str(expected)
 
 
@@ -222,11 +199,11 @@ def test_the_shortcut_is_taken_inside_the_band_and_not_near_its_edges() -> None:
                                side_effect=MarketPricer._window_rate_of_samples) as samples:
             rate = pricer.window_rate(T0, T0 + 8 * 3_600_000)
         assert (samples.call_count == 0) is skipped
-        assert rate == direct_window_rate(pricer, T0, T0 + 8 * 3_600_000)
+        assert rate == window_rate_of_samples(pricer, T0, T0 + 8 * 3_600_000)
         # A running window, or one whose samples are kept, uses the samples.
         with mock.patch.object(MarketPricer, "_window_rate_of_samples", autospec=True,
                                side_effect=MarketPricer._window_rate_of_samples) as samples:
-            assert pricer.window_rate(T0, T0 + 7 * 3_600_000) == direct_window_rate(
+            assert pricer.window_rate(T0, T0 + 7 * 3_600_000) == window_rate_of_samples(
                 pricer, T0, T0 + 7 * 3_600_000)
             pricer._rate_memo.clear()
             assert pricer.window_rate(T0, T0 + 8 * 3_600_000) == rate
@@ -253,7 +230,7 @@ def test_rates_at_the_band_edges_are_the_samples_rates(name: str) -> None:
             for start, until in ((first, pricer.schedule.next_time(first)),
                                  (first, first + 7_654_321)):
                 assert str(pricer.window_rate(start, until)) == str(
-                    direct_window_rate(pricer, start, until)), (edge, k)
+                    window_rate_of_samples(pricer, start, until)), (edge, k)
 
 
 # ---- the next window priced at the settlement --------------------------------------------------

@@ -12,7 +12,7 @@ watcher's whole-range bound.
 from __future__ import annotations
 
 from decimal import Decimal
-from functools import cache
+from functools import cache, partial
 from unittest import mock
 
 import numpy as np
@@ -23,11 +23,19 @@ from hypothesis_budget import examples
 from perpsim.sim import market_data, trading, watch
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.funding_math import payment_units
-from perpsim.sim.market import MarketPricer, PriceTape, _template, decimal_price
+from perpsim.sim.market import MarketPricer, PriceTape, decimal_price
 from perpsim.sim.money import quantize
 from perpsim.sim.profile import Profile
 
-from engine_helpers import BTC, HOUR_MS, T0, direct_mark, make_exchange, profile
+from engine_helpers import (
+    BTC,
+    HOUR_MS,
+    T0,
+    direct_mark,
+    make_exchange,
+    profile,
+    window_rate_of_samples,
+)
 
 SECOND_MS = 1_000
 
@@ -46,27 +54,10 @@ def direct_premiums(pricer: MarketPricer, sample_ms: np.ndarray) -> np.ndarray:
     return (np.maximum(0.0, impact_bid - index) - np.maximum(0.0, index - impact_ask)) / index
 
 
-def direct_window_rate(pricer: MarketPricer, start_ms: int, until_ms: int) -> Decimal:
+def memo_free_rate(pricer: MarketPricer, start_ms: int, until_ms: int) -> Decimal:
     """``window_rate`` with fresh weights and directly computed samples, no memo."""
-    funding = pricer.profile.funding
-    step = funding.premium_sample_interval_ms
-    first = start_ms + step
-    window, eight_hours = pricer.schedule.rate_scale(until_ms)
-    from fractions import Fraction
-
-    scale = Fraction(window, eight_hours)
-    if until_ms < first:
-        return _template(0.0, funding.interest_rate, funding.clamp, pricer.inst.funding_cap,
-                         scale)
-    count = (until_ms // step * step - first) // step + 1
-    premium = direct_premiums(pricer, first + step * np.arange(count, dtype=np.int64))
-    if funding.averaging == "weighted":
-        weights = np.arange(1, len(premium) + 1, dtype=np.float64)
-        average = float((premium * weights).sum() / weights.sum())
-    else:
-        average = float(premium.mean())
-    return _template(average, funding.interest_rate, funding.clamp, pricer.inst.funding_cap,
-                     scale)
+    return window_rate_of_samples(pricer, start_ms, until_ms,
+                                  premiums=partial(direct_premiums, pricer))
 
 
 # ---- random tapes -----------------------------------------------------------------------------
@@ -160,7 +151,7 @@ def test_window_rates_equal_the_direct_ones(start: int, length: int) -> None:
     pricer = _calm_pricer()
     window_start = int(pricer.tape.times_ms[0]) // HOUR_MS * HOUR_MS + start * HOUR_MS
     until = window_start + 5 * SECOND_MS * length + (start % 5) * 999
-    expected = direct_window_rate(pricer, window_start, until)
+    expected = memo_free_rate(pricer, window_start, until)
     assert pricer.window_rate(window_start, until) == expected
     assert pricer.window_rate(window_start, until) == expected  # from the memo
 
@@ -178,14 +169,14 @@ def test_a_price_set_by_control_renews_the_mark_and_the_predicted_rate() -> None
     ex.set_prices(BTC, "59000", "59600")  # at the same instant: that sample's premium moves
     window_start = ex.funding_schedules[BTC].previous_time(ex.now_ms + 1)
     rate = ex.predicted_funding_rate(BTC)
-    assert rate == direct_window_rate(pricer, window_start, ex.now_ms) != before_rate
+    assert rate == memo_free_rate(pricer, window_start, ex.now_ms) != before_rate
     mark = ex.mark_price(BTC)
     assert mark == direct_mark(pricer, ex.now_ms, ex.mark_funding_rate(BTC),
                                ex.last_price(BTC)) != before_mark
     ex.advance(20 * SECOND_MS)  # the basis window moves on: 20 of its 30 samples at 59,600
     assert ex.mark_price(BTC) == direct_mark(pricer, ex.now_ms, ex.mark_funding_rate(BTC),
                                              ex.last_price(BTC)) != mark
-    assert ex.predicted_funding_rate(BTC) == direct_window_rate(pricer, window_start, ex.now_ms)
+    assert ex.predicted_funding_rate(BTC) == memo_free_rate(pricer, window_start, ex.now_ms)
 
 
 def test_a_settled_funding_rate_renews_the_mark() -> None:
