@@ -152,6 +152,28 @@ def _retry_after_header(headers: Mapping[str, Any]) -> float | None:
         return None
 
 
+def rows_at_mark(positions: Sequence[Mapping[str, Any]], symbol: str,
+                 ticker: Mapping[str, Any], is_open: Callable[[Mapping[str, Any]], bool],
+                 at_mark: Callable[[Mapping[str, Any], str], dict[str, Any] | None]
+                 ) -> list[dict[str, Any]] | None:
+    """``positions_at_mark``'s loop for every venue: rows of other symbols and flat rows
+    copied, an open row of ``symbol`` rewritten by ``at_mark(row, mark)`` at the ticker's
+    mark; None when there is no mark or a row's digits cannot be proven (``at_mark`` None)."""
+    mark = (ticker.get("info") or {}).get("markPrice")
+    if mark is None:
+        return None
+    answer: list[dict[str, Any]] = []
+    for pos in positions:
+        if pos.get("symbol") != symbol or not is_open(pos):
+            answer.append(dict(pos))
+            continue
+        row = at_mark(pos, str(mark))
+        if row is None:
+            return None
+        answer.append(row)
+    return answer
+
+
 # ---- Binance COIN-M ------------------------------------------------------------------------------
 class BinanceCoinM:
     """ccxt ``binancecoinm``: numbers from Binance's raw strings (``info``)."""
@@ -251,23 +273,16 @@ class BinanceCoinM:
         ``unRealizedProfit`` (and ``markPrice``) rewritten in the venue's digits
         (strategy/mark_pnl.py). None when those digits cannot be proven. Only the raw strings
         this venue reads are rewritten (ccxt's unified numbers of the row are left stale)."""
-        mark = (ticker.get("info") or {}).get("markPrice")
-        if mark is None:
-            return None
-        answer: list[dict[str, Any]] = []
-        for pos in positions:
+        def at_mark(pos: Mapping[str, Any], mark: str) -> dict[str, Any] | None:
             info = pos.get("info") or {}
-            if pos.get("symbol") != symbol or not pos.get("contracts"):
-                answer.append(dict(pos))
-                continue
             pnl = written_pnl(int(dec(info.get("positionAmt"), "positionAmt")),
-                              contract_size_usd, str(info.get("entryPrice")), str(mark),
+                              contract_size_usd, str(info.get("entryPrice")), mark,
                               str(info.get("unRealizedProfit")))
-            if pnl is None:
-                return None
-            answer.append({**pos, "info": {**info, "unRealizedProfit": pnl,
-                                           "markPrice": str(mark)}})
-        return answer
+            return None if pnl is None else {
+                **pos, "info": {**info, "unRealizedProfit": pnl, "markPrice": mark}}
+
+        return rows_at_mark(positions, symbol, ticker, lambda pos: bool(pos.get("contracts")),
+                            at_mark)
 
     def stream_position_contracts(self, position: Mapping[str, Any]) -> int | None:
         info = position.get("info") or {}
@@ -560,24 +575,18 @@ class BybitInverse:
         open row's ``unrealisedPnl`` (and ``markPrice``) rewritten in the venue's digits
         (strategy/mark_pnl.py) and parsed again by ccxt, whose collateral adds the PnL in.
         None when those digits cannot be proven."""
-        mark = (ticker.get("info") or {}).get("markPrice")
-        if mark is None:
-            return None
-        answer: list[dict[str, Any]] = []
-        for pos in positions:
+        def at_mark(pos: Mapping[str, Any], mark: str) -> dict[str, Any] | None:
             info = pos.get("info") or {}
-            contracts = self.stream_position_contracts(pos)
-            if pos.get("symbol") != symbol or not contracts:
-                answer.append(dict(pos))
-                continue
             entry = info.get("avgPrice", info.get("entryPrice"))
-            pnl = written_pnl(contracts, contract_size_usd, str(entry), str(mark),
-                              str(info.get("unrealisedPnl")))
+            pnl = written_pnl(self.stream_position_contracts(pos) or 0, contract_size_usd,
+                              str(entry), mark, str(info.get("unrealisedPnl")))
             if pnl is None:
                 return None
-            row = {**info, "unrealisedPnl": pnl, "markPrice": str(mark)}
-            answer.append(dict(ex.parse_position(row, ex.market(symbol))))
-        return answer
+            row = {**info, "unrealisedPnl": pnl, "markPrice": mark}
+            return dict(ex.parse_position(row, ex.market(symbol)))
+
+        return rows_at_mark(positions, symbol, ticker,
+                            lambda pos: bool(self.stream_position_contracts(pos)), at_mark)
 
     def stream_position_contracts(self, position: Mapping[str, Any]) -> int | None:
         contracts = position.get("contracts")
