@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import FastAPI
 
@@ -39,7 +39,7 @@ def create_app(config: ServerConfig | None = None, *, state: ServerState | None 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_follow_wall_clock(server_state))
+        task = asyncio.create_task(_follow_wall_clock(lambda: app.state.perpsim))
         try:
             yield
         finally:
@@ -72,6 +72,18 @@ def create_app(config: ServerConfig | None = None, *, state: ServerState | None 
     return app
 
 
+def serve_state(app: FastAPI, state: ServerState) -> None:
+    """Make ``app`` (from :func:`create_app`) serve the market ``state`` from now on, as an app
+    created around it would: every piece holding market state reads it from ``app.state``
+    (routes, the broken-market guard) or is the harness, handed the new market; what is kept
+    holds none — the routes, the route cache, the security settings and what FastAPI builds
+    per route at an app's first requests (a tenth of an in-process dry run). For a process
+    that serves one market after another (a sweep worker, perpsim/inprocess.py ``AppHost``);
+    refused while the harness is in use (faults, a recording or a replay)."""
+    app.state.perpsim_harness.serve(state)
+    app.state.perpsim = state
+
+
 def _include_dialect(app: FastAPI) -> None:
     """Mount every registered dialect's routers (api/dialects.py): their paths do not collide."""
     from perpsim.api.dialects import DIALECTS, routers
@@ -81,15 +93,18 @@ def _include_dialect(app: FastAPI) -> None:
             app.include_router(router)
 
 
-async def _follow_wall_clock(state: ServerState) -> None:
-    """Realtime mode: keep simulated time at anchor + wall time × speed.
+async def _follow_wall_clock(state_of: Callable[[], ServerState]) -> None:
+    """Realtime mode: keep simulated time at anchor + wall time × speed (for the market the
+    app serves at each tick: ``serve_state`` may hand it another).
 
     The task never dies: an error inside an advance has already marked the market broken
     (sim/containment.py; GET /control/health tells), and the task waits for a reset.
     """
-    state.clock_task_status = "running"
+    state = state_of()
     try:
         while True:
+            state = state_of()
+            state.clock_task_status = "running"
             try:
                 state.follow_wall_clock()
             except Exception as exc:  # contained: the market says what broke

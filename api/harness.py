@@ -60,6 +60,22 @@ class Harness:
         self._lock: asyncio.Lock | None = None
         self._lock_loop: asyncio.AbstractEventLoop | None = None
 
+    @property
+    def idle(self) -> bool:
+        """Nothing runs or is installed: no fault, no recording, no replay (the harness a new
+        app starts with)."""
+        return not (self.faults.active or self.recorders() or self.replay)
+
+    def serve(self, state: ServerState) -> None:
+        """Go with a new market ``state`` on the same app (api/app.py ``serve_state``), as a
+        new harness would: an idle one only (faults, recordings and replays belong to the
+        market they were set up on)."""
+        if not self.idle:
+            raise RuntimeError("the harness is in use (a fault, a recording or a replay): "
+                               "a new market needs a new app")
+        self.state = state
+        self.faults = FaultRegistry(state.wall_ms)
+
     def recorders(self) -> list[Recorder]:
         """The recorders running now (the durable log first)."""
         return [r for r in (self.durable, self.recorder) if r is not None]

@@ -13,8 +13,13 @@ Run: ``python -m benchmarks.sweep_scaling [--runs 24] [--scenario calm]
 * **Transport**: the demo's hedge (``perpsim demo``'s options on ``hedge_scenario``) timed as
   *hedge time* — ``strategy.dryrun.dry_run`` from the market reset to the record, the server
   already listening — in-process (perpsim/inprocess.py) and over loopback HTTP; the ratio, and
-  the two records checked identical. Also the CPU seconds each took (the server thread
+  the records checked identical. Also the CPU seconds each took (the server thread
   included): on a busy machine the wall time is inflated by other jobs, the CPU time is not.
+  In-process is timed two ways, taking turns: as a sweep worker runs it (``in_process_*``: its
+  market served by the worker's app, perpsim/inprocess.py ``AppHost``, which served markets
+  before — since round 5; until then a new app per hedge) and on a new app
+  (``in_process_fresh_app_*``: FastAPI also builds what it builds per route at an app's first
+  requests). Over the wire, a new app per hedge, as before.
 * **Where a hedge's time goes** (benchmarks/hedge_profile.py): its requests by endpoint, the
   fraction of the in-process hedge spent inside the app, and the engine's share under cProfile.
 """
@@ -125,43 +130,55 @@ async def _hedge_time(target: Any, scenario: str) -> tuple[float, float, Any]:
 
 
 def transport(scenario: str = DEMO_SCENARIO, repeats: int = 2) -> dict[str, Any]:
-    """The demo's hedge, in-process vs over loopback HTTP (best of ``repeats`` each)."""
+    """The demo's hedge, in-process (on a reused app and on a new one) vs over loopback HTTP
+    (best of ``repeats`` each)."""
     from perpsim.api.app import create_app
     from perpsim.api.security import IN_PROCESS
     from perpsim.api.server import serve_in_thread
     from perpsim.api.state import ServerConfig, ServerState
-    from perpsim.inprocess import in_process_transport
+    from perpsim.inprocess import AppHost, in_process_transport
     from perpsim.strategy.results import to_json
 
-    def market() -> Any:
-        return create_app(state=ServerState(ServerConfig(profile=DEMO_PROFILE,
-                                                         scenario=scenario, seed=0,
-                                                         clock="stepped")), security=IN_PROCESS)
+    def market() -> ServerState:
+        return ServerState(ServerConfig(profile=DEMO_PROFILE, scenario=scenario, seed=0,
+                                        clock="stepped"))
 
+    host = AppHost()  # a sweep worker's: warmed by one hedge before the timed ones
+    with host.app(market(), IN_PROCESS) as app:
+        asyncio.run(_hedge_time(in_process_transport(app), scenario))
     inproc: list[tuple[float, float]] = []
+    fresh: list[tuple[float, float]] = []
     wire: list[tuple[float, float]] = []
     records = []
     requests = 0
     for _ in range(repeats):
-        transport_ = in_process_transport(market())
-        seconds, cpu, record = asyncio.run(_hedge_time(transport_, scenario))
+        with host.app(market(), IN_PROCESS) as app:
+            transport_ = in_process_transport(app)
+            seconds, cpu, record = asyncio.run(_hedge_time(transport_, scenario))
         inproc.append((seconds, cpu))
         records.append(record)
         requests = (transport_.ccxt_session.requests
                     + getattr(transport_.http_transport, "requests", 0)
                     + getattr(transport_.control, "calls", 0))  # answered without HTTP
-        with serve_in_thread(market()) as base_url:
+        new_app = create_app(state=market(), security=IN_PROCESS)
+        seconds, cpu, record = asyncio.run(_hedge_time(in_process_transport(new_app),
+                                                       scenario))
+        fresh.append((seconds, cpu))
+        records.append(record)
+        with serve_in_thread(create_app(state=market(), security=IN_PROCESS)) as base_url:
             seconds, cpu, record = asyncio.run(_hedge_time(base_url, scenario))
         wire.append((seconds, cpu))
         records.append(record)
     digests = {json.dumps(to_json(r), sort_keys=True) for r in records}
-    best_in, best_wire = min(inproc), min(wire)
+    best_in, best_fresh, best_wire = min(inproc), min(fresh), min(wire)
     return {"scenario": scenario, "in_process_s": round(best_in[0], 3),
+            "in_process_fresh_app_s": round(best_fresh[0], 3),
             "wire_s": round(best_wire[0], 3),
             "wire_over_in_process": round(best_wire[0] / best_in[0], 2),
             # CPU seconds of this process (client, and the server thread on the wire): what
             # the hedge costs with a core to itself, whatever else the machine is doing.
             "in_process_cpu_s": round(min(c for _, c in inproc), 3),
+            "in_process_fresh_app_cpu_s": round(min(c for _, c in fresh), 3),
             "wire_cpu_s": round(min(c for _, c in wire), 3),
             "requests": requests, "identical_records": len(digests) == 1}
 

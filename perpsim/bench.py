@@ -254,6 +254,7 @@ def figures(results: Mapping[str, Any]) -> dict[str, float]:
                     "hedge_in_process_s": tr["in_process_s"], "hedge_wire_s": tr["wire_s"],
                     "hedge_wire_over_in_process": tr["wire_over_in_process"],
                     "hedge_in_process_cpu_s": tr["in_process_cpu_s"],
+                    "hedge_in_process_fresh_app_cpu_s": tr.get("in_process_fresh_app_cpu_s"),
                     "hedge_wire_cpu_s": tr["wire_cpu_s"]})
         if "hedge_profile" in sweep:
             hp = sweep["hedge_profile"]
@@ -468,6 +469,7 @@ def _table_rows(results: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
              f"{tr['in_process_s']} s / {tr['wire_s']} s"),
             ("… CPU seconds: in-process / wire",
              f"{tr['in_process_cpu_s']} s / {tr['wire_cpu_s']} s"),
+            ("… CPU seconds in-process on a new app", f"{tr.get('in_process_fresh_app_cpu_s')} s"),
             ("wire / in-process", f"{tr['wire_over_in_process']}×")]
         hp = results["sweep"].get("hedge_profile")
         if hp:

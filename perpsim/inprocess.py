@@ -11,14 +11,20 @@ at all (:class:`DirectControl`). ``strategy/`` never imports this module;
 
 Only stepped markets are served this way (no lifespan: the realtime clock task never starts),
 and only HTTP: a stepped dry run reads over REST (see strategy/dryrun.py).
+
+A process that runs dry run after dry run (a sweep worker) keeps one app per thread and hands
+it each run's new market (:class:`AppHost`, api/app.py ``serve_state``): FastAPI builds each
+route's response field and handler at a new app's first requests, a tenth of a run otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -240,6 +246,51 @@ def in_process_transport(app: Any) -> Transport:
     """What a dry run needs to reach ``app`` without a socket."""
     return Transport(base_url=IN_PROCESS_BASE, ccxt_session=AsgiSession(app),
                      http_transport=AsgiHttpxTransport(app), control=DirectControl(app))
+
+
+class AppHost:
+    """Apps reused from market to market: one per thread and security setting, lent to one
+    run at a time (a run that starts while another holds the app gets a new one).
+
+    ``create_app`` for every run would answer the same bytes (tests/test_inprocess_host.py
+    runs markets A, B, A on one app against a new app each); the reused app skips what
+    FastAPI builds per route at a new app's first requests."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self.created = 0  # apps made (for tests: reuse is observable)
+
+    def _idle(self) -> dict[Any, Any]:
+        idle: dict[Any, Any] | None = getattr(self._local, "apps", None)
+        if idle is None:
+            idle = self._local.apps = {}
+        return idle
+
+    @contextlib.contextmanager
+    def app(self, state: Any, security: Any = None) -> Iterator[Any]:
+        """An app serving ``state`` (a ``ServerState``) for the block, guarded by
+        ``security`` (default: in-process, perpsim/api/security.py ``IN_PROCESS``)."""
+        from perpsim.api.app import create_app, serve_state
+        from perpsim.api.security import IN_PROCESS
+
+        security = IN_PROCESS if security is None else security
+        idle = self._idle()
+        app = idle.pop(security, None)  # taken: a nested run makes its own
+        if app is not None and not app.state.perpsim_harness.idle:
+            app = None  # a fault or a recording was set up on it: not for another market
+        if app is None:
+            app = create_app(state=state, security=security)
+            self.created += 1
+        else:
+            serve_state(app, state)
+        try:
+            yield app
+        finally:
+            idle[security] = app
+
+
+# The process's host (perpsim/sweep/run.py runs every in-process dry run through it).
+HOST = AppHost()
 
 
 @functools.lru_cache(maxsize=64)

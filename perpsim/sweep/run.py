@@ -284,18 +284,20 @@ def execute(run: RunSpec, *, over_wire: bool = False,
                                      clock="stepped"))
     # The market is this program's own (as for `perpsim hedge`): its scenario file may be
     # anywhere, e.g. the copy a worker made of a file sent by content.
-    app = create_app(state=state, security=IN_PROCESS)
     if over_wire:
         from perpsim.api.server import serve_in_thread
 
-        with serve_in_thread(app) as base_url:
+        with serve_in_thread(create_app(state=state, security=IN_PROCESS)) as base_url:
             record = asyncio.run(dry_run(base_url, config, scenario=scenario,
                                          profile=run.profile, seed=run.seed))
     else:
-        from perpsim.inprocess import in_process_transport
+        from perpsim.inprocess import HOST, in_process_transport
 
-        record = asyncio.run(dry_run(in_process_transport(app), config, scenario=scenario,
-                                     profile=run.profile, seed=run.seed))
+        # The worker's app, serving this run's market (built per route once per worker).
+        with HOST.app(state, IN_PROCESS) as app:
+            record = asyncio.run(dry_run(in_process_transport(app), config,
+                                         scenario=scenario, profile=run.profile,
+                                         seed=run.seed))
     if on_market is not None:
         on_market(state)
     return record
