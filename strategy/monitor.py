@@ -216,6 +216,7 @@ class Monitor:
         # Reused after a quiet stepped wait (quiet_reads.py); the position at the new mark.
         self._futures_balance = QuietRead()
         self._positions = QuietRead()
+        self._cross_read: Decimal | None = None  # the cross wallet the last balance gave
 
     # ---- streams -------------------------------------------------------------------------------
     def start(self) -> None:
@@ -329,7 +330,8 @@ class Monitor:
     def after_wait(self, waited: WaitResult, *, sole_actor: bool) -> None:
         """The runner's wait between decisions ended: a quiet one lets the next resync reuse
         the futures balance and the position (strategy/quiet_reads.py)."""
-        self._futures_balance.after_wait(waited, self.state, sole_actor=sole_actor)
+        self._futures_balance.after_wait(waited, self.state, sole_actor=sole_actor,
+                                         coin=self.coin, cross_wallet_btc=self._cross_read)
         self._positions.after_wait(waited, self.state, sole_actor=sole_actor)
 
     async def resync(self, now_ms: int) -> MonitorState:
@@ -361,7 +363,7 @@ class Monitor:
         wallet = asset.wallet_btc
         iso = pos.isolated_margin_btc
         mode = pos.margin_mode or (self.state.margin_mode if self.state else "isolated")
-        cross = asset.cross_wallet_btc
+        cross = self._cross_read = asset.cross_wallet_btc
         futures_wallet = cross if cross is not None else wallet - iso
         if mode == "cross":
             iso = ZERO

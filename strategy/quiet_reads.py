@@ -15,6 +15,16 @@ moves is its unrealised PnL, with the mark — which the client reads at every d
 mark stream would (strategy/mark_pnl.py), and the position is read afresh whenever those digits
 cannot be proven.
 
+The futures balance is reused after a funding time too, when the venue reported nothing on
+the account but funding payments into isolated margin (no cross position open): an isolated
+position's funding is booked to its isolated margin, never to the cross wallet, and what the
+client reads of the balance — the cross wallet and the available balance, which follows from
+the cross wallet, cross positions and open orders alone — is then as read. Each payment's event
+names the cross wallet after it, checked equal to the one read (else the balance is read):
+the wallet total, which adds the isolated margins, does change, and the client does not use it
+while the venue reports the cross wallet apart (Binance; on a venue that does not, the balance
+is read after every funding time).
+
 A resting order of ours is not re-read after a wait without an event on the account either
 (every fill, cancel or expiry of it would be one): the executor's re-price checks then only read
 the book, which moves by itself.
@@ -29,7 +39,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from perpsim.strategy.quiet_income import PAYMENT
 
 if TYPE_CHECKING:
     from perpsim.strategy.clock import WaitResult
@@ -60,6 +73,32 @@ def quiet_wait(waited: WaitResult, state: MonitorState | None) -> bool:
     return state.next_funding_ms is None or waited.now_ms < state.next_funding_ms
 
 
+def funding_left_cross_wallet(waited: WaitResult, state: MonitorState | None, *, coin: str,
+                              cross_wallet_btc: Decimal | None) -> bool:
+    """Whether the account's only events during ``waited`` were funding payments in ``coin``
+    into isolated margin, each leaving the cross wallet at ``cross_wallet_btc`` (the one the
+    balance read last reported; None: the venue does not report it apart), with no cross
+    position open — so the cross wallet and the available balance are as read (module doc)."""
+    if state is None or cross_wallet_btc is None:
+        return False
+    if state.position_contracts and state.margin_mode != "isolated":
+        return False
+    for event in waited.events:
+        kind = event.get("type")
+        if kind == "wake":
+            continue
+        if (kind != PAYMENT or event.get("margin_mode") != "isolated"
+                or event.get("coin") != coin):
+            return False
+        try:
+            wallet = Decimal(str(event["wallet"]))
+        except (KeyError, ArithmeticError, ValueError):
+            return False
+        if wallet != cross_wallet_btc:
+            return False
+    return True
+
+
 @dataclass
 class QuietRead:
     """One read's last answer, reused once after a quiet wait (then read afresh again)."""
@@ -69,9 +108,14 @@ class QuietRead:
     reused: bool = False  # the latest read() gave the last answer back without asking
 
     def after_wait(self, waited: WaitResult, state: MonitorState | None, *,
-                   sole_actor: bool) -> None:
-        """Note the wait that just ended (``sole_actor``: the clock says nobody else acts)."""
-        self.quiet = sole_actor and quiet_wait(waited, state)
+                   sole_actor: bool, coin: str | None = None,
+                   cross_wallet_btc: Decimal | None = None) -> None:
+        """Note the wait that just ended (``sole_actor``: the clock says nobody else acts).
+        The futures balance passes its ``coin`` and the cross wallet it last read: a wait
+        past a funding time may then leave it as read (:func:`funding_left_cross_wallet`)."""
+        self.quiet = sole_actor and (quiet_wait(waited, state) or (
+            coin is not None and funding_left_cross_wallet(
+                waited, state, coin=coin, cross_wallet_btc=cross_wallet_btc)))
 
     def changed(self) -> None:
         """Something we did moved the account: read it afresh next time."""

@@ -15,7 +15,12 @@ from dry_run_helpers import counted_dry_run
 from perpsim.strategy import quiet_reads
 from perpsim.strategy.clock import WaitResult
 from perpsim.strategy.monitor import MonitorState
-from perpsim.strategy.quiet_reads import QuietRead, order_unchanged, quiet_wait
+from perpsim.strategy.quiet_reads import (
+    QuietRead,
+    funding_left_cross_wallet,
+    order_unchanged,
+    quiet_wait,
+)
 from perpsim.strategy.record import HedgeConfig
 
 HOUR_MS = 3_600_000
@@ -80,6 +85,60 @@ def test_the_answer_is_reused_once_after_a_quiet_wait_and_only_then() -> None:
     assert asyncio.run(scenario()) == [1, 1, 2, 3, 4, 5]
 
 
+def _read_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No balance or position answer reused, whatever the wait."""
+    monkeypatch.setattr(quiet_reads, "quiet_wait", lambda waited, state: False)
+    monkeypatch.setattr(quiet_reads, "funding_left_cross_wallet",
+                        lambda waited, state, coin, cross_wallet_btc: False)
+
+
+def _payment(wallet: str = "0.5", mode: str = "isolated", coin: str = "BTC") -> dict[str, Any]:
+    return {"type": "funding.payment", "account_id": "1", "symbol": "BTCUSD_PERP",
+            "amount": "0.0001", "coin": coin, "margin_mode": mode, "wallet": wallet,
+            "isolated_wallet": "0.3"}
+
+
+def test_funding_spares_the_balance_only_into_isolated_margin_with_the_cross_wallet_as_read(
+        ) -> None:
+    def spares(*events: dict[str, Any], state: MonitorState | None = None,
+               cross: Decimal | None = Decimal("0.50000000")) -> bool:
+        return funding_left_cross_wallet(_waited(FUNDING_MS, *events),
+                                         _state() if state is None else state, coin="BTC",
+                                         cross_wallet_btc=cross)
+
+    assert spares(_payment())
+    assert spares(_payment(), {"type": "wake"}, _payment())  # two legs, a level
+    assert spares()  # a funding time passed, nothing paid (flat, or nothing due)
+    assert not spares(_payment(wallet="0.49"))  # the cross wallet moved
+    assert not spares(_payment(mode="cross"))  # cross funding moves the cross wallet
+    assert not spares(_payment(coin="ETH"))  # another coin's wallet: not the one read
+    assert not spares(_payment(), {"type": "order.update"})  # anything else: read
+    assert not spares(_payment(wallet="not a number"))
+    assert not spares(_payment(), cross=None)  # the venue does not report it apart
+    assert not spares(_payment(), state=_state(mode="cross"))  # the mark moves cross balances
+    assert not funding_left_cross_wallet(_waited(FUNDING_MS, _payment()), None, coin="BTC",
+                                         cross_wallet_btc=Decimal("0.5"))
+
+
+@pytest.mark.parametrize(("profile", "scenario"), [("binance_coinm", "calm"),
+                                                   ("binance_coinm", "funding_flip"),
+                                                   ("bybit_inverse", "calm")])
+def test_the_balance_is_not_read_after_isolated_funding_and_the_record_is_the_same(
+        monkeypatch: pytest.MonkeyPatch, profile: str, scenario: str) -> None:
+    spared, spared_paths, _ = _dry_run(scenario, profile)
+    monkeypatch.setattr(quiet_reads, "funding_left_cross_wallet",
+                        lambda waited, state, coin, cross_wallet_btc: False)
+    read, read_paths, _ = _dry_run(scenario, profile)
+    assert spared == read
+    balance = REUSED[profile][0]
+    if profile == "binance_coinm":  # the cross wallet reported apart: reads spared
+        assert 0 < spared_paths[balance] < read_paths[balance]
+    else:  # Bybit reports no cross wallet apart: every read made
+        assert spared_paths == read_paths
+    assert {k: v for k, v in spared_paths.items() if k != balance} == \
+        {k: v for k, v in read_paths.items() if k != balance}
+
+
 def _dry_run(scenario: str, profile: str = "binance_coinm",
              config: HedgeConfig | None = None) -> tuple[str, Counter[str], int]:
     record, paths, hedge = counted_dry_run(scenario, profile, config)
@@ -97,7 +156,7 @@ REUSED = {"binance_coinm": ("GET /dapi/v1/account", "GET /dapi/v1/positionRisk")
 def test_a_dry_run_reads_balance_and_position_less_and_records_the_same(
         monkeypatch: pytest.MonkeyPatch, profile: str, scenario: str) -> None:
     reused, reused_paths, samples = _dry_run(scenario, profile)
-    monkeypatch.setattr(quiet_reads, "quiet_wait", lambda waited, state: False)
+    _read_every_time(monkeypatch)
     every, every_paths, _ = _dry_run(scenario, profile)
     assert reused == every
     for path in REUSED[profile]:
@@ -133,7 +192,7 @@ def test_a_liquidated_hedge_records_the_same_with_every_reuse(
     config = HedgeConfig(leverage=10, topup=False, collateral_btc=Decimal(1))
     reused, reused_paths, _ = _dry_run("squeeze", config=config)
     assert '"liquidated": true' in reused
-    monkeypatch.setattr(quiet_reads, "quiet_wait", lambda waited, state: False)
+    _read_every_time(monkeypatch)
     monkeypatch.setattr(quiet_reads, "order_unchanged", lambda waited, sole_actor: False)
     every, every_paths, _ = _dry_run("squeeze", config=config)
     assert reused == every
