@@ -40,7 +40,7 @@ EXPECTED = {
     "sweep_runs", "sweep_serial_runs_per_s", "sweep_processes_2_runs_per_s",
     "sweep_dask_2_runs_per_s", "sweep_processes_2_over_serial", "sweep_dask_2_over_serial",
     "hedge_in_process_s", "hedge_wire_s", "hedge_wire_over_in_process",
-    "hedge_in_process_cpu_s", "hedge_wire_cpu_s",
+    "hedge_in_process_cpu_s", "hedge_in_process_fresh_app_cpu_s", "hedge_wire_cpu_s",
     "hedge_requests", "hedge_app_fraction", "hedge_engine_share",
     "request_us_ping", "request_us_premiumIndex", "request_us_klines",
     "request_us_positionRisk", "request_us_account", "request_us_advance",
