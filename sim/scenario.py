@@ -278,19 +278,39 @@ def _load_spec(
     books_raw = data.pop("book", None) if isinstance(data, dict) else None
     books = {} if books_raw is None else parse_books(books_raw, str(path))
     spec = synthetic.parse_spec(data, str(path))
+    price_path = _generated_path(str(path), text, spec, seed, start_ms, days, resolution_ms)
+    description = spec.description or f"{spec.generator} path from {path.name}"
+    scenario = _scenario_of(path.stem, {spec.pair: price_path}, seed, description, str(path))
+    return dataclasses.replace(scenario, funding_interval_changes=changes, crowd=crowd,
+                               books=books)
+
+
+_GENERATED: dict[tuple[object, ...], PricePath] = {}
+_GENERATED_KEPT = 8
+
+
+def _generated_path(source: str, text: str, spec: synthetic.GeneratorSpec, seed: int,
+                    start_ms: int | None, days: float | None, resolution_ms: int | None
+                    ) -> PricePath:
+    """The path generated from a spec file's ``text`` (parsed: ``spec``): a pure function of
+    the text, the seed and the overrides, kept for the last few (a sweep worker loads the same
+    scenario run after run, twice a run). A PricePath never changes (frozen, read-only
+    arrays): markets share one as they would share equal copies."""
+    key = (source, text, seed, start_ms, days, resolution_ms)
+    path = _GENERATED.get(key)
+    if path is not None:
+        return path
     try:
         gen = synthetic.generate(
             spec, seed, start_ms=start_ms, days=days, resolution_ms=resolution_ms
         )
     except ScenarioError as exc:
-        raise ScenarioError(f"{path}: {exc}") from None
-    price_path = PricePath(
-        gen.times_ms, gen.index, gen.perp, gen.funding_times_ms, gen.funding_rates
-    )
-    description = spec.description or f"{spec.generator} path from {path.name}"
-    scenario = _scenario_of(path.stem, {spec.pair: price_path}, seed, description, str(path))
-    return dataclasses.replace(scenario, funding_interval_changes=changes, crowd=crowd,
-                               books=books)
+        raise ScenarioError(f"{source}: {exc}") from None
+    path = PricePath(gen.times_ms, gen.index, gen.perp, gen.funding_times_ms, gen.funding_rates)
+    if len(_GENERATED) >= _GENERATED_KEPT:
+        _GENERATED.pop(next(iter(_GENERATED)))  # the oldest
+    _GENERATED[key] = path
+    return path
 
 
 def _interval_changes(raw: object, path: Path) -> tuple[IntervalChange, ...]:

@@ -4,6 +4,7 @@ bundled scenarios have the shapes they advertise."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -373,3 +374,48 @@ def test_real_2022_12_13_is_one_day_with_its_three_funding_rates() -> None:
     at = path.row_at(T0 + (4 * 60 + 29) * MIN)
     assert path.perp[at] == path.perp[at + 1] == 17167.0
     assert "2022-12-13" in scenario.description
+
+
+# ---- generated paths kept per process (sim/scenario.py ``_generated_path``) ----------------------
+def _arrays(scenario: Any) -> list[Any]:
+    return [getattr(path, name) for path in scenario.paths.values()
+            for name in ("times_ms", "index", "perp", "funding_times_ms", "funding_rates")]
+
+
+def test_a_generated_path_is_kept_and_equals_a_fresh_generation(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from perpsim.sim import scenario as scenario_module
+
+    monkeypatch.setattr(scenario_module, "_GENERATED", {})
+    first, again = load_scenario("calm", seed=3), load_scenario("calm", seed=3)
+    assert again.paths["BTCUSD"] is first.paths["BTCUSD"]  # kept: the same frozen path
+    assert again.paths is not first.paths  # each scenario its own mapping
+    monkeypatch.setattr(scenario_module, "_GENERATED", {})
+    fresh = load_scenario("calm", seed=3)  # generated again
+    assert fresh.paths["BTCUSD"] is not first.paths["BTCUSD"]
+    for kept, made in zip(_arrays(first), _arrays(fresh), strict=True):
+        assert kept.dtype == made.dtype
+        assert np.array_equal(kept, made)
+        assert not kept.flags.writeable
+    other_seed = load_scenario("calm", seed=4)
+    assert not np.array_equal(other_seed.paths["BTCUSD"].perp, first.paths["BTCUSD"].perp)
+    # A spec file whose text changes is generated anew (the text is the key, not the name).
+    spec = tmp_path / "mine.json"
+    text = (SCENARIOS_DIR / "calm.json").read_text(encoding="utf-8")
+    spec.write_text(text, encoding="utf-8")
+    before = load_scenario(spec, seed=3)
+    assert np.array_equal(before.paths["BTCUSD"].perp, first.paths["BTCUSD"].perp)
+    spec.write_text(text.replace('"days": 3', '"days": 2'), encoding="utf-8")
+    after = load_scenario(spec, seed=3)
+    assert len(after.paths["BTCUSD"].times_ms) < len(before.paths["BTCUSD"].times_ms)
+
+
+def test_only_the_last_few_generated_paths_are_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    from perpsim.sim import scenario as scenario_module
+
+    monkeypatch.setattr(scenario_module, "_GENERATED", {})
+    for seed in range(scenario_module._GENERATED_KEPT + 3):
+        load_scenario("calm", seed=seed)
+    assert len(scenario_module._GENERATED) == scenario_module._GENERATED_KEPT
+    assert {key[2] for key in scenario_module._GENERATED} == set(
+        range(3, scenario_module._GENERATED_KEPT + 3))  # the oldest went first
