@@ -6,6 +6,10 @@ Run: ``python -m perpsim.benchmarks.hedge_profile [--scenario calm_30d] [--profi
 Used by ``benchmarks/sweep_scaling.py`` (``perpsim bench --only sweep``) for the per-hedge
 request count and the fraction of the hedge spent in the engine.
 
+Each hedge runs on a new market served by one app, warmed by the first hedge, as in a sweep
+worker (perpsim/inprocess.py ``AppHost``; since round 5 — until then a new app per hedge, whose
+first requests also paid what FastAPI builds per route: ``framework`` was ~10 % higher).
+
 * **Requests**: every request the hedge makes, counted where it enters the app
   (``perpsim.inprocess.call_app``), by method and path: ccxt's and the control plane's.
 * **Time in the app** (wall, no profiler): the seconds spent inside ``call_app`` — routing,
@@ -45,13 +49,18 @@ SWITCH_S = 0.00001
 
 
 def _market(scenario: str, profile: str = DEMO_PROFILE) -> Any:
+    """A new app serving a new stepped market (the request-cost and transport benchmarks)."""
     from perpsim.api.app import create_app
     from perpsim.api.security import IN_PROCESS
+
+    return create_app(state=_state(scenario, profile), security=IN_PROCESS)
+
+
+def _state(scenario: str, profile: str = DEMO_PROFILE) -> Any:
     from perpsim.api.state import ServerConfig, ServerState
 
-    return create_app(state=ServerState(ServerConfig(profile=profile, scenario=scenario,
-                                                     seed=0, clock="stepped")),
-                      security=IN_PROCESS)
+    return ServerState(ServerConfig(profile=profile, scenario=scenario, seed=0,
+                                    clock="stepped"))
 
 
 async def _hedge(target: Any, scenario: str, profile: str = DEMO_PROFILE) -> Any:
@@ -128,18 +137,19 @@ def sampled_shares() -> Iterator[dict[str, float]]:
 
 
 def run(scenario: str = DEMO_SCENARIO, profile: str = DEMO_PROFILE) -> dict[str, Any]:
-    """One warm-up hedge, one timed (requests, time in the app), one sampled (shares)."""
-    from perpsim.inprocess import in_process_transport
+    """One warm-up hedge, one timed (requests, time in the app), one sampled (shares), each on
+    a new market served by the same app."""
+    from perpsim.inprocess import AppHost, in_process_transport
 
-    asyncio.run(_hedge(in_process_transport(_market(scenario, profile)), scenario, profile))
-    transport = in_process_transport(_market(scenario, profile))
-    with counted_app_calls() as (counts, app_s):
+    host = AppHost()
+    with host.app(_state(scenario, profile)) as app:
+        asyncio.run(_hedge(in_process_transport(app), scenario, profile))
+    with host.app(_state(scenario, profile)) as app, counted_app_calls() as (counts, app_s):
         started, cpu = time.perf_counter(), time.process_time()
-        asyncio.run(_hedge(transport, scenario, profile))
+        asyncio.run(_hedge(in_process_transport(app), scenario, profile))
         hedge_s, hedge_cpu_s = time.perf_counter() - started, time.process_time() - cpu
-    transport = in_process_transport(_market(scenario, profile))
-    with sampled_shares() as shares:
-        asyncio.run(_hedge(transport, scenario, profile))
+    with host.app(_state(scenario, profile)) as app, sampled_shares() as shares:
+        asyncio.run(_hedge(in_process_transport(app), scenario, profile))
     control = sum(n for k, n in counts.items() if " /control/" in k)
     return {"scenario": scenario, "profile": profile, "hedge_s": round(hedge_s, 3),
             "hedge_cpu_s": round(hedge_cpu_s, 3),
