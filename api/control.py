@@ -214,9 +214,19 @@ async def advance(body: AdvanceBody, state: State) -> dict[str, Any]:
         ex.account(body.account_id)
     types, owner = frozenset(body.stop_on), body.account_id
 
+    # What each event matched, asked by the engine's stop check, then again by the scan for
+    # the stopping event: a settlement's payments are expanded once (the event is held, so
+    # its id names it for the whole request).
+    seen: dict[int, tuple[Event, str | None]] = {}
+
     def matched(event: Event) -> str | None:  # a settlement stands for its payments too
-        return next((e.type for e in expand((event,), owner) if e.type in types
+        known = seen.get(id(event))
+        if known is not None and known[0] is event:
+            return known[1]
+        kind = next((e.type for e in expand((event,), owner) if e.type in types
                      and owner in (None, e.payload.get("account_id"))), None)
+        seen[id(event)] = (event, kind)
+        return kind
 
     def stop_on(event: Event) -> bool:
         return matched(event) is not None

@@ -197,6 +197,34 @@ def test_advance_stops_on_an_account_event(market: Market) -> None:
     assert bad.status_code == 404
 
 
+def test_advance_stops_at_the_settlement_paying_the_account(market: Market) -> None:
+    """A settlement is one record standing for its payments: the stop check expands it (once
+    per request, however often it is asked) and the answer is that of an advance to the
+    same instant without a stop."""
+    from perpsim.sim import trading
+
+    def opened() -> str:
+        market.post("reset", {"scenario": "calm"})
+        other, mine = market.account({"BTC": "1"}), market.account({"BTC": "1"})
+        for who in (other, mine):
+            trading.place_order(market.state.exchange, who["account_id"], "BTCUSD_PERP",
+                                "SELL", "MARKET", 100)
+        return str(mine["account_id"])
+
+    mine = opened()
+    stopped = market.post("advance", {"ms": 30 * HOUR_MS, "stop_on": ["funding.payment"],
+                                      "account_id": mine})
+    assert stopped["stopped"] == "funding.payment"
+    payments = [e for e in stopped["events"] if e["type"] == "funding.payment"]
+    assert {e["account_id"] for e in payments} == {"1", mine}  # both paid, one stop
+    assert stopped["events"][-1]["type"] == "funding.settled"
+    opened()
+    plain = market.post("advance", {"until": stopped["now"]})
+    assert plain["stopped"] is None
+    assert plain["events"] == stopped["events"]
+    assert plain["now"] == stopped["now"]
+
+
 def test_realtime_clock_follows_the_wall_clock_times_speed(market: Market) -> None:
     market.post("reset", {"clock": "realtime", "speed": 3600.0})  # one hour per second
     wall0 = time.monotonic()
