@@ -154,3 +154,27 @@ def test_serve_state_hands_the_harness_the_new_market_and_refuses_while_recordin
     stop_recording(harness)
     serve_state(app, first)
     assert app.state.perpsim is first
+
+
+def test_each_thread_has_its_own_app() -> None:
+    """A Dask worker runs tasks on several threads: never one app for two markets at once."""
+    import threading
+
+    host = AppHost()
+    both_hold = threading.Barrier(2)
+    seen: dict[str, Any] = {}
+
+    def run(name: str, market: Market) -> None:
+        with host.app(_state(market)) as app:
+            both_hold.wait(timeout=60)  # both hold their app at once
+            seen[name] = (app, app.state.perpsim.config.profile)
+
+    threads = [threading.Thread(target=run, args=(name, market))
+               for name, market in (("a", A), ("b", B))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert seen["a"][0] is not seen["b"][0]
+    assert (seen["a"][1], seen["b"][1]) == ("binance_coinm", "bybit_inverse")
+    assert host.created == 2
