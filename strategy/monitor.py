@@ -340,7 +340,7 @@ class Monitor:
         # The last trade price is the close of the current 1-minute candle: the same number as
         # the 24-hour ticker's, at a fraction of its cost to the venue.
         reads = (lambda: ex.fetch_funding_rate(sym),
-                 lambda: self._positions.read(lambda: ex.fetch_positions([sym])),
+                 lambda: self._positions.read(lambda: self.venue.position_rows(ex, sym)),
                  lambda: self._futures_balance.read(ex.fetch_balance),
                  lambda: ex.fetch_ohlcv(sym, "1m", None, 1))
         if self.concurrent_reads:
@@ -393,7 +393,7 @@ class Monitor:
         marked = self.venue.positions_at_mark(self.ex, positions, self.symbol, premium,
                                               self.contract_size)
         if marked is None:
-            marked = await self.ex.fetch_positions([self.symbol])
+            marked = await self.venue.position_rows(self.ex, self.symbol)
         self._positions.answer = marked
         return marked
 
