@@ -139,6 +139,9 @@ class Exchange:
         self.scenario = scenario
         self.seed = seed
         self.clock = SimClock(scenario.start_ms if start_ms is None else start_ms)
+        # The clock's environment (set once with it): ``now_ms`` reads its time directly, as
+        # ``SimClock.now_ms`` does — the engine asks for the time dozens of times per event.
+        self._env = self.clock.env
         self.start_ms = self.clock.now_ms
         self.ledger = Ledger.from_profile(profile)
         self.journal = Journal()
@@ -173,7 +176,9 @@ class Exchange:
                 self.pricers[inst.symbol] = MarketPricer(profile, inst, tape,
                                                          self.funding_schedules[inst.symbol])
         self._book_rows: dict[str, tuple[int, int]] = {}
-        self._marks: dict[str, tuple[tuple[object, ...], Decimal]] = {}
+        # Per symbol: the last mark's inputs (key), the mark, and whether the rate mattered at
+        # that key's instant (``rate_matters_at`` depends on the time alone).
+        self._marks: dict[str, tuple[tuple[object, ...], Decimal, bool]] = {}
         self.lp_cache: dict[tuple[object, ...], tuple[Decimal | None, Decimal | None]] = {}
         self.hedge_lp_cache: dict[tuple[object, ...], HedgePrices] = {}
         self.scaled_instruments: dict[tuple[str, Decimal], Instrument] = {}
@@ -200,8 +205,8 @@ class Exchange:
     # ---- time --------------------------------------------------------------------------------
     @property
     def now_ms(self) -> int:
-        """Current simulated time (epoch ms)."""
-        return self.clock.now_ms
+        """Current simulated time (epoch ms): ``clock.now_ms``, one property call fewer."""
+        return int(self._env.now)
 
     @property
     def env(self) -> simpy.Environment:
@@ -335,19 +340,23 @@ class Exchange:
 
     def last_price(self, symbol: str) -> Decimal:
         """Last trade: a user's fill since the tape's current row began, else the tape's price."""
-        pricer = self.pricer(symbol)
+        return self._last_price(symbol, self.pricer(symbol), self.now_ms)
+
+    def _last_price(self, symbol: str, pricer: MarketPricer, now: int) -> Decimal:
+        """``last_price`` with the symbol's pricer and the time now already in hand."""
         state = self.states[symbol]
         if self.books[symbol].finite is not None:
             # Finite depth (sim/depth.py): a trade this instant, else the touch of an eaten
             # side (where the next trade would print), else the book's centre again.
-            if state.trades and state.trades[-1].time_ms == self.now_ms:
+            if state.trades and state.trades[-1].time_ms == now:
                 return state.trades[-1].price_usd
             touch = self.refresh_book(symbol).depleted_touch()
-            return pricer.reference_at(self.now_ms) if touch is None else touch
-        if state.last_trade_price is not None and state.last_trade_tape == self.tape_position(
-                symbol):
+            return pricer.reference_at(now) if touch is None else touch
+        # The tape's (row, version) now: ``tape_position``.
+        if state.last_trade_price is not None and state.last_trade_tape == (
+                pricer.tape.row_at(now), pricer.tape.version):
             return state.last_trade_price
-        return pricer.reference_at(self.now_ms)
+        return pricer.reference_at(now)
 
     def tape_position(self, symbol: str) -> tuple[int, int]:
         """(row, version) of the symbol's tape now: changes whenever the scenario price does."""
@@ -365,23 +374,26 @@ class Exchange:
     def mark_price(self, symbol: str) -> Decimal:
         """Mark price now, by the profile's method (exact; memoised on all its inputs)."""
         pricer = self.pricer(symbol)
-        rate, last = self.mark_funding_rate(symbol), self.last_price(symbol)
+        now = self.now_ms
+        rate, last = self.mark_funding_rate(symbol), self._last_price(symbol, pricer, now)
         depth = self.books[symbol].finite
-        # At a funding instant P1 is the index whatever the rate (no time to funding): the
-        # mark read before a settlement serves after it.
-        key = (symbol, self.now_ms, pricer.tape.version,
-               rate if pricer.rate_matters_at(self.now_ms) else None, last,
-               None if depth is None else depth.version)
         cached = self._marks.get(symbol)
+        # At a funding instant P1 is the index whatever the rate (no time to funding): the
+        # mark read before a settlement serves after it. Whether the rate matters depends on
+        # the instant alone: the cached answer serves at the cached key's instant.
+        matters = (cached[2] if cached is not None and cached[0][1] == now
+                   else pricer.rate_matters_at(now))
+        key = (symbol, now, pricer.tape.version, rate if matters else None, last,
+               None if depth is None else depth.version)
         if cached is not None and cached[0] == key:
             return cached[1]
         shift = None
         if depth is not None:  # the mid of a finite book moves P2's basis average
             step = self.profile.mark.basis_sample_interval_ms
-            shift = depth.mid_shift_average(self.now_ms // step * step, step,
+            shift = depth.mid_shift_average(now // step * step, step,
                                             self.profile.mark.basis_samples)
-        mark = pricer.mark_at(self.now_ms, rate, last, basis_shift_usd=shift)
-        self._marks[symbol] = (key, mark)
+        mark = pricer.mark_at(now, rate, last, basis_shift_usd=shift)
+        self._marks[symbol] = (key, mark, matters)
         return mark
 
     def predicted_funding_rate(self, symbol: str) -> Decimal:

@@ -19,7 +19,7 @@ from hypothesis_budget import examples
 
 from perpsim.numbers import readable
 from perpsim.sim.errors import InvalidInput
-from perpsim.sim.journal import Journal, _decimal_text, _freeze, _freeze_checked
+from perpsim.sim.journal import Journal, _decimal_text, _freeze, _freeze_checked, _freeze_own
 
 D = Decimal
 
@@ -99,6 +99,35 @@ def test_any_value_freezes_or_fails_as_the_reference(value: object) -> None:
     assert outcome(_freeze, value) == outcome(_freeze_checked, value)
 
 
+def own_outcome(payload: dict, where: str) -> object:
+    """``_freeze_own`` on a copy of ``payload`` (it freezes the dict it is given in place)."""
+    assert where == "payload"
+    return _freeze_own(dict(payload))
+
+
+@settings(deadline=None, max_examples=examples(600))
+@given(st.dictionaries(keys | keys.map(Text), any_values, max_size=6))
+def test_freezing_a_dict_in_place_gives_what_the_reference_gives(payload: dict) -> None:
+    # append's keyword arguments: the same frozen payload (types, texts, the keys' own
+    # objects) or the same error naming the same path, whatever came before the unusual value.
+    assert outcome(own_outcome, payload) == outcome(_freeze_checked, payload)
+
+
+@settings(deadline=None, max_examples=examples(300))
+@given(st.dictionaries(keys, usual_values, max_size=6))
+def test_append_stores_the_reference_payload_and_leaves_the_callers_dict(payload: dict) -> None:
+    journal = Journal()
+    before = shape(payload)
+    expected = outcome(_freeze_checked, payload)
+    try:
+        stored = ("ok", shape(journal.append(0, "x", **payload).payload))
+    except InvalidInput as exc:
+        stored = ("error", str(exc))
+        assert len(journal) == 0
+    assert stored == expected
+    assert shape(payload) == before  # the keyword arguments were append's own dict
+
+
 @settings(deadline=None, max_examples=examples(800))
 @given(decimals)
 def test_decimal_text_is_readable(value: Decimal) -> None:
@@ -139,6 +168,8 @@ def test_decimal_text_examples(value: Decimal, text: str) -> None:
     ({"a": {"b": D("NaN")}}, "payload.a.b must be finite"),
     ({"a": (1, {2: "x"})}, "payload.a[1] has a non-string key 2"),
     ({"a": [D("Infinity")]}, "payload.a[0] must be finite"),
+    ({"d": D("1.25"), "e": D("1E-9"), "a": [1, 1.5]}, "payload.a[1] has type float"),
+    ({"d": D("1.25"), "x": D("NaN")}, "payload.x must be finite"),
 ])
 def test_refused_payloads_name_the_offending_path_and_store_nothing(payload: dict,
                                                                     message: str) -> None:

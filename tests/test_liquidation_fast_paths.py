@@ -7,8 +7,12 @@
 * ``liquidation.liquidate`` hands its trigger views to the step-down and the takeover while
   nothing has moved, and skips cancelling on a book with no resting order
   (``reference_liquidate`` asks again each time and cancels on every book);
-* the journal freezes payloads through its fast path (``journal._freeze_checked`` is the
-  reference).
+* the journal freezes payloads through its fast path, ``append``'s keyword arguments in place
+  (``journal._freeze_checked`` is the reference);
+* ``Exchange.now_ms`` reads the clock's environment directly (``clock.now_ms``);
+  ``Exchange.mark_price`` keeps whether the funding rate matters at its cached instant and
+  reads the last price with the pricer and the time in hand (``reference_mark_price``,
+  ``reference_last_price``).
 
 Whole crowded runs through crashes, a squeeze, a finite-book cascade and ADL with an empty
 fund give the same journal (digest), postings and balances with every shortcut as with every
@@ -113,11 +117,53 @@ def reference_liquidate(ex: Exchange, account: liquidation.Account,
     ex.watcher.replan()
 
 
+def reference_last_price(ex: Exchange, symbol: str) -> Decimal:
+    """``Exchange.last_price`` before it took the pricer and the time in hand."""
+    pricer = ex.pricer(symbol)
+    state = ex.states[symbol]
+    if ex.books[symbol].finite is not None:
+        if state.trades and state.trades[-1].time_ms == ex.now_ms:
+            return state.trades[-1].price_usd
+        touch = ex.refresh_book(symbol).depleted_touch()
+        return pricer.reference_at(ex.now_ms) if touch is None else touch
+    if state.last_trade_price is not None and state.last_trade_tape == ex.tape_position(
+            symbol):
+        return state.last_trade_price
+    return pricer.reference_at(ex.now_ms)
+
+
+def reference_mark_price(ex: Exchange, symbol: str) -> Decimal:
+    """``Exchange.mark_price`` before it kept whether the rate matters at the cached instant:
+    every input asked again at every call (a memo of its own, on the full key)."""
+    pricer = ex.pricer(symbol)
+    rate, last = ex.mark_funding_rate(symbol), reference_last_price(ex, symbol)
+    depth = ex.books[symbol].finite
+    key = (symbol, ex.clock.now_ms, pricer.tape.version,
+           rate if pricer.rate_matters_at(ex.clock.now_ms) else None, last,
+           None if depth is None else depth.version)
+    memo = ex.__dict__.setdefault("_reference_marks", {})
+    cached = memo.get(symbol)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    shift = None
+    if depth is not None:
+        step = ex.profile.mark.basis_sample_interval_ms
+        shift = depth.mid_shift_average(ex.clock.now_ms // step * step, step,
+                                        ex.profile.mark.basis_samples)
+    mark = pricer.mark_at(ex.clock.now_ms, rate, last, basis_shift_usd=shift)
+    memo[symbol] = (key, mark)
+    return mark
+
+
 def use_references(m: pytest.MonkeyPatch) -> None:
     m.setattr(risk, "margin_check", reference_margin_check)
     m.setattr(risk, "cross_state", reference_cross_state)
     m.setattr(liquidation, "liquidate", reference_liquidate)
     m.setattr(journal, "_freeze", journal._freeze_checked)
+    m.setattr(journal, "_freeze_own", lambda payload: journal._freeze_checked(payload, "payload"))
+    m.setattr(Exchange, "now_ms", property(lambda ex: ex.clock.now_ms))
+    m.setattr(Exchange, "mark_price", reference_mark_price)
+    m.setattr(Exchange, "last_price", reference_last_price)
 
 
 # ---- crowds --------------------------------------------------------------------------------------
@@ -269,3 +315,31 @@ def test_margin_views_equal_the_references_for_every_position(prof: str, scenari
                         == risk.liquidation_prices(ex, aid, pos)
                 checked += 1
     assert checked > 100
+
+
+# ---- the mark's memo, instant by instant ------------------------------------------------------
+@pytest.mark.parametrize("prof", ["binance_coinm", "bitmex_xbtusd"])
+def test_the_mark_follows_a_rate_moved_within_an_instant_as_the_reference(prof: str) -> None:
+    # The memo keeps whether the rate matters at its instant: within one instant a moved rate
+    # must still give a new mark (off a funding instant) and the same one (at it), as the
+    # reference, which asks ``rate_matters_at`` every time, computes afresh.
+    ex = crowd(prof, "manual", 4, seed=5)
+    sym = ex.profile.instruments[0].symbol
+    state = ex.states[sym]
+    funding_ms = ex.next_funding_time_ms(sym)
+    assert funding_ms is not None
+    rates = [Decimal("0.0001"), Decimal("-0.00375"), Decimal("0.003"), Decimal("0.0001")]
+    seen_matters = set()
+    for t in (ex.now_ms + 1_000, funding_ms - 60_000, funding_ms, funding_ms + 1_000):
+        ex.advance_until(t)
+        for rate in rates:
+            if ex.profile.funding.settles == "previous_window":
+                state.next_funding_rate = rate
+            else:
+                state.last_funding_rate = rate
+            assert ex.mark_funding_rate(sym) == rate
+            ex.__dict__.pop("_reference_marks", None)  # the reference computes afresh
+            assert ex.mark_price(sym) == reference_mark_price(ex, sym)
+            assert ex.last_price(sym) == reference_last_price(ex, sym)
+            seen_matters.add(ex.pricers[sym].rate_matters_at(t))
+    assert seen_matters == {True, False}  # both kinds of instant were met
