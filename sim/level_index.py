@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 _SLACK = 1e-9  # relative: float marks against float levels (the exact check decides)
 _REBUILD_AT = 512  # changed entries tolerated before the sorted arrays are rebuilt
 _BATCH_AT = 64  # positions to recompute at once from which the float solves run as arrays
+_UNSOLVED = object()  # SolvedLevels: the call level was not asked for
 
 
 class SortedLevels:
@@ -261,6 +262,88 @@ class PositionRows:
         self.holder[o] = None
 
 
+class SolvedLevels:
+    """The float solver's last answers per ordinal, with the inputs they were solved from.
+
+    ``Solver``'s answers are a pure function of (size, entry, margin, rate, cross), and the
+    batch gives the scalar solver's floats (tests/test_fast_levels_batch.py), so where a
+    position is solved again from equal inputs — a margin call flips only its flag, a
+    ``touch`` may have moved nothing — the answers are read back instead of solved again.
+    NaN stands for None ("use exact"; an unknown ratio boundary), as in ``levels_batch``.
+    Floats are compared with their signs (0.0 == -0.0, but a solver could tell them apart).
+    """
+
+    def __init__(self) -> None:
+        self.ok = np.zeros(0, dtype=bool)  # answers held for the inputs below
+        self.call_ok = np.zeros(0, dtype=bool)  # the call level was asked for too
+        self.qty = np.zeros(0, dtype=np.int64)
+        self.cross = np.zeros(0, dtype=bool)
+        # entry, margin, rate; liquidation level, call level, ratio boundary lo, hi
+        self.floats = np.zeros((0, 7), dtype=np.float64)
+
+    def grow(self, size: int) -> None:
+        """Make room for ordinals below ``size``."""
+        have = len(self.ok)
+        if size > have:
+            extra = max(size, 2 * have) - have
+            self.ok = np.concatenate([self.ok, np.zeros(extra, dtype=bool)])
+            self.call_ok = np.concatenate([self.call_ok, np.zeros(extra, dtype=bool)])
+            self.qty = np.concatenate([self.qty, np.zeros(extra, dtype=np.int64)])
+            self.cross = np.concatenate([self.cross, np.zeros(extra, dtype=bool)])
+            self.floats = np.concatenate([self.floats, np.zeros((extra, 7))])
+
+    def get(self, o: int, qty: int, entry: float, margin: float, rate: float,
+            cross: bool) -> tuple[float | None, tuple[float, float] | None, object] | None:
+        """(liquidation level, ratio boundary, call level or ``_UNSOLVED``) solved from these
+        very inputs, or None."""
+        if not self.ok.item(o) or self.qty.item(o) != qty or self.cross.item(o) != cross:
+            return None
+        held = self.floats[o].tolist()
+        if held[0] != entry or not _same_float(held[1], margin) \
+                or not _same_float(held[2], rate):
+            return None
+        liq, call, lo, hi = held[3:]
+        return (None if liq != liq else liq, None if lo != lo else (lo, hi),
+                (None if call != call else call) if self.call_ok.item(o) else _UNSOLVED)
+
+    def put(self, o: int, inputs: tuple[int, float, float, float, bool], liq: float | None,
+            boundary: tuple[float, float] | None, call: object) -> None:
+        """Hold one scalar solve's answers (``call``: ``_UNSOLVED`` if not asked for)."""
+        qty, entry, margin, rate, cross = inputs
+        lo, hi = (math.nan, math.nan) if boundary is None else boundary
+        if lo != lo:  # a boundary with a NaN in it would read back as None: not held
+            self.ok[o] = False
+            return
+        self.ok[o] = True
+        self.call_ok[o] = call is not _UNSOLVED
+        self.qty[o] = qty
+        self.cross[o] = cross
+        held_call = math.nan if call is None or call is _UNSOLVED else cast(float, call)
+        self.floats[o] = (entry, margin, rate, math.nan if liq is None else liq, held_call, lo,
+                          hi)
+
+    def put_many(self, ordinals: np.ndarray, qty: np.ndarray, entry: np.ndarray,
+                 margin: np.ndarray, rate: float, cross: np.ndarray,
+                 answers: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+        """Hold a batch's answers (``levels_batch``: liquidation, call, boundary lo, hi)."""
+        liqs, calls, los, his = answers
+        self.ok[ordinals] = True
+        self.call_ok[ordinals] = True
+        self.qty[ordinals] = qty
+        self.cross[ordinals] = cross
+        self.floats[ordinals] = np.column_stack(
+            [entry, margin, np.full(len(ordinals), rate), liqs, calls, los, his])
+
+    def forget(self, o: int) -> None:
+        """Hold nothing for this ordinal."""
+        self.ok[o] = False
+
+
+def _same_float(a: float, b: float) -> bool:
+    """Equal, with the same sign (tells 0.0 from -0.0)."""
+    return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+
+
 class SymbolLevels:
     """The four indexes of one symbol (see the module docstring) and its positions' rows."""
 
@@ -273,6 +356,7 @@ class SymbolLevels:
         self.watch_below = SortedLevels()  # longs: the watcher's mark_lo is the top
         self.watch_above = SortedLevels()  # shorts: the watcher's mark_hi is the bottom
         self.rate: Decimal | None = None  # funding rate the levels were computed with
+        self.solved = SolvedLevels()  # the float solver's last answers per ordinal
 
     @property
     def indexes(self) -> tuple[SortedLevels, ...]:
@@ -282,6 +366,7 @@ class SymbolLevels:
     def grow(self, size: int) -> None:
         """Make room for ordinals below ``size``."""
         self.rows.grow(size)
+        self.solved.grow(size)
         for index in self.indexes:
             index.grow(size)
 
@@ -469,6 +554,7 @@ class LevelIndex:
                 if volatile or pos is None or not pos.is_open:
                     if levels.rows.held[o]:  # levels exist only for held rows
                         levels.rows.clear(o)
+                        levels.solved.forget(o)
                         for index in levels.indexes:
                             index.drop(o)
                 else:
@@ -505,13 +591,21 @@ class LevelIndex:
         qty, entry, cross = int(rows.qty[o]), float(rows.entry[o]), bool(rows.cross[o])
         called = bool(rows.called[o])
         rate = float(levels.rate) if solver.funding_in_mm and levels.rate is not None else 0.0
-        liq = solver.liquidation_level(qty, entry, margin, rate, cross=cross)
-        if liq is None:
-            liq = _exact_level(ex, *self._position(levels, o), Decimal(1))
-        boundary = solver.ratio_boundary(qty, entry, margin, rate, cross=cross)
+        known = levels.solved.get(o, qty, entry, margin, rate, cross)
+        if known is not None:  # solved from these very inputs before: the same answers
+            liq, boundary, solved_call = known
+        else:
+            liq = solver.liquidation_level(qty, entry, margin, rate, cross=cross)
+            boundary = solver.ratio_boundary(qty, entry, margin, rate, cross=cross)
+            solved_call = _UNSOLVED
         call: float | None = INF if qty > 0 else -INF  # unused after a call
         if not called:
-            call = solver.call_level(qty, entry, margin, rate, cross=cross)
+            if solved_call is _UNSOLVED:
+                solved_call = solver.call_level(qty, entry, margin, rate, cross=cross)
+            call = cast("float | None", solved_call)
+        levels.solved.put(o, (qty, entry, margin, rate, cross), liq, boundary, solved_call)
+        if liq is None:
+            liq = _exact_level(ex, *self._position(levels, o), Decimal(1))
         if call is None:
             call = _exact_level(ex, *self._position(levels, o),
                                 1 / ex.profile.liquidation.margin_call_ratio)
@@ -524,6 +618,8 @@ class LevelIndex:
         cross, called = rows.cross[ordinals], rows.called[ordinals]
         rate = float(levels.rate) if solver.funding_in_mm and levels.rate is not None else 0.0
         liqs, calls, los, his = levels_batch(solver, qty, entry, margin, rate, cross)
+        levels.solved.put_many(ordinals, qty, entry, margin, rate, cross,
+                               (liqs, calls, los, his))
         # The rare rows the float solve leaves to exact arithmetic (NaN), one by one.
         for i in np.flatnonzero(np.isnan(liqs)).tolist():
             liqs[i] = _exact_level(ex, *self._position(levels, int(ordinals[i])), Decimal(1))

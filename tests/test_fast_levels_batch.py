@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis_budget import examples
 
 from perpsim.sim.fast_levels import Solver, batch_supported, levels_batch
+from perpsim.sim.level_index import _UNSOLVED, SolvedLevels
 
 from engine_helpers import profile
 
@@ -97,3 +98,46 @@ def test_a_crowd_through_every_bracket_gives_the_scalar_floats(solver: Solver) -
             for side in (qty > 0, qty < 0):
                 assert np.isnan(liq[side]).any()
                 assert np.isinf(liq[side]).any()
+
+
+# ---- the level index's memo of these answers (level_index.SolvedLevels) --------------------------
+@settings(max_examples=examples(200), deadline=None)
+@given(solver=st.sampled_from(SOLVERS), positions=st.lists(_position, min_size=1, max_size=12),
+       rate=st.floats(-0.01, 0.01), scalar=st.booleans())
+def test_answers_held_read_back_as_the_scalar_solver_gives_them(
+        solver: Solver, positions: list[tuple[int, float, float, bool]], rate: float,
+        scalar: bool) -> None:
+    # Held from a batch or from scalar solves, the answers read back for the same inputs are
+    # the scalar solver's; any input moved (a sign of zero included) reads back nothing.
+    memo = SolvedLevels()
+    memo.grow(len(positions))
+    qty = np.array([p[0] for p in positions], dtype=np.int64)
+    entry = np.array([p[1] for p in positions])
+    margin = np.array([p[2] for p in positions])
+    cross = np.array([p[3] for p in positions])
+    if scalar:
+        for o, (q, e, m, c) in enumerate(positions):
+            call = solver.call_level(q, e, m, rate, cross=c) if o % 2 else _UNSOLVED
+            memo.put(o, (q, e, m, rate, c), solver.liquidation_level(q, e, m, rate, cross=c),
+                     solver.ratio_boundary(q, e, m, rate, cross=c), call)
+    else:
+        memo.put_many(np.arange(len(positions)), qty, entry, margin, rate, cross,
+                      levels_batch(solver, qty, entry, margin, rate, cross))
+    for o, (q, e, m, c) in enumerate(positions):
+        held = memo.get(o, q, e, m, rate, c)
+        assert held is not None
+        liq, boundary, call = held
+        assert liq == solver.liquidation_level(q, e, m, rate, cross=c)
+        assert boundary == solver.ratio_boundary(q, e, m, rate, cross=c)
+        if scalar and not o % 2:
+            assert call is _UNSOLVED
+        else:
+            assert call == solver.call_level(q, e, m, rate, cross=c)
+        assert memo.get(o, q + 1, e, m, rate, c) is None
+        assert memo.get(o, q, math.nextafter(e, math.inf), m, rate, c) is None
+        assert memo.get(o, q, e, m + 1e-9, rate, c) is None
+        assert memo.get(o, q, e, -m if m == 0 else m * 2, rate, c) is None
+        assert memo.get(o, q, e, m, -rate if rate == 0 else rate * 2, c) is None
+        assert memo.get(o, q, e, m, rate, not c) is None
+        memo.forget(o)
+        assert memo.get(o, q, e, m, rate, c) is None
