@@ -442,6 +442,12 @@ class LevelIndex:
         posting paid, a whole symbol when its funding rate counts in MM and moved) is solved
         again from the rows and its margin balance.
         """
+        changed = self._sync()
+        return changed if isinstance(changed, np.ndarray) else np.array(changed, dtype=np.int64)
+
+    def _sync(self) -> np.ndarray | list[int]:
+        """``sync``; a few accounts named and no batch posting (a liquidation's own records)
+        are handled as a list, without the arrays: the ordinals (sorted, distinct)."""
         ex = self.ex
         if not self.symbols:
             for symbol in ex.pricers:
@@ -461,6 +467,8 @@ class LevelIndex:
         else:
             refresh = sorted(self.ordinal[a] for a in self._dirty if a in self.ordinal)
         self._dirty.clear()
+        if not self._moved and len(refresh) < _BATCH_AT and len(refresh) <= _REBUILD_AT:
+            return self._sync_few(refresh)
         # Sorted, distinct; sized by what changed, not by the crowd (a liquidation names a few).
         changed = np.array(refresh, dtype=np.int64)
         if self._moved:
@@ -485,6 +493,34 @@ class LevelIndex:
         if len(solved) > 1:
             changed = np.unique(np.concatenate(solved))
         return changed
+
+    def _sync_few(self, refresh: list[int]) -> np.ndarray | list[int]:
+        """The rest of ``_sync`` for a few accounts (sorted, distinct ordinals) and no batch
+        posting: the same rows re-read and the same positions solved, one by one as ``_solve``
+        solves so few, without building arrays for them."""
+        if refresh:
+            self._refresh(refresh)
+        solved: list[np.ndarray] = []
+        for symbol, levels in self.symbols.items():
+            if levels.solver.funding_in_mm and (
+                    rate := self.ex.mark_funding_rate(symbol)) != levels.rate:
+                levels.rate = rate  # every position on the symbol: MM counts funding
+                ordinals = np.flatnonzero(levels.rows.held)
+                solved.append(ordinals)
+                self._solve(levels, ordinals)
+                continue
+            held = levels.rows.held
+            few = [o for o in refresh if held[o]]
+            if not few:
+                continue
+            for index in levels.indexes:  # as _solve sets it: fewer than _REBUILD_AT
+                index.batch = False
+            for o in few:
+                levels.assign(o, self._levels(levels, o))
+            self.recomputed += len(few)
+        if solved:
+            return np.unique(np.concatenate([np.array(refresh, dtype=np.int64), *solved]))
+        return refresh
 
     def touch(self, account_id: str) -> None:
         """Mark an account for recomputation (its state may have changed without a record)."""
@@ -718,7 +754,8 @@ class LevelIndex:
             before = len(ex.journal)
             yield ex.accounts[aid]
             self.touch(aid)  # a margin-call flag may have been reset without an event
-            changed = self.sync().tolist()
+            found = self._sync()
+            changed = found.tolist() if isinstance(found, np.ndarray) else found
             moved = len(ex.journal) != before  # trades may have moved the last price (the mark)
             for symbol, levels in self.symbols.items():
                 if symbol in marks:

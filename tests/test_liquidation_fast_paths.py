@@ -9,14 +9,17 @@
   (``reference_liquidate`` asks again each time and cancels on every book);
 * the journal freezes payloads through its fast path, ``append``'s keyword arguments in place
   (``journal._freeze_checked`` is the reference);
+* the level index handles a few named accounts as a list (``LevelIndex._sync_few``;
+  ``reference_sync_few`` is the array path it replaces) and reads back the float solver's
+  answers for equal inputs (``SolvedLevels``, also tests/test_fast_levels_batch.py);
 * ``Exchange.now_ms`` reads the clock's environment directly (``clock.now_ms``);
   ``Exchange.mark_price`` keeps whether the funding rate matters at its cached instant and
   reads the last price with the pricer and the time in hand (``reference_mark_price``,
   ``reference_last_price``).
 
 Whole crowded runs through crashes, a squeeze, a finite-book cascade and ADL with an empty
-fund give the same journal (digest), postings and balances with every shortcut as with every
-reference.
+fund give the same journal (digest), postings, balances and level index with every shortcut
+as with every reference.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from perpsim.sim import journal, liquidation, risk, trading
 from perpsim.sim.errors import PerpsimError
 from perpsim.sim.exchange import Exchange
 from perpsim.sim.ledger import insurance_account
+from perpsim.sim.level_index import LevelIndex, SolvedLevels
 from perpsim.sim.money import quantize
 from perpsim.sim.profile import Profile
 from perpsim.sim.scenario import load_scenario, manual_scenario
@@ -155,6 +160,28 @@ def reference_mark_price(ex: Exchange, symbol: str) -> Decimal:
     return mark
 
 
+def reference_sync_few(index: LevelIndex, refresh: list[int]) -> np.ndarray:
+    """The tail of ``LevelIndex._sync`` before a few accounts were handled as a list: the
+    array path, whatever the count."""
+    changed = np.array(refresh, dtype=np.int64)
+    if refresh:
+        index._refresh(refresh)
+    solved = [changed]
+    for symbol, levels in index.symbols.items():
+        held = levels.rows.held
+        if levels.solver.funding_in_mm and (
+                rate := index.ex.mark_funding_rate(symbol)) != levels.rate:
+            levels.rate = rate
+            ordinals = np.flatnonzero(held)
+            solved.append(ordinals)
+        else:
+            ordinals = changed[held[changed]]
+        index._solve(levels, ordinals)
+    if len(solved) > 1:
+        changed = np.unique(np.concatenate(solved))
+    return changed
+
+
 def use_references(m: pytest.MonkeyPatch) -> None:
     m.setattr(risk, "margin_check", reference_margin_check)
     m.setattr(risk, "cross_state", reference_cross_state)
@@ -164,6 +191,8 @@ def use_references(m: pytest.MonkeyPatch) -> None:
     m.setattr(Exchange, "now_ms", property(lambda ex: ex.clock.now_ms))
     m.setattr(Exchange, "mark_price", reference_mark_price)
     m.setattr(Exchange, "last_price", reference_last_price)
+    m.setattr(LevelIndex, "_sync_few", reference_sync_few)
+    m.setattr(SolvedLevels, "get", lambda *_: None)  # every position solved afresh
 
 
 # ---- crowds --------------------------------------------------------------------------------------
@@ -237,9 +266,13 @@ def crowd(prof: str, scenario: str, n: int, seed: int, variant: str = "") -> Exc
 
 
 def state(ex: Exchange) -> tuple[object, ...]:
+    index = ex.watcher.index
     return (ex.journal.digest(), [repr(p) for p in ex.ledger.postings], ex.ledger.balances(),
             {(a.account_id, k): (p.qty_contracts, p.entry_price_usd, p.margin_call_sent)
-             for a in ex.accounts.values() for k, p in a.positions.items()})
+             for a in ex.accounts.values() for k, p in a.positions.items()},
+            # the level index: every level, the positions it solved, the volatile accounts
+            {s: [i.as_dict() for i in levels.indexes] for s, levels in index.symbols.items()},
+            index.recomputed, index.volatile)
 
 
 def steps(ex: Exchange) -> set[str]:
