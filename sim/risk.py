@@ -273,8 +273,18 @@ def margin_check(ex: Exchange, account_id: str, pos: Position,
         mm = maint_margin(ex, pos, mark)
         liq, bankrupt = liquidation_prices(ex, account_id, pos, isolated_wallet_coin=wallet)
     else:
-        balance, mm = cross_margin(ex, account_id, pos.coin)
-        liq, bankrupt = liquidation_prices(ex, account_id, pos)
+        positions = cross_positions(ex, account_id, pos.coin)
+        if len(positions) == 1 and positions[0] is pos and pos.position_side == "BOTH":
+            # The crowd's usual cross account, one one-way position in the coin: cross_margin
+            # and liquidation_prices with the mark, the wallet and the (no) others in hand.
+            wallet = ex.wallet_balance(account_id, pos.coin)
+            balance = wallet + (ZERO + unrealised_pnl(ex, pos, mark))
+            mm = ZERO + maint_margin(ex, pos, mark)
+            liq, bankrupt = liquidation_prices(ex, account_id, pos,
+                                               cross_margin_coin=(wallet, ZERO, ZERO))
+        else:
+            balance, mm = cross_margin(ex, account_id, pos.coin)
+            liq, bankrupt = liquidation_prices(ex, account_id, pos)
     return MarginCheck(mark, mm, balance, margin_ratio(mm, balance), liq, bankrupt)
 
 
@@ -339,13 +349,16 @@ def settled_position_risk(ex: Exchange, account_id: str, symbol: str,
 def liquidation_prices(ex: Exchange, account_id: str, pos: Position,
                        mmr_scale: Decimal = Decimal(1), *,
                        isolated_wallet_coin: Decimal | None = None,
+                       cross_margin_coin: tuple[Decimal, Decimal, Decimal] | None = None,
                        ) -> tuple[Decimal | None, Decimal | None]:
     """(liquidation, bankruptcy) price of a position, everything else held at today's marks.
 
     None where the position can never reach it (a 1x short with full coin collateral);
     Infinity (longs) where it already has. ``mmr_scale`` > 1 gives the margin-call price: the
     mark where MM / margin balance reaches 1 / mmr_scale. ``isolated_wallet_coin``: the
-    isolated position's wallet now, when the caller has just read it.
+    isolated position's wallet now, when the caller has just read it; ``cross_margin_coin``:
+    a cross position's (wallet, the other cross positions' unrealised PnL, their MM) now,
+    likewise (summed from ZERO in the account's order, as this would sum them).
     """
     if not pos.is_open or pos.entry_price_usd is None:
         return None, None
@@ -359,6 +372,8 @@ def liquidation_prices(ex: Exchange, account_id: str, pos: Position,
         if isolated_wallet_coin is None:
             isolated_wallet_coin = ex.isolated_wallet(account_id, pos.margin_key)
         margin: tuple[Decimal, ...] = (isolated_wallet_coin,)
+    elif cross_margin_coin is not None:
+        margin = cross_margin_coin
     else:
         others = [p for p in cross_positions(ex, account_id, pos.coin) if p is not pos]
         margin = (ex.wallet_balance(account_id, pos.coin),

@@ -1,7 +1,9 @@
 """The liquidation pass's shortcuts against the computations they replace.
 
 * ``risk.margin_check`` asks the mark once, reads an isolated wallet once and takes the cross
-  numbers from ``risk.cross_margin`` (no initial margins): equal to the view it replaced
+  numbers from ``risk.cross_margin`` (no initial margins; for a lone one-way cross position,
+  with the mark, the wallet and no others handed to ``liquidation_prices``): equal to the
+  view it replaced
   (``reference_margin_check``, built on ``cross_state``) for every open position, every profile;
 * ``risk.cross_state`` asks each mark once: equal to ``reference_cross_state``;
 * ``liquidation.liquidate`` hands its trigger views to the step-down and the takeover while
