@@ -114,7 +114,7 @@ class SortedLevels:
             self._changed(ordinal, old, None)
 
     def _changed(self, ordinal: int, old: float | None, new: float | None) -> None:
-        was_stale = bool(self._stale[ordinal])
+        was_stale = self._stale.item(ordinal)
         if not was_stale:
             self._stale[ordinal] = True
             self._n_stale += 1
@@ -624,8 +624,10 @@ class LevelIndex:
         holder = rows.holder[o]
         assert isinstance(holder, str)
         margin = float(ex.ledger.balance(holder))
-        qty, entry, cross = int(rows.qty[o]), float(rows.entry[o]), bool(rows.cross[o])
-        called = bool(rows.called[o])
+        # ``item``: the element as a Python int, float or bool (what int(), float(), bool()
+        # of the element give), without a numpy scalar in between.
+        qty, entry, cross = rows.qty.item(o), rows.entry.item(o), rows.cross.item(o)
+        called = rows.called.item(o)
         rate = float(levels.rate) if solver.funding_in_mm and levels.rate is not None else 0.0
         known = levels.solved.get(o, qty, entry, margin, rate, cross)
         if known is not None:  # solved from these very inputs before: the same answers
