@@ -145,7 +145,8 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
     moves a price, a balance or a position."""
     aid = account.account_id
     known = views or {}
-    ex.journal.append(ex.now_ms, "liquidation.triggered", account_id=aid,
+    now = ex.now_ms  # one instant throughout: the time is read once
+    ex.journal.append(now, "liquidation.triggered", account_id=aid,
                       margin_mode=positions[0].margin_mode, coin=positions[0].coin,
                       positions=[_snapshot(ex, aid, p, known.get(id(p))) for p in positions])
     # 1. Cancel the account's open orders on these symbols (cross: all in the coin).
@@ -156,10 +157,10 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
     canceled = [o for s in symbols if len(ex.books[s]) for o in trading.cancel_all(ex, aid, s)]
     if canceled:
         known = {}  # the views predate the cancellations
-        ex.journal.append(ex.now_ms, "liquidation.orders_canceled", account_id=aid,
+        ex.journal.append(now, "liquidation.orders_canceled", account_id=aid,
                           order_ids=[o.order_id for o in canceled])
         if not any(_reached(ex, account, p) for p in positions):
-            ex.journal.append(ex.now_ms, "liquidation.cured", account_id=aid,
+            ex.journal.append(now, "liquidation.cured", account_id=aid,
                               step="orders_canceled")
             return
     # 2. Partial step-down to a lower bracket, where the venue does it — unless the mark has
@@ -167,7 +168,7 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
     # the liquidation engine at its bankruptcy price (step 3), none of it through the book.
     bankrupt = any(_past_bankruptcy(ex, account, p, known.get(id(p))) for p in positions)
     if bankrupt:
-        ex.journal.append(ex.now_ms, "liquidation.past_bankruptcy", account_id=aid,
+        ex.journal.append(now, "liquidation.past_bankruptcy", account_id=aid,
                           symbols=[p.symbol for p in positions if p.is_open])
     if ex.profile.liquidation.partial and not bankrupt:
         while True:
@@ -181,7 +182,7 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
                 break
             known = {}  # the step's fills moved the book, the last price and the position
             if not any(_reached(ex, account, p) for p in positions if p.is_open):
-                ex.journal.append(ex.now_ms, "liquidation.cured", account_id=aid,
+                ex.journal.append(now, "liquidation.cured", account_id=aid,
                                   step="partial")
                 return
     # 3. Takeover at the bankruptcy price, then the book, the insurance fund or ADL.
@@ -196,7 +197,7 @@ def liquidate(ex: Exchange, account: Account, positions: list[Position],
     for pos in live:
         _take_over(ex, account, pos, shared.get(id(pos)), known.get(id(pos)))
         known = {}  # the takeover moved balances, the book and the last price
-    ex.journal.append(ex.now_ms, "liquidation.completed", account_id=aid,
+    ex.journal.append(now, "liquidation.completed", account_id=aid,
                       insurance_fund=ex.ledger.balance(insurance_account(positions[0].coin)))
     ex.watcher.replan()
 
@@ -308,7 +309,8 @@ def _take_over(ex: Exchange, account: Account, pos: Position,
     fund, market, now = insurance_account(coin), market_account(coin), ex.now_ms
     # The user's side: the position closes at BP; its margin pays the loss.
     loss = -quantize(pnl_coin(qty, entry, bp, cs), step, rule)
-    holder = _holders(aid, pos)[0]
+    holder = (isolated_account(aid, pos.margin_key) if pos.margin_mode == "isolated"
+              else wallet_account(aid, coin))  # _holders(aid, pos)[0]
     if loss > 0:
         trading.debit_from(ex, coin, loss, [holder], market, "liquidation_loss", ref)
     elif loss < 0:
@@ -381,11 +383,12 @@ def _plan_book(ex: Exchange, inst: Instrument, side: str,
 
 
 def _engine_order(ex: Exchange, inst: Instrument, side: str, qty: int) -> Order:
+    now = ex.now_ms
     return Order(order_id=0, client_order_id="liquidation", account_id=LIQUIDATION_ENGINE,
                  symbol=inst.symbol, side=side, type="MARKET",  # type: ignore[arg-type]
                  qty_contracts=min(qty, inst.market_max_qty), price_usd=None,
-                 time_in_force="IOC", reduce_only=False, created_ms=ex.now_ms,
-                 updated_ms=ex.now_ms, seq=0)
+                 time_in_force="IOC", reduce_only=False, created_ms=now,
+                 updated_ms=now, seq=0)
 
 
 def _work_into_book(ex: Exchange, inst: Instrument, side: str, qty: int,

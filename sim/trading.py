@@ -570,25 +570,28 @@ def record_forced_fill(ex: Exchange, account_id: str, inst: Instrument, side: Si
     it shows in the account's orders, trades and user stream. Its money is already posted."""
     order_id = ex.next_id("order")
     prefix = "autoclose" if kind == "LIQUIDATION" else "adl_autoclose"
+    now = ex.now_ms  # one instant: the time is read once
     order = Order(order_id=order_id, client_order_id=f"{prefix}-{order_id}",
                   account_id=account_id, symbol=inst.symbol, side=side, type="MARKET",
                   qty_contracts=qty, price_usd=None, time_in_force="IOC", reduce_only=True,
-                  created_ms=ex.now_ms, updated_ms=ex.now_ms, seq=ex.next_id("seq"),
+                  created_ms=now, updated_ms=now, seq=ex.next_id("seq"),
                   position_side=position_side)
-    order.apply_fill(qty, price, inst.contract_size_usd, ex.now_ms)
+    order.apply_fill(qty, price, inst.contract_size_usd, now)
     ex.orders[order_id] = order
-    _journal_order(ex, order, "TRADE", order_type=kind, trade_id=ex.next_id("trade"),
+    _journal_order(ex, order, "TRADE", order_type=kind, now=now, trade_id=ex.next_id("trade"),
                    last_qty=qty, last_price=price, realized_pnl=realised, commission=fee,
                    maker=False)
 
 
 def _journal_order(ex: Exchange, order: Order, execution: str, *, order_type: str | None = None,
-                   **fill: object) -> None:
+                   now: int | None = None, **fill: object) -> None:
+    """Journal an ``order.update`` of ``order`` (``now``: the time, if the caller has it)."""
     inst = ex.instruments[order.symbol]
     pos = ex.accounts[order.account_id].position(order.symbol, inst.margin_asset,
                                                  order.position_side)
     ex.journal.append(
-        ex.now_ms, "order.update", account_id=order.account_id, symbol=order.symbol,
+        ex.now_ms if now is None else now, "order.update", account_id=order.account_id,
+        symbol=order.symbol,
         execution=execution, order_id=order.order_id, client_order_id=order.client_order_id,
         side=order.side, order_type=order_type or order.type, time_in_force=order.time_in_force,
         reduce_only=order.reduce_only, price=order.price_usd, qty=order.qty_contracts,
