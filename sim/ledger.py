@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -41,9 +41,24 @@ _EXACT = Context(prec=60, traps=[Inexact, InvalidOperation, Overflow])
 _UNITS_LIMIT = 2**62
 
 
+# Exact str parts already matched, per pattern: the engine names the same coins, symbols and
+# account ids over and over (a liquidation some twenty times), so each is matched once
+# (bounded; a str subclass is matched every time, as before).
+_WELL_FORMED: dict[re.Pattern[str], set[str]] = {}
+_WELL_FORMED_MAX = 1_000_000
+
+
 def _part(value: object, pattern: re.Pattern[str], what: str) -> str:
+    exact = type(value) is str
+    if exact and value in _WELL_FORMED.get(pattern, ()):
+        return cast(str, value)
     if not isinstance(value, str) or not pattern.fullmatch(value):
         raise LedgerError(f"{what} {value!r} is malformed (expected {pattern.pattern})")
+    if exact:
+        seen = _WELL_FORMED.setdefault(pattern, set())
+        if len(seen) >= _WELL_FORMED_MAX:
+            seen.clear()
+        seen.add(value)
     return value
 
 

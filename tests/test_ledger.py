@@ -66,6 +66,27 @@ def test_name_helpers_refuse_malformed_parts(call, fragment: str) -> None:
     assert fragment in str(err.value)
 
 
+def test_parts_matched_before_are_remembered_per_pattern_only() -> None:
+    # Names once found well-formed are not matched again, but only for the same kind of part:
+    # an account id that is no coin is still refused as a coin, a symbol as an account id.
+    class Name(str):
+        pass
+
+    for _ in range(2):  # the second time from what the first remembered
+        assert wallet_account("alice", "BTC") == "wallet:alice:BTC"
+        assert isolated_account("bob.1", "BTCUSD_PERP") == "isolated:bob.1:BTCUSD_PERP"
+        for call, fragment in [(lambda: market_account("alice"), "coin 'alice'"),
+                               (lambda: wallet_account("BTCUSD_PERP:X", "BTC"), "account id"),
+                               (lambda: isolated_account("alice", "al ice"), "symbol"),
+                               (lambda: wallet_account(Name("a b"), "BTC"), "account id")]:
+            with pytest.raises(LedgerError, match="malformed") as err:
+                call()
+            assert fragment in str(err.value)
+    # A str subclass is matched every time and kept as it is, as before.
+    name = Name("carol")
+    assert wallet_account(name, "BTC") == "wallet:carol:BTC"
+
+
 def test_fill_postings_are_hand_checkable(ledger: Ledger) -> None:
     # A fill that pays a 0.0005 BTC fee and realises 0.0123 BTC profit from the market.
     with ledger.transaction():
