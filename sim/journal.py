@@ -114,22 +114,23 @@ def _freeze_known(value: object) -> object:
     if kind is Decimal:
         if not value.is_finite():  # type: ignore[attr-defined]
             raise _Unusual
-        return _decimal_text(cast(Decimal, value))
+        return _decimal_text(value)  # type: ignore[arg-type]
     if kind is dict or kind is MappingProxyType:
         out: dict[str, object] = {}
-        for key, item in cast(Mapping[object, object], value).items():
+        # No typing.cast in this loop: a call (and a generic alias built) per value.
+        for key, item in value.items():  # type: ignore[attr-defined]
             if type(key) is not str:
                 raise _Unusual
             k = type(item)
             if k is str or k is int or k is bool or item is None:
                 out[key] = item
-            elif k is Decimal and item.is_finite():  # type: ignore[attr-defined]
-                out[key] = _decimal_text(cast(Decimal, item))
+            elif k is Decimal and item.is_finite():
+                out[key] = _decimal_text(item)
             else:
                 out[key] = _freeze_known(item)
         return MappingProxyType(out)
     if kind is list or kind is tuple:
-        return tuple([_freeze_known(item) for item in cast(list[object], value)])
+        return tuple([_freeze_known(item) for item in value])  # type: ignore[attr-defined]
     raise _Unusual
 
 
@@ -146,7 +147,7 @@ def _freeze_own(payload: dict[str, object]) -> object:
             if k is str or k is int or k is bool or item is None:
                 continue
             if k is Decimal and item.is_finite():  # type: ignore[attr-defined]
-                payload[key] = _decimal_text(cast(Decimal, item))
+                payload[key] = _decimal_text(item)  # type: ignore[arg-type]
             else:
                 payload[key] = _freeze_known(item)
         return MappingProxyType(payload)
@@ -283,10 +284,9 @@ class Journal:
                 f"(seq {self._events[-1].seq} at {self._events[-1].time_ms}); events must be "
                 "appended in time order"
             )
-        frozen = _freeze_own(cast("dict[str, object]", payload)) if own else _freeze(
+        frozen: Any = _freeze_own(payload) if own else _freeze(  # type: ignore[arg-type]
             payload, "payload")
-        event = Event(len(self._events) + 1, time_ms, event_type,
-                      cast("Mapping[str, Any]", frozen), detail)
+        event = Event(len(self._events) + 1, time_ms, event_type, frozen, detail)
         self._events.append(event)
         if self._subscribers:
             self._deliver(event)
