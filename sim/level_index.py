@@ -11,6 +11,9 @@ A change of the funding rate re-marks a whole symbol where the profile counts fu
 Each position's solver inputs (size, entry, margin mode, margin-call flag, margin account) are
 kept in arrays too, re-read only for the accounts a record names: a funding settlement, one
 batch posting that only moves balances, re-solves its holders from their new balances alone.
+The float solver's last answers are kept per position with the inputs they came from
+(``SolvedLevels``): a position re-solved from equal inputs (a margin call flips only its flag)
+reads them back.
 
 Per position (long shown; shorts mirror it), with L the liquidation level, C the margin-call
 level and M the interval around the price where MM / margin balance reaches the threshold:
