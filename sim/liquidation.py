@@ -62,7 +62,18 @@ def check_all(ex: Exchange) -> None:
 
 def check_account(ex: Exchange, account: Account) -> None:
     """The exact check of one account: margin calls, then liquidation where reached."""
-    if not any(p.is_open for p in account.positions.values()):
+    if len(account.positions) == 1:
+        (only,) = account.positions.values()
+        if not only.is_open:
+            return
+        if only.margin_mode == "isolated":
+            # The crowd's usual isolated account: the pass below with its cross part finding
+            # no open cross position (this one stays isolated, liquidated or not).
+            view = _margin_call(ex, account, only)
+            if _reached(ex, account, only, view):
+                liquidate(ex, account, [only], {id(only): view})
+            return
+    elif not any(p.is_open for p in account.positions.values()):
         return
     for pos in list(account.positions.values()):
         if pos.is_open and pos.margin_mode == "isolated":

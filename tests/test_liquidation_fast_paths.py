@@ -6,6 +6,8 @@
   view it replaced
   (``reference_margin_check``, built on ``cross_state``) for every open position, every profile;
 * ``risk.cross_state`` asks each mark once: equal to ``reference_cross_state``;
+* ``liquidation.check_account`` takes a lone isolated position the short way
+  (``reference_check_account``);
 * ``liquidation.liquidate`` hands its trigger views to the step-down and the takeover while
   nothing has moved, and skips cancelling on a book with no resting order
   (``reference_liquidate`` asks again each time and cancels on every book);
@@ -184,10 +186,29 @@ def reference_sync_few(index: LevelIndex, refresh: list[int]) -> np.ndarray:
     return changed
 
 
+def reference_check_account(ex: Exchange, account: liquidation.Account) -> None:
+    """``liquidation.check_account`` before its lone isolated position's short way."""
+    L = liquidation
+    if not any(p.is_open for p in account.positions.values()):
+        return
+    for pos in list(account.positions.values()):
+        if pos.is_open and pos.margin_mode == "isolated":
+            view = L._margin_call(ex, account, pos)
+            if L._reached(ex, account, pos, view):
+                L.liquidate(ex, account, [pos], {id(pos): view})
+    for coin in dict.fromkeys(p.coin for p in account.open_positions()
+                              if p.margin_mode == "cross"):
+        positions = risk.cross_positions(ex, account.account_id, coin)
+        views = {id(pos): L._margin_call(ex, account, pos) for pos in positions}
+        if any(L._reached(ex, account, p, views[id(p)]) for p in positions):
+            L.liquidate(ex, account, positions, views)
+
+
 def use_references(m: pytest.MonkeyPatch) -> None:
     m.setattr(risk, "margin_check", reference_margin_check)
     m.setattr(risk, "cross_state", reference_cross_state)
     m.setattr(liquidation, "liquidate", reference_liquidate)
+    m.setattr(liquidation, "check_account", reference_check_account)
     m.setattr(journal, "_freeze", journal._freeze_checked)
     m.setattr(journal, "_freeze_own", lambda payload: journal._freeze_checked(payload, "payload"))
     m.setattr(Exchange, "now_ms", property(lambda ex: ex.clock.now_ms))
