@@ -472,6 +472,12 @@ class LevelIndex:
         self._dirty.clear()
         if not self._moved and len(refresh) < _BATCH_AT and len(refresh) <= _REBUILD_AT:
             return self._sync_few(refresh)
+        return self._sync_arrays(refresh)
+
+    def _sync_arrays(self, refresh: list[int]) -> np.ndarray:
+        """``_sync``'s solve as arrays: the accounts ``refresh`` (ordinals, sorted) re-read,
+        then every position whose inputs moved solved again; the ordinals solved."""
+        ex = self.ex
         # Sorted, distinct; sized by what changed, not by the crowd (a liquidation names a few).
         changed = np.array(refresh, dtype=np.int64)
         if self._moved:

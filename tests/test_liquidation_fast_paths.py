@@ -13,8 +13,8 @@
   (``reference_liquidate`` asks again each time and cancels on every book);
 * the journal freezes payloads through its fast path, ``append``'s keyword arguments in place
   (``journal._freeze_checked`` is the reference);
-* the level index handles a few named accounts as a list (``LevelIndex._sync_few``;
-  ``reference_sync_few`` is the array path it replaces) and reads back the float solver's
+* the level index handles a few named accounts as a list (``LevelIndex._sync_few``; the array
+  path it replaces, ``LevelIndex._sync_arrays``, is the reference) and reads back the float solver's
   answers for equal inputs (``SolvedLevels``, also tests/test_fast_levels_batch.py);
 * ``Exchange.now_ms`` reads the clock's environment directly (``clock.now_ms``);
   ``Exchange.mark_price`` keeps whether the funding rate matters at its cached instant and
@@ -31,7 +31,6 @@ from __future__ import annotations
 import random
 from decimal import Decimal
 
-import numpy as np
 import pytest
 
 from perpsim.sim import journal, liquidation, risk, trading
@@ -164,28 +163,6 @@ def reference_mark_price(ex: Exchange, symbol: str) -> Decimal:
     return mark
 
 
-def reference_sync_few(index: LevelIndex, refresh: list[int]) -> np.ndarray:
-    """The tail of ``LevelIndex._sync`` before a few accounts were handled as a list: the
-    array path, whatever the count."""
-    changed = np.array(refresh, dtype=np.int64)
-    if refresh:
-        index._refresh(refresh)
-    solved = [changed]
-    for symbol, levels in index.symbols.items():
-        held = levels.rows.held
-        if levels.solver.funding_in_mm and (
-                rate := index.ex.mark_funding_rate(symbol)) != levels.rate:
-            levels.rate = rate
-            ordinals = np.flatnonzero(held)
-            solved.append(ordinals)
-        else:
-            ordinals = changed[held[changed]]
-        index._solve(levels, ordinals)
-    if len(solved) > 1:
-        changed = np.unique(np.concatenate(solved))
-    return changed
-
-
 def reference_check_account(ex: Exchange, account: liquidation.Account) -> None:
     """``liquidation.check_account`` before its lone isolated position's short way."""
     L = liquidation
@@ -214,7 +191,7 @@ def use_references(m: pytest.MonkeyPatch) -> None:
     m.setattr(Exchange, "now_ms", property(lambda ex: ex.clock.now_ms))
     m.setattr(Exchange, "mark_price", reference_mark_price)
     m.setattr(Exchange, "last_price", reference_last_price)
-    m.setattr(LevelIndex, "_sync_few", reference_sync_few)
+    m.setattr(LevelIndex, "_sync_few", LevelIndex._sync_arrays)
     m.setattr(SolvedLevels, "get", lambda *_: None)  # every position solved afresh
 
 
