@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import warnings
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from plotly.offline import get_plotlyjs
 from perpsim.cli import build_parser, main
 from perpsim.cli import hedge_config as cli_hedge_config
 from perpsim.sweep.cli import overrides, run_sweep
-from perpsim.sweep.executors import Executor
+from perpsim.sweep.executors import Executor, local_cluster
 from perpsim.sweep.report import render
 from perpsim.sweep.run import (
     RunSpec,
@@ -290,6 +292,30 @@ def test_dask_local_cluster_gives_the_same_file_as_local_processes(tmp_path: Pat
     assert local.ran == dask.ran == 4
     assert local.failed == 0
     assert (tmp_path / "local.parquet").read_bytes() == (tmp_path / "dask.parquet").read_bytes()
+
+
+def test_a_local_cluster_serves_its_routes_on_a_free_loopback_port() -> None:
+    # Dask's scheduler serves /metrics and /health on 8787 by default, even without a
+    # dashboard: with 8787 taken (another Dask here) its fallback used to leak a socket.
+    held = socket.socket()
+    try:
+        held.bind(("127.0.0.1", 8787))
+        held.listen()
+    except OSError:
+        pass  # taken already: the case this is about
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            cluster = local_cluster(1)
+            try:
+                bound = [s.getsockname() for s in
+                         cluster.scheduler.http_server._sockets.values()]
+            finally:
+                cluster.close()
+    finally:
+        held.close()
+    assert bound
+    assert all(host == "127.0.0.1" and port != 8787 for host, port in bound)
 
 
 def test_the_report_is_one_offline_page(tmp_path: Path) -> None:

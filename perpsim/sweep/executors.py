@@ -90,8 +90,12 @@ def local_cluster(workers: int) -> Any:
     """A Dask LocalCluster of ``workers`` single-threaded processes on 127.0.0.1."""
     from distributed import LocalCluster
 
+    # No dashboard; the scheduler still serves its HTTP routes (/metrics, /health), by default
+    # on port 8787 — taken when another Dask runs here, and the fallback then leaks a socket.
+    # Any free loopback port instead.
     return LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
-                        dashboard_address=None, host="127.0.0.1")
+                        dashboard_address=None, host="127.0.0.1",
+                        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
 
 
 def run_on_dask(runs: Sequence[RunSpec], on_row: OnRow, *, scheduler: str | None = None,
